@@ -1,0 +1,27 @@
+# Two set-up-free entry points: `make test` and `make demo`. Each creates the venv it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first, pinned: these exact wheels are on the build machines' disk.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev,mqtt]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+lint: $(STAMP)
+	$(PY) -m ruff check streamvxl tests
+
+demo: $(STAMP)
+	$(PY) -m streamvxl.cli demo
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""streamvxl: a streaming video memory for real-time agents."""
