@@ -1,0 +1,87 @@
+"""Attention caches for one forward sequence: where a chunk reads cached K/V and writes its own.
+
+Memory is stored *pre-RoPE* (positions get re-packed when the retained set changes); these caches
+hold the *rotated* view a forward pass needs for the positions valid right now (0..M-1).
+
+- `ConcatCache`: functional (``torch.cat``), autograd-safe; used for interval encoding, where each
+  window is one forward, and for training.
+- `RotatedCache`: preallocated buffers written in place (gpt-fast style); used for answering,
+  where a question is followed by many one-token decode steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .decoder import KVSink
+from .rope import apply_rope, rope_cos_sin
+
+# Shapes: L layers, B batch, G key/value heads, M cached tokens, T chunk tokens, D head_dim.
+
+
+def rotate_memory(keys: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotate pre-RoPE memory keys (..., M, D) to the packed positions 0..M-1."""
+    m, d = keys.shape[-2], keys.shape[-1]
+    cos, sin = rope_cos_sin(torch.arange(m, device=keys.device), d, theta, keys.dtype)
+    return apply_rope(keys, cos, sin)
+
+
+class ConcatCache(KVSink):
+    """Memory (L, B, G, M, D) pre-RoPE keys and values; a chunk attends to memory + itself."""
+
+    def __init__(self, keys: torch.Tensor | None, values: torch.Tensor | None,
+                 theta: float) -> None:
+        self.keys, self.values, self.theta = keys, values, theta
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[-2]
+
+    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys is None or self.keys.shape[-2] == 0:
+            return k_rot, v
+        mem_k = rotate_memory(self.keys[layer], self.theta)  # (B, G, M, D)
+        return torch.cat((mem_k, k_rot), dim=2), torch.cat((self.values[layer], v), dim=2)
+
+
+class RotatedCache(KVSink):
+    """Preallocated rotated K/V of capacity ``capacity`` tokens; chunks are appended in place.
+
+    Call `advance` after each forward pass: every layer writes its chunk at the same offset.
+    """
+
+    def __init__(self, num_layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        shape = (num_layers, batch, kv_heads, capacity, head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.length = 0
+        self.capacity = capacity
+
+    @classmethod
+    def from_memory(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int,
+                    theta: float) -> RotatedCache:
+        """A cache holding memory (L, B, G, M, D) rotated to 0..M-1, with room for more."""
+        n_layers, b, g, m, d = keys.shape
+        if capacity < m:
+            raise ValueError(f"capacity {capacity} < memory length {m}")
+        cache = cls(n_layers, b, g, d, capacity, keys.dtype, keys.device)
+        if m:
+            cache.k[:, :, :, :m] = rotate_memory(keys, theta)
+            cache.v[:, :, :, :m] = values
+        cache.length = m
+        return cache
+
+    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k_rot.shape[2]
+        end = self.length + t
+        if end > self.capacity:
+            raise RuntimeError(f"RotatedCache overflow: {end} > capacity {self.capacity}")
+        self.k[layer, :, :, self.length:end] = k_rot
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, t: int) -> None:
+        self.length += t

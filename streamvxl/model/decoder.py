@@ -1,0 +1,201 @@
+"""Qwen2 decoder with visual-summarization-token (VST, "beacon") routing.
+
+Identical to Qwen2 except that tokens marked as VSTs are projected by their own
+``beacon_{q,k,v}_proj``; norms, ``o_proj``, the MLP and ``lm_head`` are shared. Attribute names
+match the Video-XL checkpoint so its weights load without renaming. A Llama checkpoint loads as
+this model with zero q/k/v biases.
+
+The forward pass is written for chunked use: a chunk of T new tokens attends to M cached tokens
+(already rotated keys) plus, causally, to itself -- causal attention aligned bottom-right, which is
+Video-XL's "full-coverage" mask. SDPA takes it without a materialised mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention.bias import causal_lower_right
+
+from .config import LLMConfig
+from .rope import apply_rope, rope_cos_sin
+
+# Shapes: B batch (1 per stream), T chunk tokens, M cached tokens, C hidden, H query heads,
+# G key/value heads, D head_dim, V vocabulary.
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+@dataclass
+class TokenRoute:
+    """Which rows of a chunk are VSTs. Indices are precomputed once per window layout."""
+
+    vst: torch.Tensor  # (n_vst,) int64 positions in the chunk
+    regular: torch.Tensor  # (T - n_vst,) int64 positions in the chunk
+
+    @staticmethod
+    def from_mask(is_vst: torch.Tensor) -> TokenRoute | None:
+        """None when no row is a VST (the plain Qwen2 path)."""
+        if not bool(is_vst.any()):
+            return None
+        return TokenRoute(vst=is_vst.nonzero().squeeze(1), regular=(~is_vst).nonzero().squeeze(1))
+
+
+def _routed(x: torch.Tensor, route: TokenRoute | None, regular: nn.Linear,
+            beacon: nn.Linear) -> torch.Tensor:
+    """Apply ``regular`` to ordinary rows and ``beacon`` to VST rows of x (B, T, C)."""
+    if route is None:
+        return regular(x)
+    out_reg = regular(x.index_select(1, route.regular))  # (B, T-n, out)
+    out_vst = beacon(x.index_select(1, route.vst))  # (B, n, out)
+    out = x.new_empty(x.shape[0], x.shape[1], out_reg.shape[-1])
+    return out.index_copy(1, route.regular, out_reg).index_copy(1, route.vst, out_vst)
+
+
+class KVSink:
+    """Where a forward pass reads cached keys/values and writes the chunk's own.
+
+    ``extend`` receives the chunk's rotated keys (B, G, T, D) and values for one layer and returns
+    keys/values (B, G, M+T, D) to attend over. Implementations: `streamvxl.model.cache`.
+    """
+
+    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__()
+        c, h, g, d = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, \
+            cfg.dim_per_head
+        self.n_heads, self.n_kv_heads, self.head_dim = h, g, d
+        # Llama has no q/k/v bias; keeping a (zero) bias makes it the same module as Qwen2.
+        self.q_proj = nn.Linear(c, h * d, bias=True)
+        self.k_proj = nn.Linear(c, g * d, bias=True)
+        self.v_proj = nn.Linear(c, g * d, bias=True)
+        self.o_proj = nn.Linear(h * d, c, bias=False)
+        self.beacon_q_proj = nn.Linear(c, h * d, bias=True)
+        self.beacon_k_proj = nn.Linear(c, g * d, bias=True)
+        self.beacon_v_proj = nn.Linear(c, g * d, bias=True)
+
+    def project_kv(self, x: torch.Tensor, route: TokenRoute | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-RoPE keys and values of x (B, T, C), each (B, G, T, D)."""
+        b, t, _ = x.shape
+        k = _routed(x, route, self.k_proj, self.beacon_k_proj)
+        v = _routed(x, route, self.v_proj, self.beacon_v_proj)
+        k = k.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, D)
+        v = v.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, D)
+        return k, v
+
+    def attend(self, x: torch.Tensor, route: TokenRoute | None, k_all: torch.Tensor,
+               v_all: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C)."""
+        b, t, _ = x.shape
+        q = _routed(x, route, self.q_proj, self.beacon_q_proj)
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        q = apply_rope(q, cos, sin)
+        total = k_all.shape[2]
+        if t == 1:
+            mask, causal = None, False  # one query sees everything before it
+        elif total == t:
+            mask, causal = None, True  # no memory: plain causal
+        else:
+            mask, causal = causal_lower_right(t, total), False  # full-coverage
+        o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=causal,
+                                           enable_gqa=self.n_heads != self.n_kv_heads)
+        o = o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
+        return self.o_proj(o)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+@dataclass
+class ChunkKV:
+    """Pre-RoPE keys and values a chunk produced, per layer: (L, B, G, T, D) each."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class Decoder(nn.Module):
+    """The transformer body: embeddings, layers, final norm. Named like ``model.*`` in checkpoints."""
+
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.beacon_embed_tokens = nn.Embedding(1, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward_chunk(self, embeds: torch.Tensor, start: int, cache: KVSink,
+                      route: TokenRoute | None = None, need_hidden: bool = True,
+                      keep: torch.Tensor | None = None) -> tuple[torch.Tensor | None, ChunkKV]:
+        """Run a chunk of T tokens at positions start..start+T-1 over the cached tokens.
+
+        Args:
+            embeds: (B, T, C) input embeddings (text rows, visual rows and VST rows).
+            start: position of the chunk's first token (= number of cached tokens M, because
+                positions are re-packed: the cache holds positions 0..M-1).
+            cache: gives attention the cached keys/values and records the chunk's own.
+            route: which rows are VSTs (None: all ordinary).
+            need_hidden: False when only keys/values matter (interval encoding); the last layer's
+                attention output and MLP, which nothing reads, are then skipped.
+            keep: chunk rows (int64 indices) whose pre-RoPE K/V to return; all rows when None.
+
+        Returns:
+            The final-normed hidden states (B, T, C) (None when ``need_hidden`` is False) and
+            the pre-RoPE K/V of the kept rows.
+        """
+        b, t, _ = embeds.shape
+        d = self.cfg.dim_per_head
+        positions = torch.arange(start, start + t, device=embeds.device)
+        cos, sin = rope_cos_sin(positions, d, self.cfg.rope_theta, embeds.dtype)  # (T, D)
+        x = embeds
+        kept_k, kept_v = [], []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer.input_layernorm(x)
+            k, v = layer.self_attn.project_kv(h, route)  # (B, G, T, D) each, pre-RoPE
+            kept_k.append(k if keep is None else k.index_select(2, keep))
+            kept_v.append(v if keep is None else v.index_select(2, keep))
+            if i == last and not need_hidden:
+                break
+            k_all, v_all = cache.extend(i, apply_rope(k, cos, sin), v)
+            x = x + layer.self_attn.attend(h, route, k_all, v_all, cos, sin)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
+        return (self.norm(x) if need_hidden else None), kv

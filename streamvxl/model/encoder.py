@@ -1,0 +1,83 @@
+"""The interval encoder: raw visual tokens -> the K/V of a few VSTs per layer.
+
+Each window is one forward pass over [memory | window], full-coverage (every window token sees all
+of memory and, causally, the window, VSTs included). Afterwards only the VSTs' pre-RoPE K/V are
+kept; the raw tokens' K/V are dropped. Later windows of the same interval see the VSTs of the
+earlier ones ("accumulation"), exactly as Video-XL does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cache import ConcatCache
+from .decoder import ChunkKV, TokenRoute
+from .layout import RemainderRule, WindowLayout, split_windows, window_layout
+from .videoxl import VideoXL
+
+# Shapes: L layers, B batch, G kv heads, M memory tokens, N raw tokens, W expanded window,
+# C hidden, D head_dim.
+
+
+def window_embeddings(model: VideoXL, raw: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """Scatter raw tokens (B, N, C) and the VST embedding into the expanded window (B, W, C)."""
+    b, _, c = raw.shape
+    out = raw.new_empty(b, layout.length, c)
+    out = out.index_copy(1, layout.raw_slots.to(raw.device), raw)
+    if layout.num_vst:
+        vst = model.vst_embedding().to(raw.dtype).expand(b, layout.num_vst, c)
+        out = out.index_copy(1, layout.vst_slots.to(raw.device), vst)
+    return out
+
+
+def encode_window(model: VideoXL, memory_k: torch.Tensor | None, memory_v: torch.Tensor | None,
+                  raw: torch.Tensor, layout: WindowLayout) -> ChunkKV:
+    """One window over memory (L, B, G, M, D); returns the K/V to retain (L, B, G, n, D).
+
+    n is the VST count, or the raw-token count when ``layout.ratio`` is None (no compression).
+    """
+    device = raw.device
+    embeds = window_embeddings(model, raw, layout)
+    if layout.ratio is None:
+        route, keep = None, None
+    else:
+        route = TokenRoute(vst=layout.vst_slots.to(device),
+                           regular=layout.raw_slots.to(device))
+        keep = route.vst
+    cache = ConcatCache(memory_k, memory_v, model.config.llm.rope_theta)
+    _, kv = model.model.forward_chunk(embeds, cache.length, cache, route, need_hidden=False,
+                                      keep=keep)
+    return kv
+
+
+def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
+    return b if a is None else torch.cat((a, b), dim=3)
+
+
+def encode_interval(model: VideoXL, memory_k: torch.Tensor | None,
+                    memory_v: torch.Tensor | None, tokens: torch.Tensor, ratio: int | None,
+                    window: int, remainder: RemainderRule = "summarize") -> ChunkKV:
+    """Compress an interval's raw tokens (B, N, C) into retained K/V (L, B, G, n, D).
+
+    Memory (pre-RoPE, L x B x G x M x D, or None when empty) is what the interval may attend to:
+    the sink and the VSTs of earlier intervals. It is not modified.
+    """
+    kept_k: torch.Tensor | None = None
+    kept_v: torch.Tensor | None = None
+    for start, end in split_windows(tokens.shape[1], window):
+        layout = window_layout(end - start, ratio, remainder)
+        mem_k = memory_k if kept_k is None else _cat(memory_k, kept_k)
+        mem_v = memory_v if kept_v is None else _cat(memory_v, kept_v)
+        kv = encode_window(model, mem_k, mem_v, tokens[:, start:end], layout)
+        kept_k, kept_v = _cat(kept_k, kv.keys), _cat(kept_v, kv.values)
+    assert kept_k is not None and kept_v is not None
+    return ChunkKV(kept_k, kept_v)
+
+
+def encode_text(model: VideoXL, memory_k: torch.Tensor | None, memory_v: torch.Tensor | None,
+                ids: torch.Tensor) -> ChunkKV:
+    """Text ids (B, T) after memory; returns all their pre-RoPE K/V (the sink uses this)."""
+    cache = ConcatCache(memory_k, memory_v, model.config.llm.rope_theta)
+    _, kv = model.model.forward_chunk(model.embed_ids(ids), cache.length, cache,
+                                      need_hidden=False)
+    return kv

@@ -1,0 +1,103 @@
+"""Answering: prefill a chunk over memory, then decode token by token.
+
+Small free functions in the gpt-fast manner: `prefill`, `decode_one_token`, `sample`, `generate`.
+The cache is a `RotatedCache` built once from memory, so each decode step costs one token's work
+plus attention over the cache, with no re-rotation of memory keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .cache import RotatedCache
+from .videoxl import VideoXL
+
+# Shapes: B batch, T chunk tokens, C hidden, V vocabulary.
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to pick the next token. ``temperature == 0`` is greedy."""
+
+    temperature: float = 0.0
+    """Softmax temperature; 0 picks the argmax."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1.0 disables it)."""
+    seed: int | None = None
+    """Seed of the sampling generator, for reproducible sampled answers."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@torch.no_grad()
+def prefill(model: VideoXL, cache: RotatedCache, embeds: torch.Tensor,
+            all_logits: bool = False) -> torch.Tensor:
+    """Run (B, T, C) embeddings after the cache; logits of the last (B, V) or all (B, T, V)."""
+    hidden, _ = model.model.forward_chunk(embeds, cache.length, cache)
+    cache.advance(embeds.shape[1])
+    return model.logits(hidden if all_logits else hidden[:, -1]).float()
+
+
+@torch.no_grad()
+def decode_one_token(model: VideoXL, cache: RotatedCache, token: torch.Tensor) -> torch.Tensor:
+    """Feed one token id per batch row (B,) and return the next logits (B, V)."""
+    hidden, _ = model.model.forward_chunk(model.embed_ids(token[:, None]), cache.length, cache)
+    cache.advance(1)
+    return model.logits(hidden[:, -1]).float()
+
+
+def sample(logits: torch.Tensor, sampling: Sampling,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token per row of logits (B, V) -> (B,)."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        drop = sorted_p.cumsum(-1) - sorted_p >= sampling.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@dataclass
+class Generation:
+    """Generated ids and, per step, the logits they were picked from."""
+
+    ids: list[int]
+    step_logits: list[torch.Tensor]
+    """One (V,) float32 tensor per generated token (step 0 = the prefill's last position)."""
+    stopped_on_eos: bool
+
+
+def generate(model: VideoXL, cache: RotatedCache, first_logits: torch.Tensor,
+             max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+             sampling: Sampling = Sampling(),
+             on_token: Callable[[int], None] | None = None) -> Generation:
+    """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V)."""
+    generator = None
+    if sampling.temperature > 0 and sampling.seed is not None:
+        generator = torch.Generator(device=first_logits.device).manual_seed(sampling.seed)
+    logits = first_logits
+    ids: list[int] = []
+    steps: list[torch.Tensor] = []
+    for step in range(max_new_tokens):
+        token = sample(logits, sampling, generator)  # (1,)
+        tok = int(token.item())
+        ids.append(tok)
+        steps.append(logits[0])
+        if on_token is not None:
+            on_token(tok)
+        if tok in eos_ids:
+            return Generation(ids, steps, True)
+        if step + 1 < max_new_tokens:
+            logits = decode_one_token(model, cache, token)
+    return Generation(ids, steps, False)
