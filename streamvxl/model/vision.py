@@ -42,6 +42,7 @@ class VisionTower(nn.Module):
         super().__init__()
         clip = CLIPVisionModel(config)
         self.vision_tower = clip if hasattr(clip, "vision_model") else _Nested(clip)
+        self.config = config
         self.select_layer = select_layer
 
     def reset_buffers(self) -> None:
@@ -53,7 +54,7 @@ class VisionTower(nn.Module):
 
     @property
     def image_size(self) -> int:
-        return self.vision_tower.config.image_size
+        return self.config.image_size
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (N, 3, S, S) -> patch features (N, P, Cv) and CLS (N, Cv)."""

@@ -1,0 +1,106 @@
+"""`MemoryEngine`: one stream's memory bound to a model, at the level of tensors and token ids.
+
+`VideoMemory` turns frames and text into the calls here; the conformance tests call it directly
+with the reference's pixel values and ids. Nothing here knows about frames, tokenizers or threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..model.cache import RotatedCache
+from ..model.encoder import encode_interval, encode_text
+from ..model.generate import Generation, Sampling, generate, prefill
+from ..model.layout import RemainderRule
+from ..model.videoxl import VideoXL
+from .store import IntervalRecord, MemoryStore
+
+# Shapes: F frames, T tokens per frame, N raw tokens, Q question tokens, C hidden, V vocabulary.
+
+
+@dataclass
+class EngineAnswer:
+    """Result of `MemoryEngine.answer`."""
+
+    generation: Generation
+    prefill_logits: torch.Tensor | None
+    """(Q', V) logits of every prefilled position when asked for, else None."""
+    context_tokens: int
+    """Tokens the question attended to: memory + open raw tokens + question."""
+
+
+class MemoryEngine:
+    """Sink, interval compression and answering over a `MemoryStore`.
+
+    Args:
+        model: the Video-XL model.
+        store: where retained K/V live (its dtype/device match the model's).
+        window: most raw tokens per interval-encoder forward.
+        remainder: VST placement when r does not divide a window (see `streamvxl.model.layout`).
+    """
+
+    def __init__(self, model: VideoXL, store: MemoryStore, window: int,
+                 remainder: RemainderRule = "summarize") -> None:
+        self.model, self.store, self.window, self.remainder = model, store, window, remainder
+
+    @classmethod
+    def for_model(cls, model: VideoXL, window: int | None = None,
+                  token_budget: int | None = None,
+                  remainder: RemainderRule = "summarize") -> MemoryEngine:
+        llm = model.config.llm
+        store = MemoryStore(llm.num_hidden_layers, llm.num_key_value_heads, llm.dim_per_head,
+                            model.dtype, model.device, token_budget)
+        return cls(model, store, window or model.config.vst.window, remainder)
+
+    @property
+    def has_sink(self) -> bool:
+        return self.store.sink_tokens > 0
+
+    @torch.no_grad()
+    def set_prefix(self, ids: torch.Tensor) -> None:
+        """Encode the prompt prefix ids (S,) into the sink."""
+        kv = encode_text(self.model, None, None, ids.to(self.model.device)[None])
+        self.store.set_sink(kv.keys, kv.values)
+
+    @torch.no_grad()
+    def compress(self, tokens: torch.Tensor, ratio: int | None, *, t_start: float, t_end: float,
+                 frame_start: int, frame_end: int, embedding: torch.Tensor | None = None
+                 ) -> tuple[IntervalRecord, list[IntervalRecord]]:
+        """Compress one closed interval's tokens (F, T, C) or (N, C) and store it."""
+        raw = tokens.reshape(1, -1, tokens.shape[-1]).to(self.model.device, self.model.dtype)
+        mem_k, mem_v = self._memory()
+        kv = encode_interval(self.model, mem_k, mem_v, raw, ratio, self.window, self.remainder)
+        return self.store.add(kv.keys, kv.values, t_start=t_start, t_end=t_end,
+                              frame_start=frame_start, frame_end=frame_end, ratio=ratio,
+                              embedding=embedding)
+
+    def _memory(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.store.num_tokens == 0:
+            return None, None
+        return self.store.keys(), self.store.values()
+
+    @torch.no_grad()
+    def answer(self, open_tokens: torch.Tensor | None, question_ids: torch.Tensor,
+               max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+               sampling: Sampling = Sampling(), all_logits: bool = False,
+               on_token: Callable[[int], None] | None = None) -> EngineAnswer:
+        """Answer after memory + the open interval's raw tokens (N, C) + question ids (Q,).
+
+        The memory is not modified: the question and the open tokens live in a temporary cache.
+        """
+        model = self.model
+        q = model.embed_ids(question_ids.to(model.device)[None])  # (1, Q, C)
+        if open_tokens is not None and open_tokens.numel():
+            raw = open_tokens.reshape(1, -1, q.shape[-1]).to(model.device, model.dtype)
+            q = torch.cat((raw, q), dim=1)  # (1, N+Q, C)
+        mem_k, mem_v = self.store.keys(), self.store.values()
+        m = mem_k.shape[3]
+        cache = RotatedCache.from_memory(mem_k, mem_v, m + q.shape[1] + max_new_tokens,
+                                         model.config.llm.rope_theta)
+        logits = prefill(model, cache, q, all_logits=all_logits)
+        last = logits[:, -1] if all_logits else logits
+        gen = generate(model, cache, last, max_new_tokens, eos_ids, sampling, on_token)
+        return EngineAnswer(gen, logits[0] if all_logits else None, m + q.shape[1])

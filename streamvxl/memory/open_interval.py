@@ -1,0 +1,67 @@
+"""The frames of the still-open interval: raw visual tokens, embeddings and timestamps.
+
+Frames stay raw until the segmenter closes the interval they belong to; a question asked
+meanwhile sees them uncompressed. The boundary decision runs a few frames late, so a closed
+interval is usually a prefix of this buffer: `take` removes and returns that prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Shapes: F frames, T tokens per frame, C hidden, E embedding width.
+
+
+@dataclass
+class FrameSpan:
+    """Consecutive frames taken out of the buffer."""
+
+    first_index: int
+    tokens: torch.Tensor  # (F, T, C)
+    embeddings: torch.Tensor  # (F, E)
+    timestamps: list[float]
+
+
+class OpenInterval:
+    """FIFO of per-frame tokens keyed by consecutive stream frame indices."""
+
+    def __init__(self) -> None:
+        self._tokens: list[torch.Tensor] = []
+        self._embeddings: list[torch.Tensor] = []
+        self.timestamps: list[float] = []
+        self.first_index = 0
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def append(self, tokens: torch.Tensor, embedding: torch.Tensor, timestamp: float) -> None:
+        """Add one frame: tokens (T, C), embedding (E,)."""
+        self._tokens.append(tokens)
+        self._embeddings.append(embedding)
+        self.timestamps.append(timestamp)
+
+    def raw_tokens(self) -> torch.Tensor | None:
+        """All buffered tokens (F*T, C), frame-major; None when empty."""
+        if not self._tokens:
+            return None
+        return torch.cat(self._tokens, dim=0)
+
+    def take(self, last_index: int) -> FrameSpan:
+        """Remove and return frames first_index..last_index (inclusive)."""
+        n = last_index - self.first_index + 1
+        if not 0 < n <= len(self):
+            raise IndexError(f"frames {self.first_index}..{last_index} are not all buffered "
+                             f"({len(self)} frames from {self.first_index})")
+        span = FrameSpan(self.first_index, torch.stack(self._tokens[:n]),
+                         torch.stack(self._embeddings[:n]), self.timestamps[:n])
+        del self._tokens[:n], self._embeddings[:n], self.timestamps[:n]
+        self.first_index += n
+        return span
+
+    def clear(self, next_index: int = 0) -> None:
+        self._tokens.clear()
+        self._embeddings.clear()
+        self.timestamps.clear()
+        self.first_index = next_index

@@ -1,0 +1,68 @@
+"""Frames (H x W x 3 uint8 RGB) -> the vision tower's pixel tensors, CLIP style.
+
+Resize the shortest edge to the tower's image size (bicubic, antialiased), centre-crop a square,
+scale to [0, 1] and normalise with the tower's mean/std. Done in torch so it runs on the model's
+device; values are rounded to uint8 after resizing like the PIL-based CLIP processor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Shapes: N frames, S image side, H/W frame height/width.
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """CLIP-style frame preprocessing for a tower of side ``image_size``."""
+
+    image_size: int
+    """Side of the square crop the tower takes."""
+    mean: tuple[float, float, float] = CLIP_MEAN
+    """Per-channel mean in [0, 1] units."""
+    std: tuple[float, float, float] = CLIP_STD
+    """Per-channel standard deviation in [0, 1] units."""
+
+    @classmethod
+    def from_folder(cls, folder: Path, image_size: int) -> Preprocessor:
+        """Read ``preprocessor_config.json`` (in ``folder`` or its vision-tower subfolder)."""
+        for cand in (folder / "preprocessor_config.json",
+                     *folder.glob("*/preprocessor_config.json")):
+            if cand.is_file():
+                cfg = json.loads(cand.read_text())
+                return cls(image_size, tuple(cfg.get("image_mean", CLIP_MEAN)),
+                           tuple(cfg.get("image_std", CLIP_STD)))
+        return cls(image_size)
+
+    def __call__(self, frames: list[np.ndarray], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Validated RGB uint8 frames -> (N, 3, S, S) normalised pixels."""
+        out = torch.empty(len(frames), 3, self.image_size, self.image_size, device=device,
+                          dtype=torch.float32)
+        for i, frame in enumerate(frames):
+            out[i] = self._one(torch.from_numpy(frame).to(device))
+        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
+        return ((out / 255.0 - mean) / std).to(dtype)
+
+    def _one(self, frame: torch.Tensor) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (3, S, S) float in 0..255."""
+        s = self.image_size
+        img = frame.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+        h, w = img.shape[-2:]
+        scale = s / min(h, w)
+        nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
+        if (nh, nw) != (h, w):
+            img = F.interpolate(img, size=(nh, nw), mode="bicubic", antialias=True,
+                                align_corners=False).clamp_(0, 255).round_()
+        top, left = (nh - s) // 2, (nw - s) // 2
+        return img[0, :, top:top + s, left:left + s]

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny import make_checkpoint
+
+torch.set_num_threads(2)
+
+CONFORMANCE_DIR = Path(os.environ.get(
+    "STREAMVXL_CONFORMANCE_DIR",
+    Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "videoxl_tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Video-XL checkpoint folder with a tokenizer."""
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
