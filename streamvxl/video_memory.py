@@ -123,7 +123,8 @@ class VideoMemory:
             raise FrameError(f"{len(frames)} frames but {len(timestamps)} timestamps")
         last = self._last_ts
         for i, frame in enumerate(frames):
-            images.append(to_rgb_uint8(frame))
+            # copy: a capture loop may hand out one reused buffer for every frame
+            images.append(to_rgb_uint8(frame).copy())
             ts = self._timestamp(frame, None if timestamps is None else timestamps[i], last)
             stamps.append(ts)
             last = ts
@@ -301,9 +302,20 @@ def load_tokenizer(folder: Path) -> Any:
                                                   "vocab.json", "tokenizer.model")):
         raise CheckpointError(f"{folder} has no tokenizer files (tokenizer.json or "
                               "tokenizer_config.json); copy the model's tokenizer into it")
-    from transformers import AutoTokenizer
+    import warnings
 
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # AutoTokenizer also parses config.json, whose llava_qwen type it does not know; the
+    # warnings that causes say nothing about the tokenizer.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
-        return AutoTokenizer.from_pretrained(str(folder))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:  # transformers raises many types here
         raise CheckpointError(f"cannot load the tokenizer in {folder}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -1,0 +1,50 @@
+"""MemoryStore: sink + intervals, budget enforced by dropping whole oldest intervals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamvxl.errors import ConfigError
+from streamvxl.memory.store import MemoryStore
+
+
+def kv(n: int, tag: float) -> tuple[torch.Tensor, torch.Tensor]:
+    k = torch.full((2, 1, 2, n, 4), tag)
+    return k, k + 0.5
+
+
+def add(store: MemoryStore, n: int, tag: float):
+    return store.add(*kv(n, tag), t_start=tag, t_end=tag + 1, frame_start=int(tag),
+                     frame_end=int(tag), ratio=4)
+
+
+def test_drop_oldest_keeps_newest_and_sink() -> None:
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=20)
+    store.set_sink(*kv(4, -1.0))
+    for i in range(6):
+        record, evicted = add(store, 5, float(i))
+        assert store.num_tokens <= 20
+    assert [r.id for r in store.records] == [3, 4, 5]
+    assert store.evicted == 3
+    keys = store.keys()[0, 0, 0, :, 0]
+    assert keys[:4].eq(-1).all()  # the sink is never evicted
+    assert keys[4:].tolist() == [3.0] * 5 + [4.0] * 5 + [5.0] * 5  # order kept, re-packed
+
+
+def test_interval_larger_than_budget_is_a_config_error() -> None:
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=10)
+    store.set_sink(*kv(4, 0.0))
+    with pytest.raises(ConfigError, match="cannot fit"):
+        add(store, 7, 1.0)
+
+
+def test_sink_must_leave_room() -> None:
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=4)
+    with pytest.raises(ConfigError, match="no room"):
+        store.set_sink(*kv(4, 0.0))
+
+
+def test_unknown_policy() -> None:
+    with pytest.raises(ConfigError, match="drop_oldest"):
+        MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), policy="lru")  # type: ignore[arg-type]

@@ -1,0 +1,281 @@
+"""VideoMemory: streaming equals offline, accounting, budget, bad input, reset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamvxl.config import MemoryConfig
+from streamvxl.errors import CheckpointError, ConfigError, FrameError, QuestionError
+from streamvxl.intervals.boundary import BoundaryConfig
+from streamvxl.intervals.ratio import DensityRatio
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.layout import split_windows, window_layout
+from streamvxl.video_memory import VideoMemory
+
+BOUNDARY = BoundaryConfig(window=2, threshold=0.02, min_frames=3, max_frames=10)
+QUESTION = "What colour is the car?"
+
+
+def scenes(n_scenes: int = 4, per_scene: int = 9, seed: int = 0) -> list[np.ndarray]:
+    """Frames in scenes: a random base picture per scene plus small per-frame noise."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n_scenes):
+        base = rng.integers(0, 256, (48, 64, 3))
+        for _ in range(per_scene):
+            noisy = base + rng.integers(-6, 7, base.shape)
+            frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return frames
+
+
+def memory(ckpt, **kw) -> VideoMemory:
+    kw.setdefault("boundary", BOUNDARY)
+    kw.setdefault("ratio", 2)
+    return VideoMemory.from_pretrained(ckpt, config=MemoryConfig(**kw), device="cpu")
+
+
+def kv(mem: VideoMemory) -> tuple[torch.Tensor, torch.Tensor]:
+    return mem.engine.store.keys().clone(), mem.engine.store.values().clone()
+
+
+def test_streaming_equals_offline(tiny_checkpoint) -> None:
+    frames = scenes()
+    times = [0.5 * i for i in range(len(frames))]
+    streamed = memory(tiny_checkpoint)
+    mid_answers = []
+    for i, (f, t) in enumerate(zip(frames, times, strict=True)):
+        streamed.push(f, timestamp=t)
+        if i in (4, 17, 30):
+            mid_answers.append(streamed.ask(QUESTION, max_new_tokens=3, output_logits=True))
+    streamed.flush()
+    offline = memory(tiny_checkpoint)
+    offline.extend(frames, timestamps=times)
+    offline.flush()
+
+    assert streamed.intervals == offline.intervals  # spans, ratios, token counts, times
+    for a, b in zip(streamed.intervals, offline.intervals, strict=True):
+        torch.testing.assert_close(a.embedding, b.embedding, atol=1e-5, rtol=0)
+    assert len(streamed.intervals) >= 3, "the scenes should produce several intervals"
+    (ks, vs), (ko, vo) = kv(streamed), kv(offline)
+    torch.testing.assert_close(ks, ko, atol=1e-5, rtol=0)
+    torch.testing.assert_close(vs, vo, atol=1e-5, rtol=0)
+    a = streamed.ask(QUESTION, max_new_tokens=4, output_logits=True)
+    b = offline.ask(QUESTION, max_new_tokens=4, output_logits=True)
+    assert a.token_ids == b.token_ids
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-4, rtol=0)
+    assert all(m.logits is not None for m in mid_answers)
+
+
+def test_mid_stream_answer_sees_open_interval(tiny_checkpoint) -> None:
+    """An answer mid-stream equals [sink | closed intervals | open frames raw | question],
+    rebuilt from scratch with the engine from the frames' tokens."""
+    frames = scenes(3, 8, seed=1)
+    mem = memory(tiny_checkpoint)
+    for i, f in enumerate(frames[:23]):
+        mem.push(f, timestamp=float(i))
+    assert mem.stats().open_frames > 0 and mem.intervals
+    got = mem.ask(QUESTION, max_new_tokens=3, output_logits=True)
+
+    model = mem.model
+    with torch.no_grad():
+        tokens = model.encode_frames(mem.preprocessor(frames[:23])).tokens  # (F, T, C)
+    engine = MemoryEngine.for_model(model, remainder="summarize")
+    prefix = mem.tokenizer(mem.config.prompt.prefix, add_special_tokens=False)["input_ids"]
+    engine.set_prefix(torch.tensor(prefix))
+    for r in mem.intervals:
+        engine.compress(tokens[r.frame_start:r.frame_end + 1], r.ratio, t_start=0, t_end=0,
+                        frame_start=r.frame_start, frame_end=r.frame_end)
+    open_from = mem.intervals[-1].frame_end + 1
+    assert 23 - open_from == mem.stats().open_frames
+    q = mem._question_ids(QUESTION)
+    want = engine.answer(tokens[open_from:], q, 3, mem._eos_ids)
+    assert got.token_ids == want.generation.ids
+    torch.testing.assert_close(got.logits, torch.stack(want.generation.step_logits), atol=1e-4,
+                               rtol=0)
+    assert got.intervals[-1].compressed is False
+    assert got.intervals[-1].num_frames == 23 - open_from
+
+
+def test_ask_does_not_change_memory(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint)
+    for i, f in enumerate(scenes(2, 9)):
+        mem.push(f, timestamp=float(i))
+    before, stats = kv(mem), mem.stats()
+    first = mem.ask(QUESTION, max_new_tokens=5)
+    mem.ask("How many boxes are there?", max_new_tokens=5)
+    again = mem.ask(QUESTION, max_new_tokens=5)
+    after = kv(mem)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert mem.stats() == stats
+    assert first.token_ids == again.token_ids
+
+
+def test_memory_accounting(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint, ratio=3, window=12)
+    frames = scenes(8, 9)
+    for i, f in enumerate(frames):
+        mem.push(f, timestamp=float(i))
+    mem.flush()
+    tpf = mem.model.tokens_per_frame
+    stats = mem.stats()
+    vsts = 0
+    for r in mem.intervals:
+        expected = sum(window_layout(e - s, 3, "summarize").num_vst
+                       for s, e in split_windows(r.num_frames * tpf, 12))
+        assert r.num_tokens == expected
+        vsts += expected
+    assert stats.memory_tokens == stats.sink_tokens + vsts
+    llm = mem.model.config.llm
+    per_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
+    assert stats.memory_bytes == stats.memory_tokens * per_token
+    # The raw tokens' K/V are gone: storage holds far less than the raw tokens' K/V would need.
+    raw_bytes = len(frames) * tpf * per_token
+    assert stats.allocated_bytes < raw_bytes / 2
+    assert sum(r.num_frames for r in mem.intervals) == len(frames) == stats.frames_seen
+
+
+def test_budget_drop_oldest_keeps_memory_flat(tiny_checkpoint) -> None:
+    budget = 60
+    mem = memory(tiny_checkpoint, ratio=2, token_budget=budget)
+    llm = mem.model.config.llm
+    per_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
+    allocated = set()
+    for i, f in enumerate(scenes(8, 9, seed=3)):
+        mem.push(f, timestamp=float(i))
+        s = mem.stats()
+        assert s.memory_tokens <= budget
+        allocated.add(s.allocated_bytes)
+    assert allocated == {budget * per_token}
+    s = mem.stats()
+    assert s.intervals_evicted > 0
+    ids = [r.id for r in mem.intervals]
+    assert ids == list(range(s.intervals_closed - len(ids), s.intervals_closed))  # newest kept
+    assert mem.ask(QUESTION, max_new_tokens=2).token_ids
+
+
+def test_budget_too_small_is_rejected(tiny_checkpoint) -> None:
+    with pytest.raises(ConfigError, match="token_budget"):
+        memory(tiny_checkpoint, ratio=2, token_budget=10)
+
+
+def test_density_ratio_varies_with_content(tiny_checkpoint) -> None:
+    # The random tiny tower's embeddings of random frames differ little (cos ~0.997), so the
+    # density thresholds are scaled to that; max_frames=10 splits static | busy exactly.
+    mem = memory(tiny_checkpoint, ratio=DensityRatio((2, 4, 8), low=0.0001, high=0.001))
+    rng = np.random.default_rng(5)
+    static = [np.full((48, 64, 3), 120, np.uint8)] * 10
+    busy = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)]
+    mem.extend(static + busy, timestamps=[float(i) for i in range(20)])
+    mem.flush()
+    ratios = {r.ratio for r in mem.intervals}
+    assert [r.ratio for r in mem.intervals] == [8, 2], ratios
+
+
+def test_uncompressed_keeps_every_raw_token(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint, ratio=None)
+    frames = scenes(2, 9)
+    mem.extend(frames)
+    mem.flush()
+    assert mem.stats().memory_tokens == mem.stats().sink_tokens + len(frames) * 4
+
+
+def test_reset_forgets_and_reproduces(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint)
+    frames = scenes(2, 9)
+    mem.extend(frames, timestamps=[float(i) for i in range(len(frames))])
+    first = kv(mem)
+    mem.reset()
+    s = mem.stats()
+    assert (s.frames_seen, s.memory_tokens, s.intervals_in_memory) == (0, 0, 0)
+    mem.extend(frames, timestamps=[float(i) for i in range(len(frames))])
+    second = kv(mem)
+    assert torch.equal(first[0], second[0])
+
+
+def test_frame_types_and_timestamps(tiny_checkpoint) -> None:
+    import av
+
+    from streamvxl.frames import Frame
+
+    mem = memory(tiny_checkpoint)
+    img = scenes(1, 1)[0]
+    mem.push(Frame(img, timestamp=3.0, index=0))
+    vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+    vf.pts, vf.time_base = 4, __import__("fractions").Fraction(1, 1)
+    mem.push(vf)
+    mem.push(torch.from_numpy(img).permute(2, 0, 1).float() / 255, timestamp=5.0)
+    spans = mem.ask(QUESTION, max_new_tokens=1).intervals
+    assert (spans[-1].t_start, spans[-1].t_end, spans[-1].num_frames) == (3.0, 5.0, 3)
+
+
+BAD_FRAMES = [
+    (np.zeros((48, 64), np.uint8), "2-D"),
+    (np.zeros((48, 64, 4), np.uint8), "4"),
+    (np.zeros((48, 64, 1), np.uint8), "1"),
+    (np.zeros((48, 64, 3), np.int16), "int16"),
+    (np.full((48, 64, 3), np.nan, np.float32), "NaN"),
+    ("frame.png", "str"),
+]
+
+
+@pytest.mark.parametrize(("frame", "fragment"), BAD_FRAMES, ids=[b[1] for b in BAD_FRAMES])
+def test_bad_frames_are_rejected_and_lose_nothing(tiny_checkpoint, frame, fragment) -> None:
+    mem = memory(tiny_checkpoint)
+    mem.push(scenes(1, 1)[0], timestamp=1.0)
+    before = mem.stats()
+    with pytest.raises(FrameError, match=fragment):
+        mem.push(frame)
+    with pytest.raises(FrameError):
+        mem.extend([scenes(1, 1)[0], frame])
+    assert mem.stats() == before
+
+
+def test_decreasing_timestamp_rejected(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint)
+    mem.push(scenes(1, 1)[0], timestamp=2.0)
+    with pytest.raises(FrameError, match="must not decrease"):
+        mem.push(scenes(1, 1)[0], timestamp=1.0)
+    assert mem.stats().frames_seen == 1
+
+
+@pytest.mark.parametrize(("question", "fragment"), [
+    ("", "empty"), ("   \n", "empty"), (None, "str"), (42, "str"), ("car " * 600, "tokens"),
+])
+def test_bad_questions(tiny_checkpoint, question, fragment) -> None:
+    mem = memory(tiny_checkpoint)
+    with pytest.raises(QuestionError, match=fragment):
+        mem.ask(question)
+
+
+def test_bad_generation_length(tiny_checkpoint) -> None:
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        memory(tiny_checkpoint).ask(QUESTION, max_new_tokens=0)
+
+
+def test_checkpoint_errors(tmp_path) -> None:
+    from tests.conftest import CONFORMANCE_DIR
+
+    with pytest.raises(CheckpointError, match="no config.json"):
+        VideoMemory.from_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="not a folder"):
+        VideoMemory.from_pretrained(tmp_path / "missing")
+    if (CONFORMANCE_DIR / "checkpoint").is_dir():
+        with pytest.raises(CheckpointError, match="tokenizer"):
+            VideoMemory.from_pretrained(CONFORMANCE_DIR / "checkpoint")
+    with pytest.raises(CheckpointError, match="from_pretrained"):
+        VideoMemory()
+
+
+def test_open_source_into_memory(tiny_checkpoint) -> None:
+    from streamvxl.sources import open_source
+
+    mem = memory(tiny_checkpoint)
+    with open_source("lavfi:testsrc=size=64x48:rate=10:duration=2", fps=5) as src:
+        for frame in src:
+            mem.push(frame)
+    mem.flush()
+    s = mem.stats()
+    assert s.frames_seen == 10 and sum(r.num_frames for r in mem.intervals) == 10
+    assert mem.intervals[-1].t_end == pytest.approx(1.8, abs=1e-6)
