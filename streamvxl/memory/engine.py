@@ -13,7 +13,7 @@ import torch
 
 from ..model.cache import RotatedCache
 from ..model.encoder import encode_interval, encode_text
-from ..model.generate import Generation, Sampling, generate, prefill
+from ..model.generate import GREEDY, Generation, Sampling, generate, prefill
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
 from .store import IntervalRecord, MemoryStore
@@ -85,7 +85,7 @@ class MemoryEngine:
     @torch.no_grad()
     def answer(self, open_tokens: torch.Tensor | None, question_ids: torch.Tensor,
                max_new_tokens: int, eos_ids: tuple[int, ...] = (),
-               sampling: Sampling = Sampling(), all_logits: bool = False,
+               sampling: Sampling = GREEDY, all_logits: bool = False,
                on_token: Callable[[int], None] | None = None) -> EngineAnswer:
         """Answer after memory + the open interval's raw tokens (N, C) + question ids (Q,).
 

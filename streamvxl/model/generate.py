@@ -36,6 +36,9 @@ class Sampling:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+GREEDY = Sampling()
+
+
 @torch.no_grad()
 def prefill(model: VideoXL, cache: RotatedCache, embeds: torch.Tensor,
             all_logits: bool = False) -> torch.Tensor:
@@ -80,7 +83,7 @@ class Generation:
 
 def generate(model: VideoXL, cache: RotatedCache, first_logits: torch.Tensor,
              max_new_tokens: int, eos_ids: tuple[int, ...] = (),
-             sampling: Sampling = Sampling(),
+             sampling: Sampling = GREEDY,
              on_token: Callable[[int], None] | None = None) -> Generation:
     """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V)."""
     generator = None
