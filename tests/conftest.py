@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny import make_checkpoint
+from streamvxl.testing import make_checkpoint
 
 torch.set_num_threads(2)
 

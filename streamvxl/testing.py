@@ -1,4 +1,12 @@
-"""Tiny random checkpoints and a tiny tokenizer, made by the tests (no hub, no downloads)."""
+"""Tiny random checkpoints and a tiny tokenizer, for tests and benchmarks (no hub, no downloads).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from streamvxl.testing import make_checkpoint
+    >>> folder = make_checkpoint(pathlib.Path(tempfile.mkdtemp()))
+    >>> sorted(p.name for p in folder.iterdir())[:2]
+    ['config.json', 'model.safetensors']
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from streamvxl.model import VideoXL, tiny_config
-from streamvxl.model.saving import save_videoxl
+from .model import VideoXL, tiny_config
+from .model.saving import save_videoxl
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
