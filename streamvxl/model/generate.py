@@ -39,13 +39,19 @@ class Sampling:
 GREEDY = Sampling()
 
 
+def _logits(model: VideoXL, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits in at least float32 (bf16 logits are too coarse to sample or compare)."""
+    logits = model.logits(hidden)
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 @torch.no_grad()
 def prefill(model: VideoXL, cache: RotatedCache, embeds: torch.Tensor,
             all_logits: bool = False) -> torch.Tensor:
     """Run (B, T, C) embeddings after the cache; logits of the last (B, V) or all (B, T, V)."""
     hidden, _ = model.model.forward_chunk(embeds, cache.length, cache)
     cache.advance(embeds.shape[1])
-    return model.logits(hidden if all_logits else hidden[:, -1]).float()
+    return _logits(model, hidden if all_logits else hidden[:, -1])
 
 
 @torch.no_grad()
@@ -53,7 +59,7 @@ def decode_one_token(model: VideoXL, cache: RotatedCache, token: torch.Tensor) -
     """Feed one token id per batch row (B,) and return the next logits (B, V)."""
     hidden, _ = model.model.forward_chunk(model.embed_ids(token[:, None]), cache.length, cache)
     cache.advance(1)
-    return model.logits(hidden[:, -1]).float()
+    return _logits(model, hidden[:, -1])
 
 
 def sample(logits: torch.Tensor, sampling: Sampling,

@@ -195,6 +195,8 @@ def load_videoxl(path: str | os.PathLike, *, device: str | torch.device | None =
     with torch.device("meta"):
         model = VideoXL(cfg, vision)
     model.to_empty(device="cpu")
+    if cfg.llm.tie_word_embeddings:  # to_empty gives the tied pair separate storage: re-tie
+        model.lm_head.weight = model.model.embed_tokens.weight
     if model.has_vision:
         model.model.vision_tower.reset_buffers()
     load_state(model, state, str(folder))

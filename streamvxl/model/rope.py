@@ -13,10 +13,14 @@ import torch
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for integer ``positions`` (T,), each (T, D), computed in float32."""
+    """cos/sin tables for integer ``positions`` (T,), each (T, D).
+
+    Computed in float32 like HF (float64 for a float64 model, so that it is exact).
+    """
+    work = torch.promote_types(dtype, torch.float32)
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device,
-                                              dtype=torch.int64).float() / head_dim))
-    freqs = positions.float()[:, None] * inv_freq[None, :]  # (T, D/2)
+                                              dtype=torch.int64).to(work) / head_dim))
+    freqs = positions.to(work)[:, None] * inv_freq[None, :]  # (T, D/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, D)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
