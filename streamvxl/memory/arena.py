@@ -64,7 +64,8 @@ class KVArena:
             if self.fixed_capacity:
                 raise RuntimeError(f"KVArena full: {need} tokens > fixed capacity "
                                    f"{self.capacity}; evict first")
-            self._grow(max(need, 2 * self.capacity, 64))
+            # 1.5x: amortised O(1) appends without doubling the footprint of long memories
+            self._grow(max(need, self.capacity + self.capacity // 2, 64))
         start = self.length
         self._k[:, :, :, start:need] = keys
         self._v[:, :, :, start:need] = values

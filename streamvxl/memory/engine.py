@@ -13,7 +13,8 @@ import torch
 
 from ..model.cache import RotatedCache
 from ..model.encoder import encode_interval, encode_text
-from ..model.generate import GREEDY, Generation, Sampling, generate, prefill
+from ..model.generate import GREEDY, Generation, Sampling, decode_one_token, generate, prefill
+from ..model.graphs import GraphDecoder
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
 from .store import IntervalRecord, MemoryStore
@@ -42,9 +43,14 @@ class MemoryEngine:
         remainder: VST placement when r does not divide a window (see `streamvxl.model.layout`).
     """
 
+    GRAPH_BUCKET = 2048
+    """Decode-graph capacities are rounded up to this many tokens (one graph per bucket)."""
+
     def __init__(self, model: VideoXL, store: MemoryStore, window: int,
-                 remainder: RemainderRule = "summarize") -> None:
+                 remainder: RemainderRule = "summarize", cuda_graphs: bool = True) -> None:
         self.model, self.store, self.window, self.remainder = model, store, window, remainder
+        self.cuda_graphs = cuda_graphs and model.device.type == "cuda"
+        self._decoders: dict[int, GraphDecoder] = {}
 
     @classmethod
     def for_model(cls, model: VideoXL, window: int | None = None,
@@ -98,9 +104,27 @@ class MemoryEngine:
             q = torch.cat((raw, q), dim=1)  # (1, N+Q, C)
         mem_k, mem_v = self.store.keys(), self.store.values()
         m = mem_k.shape[3]
-        cache = RotatedCache.from_memory(mem_k, mem_v, m + q.shape[1] + max_new_tokens,
-                                         model.config.llm.rope_theta)
+        need = m + q.shape[1] + max_new_tokens
+        if self.cuda_graphs:
+            decoder = self._graph_decoder(need)
+            decoder.load(mem_k, mem_v)
+            cache, step = decoder.cache, decoder.step
+        else:
+            cache = RotatedCache.from_memory(mem_k, mem_v, need, model.config.llm.rope_theta)
+
+            def step(token: torch.Tensor) -> torch.Tensor:
+                return decode_one_token(model, cache, token)
+
         logits = prefill(model, cache, q, all_logits=all_logits)
         last = logits[:, -1] if all_logits else logits
-        gen = generate(model, cache, last, max_new_tokens, eos_ids, sampling, on_token)
+        gen = generate(last, step, max_new_tokens, eos_ids, sampling, on_token)
         return EngineAnswer(gen, logits[0] if all_logits else None, m + q.shape[1])
+
+    def _graph_decoder(self, need: int) -> GraphDecoder:
+        """The decoder for the smallest bucket holding ``need`` tokens (two kept at most)."""
+        capacity = -(-need // self.GRAPH_BUCKET) * self.GRAPH_BUCKET
+        decoder = self._decoders.pop(capacity, None) or GraphDecoder(self.model, capacity)
+        self._decoders[capacity] = decoder  # most recently used last
+        while len(self._decoders) > 2:
+            del self._decoders[next(iter(self._decoders))]
+        return decoder

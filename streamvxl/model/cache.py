@@ -67,11 +67,18 @@ class RotatedCache(KVSink):
         if capacity < m:
             raise ValueError(f"capacity {capacity} < memory length {m}")
         cache = cls(n_layers, b, g, d, capacity, keys.dtype, keys.device)
-        if m:
-            cache.k[:, :, :, :m] = rotate_memory(keys, theta)
-            cache.v[:, :, :, :m] = values
-        cache.length = m
+        cache.load(keys, values, theta)
         return cache
+
+    def load(self, keys: torch.Tensor, values: torch.Tensor, theta: float) -> None:
+        """Replace the contents by memory (L, B, G, M, D), rotated to positions 0..M-1."""
+        m = keys.shape[3]
+        if m > self.capacity:
+            raise ValueError(f"memory of {m} tokens exceeds capacity {self.capacity}")
+        if m:
+            self.k[:, :, :, :m] = rotate_memory(keys, theta)
+            self.v[:, :, :, :m] = values
+        self.length = m
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,12 +69,36 @@ class KVSink:
     """Where a forward pass reads cached keys/values and writes the chunk's own.
 
     ``extend`` receives the chunk's rotated keys (B, G, T, D) and values for one layer and returns
-    keys/values (B, G, M+T, D) to attend over. Implementations: `streamvxl.model.cache`.
+    keys/values (B, G, M+T, D) to attend over. ``mask`` is None for the default full-coverage
+    mask (bottom-right causal), or a boolean (T, M+T) / broadcastable mask of visible keys, for
+    caches whose buffers hold more slots than are valid (CUDA-graph decoding).
+    Implementations: `streamvxl.model.cache`, `streamvxl.model.graphs`.
     """
+
+    mask: torch.Tensor | None = None
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - protocol
         raise NotImplementedError
+
+
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: torch.Tensor | None) -> torch.Tensor:
+    """One query row per head over all keys, grouped-query without repeating K/V.
+
+    q (B, H, 1, D), k/v (B, G, N, D), mask broadcastable to (N,) of visible keys -> (B, H, 1, D).
+    Reading K and V once is what bounds decoding, so heads sharing a K/V head are batched as rows
+    of one matmul instead of materialising H/G copies of the cache.
+    """
+    b, h, _, d = q.shape
+    g = k.shape[1]
+    qg = q.reshape(b, g, h // g, d)  # (B, G, H/G, D)
+    scores = torch.matmul(qg, k.transpose(-1, -2)) * d ** -0.5  # (B, G, H/G, N)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)
+    out = torch.matmul(probs.to(v.dtype), v)  # (B, G, H/G, D)
+    return out.reshape(b, h, 1, d)
 
 
 class Attention(nn.Module):
@@ -103,21 +127,30 @@ class Attention(nn.Module):
         return k, v
 
     def attend(self, x: torch.Tensor, route: TokenRoute | None, k_all: torch.Tensor,
-               v_all: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C)."""
+               v_all: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               visible: torch.Tensor | None = None) -> torch.Tensor:
+        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C).
+
+        ``visible``: None for full-coverage (all memory + causal chunk), else a boolean mask of
+        the keys each query may see.
+        """
         b, t, _ = x.shape
         q = _routed(x, route, self.q_proj, self.beacon_q_proj)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         q = apply_rope(q, cos, sin)
         total = k_all.shape[2]
-        if t == 1:
-            mask, causal = None, False  # one query sees everything before it
-        elif total == t:
-            mask, causal = None, True  # no memory: plain causal
+        if t == 1:  # decoding: one query sees every valid key
+            o = decode_attention(q, k_all, v_all, visible)
         else:
-            mask, causal = causal_lower_right(t, total), False  # full-coverage
-        o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=causal,
-                                           enable_gqa=self.n_heads != self.n_kv_heads)
+            if visible is not None:
+                mask, causal = visible, False
+            elif total == t:
+                mask, causal = None, True  # no memory: plain causal
+            else:
+                mask, causal = causal_lower_right(t, total), False  # full-coverage
+            o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask,
+                                               is_causal=causal,
+                                               enable_gqa=self.n_heads != self.n_kv_heads)
         o = o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(o)
 
@@ -161,7 +194,7 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward_chunk(self, embeds: torch.Tensor, start: int, cache: KVSink,
+    def forward_chunk(self, embeds: torch.Tensor, start: int | torch.Tensor, cache: KVSink,
                       route: TokenRoute | None = None, need_hidden: bool = True,
                       keep: torch.Tensor | None = None) -> tuple[torch.Tensor | None, ChunkKV]:
         """Run a chunk of T tokens at positions start..start+T-1 over the cached tokens.
@@ -169,7 +202,8 @@ class Decoder(nn.Module):
         Args:
             embeds: (B, T, C) input embeddings (text rows, visual rows and VST rows).
             start: position of the chunk's first token (= number of cached tokens M, because
-                positions are re-packed: the cache holds positions 0..M-1).
+                positions are re-packed: the cache holds positions 0..M-1); a (1,) tensor
+                keeps the pass free of host values (CUDA-graph capture).
             cache: gives attention the cached keys/values and records the chunk's own.
             route: which rows are VSTs (None: all ordinary).
             need_hidden: False when only keys/values matter (interval encoding); the last layer's
@@ -182,7 +216,7 @@ class Decoder(nn.Module):
         """
         b, t, _ = embeds.shape
         d = self.cfg.dim_per_head
-        positions = torch.arange(start, start + t, device=embeds.device)
+        positions = torch.arange(t, device=embeds.device) + start  # (T,)
         cos, sin = rope_cos_sin(positions, d, self.cfg.rope_theta, embeds.dtype)  # (T, D)
         x = embeds
         kept_k, kept_v = [], []
@@ -195,7 +229,7 @@ class Decoder(nn.Module):
             if i == last and not need_hidden:
                 break
             k_all, v_all = cache.extend(i, apply_rope(k, cos, sin), v)
-            x = x + layer.self_attn.attend(h, route, k_all, v_all, cos, sin)
+            x = x + layer.self_attn.attend(h, route, k_all, v_all, cos, sin, cache.mask)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
         return (self.norm(x) if need_hidden else None), kv

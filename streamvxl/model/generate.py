@@ -87,18 +87,22 @@ class Generation:
     stopped_on_eos: bool
 
 
-def generate(model: VideoXL, cache: RotatedCache, first_logits: torch.Tensor,
+def generate(first_logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor],
              max_new_tokens: int, eos_ids: tuple[int, ...] = (),
              sampling: Sampling = GREEDY,
              on_token: Callable[[int], None] | None = None) -> Generation:
-    """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V)."""
+    """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V).
+
+    ``step(token (1,)) -> logits (1, V)`` feeds one token: `decode_one_token` over a
+    `RotatedCache`, or a CUDA-graph replay (`streamvxl.model.graphs.GraphDecoder.step`).
+    """
     generator = None
     if sampling.temperature > 0 and sampling.seed is not None:
         generator = torch.Generator(device=first_logits.device).manual_seed(sampling.seed)
     logits = first_logits
     ids: list[int] = []
     steps: list[torch.Tensor] = []
-    for step in range(max_new_tokens):
+    for i in range(max_new_tokens):
         token = sample(logits, sampling, generator)  # (1,)
         tok = int(token.item())
         ids.append(tok)
@@ -107,6 +111,6 @@ def generate(model: VideoXL, cache: RotatedCache, first_logits: torch.Tensor,
             on_token(tok)
         if tok in eos_ids:
             return Generation(ids, steps, True)
-        if step + 1 < max_new_tokens:
-            logits = decode_one_token(model, cache, token)
+        if i + 1 < max_new_tokens:
+            logits = step(token)
     return Generation(ids, steps, False)
