@@ -1,0 +1,151 @@
+"""Questions: answers agree with the ground truth (recomputed here independently), are
+unambiguous, and held-out phrasings stay out of training."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tests.training.world_cases import episodes
+from training.world.answers import is_correct, normalize_answer
+from training.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
+from training.world.scene import Episode
+
+
+def _all_questions(split: str) -> list[tuple[Episode, QA]]:
+    out = []
+    for i, ep in enumerate(episodes(split)):
+        rng = np.random.default_rng([99, i])
+        out += [(ep, qa) for qa in make_questions(ep, rng, split, n=8)]
+    return out
+
+
+def _one(items: list, what: str) -> object:
+    assert len(items) == 1, f"ambiguous: {len(items)} candidates for {what}"
+    return items[0]
+
+
+def _expected(ep: Episode, qa: QA) -> str:
+    """The answer recomputed from the episode, without the generator's code."""
+    obs = ep.objects
+    form = qa.form
+    if form == "colour_of_shape":
+        return _one([o for o in obs if o.shape == qa.param("shape")], qa.question).colour
+    if form == "shape_of_colour":
+        return _one([o for o in obs if o.colour == qa.param("colour")], qa.question).shape
+    if form in ("first_of_two", "before"):
+        a, b = obs[int(qa.param("a"))], obs[int(qa.param("b"))]
+        assert a.t_in != b.t_in and a.name in qa.question and b.name in qa.question
+        assert sum(o.name == a.name for o in obs) == sum(o.name == b.name for o in obs) == 1
+        if form == "before":
+            return "yes" if a.t_in < b.t_in else "no"
+        return min((a, b), key=lambda o: o.t_in).name
+    if form in ("first_overall", "last_overall"):
+        times = sorted(o.t_in for o in obs)
+        pick = times[0] if form == "first_overall" else times[-1]
+        return _one([o for o in obs if o.t_in == pick], qa.question).name
+    if form == "sequence":
+        asked = [obs[int(i)] for i in qa.param("objects").split(",")]
+        assert all(o.name in qa.question for o in asked) and len({o.t_in for o in asked}) == len(
+            asked)
+        return ", ".join(o.name for o in sorted(asked, key=lambda o: o.t_in))
+    if form == "count_objects":
+        return str(len(obs))
+    if form == "count_colour":
+        return str(sum(o.colour == qa.param("colour") for o in obs))
+    if form == "count_shape":
+        return str(sum(o.shape == qa.param("shape") for o in obs))
+    if form == "count_cuts":
+        return str(len(ep.scenes) - 1)
+    if form in ("when_appear", "when_leave"):
+        o = obs[int(qa.param("object"))]
+        assert o.name in qa.question
+        t = o.t_in if form == "when_appear" else o.t_out
+        assert t < ep.num_frames
+        return f"{math.floor(t / ep.fps + 0.5)} seconds"  # half a second rounds up
+    if form == "on_screen":
+        second = int(qa.param("second"))
+        frame = math.floor(second * ep.fps + 0.5)
+        assert not any(g.visible(frame) for g in ep.signs)
+        return _one([o for o in obs if o.visible(frame)], qa.question).name
+    if form in ("needle_word", "needle_number"):
+        sign = _one(list(ep.signs), "sign")
+        assert sign.is_number == (form == "needle_number")
+        return sign.text.lower()
+    if form == "needle_nth":
+        sign = ep.signs[int(qa.param("sign"))]
+        rank = sorted(g.t_in for g in ep.signs).index(sign.t_in)
+        assert f" {ORDINALS[rank]} " in f" {qa.question} ".replace("?", " ")
+        return sign.text.lower()
+    raise AssertionError(f"no check for form {form}")
+
+
+def test_every_answer_matches_the_ground_truth() -> None:
+    seen = Counter()
+    for ep, qa in _all_questions("train") + _all_questions("eval"):
+        expected = _expected(ep, qa)
+        if qa.kind == "seconds":
+            assert normalize_answer(expected).split()[0] == normalize_answer(qa.answer).split()[0]
+        else:
+            assert normalize_answer(expected) == normalize_answer(qa.answer), qa
+        assert is_correct(expected, qa), qa
+        assert 0 <= qa.evidence[0] < qa.evidence[1] <= ep.num_frames
+        assert qa.task == FORMS[qa.form].task and qa.kind == FORMS[qa.form].kind
+        seen[qa.form] += 1
+    assert set(seen) == set(FORMS), set(FORMS) - set(seen)
+
+
+def test_evidence_covers_the_event() -> None:
+    for ep, qa in _all_questions("train"):
+        a, b = qa.evidence
+        if qa.form == "when_appear":
+            assert a == ep.objects[int(qa.param("object"))].t_in and b == a + 1
+        if qa.form in ("needle_word", "needle_number", "needle_nth"):
+            g = ep.signs[int(qa.param("sign"))]
+            assert (a, b) == (g.t_in, g.t_out)
+
+
+def test_every_form_has_ten_phrasings_and_held_out_ones() -> None:
+    assert set(VIDEO_TASKS) == {f.task for f in FORMS.values()}
+    for form in FORMS.values():
+        phrasings = form.templates + form.held_out
+        assert len(form.templates) >= 10 and len(form.held_out) >= 2, form.name
+        assert len(set(phrasings)) == len(phrasings), form.name
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(template)) + "$")
+
+
+def test_held_out_phrasings_only_in_eval() -> None:
+    held = {name: [_pattern(t) for t in f.held_out] for name, f in FORMS.items()}
+    for _, qa in _all_questions("train"):
+        assert not qa.novel_phrasing and qa.template in FORMS[qa.form].templates
+        assert not any(p.match(qa.question) for p in held[qa.form]), qa.question
+    novel = Counter(qa.form for _, qa in _all_questions("eval") if qa.novel_phrasing)
+    frequent = Counter(qa.form for _, qa in _all_questions("eval"))
+    for form, count in frequent.items():
+        if count >= 10:
+            assert novel[form] > 0, form
+    for _, qa in _all_questions("eval"):
+        assert any(p.match(qa.question) for p in held[qa.form]) == qa.novel_phrasing
+
+
+def test_questions_are_deterministic_and_distinct() -> None:
+    ep = episodes("eval")[5]
+    a = make_questions(ep, np.random.default_rng(4), "eval", n=10)
+    b = make_questions(ep, np.random.default_rng(4), "eval", n=10)
+    assert a == b
+    assert len({qa.question for qa in a}) == len(a)
+
+
+def test_task_filter_and_bad_input() -> None:
+    for ep in episodes()[:20]:
+        qas = make_questions(ep, np.random.default_rng(0), tasks=["order", "time"], n=6)
+        assert {qa.task for qa in qas} <= {"order", "time"}
+    with pytest.raises(ValueError, match="unknown task"):
+        make_questions(episodes()[0], np.random.default_rng(0), tasks=["colour"])  # type: ignore[list-item]

@@ -1,0 +1,84 @@
+"""Composite samples agree with their episodes, and the LLaVA export round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.world.answers import is_correct
+from training.world.render import render
+from training.world.samples import (
+    multi_image_sample,
+    ordinal_variants,
+    single_image_sample,
+    to_llava_json,
+    video_sample,
+)
+from training.world.scene import WorldConfig
+
+
+def test_multi_image_answers_match_the_images() -> None:
+    rng = np.random.default_rng(0)
+    forms = set()
+    for _ in range(60):
+        s = multi_image_sample(rng, n=3)
+        k = len(s.episodes)
+        assert 2 <= k <= 4 and s.frames.shape[0] == k and s.timestamps is None
+        for j, ep in enumerate(s.episodes):
+            np.testing.assert_array_equal(s.frames[j], render(ep)[0])
+        for qa in s.qa:
+            forms.add(qa.form)
+            if qa.form == "which_image":
+                hits = [j for j, ep in enumerate(s.episodes)
+                        if any(o.name == qa.param("object") for o in ep.objects)]
+                assert len(hits) == 1
+                assert is_correct(ordinal_variants(hits[0])[0], qa)
+                assert is_correct(f"image {hits[0] + 1}", qa)
+                assert not is_correct(ordinal_variants((hits[0] + 1) % k)[0], qa)
+            elif qa.form == "count_images":
+                want = sum(any(o.shape == qa.param("shape") for o in ep.objects)
+                           for ep in s.episodes)
+                assert qa.answer == str(want)
+            else:
+                sizes = [len(ep.objects) for ep in s.episodes]
+                assert qa.answer == f"the {['first', 'second', 'third', 'fourth'][int(np.argmax(sizes))]}"
+                assert sizes.count(max(sizes)) == 1
+    assert forms == {"which_image", "count_images", "most_objects"}
+
+
+def test_single_image_and_video_samples() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        s = single_image_sample(rng, n=2)
+        assert s.frames.shape == (1, 64, 64, 3) and all(qa.evidence == (0, 1) for qa in s.qa)
+    cfg = WorldConfig(num_frames=20, fps=4.0)
+    s = video_sample(rng, cfg, "eval", tasks=["count"], n=3)
+    assert s.frames.shape == (20, 64, 64, 3)
+    np.testing.assert_allclose(s.timestamps, np.arange(20) / 4.0)
+    assert {qa.task for qa in s.qa} == {"count"}
+
+
+def test_llava_export(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    samples = [single_image_sample(rng, n=2), multi_image_sample(rng, num_images=3),
+               video_sample(rng, WorldConfig(num_frames=6), n=2)]
+    path = to_llava_json(samples, tmp_path)
+    records = json.loads(path.read_text())
+    assert [r["id"] for r in records] == ["synth_000000", "synth_000001", "synth_000002"]
+    image, multi, video = records
+    assert Image.open(tmp_path / image["image"]).size == (64, 64)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / image["image"])),
+                                  samples[0].frames[0])
+    assert len(multi["image"]) == 3
+    assert multi["conversations"][0]["value"].startswith("<image>\n" * 3)
+    assert len(list((tmp_path / video["video"]).glob("*.png"))) == 6
+    assert video["timestamps"] == [t / 2.0 for t in range(6)]
+    for record, sample in zip(records, samples, strict=True):
+        turns = record["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * len(sample.qa)
+        assert turns[0]["value"].startswith("<image>\n")
+        assert all("<image>" not in t["value"] for t in turns[1:])
+        assert [t["value"] for t in turns[1::2]] == [qa.answer for qa in sample.qa]

@@ -1,0 +1,125 @@
+"""The sampler: held-out combinations, determinism, clean layouts, and validated settings."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from tests.training.world_cases import CONFIGS, episodes
+from training.world.render import render
+from training.world.samples import multi_image_sample, single_image_sample
+from training.world.scene import (
+    HELD_OUT_COMBOS,
+    Backdrop,
+    Episode,
+    Scene,
+    Sign,
+    WorldConfig,
+    WorldObject,
+    sample_episode,
+    sample_still,
+)
+
+
+def _boxes_overlap(a: WorldObject, b: WorldObject) -> bool:
+    lo, hi = max(a.t_in, b.t_in), min(a.t_out, b.t_out)
+    if lo >= hi:
+        return False
+    ts = np.arange(lo, hi)
+    pa, pb = a.boxes(ts), b.boxes(ts)
+    sep = ((pa[:, 0] + a.size <= pb[:, 0]) | (pb[:, 0] + b.size <= pa[:, 0])
+           | (pa[:, 1] + a.size <= pb[:, 1]) | (pb[:, 1] + b.size <= pa[:, 1]))
+    return bool(np.any(~sep))
+
+
+def test_train_never_draws_held_out_combinations() -> None:
+    combos = {o.combo for ep in episodes("train") for o in ep.objects}
+    assert combos.isdisjoint(HELD_OUT_COMBOS)
+    assert len(combos) > 30
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        for ep in (sample_still(rng), *multi_image_sample(rng).episodes,
+                   *single_image_sample(rng).episodes):
+            assert {o.combo for o in ep.objects}.isdisjoint(HELD_OUT_COMBOS)
+
+
+def test_eval_draws_every_held_out_combination() -> None:
+    combos = {o.combo for ep in episodes("eval") for o in ep.objects}
+    assert combos >= HELD_OUT_COMBOS
+    assert len(combos - HELD_OUT_COMBOS) > 20  # seen pairs are still drawn
+
+
+def test_sampling_is_deterministic_given_the_seed() -> None:
+    cfg = CONFIGS["busy"]
+    a = sample_episode(np.random.default_rng(7), cfg, "eval")
+    b = sample_episode(np.random.default_rng(7), cfg, "eval")
+    assert a == b
+    assert a != sample_episode(np.random.default_rng(8), cfg, "eval")
+
+
+def test_layout_is_clean() -> None:
+    """Entries spaced, names unique, nothing overlaps, scenes long enough, cuts visible."""
+    for ep in episodes("train") + episodes("eval"):
+        entries = sorted(o.t_in for o in ep.objects)
+        assert all(b - a >= 2 for a, b in itertools.pairwise(entries))
+        assert len({o.combo for o in ep.objects}) == len(ep.objects)
+        for a, b in itertools.combinations(ep.objects, 2):
+            assert not _boxes_overlap(a, b), (a, b)
+        for o in ep.objects:
+            c = o.centres(np.arange(o.t_in, o.t_out))
+            assert np.all((c >= -1e-6) & (c <= np.array([ep.width, ep.height]) + 1e-6))
+        starts = [s.start for s in ep.scenes] + [ep.num_frames]
+        assert all(b - a >= 4 for a, b in itertools.pairwise(starts))
+        for s1, s2 in itertools.pairwise(ep.scenes):
+            assert s1.backdrop.pattern != s2.backdrop.pattern
+        spans = sorted((g.t_in, g.t_out) for g in ep.signs)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_scene_cut_changes_the_background() -> None:
+    for ep in episodes("train"):
+        if not ep.cuts:
+            continue
+        frames = render(Episode(ep.num_frames, ep.fps, ep.height, ep.width, ep.scenes))
+        for t in ep.cuts:
+            assert np.any(frames[t - 1] != frames[t])
+            np.testing.assert_array_equal(frames[t], frames[t + 1])
+
+
+def test_stills_are_one_frame_with_static_objects() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        ep = sample_still(rng, num_objects=3, sign=True)
+        assert ep.num_frames == 1 and len(ep.signs) <= 1
+        assert all(o.t_in == 0 and o.t_out == 1 for o in ep.objects)
+    ep = sample_still(rng, num_objects=2, exclude=[("circle", "red")])
+    assert ("circle", "red") not in {o.combo for o in ep.objects}
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(num_frames=0), "num_frames"),
+    (dict(fps=0), "fps"),
+    (dict(min_objects=3, max_objects=2), "min_objects"),
+    (dict(object_size=(0.3, 0.2)), "object_size"),
+    (dict(edge_prob=1.5), "edge_prob"),
+    (dict(sign_frames=(4, 2)), "sign_frames"),
+    (dict(height=8), "height"),
+    (dict(sign_scale=4), "sign"),
+])
+def test_bad_config_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorldConfig(**kwargs)
+
+
+def test_bad_episode_is_rejected() -> None:
+    bg = Backdrop("solid", ((120, 120, 120), (120, 120, 120)))
+    with pytest.raises(ValueError, match="t_in < t_out"):
+        Episode(4, 1.0, 16, 16, (Scene(0, bg),), (WorldObject("star", "red", 5, 3, 3, 8, 8),))
+    with pytest.raises(ValueError, match="inside"):
+        Episode(4, 1.0, 16, 16, (Scene(0, bg),), signs=(Sign("FISH", 0, 1, 0, 0),))
+    with pytest.raises(ValueError, match="start at frame 0"):
+        Episode(4, 1.0, 16, 16, (Scene(1, bg),))
+    with pytest.raises(ValueError, match="split"):
+        sample_episode(np.random.default_rng(0), split="test")  # type: ignore[arg-type]

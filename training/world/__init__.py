@@ -1,0 +1,63 @@
+"""A procedural synthetic world: videos with exact ground truth, and questions about them.
+
+Example:
+    >>> import numpy as np
+    >>> from training.world import WorldConfig, make_questions, render, sample_episode
+    >>> rng = np.random.default_rng(0)
+    >>> episode = sample_episode(rng, WorldConfig(num_frames=32), split="train")
+    >>> frames = render(episode)                      # (32, 64, 64, 3) uint8
+    >>> qas = make_questions(episode, rng, split="train", n=4)
+"""
+
+from .answers import is_correct, normalize_answer
+from .questions import FORMS, QA, VIDEO_TASKS, Form, Task, make_questions
+from .render import render, render_frame
+from .samples import (
+    Sample,
+    multi_image_sample,
+    single_image_sample,
+    to_llava_json,
+    video_sample,
+)
+from .scene import (
+    COLOURS,
+    HELD_OUT_COMBOS,
+    SHAPES,
+    Backdrop,
+    Episode,
+    Scene,
+    Sign,
+    WorldConfig,
+    WorldObject,
+    sample_episode,
+    sample_still,
+)
+
+__all__ = [
+    "COLOURS",
+    "FORMS",
+    "HELD_OUT_COMBOS",
+    "QA",
+    "SHAPES",
+    "VIDEO_TASKS",
+    "Backdrop",
+    "Episode",
+    "Form",
+    "Sample",
+    "Scene",
+    "Sign",
+    "Task",
+    "WorldConfig",
+    "WorldObject",
+    "is_correct",
+    "make_questions",
+    "multi_image_sample",
+    "normalize_answer",
+    "render",
+    "render_frame",
+    "sample_episode",
+    "sample_still",
+    "single_image_sample",
+    "to_llava_json",
+    "video_sample",
+]

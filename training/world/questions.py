@@ -1,0 +1,650 @@
+"""Questions and answers computed from an episode's ground truth.
+
+Five video tasks, each with several question *forms*; every form has at least 10 training
+phrasings and 2 held-out phrasings that only ``split="eval"`` uses:
+
+- ``attribute``: the colour of the (only) <shape>; the shape of the (only) <colour> object.
+- ``order``: which of two objects appeared first; the first / last object; the order of 3-4
+  objects (VICO-style).
+- ``count``: objects; <colour> objects; <shape>s; scene cuts.
+- ``time``: when an object appeared / disappeared (seconds); did X appear before Y (yes/no);
+  which object was on screen at second N.
+- ``needle``: the word or number on a sign (or on the k-th sign when there are several).
+
+A question is only asked when the ground truth makes it unambiguous: objects are named by
+"<colour> <shape>" only when that name is unique in the episode, "the <shape>" only when one
+object has that shape, order questions only between objects entering on different frames, and
+"on screen at second N" only when exactly one object (and no sign) is visible around N.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .answers import number_to_words
+from .scene import COLOURS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
+
+Task = Literal["attribute", "order", "count", "time", "needle", "compare"]
+AnswerKind = Literal["text", "number", "seconds", "yes_no", "list"]
+VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle")
+"""Tasks `make_questions` asks about a video ("compare" is for multi-image samples)."""
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+@dataclass(frozen=True)
+class QA:
+    """One question about an episode with its answer and the frames that show the answer."""
+
+    task: Task
+    form: str
+    """The question form, a key of `FORMS` (or of the image forms in `samples`)."""
+    question: str
+    answer: str
+    """The canonical short answer ("red", "3", "12 seconds", "yes", "red circle")."""
+    accepted: tuple[str, ...]
+    """Answers that count as correct (before the tolerant matching of `is_correct`)."""
+    evidence: tuple[int, int]
+    """Frames [start, stop) that show the answer (for multi-image samples: image indices)."""
+    kind: AnswerKind = "text"
+    """How `is_correct` compares: text, number, seconds (with tolerance), yes_no, list."""
+    template: str = ""
+    """The phrasing the question was written from."""
+    novel_phrasing: bool = False
+    """Whether the phrasing is held out of training."""
+    params: tuple[tuple[str, str], ...] = field(default=())
+    """What the question is about, e.g. (("shape", "star"),) or (("a", "0"), ("b", "2"))."""
+
+    def param(self, key: str) -> str:
+        """One entry of ``params``."""
+        return dict(self.params)[key]
+
+
+@dataclass(frozen=True)
+class Form:
+    """A question form: its phrasings and how its answer is compared."""
+
+    name: str
+    task: Task
+    kind: AnswerKind
+    templates: tuple[str, ...]
+    """Training phrasings (``str.format`` templates)."""
+    held_out: tuple[str, ...]
+    """Phrasings only ``split="eval"`` uses."""
+
+
+def _form(name: str, task: Task, kind: AnswerKind, *phrasings: str) -> Form:
+    """The last two phrasings are held out."""
+    return Form(name, task, kind, phrasings[:-2], phrasings[-2:])
+
+
+FORMS: dict[str, Form] = {f.name: f for f in (
+    _form(
+        "colour_of_shape", "attribute", "text",
+        "What colour is the {shape}?",
+        "What color is the {shape}?",
+        "Which colour was the {shape} in the video?",
+        "Tell me the color of the {shape}.",
+        "The {shape} that appeared: what colour was it?",
+        "What is the colour of the {shape}?",
+        "Name the color of the {shape} you saw.",
+        "In the video, which color does the {shape} have?",
+        "A {shape} appeared at some point. What colour was it?",
+        "Can you tell what color the {shape} was?",
+        "Describe the {shape}'s colour in one word.",
+        "Of what hue was the {shape}?"),
+    _form(
+        "shape_of_colour", "attribute", "text",
+        "What shape is the {colour} object?",
+        "What shape was the {colour} object?",
+        "Which shape had the colour {colour}?",
+        "Name the shape of the {colour} object.",
+        "The {colour} object in the video: what shape was it?",
+        "What kind of shape was {colour}?",
+        "Tell me the shape of the {colour} thing.",
+        "Which shape appeared in {colour}?",
+        "What was the {colour} object's shape?",
+        "Identify the shape of the {colour} object.",
+        "One object was {colour}. Which shape was it?",
+        "What form did the {colour} item take?"),
+    _form(
+        "first_of_two", "order", "text",
+        "Which appeared first, the {a} or the {b}?",
+        "Which came first: the {a} or the {b}?",
+        "Did the {a} or the {b} show up earlier?",
+        "Between the {a} and the {b}, which one appeared first?",
+        "Which was seen first, the {a} or the {b}?",
+        "Of the {a} and the {b}, which entered the scene first?",
+        "Which object appeared earlier: the {a} or the {b}?",
+        "Tell me which appeared sooner, the {a} or the {b}.",
+        "The {a} and the {b} both appeared. Which one was first?",
+        "Which showed up before the other, the {a} or the {b}?",
+        "Who made an entrance earlier, the {a} or the {b}?",
+        "Pick the one that arrived first: the {a} or the {b}."),
+    _form(
+        "first_overall", "order", "text",
+        "Which object appeared first?",
+        "What was the first object to appear?",
+        "Which object showed up first in the video?",
+        "Name the object that appeared first.",
+        "Which object entered the scene first?",
+        "What object appeared first in the video?",
+        "Tell me which object came first.",
+        "Which object was the earliest to appear?",
+        "Of all the objects, which one appeared first?",
+        "Which object did you see appear first?",
+        "Which object was the very first to show up?",
+        "Among all objects, which arrived before every other?"),
+    _form(
+        "last_overall", "order", "text",
+        "Which object appeared last?",
+        "What was the last object to appear?",
+        "Which object showed up last in the video?",
+        "Name the object that appeared last.",
+        "Which object entered the scene last?",
+        "What object appeared last in the video?",
+        "Tell me which object came last.",
+        "Which object was the latest to appear?",
+        "Of all the objects, which one appeared last?",
+        "Which object did you see appear last?",
+        "Which object was the final one to show up?",
+        "Among all objects, which arrived after every other?"),
+    _form(
+        "sequence", "order", "list",
+        "In what order did these objects appear: {objects}?",
+        "Put these objects in the order they appeared: {objects}.",
+        "List {objects} in order of appearance.",
+        "Sort these by when they first appeared: {objects}.",
+        "What was the order of appearance of {objects}?",
+        "In which order did the following show up: {objects}?",
+        "Order these objects from first to last appearance: {objects}.",
+        "Arrange {objects} by the time they appeared.",
+        "Give the order in which {objects} appeared.",
+        "Rank these by appearance time, earliest first: {objects}.",
+        "Chronologically, how did {objects} enter the video?",
+        "Sequence these objects by arrival: {objects}."),
+    _form(
+        "count_objects", "count", "number",
+        "How many objects appeared in the video?",
+        "How many objects did you see?",
+        "Count the objects that appeared.",
+        "What is the number of objects that appeared?",
+        "How many different objects showed up?",
+        "How many shapes appeared in total?",
+        "In total, how many objects were there?",
+        "How many objects entered the scene?",
+        "Tell me how many objects appeared.",
+        "What is the total count of objects in the video?",
+        "How many distinct things appeared over the whole video?",
+        "Give the object count for this video."),
+    _form(
+        "count_colour", "count", "number",
+        "How many {colour} objects appeared?",
+        "How many {colour} objects were there?",
+        "Count the {colour} objects.",
+        "How many objects were {colour}?",
+        "How many {colour} shapes did you see?",
+        "What is the number of {colour} objects in the video?",
+        "How many of the objects were colored {colour}?",
+        "Tell me how many {colour} objects showed up.",
+        "How many times did a new {colour} object appear?",
+        "In total, how many {colour} objects appeared?",
+        "Give the count of {colour} items in the video.",
+        "How many things in {colour} could be seen?"),
+    _form(
+        "count_shape", "count", "number",
+        "How many {shapes} appeared?",
+        "How many {shapes} were there?",
+        "Count the {shapes}.",
+        "How many {shapes} did you see?",
+        "What is the number of {shapes} in the video?",
+        "How many {shapes} showed up in total?",
+        "Tell me how many {shapes} appeared.",
+        "How many objects were {shapes}?",
+        "How many of the objects were {shapes}?",
+        "In total, how many {shapes} appeared?",
+        "Give the count of {shapes} in the video.",
+        "How many {shape}-shaped things could be seen?"),
+    _form(
+        "count_cuts", "count", "number",
+        "How many scene cuts were there?",
+        "How many times did the scene change?",
+        "How many cuts does the video have?",
+        "Count the scene cuts in the video.",
+        "How many times did the background change?",
+        "How many scene changes happened?",
+        "How many cuts to a new scene were there?",
+        "What is the number of scene cuts?",
+        "Tell me how many times the video cut to a new scene.",
+        "How many abrupt scene changes occurred?",
+        "How often did the backdrop switch?",
+        "Give the number of shot boundaries in the video."),
+    _form(
+        "when_appear", "time", "seconds",
+        "When did the {obj} appear?",
+        "At what second did the {obj} appear?",
+        "When did the {obj} first show up?",
+        "At which time did the {obj} enter?",
+        "How many seconds into the video did the {obj} appear?",
+        "At what time does the {obj} appear?",
+        "When was the {obj} first visible?",
+        "Tell me when the {obj} appeared.",
+        "At what point in seconds did the {obj} show up?",
+        "When did the {obj} come into view?",
+        "The {obj} arrived at which second?",
+        "What was the timestamp of the {obj}'s entrance?"),
+    _form(
+        "when_leave", "time", "seconds",
+        "When did the {obj} disappear?",
+        "At what second did the {obj} disappear?",
+        "When did the {obj} leave?",
+        "At which time did the {obj} leave the scene?",
+        "How many seconds into the video did the {obj} disappear?",
+        "At what time does the {obj} vanish?",
+        "When was the {obj} no longer visible?",
+        "Tell me when the {obj} left.",
+        "At what point in seconds did the {obj} go away?",
+        "When did the {obj} go out of view?",
+        "The {obj} departed at which second?",
+        "What was the timestamp of the {obj}'s exit?"),
+    _form(
+        "before", "time", "yes_no",
+        "Did the {a} appear before the {b}?",
+        "Did the {a} show up earlier than the {b}?",
+        "Was the {a} seen before the {b}?",
+        "Did the {a} come before the {b}?",
+        "Is it true that the {a} appeared before the {b}?",
+        "Did the {a} enter the scene before the {b} did?",
+        "Was the {a} earlier than the {b}?",
+        "Did the {a} appear prior to the {b}?",
+        "Answer yes or no: did the {a} appear before the {b}?",
+        "Had the {a} already appeared when the {b} appeared?",
+        "Was the {b} preceded by the {a}?",
+        "Did the {a} arrive ahead of the {b}?"),
+    _form(
+        "on_screen", "time", "text",
+        "What object was on screen at second {second}?",
+        "Which object was visible at {time}?",
+        "What object could be seen at second {second}?",
+        "Which object was in view {time} into the video?",
+        "At second {second}, which object was on screen?",
+        "Name the object visible at the {second}-second mark.",
+        "What object was showing at {time}?",
+        "Which object could you see at second {second}?",
+        "Tell me which object was on screen at {time}.",
+        "Around second {second}, what object was on screen?",
+        "What was visible when the clock read {time}?",
+        "Identify the object present at time {second} s."),
+    _form(
+        "needle_word", "needle", "text",
+        "What word was written on the sign?",
+        "What did the sign say?",
+        "Which word appeared on the sign?",
+        "What was written on the sign?",
+        "Read the sign: what word was on it?",
+        "What text was shown on the sign?",
+        "Tell me the word on the sign.",
+        "A sign appeared briefly. What word did it show?",
+        "What word could be read on the sign?",
+        "What was the word on the sign in the video?",
+        "Which word did the board display?",
+        "Transcribe the sign's word."),
+    _form(
+        "needle_number", "needle", "number",
+        "What number was written on the sign?",
+        "What number did the sign show?",
+        "Which number appeared on the sign?",
+        "What was the number on the sign?",
+        "Read the sign: what number was on it?",
+        "What number was displayed on the sign?",
+        "Tell me the number on the sign.",
+        "A sign appeared briefly. What number did it show?",
+        "What number could be read on the sign?",
+        "What was the number written on the sign in the video?",
+        "Which digits did the board display?",
+        "Transcribe the sign's number."),
+    _form(
+        "needle_nth", "needle", "text",
+        "What was written on the {ordinal} sign?",
+        "What did the {ordinal} sign say?",
+        "What text was on the {ordinal} sign?",
+        "Read the {ordinal} sign: what did it show?",
+        "What was shown on the {ordinal} sign that appeared?",
+        "Tell me what the {ordinal} sign said.",
+        "Several signs appeared. What did the {ordinal} one say?",
+        "What could be read on the {ordinal} sign?",
+        "What was written on the sign that appeared {ordinal}?",
+        "Which word or number was on the {ordinal} sign?",
+        "Of the signs, what did the {ordinal} one display?",
+        "Transcribe the {ordinal} sign."),
+)}
+"""Every video question form by name."""
+
+
+# ------------------------------------------------------------------------------------------
+# Answer variants (shared with `samples`)
+
+
+def seconds_of(frame: int, fps: float) -> int:
+    """Frame time in whole seconds, rounded half up."""
+    return int(np.floor(frame / fps + 0.5))
+
+
+def seconds_text(seconds: int) -> str:
+    """"1 second", "12 seconds"."""
+    return f"{seconds} second" + ("" if seconds == 1 else "s")
+
+
+def number_variants(n: int) -> tuple[str, ...]:
+    """Digits first, then words: ("3", "three")."""
+    return (str(n), number_to_words(n)) if 0 <= n <= 999 else (str(n),)
+
+
+def seconds_variants(seconds: int) -> tuple[str, ...]:
+    """("12 seconds", "12", "12 s", "twelve seconds")."""
+    words = number_to_words(seconds) if seconds <= 999 else str(seconds)
+    return (seconds_text(seconds), str(seconds), f"{seconds} s",
+            f"{words} second" + ("" if seconds == 1 else "s"))
+
+
+def name_variants(obj: WorldObject, among: Iterable[WorldObject]) -> tuple[str, ...]:
+    """Ways to name ``obj``: "red circle", plus "circle" / "red" when that alone singles it
+    out among ``among``."""
+    others = [o for o in among if o is not obj]
+    out = [obj.name]
+    if all(o.shape != obj.shape for o in others):
+        out.append(obj.shape)
+    if all(o.colour != obj.colour for o in others):
+        out += [obj.colour, f"{obj.colour} one", f"{obj.colour} object"]
+    return tuple(out)
+
+
+def join_names(names: Sequence[str]) -> str:
+    """"the a, the b and the c"."""
+    items = [f"the {n}" for n in names]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ------------------------------------------------------------------------------------------
+# Facts: every unambiguous instance of each form in an episode
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One unambiguous instance of a form: what fills its phrasing, and the answer."""
+
+    slots: dict[str, str]
+    """Template fields, e.g. {"shape": "star"}."""
+    answer: str
+    accepted: tuple[str, ...]
+    evidence: tuple[int, int]
+    params: tuple[tuple[str, str], ...] = ()
+
+
+def _referable(ep: Episode) -> list[int]:
+    """Indices of objects whose "<colour> <shape>" name is unique in the episode."""
+    names = [o.name for o in ep.objects]
+    return [i for i, n in enumerate(names) if names.count(n) == 1]
+
+
+def _attribute_facts(ep: Episode, key: Literal["shape", "colour"]) -> list[Fact]:
+    facts = []
+    values = SHAPES if key == "shape" else tuple(COLOURS)
+    for value in values:
+        hits = [o for o in ep.objects if getattr(o, key) == value]
+        if len(hits) == 1:
+            o = hits[0]
+            answer = o.colour if key == "shape" else o.shape
+            facts.append(Fact({key: value}, answer, (answer,), (o.t_in, o.t_out),
+                               ((key, value),)))
+    return facts
+
+
+def _first_of_two(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    facts = []
+    obs = ep.objects
+    for i, j in itertools.permutations(_referable(ep), 2):
+        a, b = obs[i], obs[j]
+        if a.t_in == b.t_in:
+            continue
+        first = a if a.t_in < b.t_in else b
+        facts.append(Fact({"a": a.name, "b": b.name}, first.name, name_variants(first, (a, b)),
+                           (min(a.t_in, b.t_in), max(a.t_in, b.t_in) + 1),
+                           (("a", str(i)), ("b", str(j)))))
+    return facts
+
+
+def _extreme(ep: Episode, last: bool) -> list[Fact]:
+    ref = set(_referable(ep))
+    if len(ep.objects) < 2:
+        return []
+    order = sorted(range(len(ep.objects)), key=lambda i: ep.objects[i].t_in, reverse=last)
+    top, runner = ep.objects[order[0]], ep.objects[order[1]]
+    if order[0] not in ref or top.t_in == runner.t_in:
+        return []
+    lo, hi = sorted((top.t_in, runner.t_in))
+    return [Fact({}, top.name, name_variants(top, ep.objects), (lo, hi + 1))]
+
+
+def _sequence(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    ref = _referable(ep)
+    facts = []
+    for k in (3, 4):
+        for subset in itertools.combinations(ref, k):
+            times = [ep.objects[i].t_in for i in subset]
+            if len(set(times)) < k:
+                continue
+            asked = [subset[int(p)] for p in rng.permutation(k)]
+            ordered = sorted(subset, key=lambda i: ep.objects[i].t_in)
+            names = [ep.objects[i].name for i in ordered]
+            answer = ", ".join(names)
+            facts.append(Fact({"objects": join_names([ep.objects[i].name for i in asked])},
+                               answer, (answer, " then ".join(names)),
+                               (min(times), max(times) + 1),
+                               (("objects", ",".join(map(str, asked))),)))
+    return facts
+
+
+def _count_objects(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    n = len(ep.objects)
+    return [Fact({}, str(n), number_variants(n), (0, ep.num_frames))]
+
+
+def _count_by(ep: Episode, rng: np.random.Generator,
+              key: Literal["shape", "colour"]) -> list[Fact]:
+    values = SHAPES if key == "shape" else tuple(COLOURS)
+    present = [v for v in values if any(getattr(o, key) == v for o in ep.objects)]
+    absent = [v for v in values if v not in present]
+    asked = present + ([absent[int(rng.integers(len(absent)))]] if absent else [])
+    facts = []
+    for v in asked:
+        n = sum(getattr(o, key) == v for o in ep.objects)
+        slots = {key: v, "shapes": PLURALS[v]} if key == "shape" else {key: v}
+        facts.append(Fact(slots, str(n), number_variants(n), (0, ep.num_frames),
+                           ((key, v),)))
+    return facts
+
+
+def _count_cuts(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    n = len(ep.cuts)
+    return [Fact({}, str(n), number_variants(n), (0, ep.num_frames))]
+
+
+def _when(ep: Episode, rng: np.random.Generator, leave: bool) -> list[Fact]:
+    facts = []
+    for i in _referable(ep):
+        o = ep.objects[i]
+        if leave and o.t_out >= ep.num_frames:
+            continue  # never left
+        frame = o.t_out if leave else o.t_in
+        s = seconds_of(frame, ep.fps)
+        span = (o.t_out - 1, min(o.t_out + 1, ep.num_frames)) if leave else (o.t_in, o.t_in + 1)
+        facts.append(Fact({"obj": o.name}, seconds_text(s), seconds_variants(s), span,
+                           (("object", str(i)),)))
+    return facts
+
+
+def _before(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    facts = []
+    for i, j in itertools.permutations(_referable(ep), 2):
+        a, b = ep.objects[i], ep.objects[j]
+        if a.t_in == b.t_in:
+            continue
+        answer = "yes" if a.t_in < b.t_in else "no"
+        facts.append(Fact({"a": a.name, "b": b.name}, answer, (answer,),
+                           (min(a.t_in, b.t_in), max(a.t_in, b.t_in) + 1),
+                           (("a", str(i)), ("b", str(j)))))
+    return facts
+
+
+def on_screen_window(ep: Episode, second: int) -> tuple[int, int]:
+    """Frames [start, stop) that "at second N" covers: N * fps, +- half a second."""
+    f = int(np.floor(second * ep.fps + 0.5))
+    h = int(ep.fps // 2)
+    return max(0, f - h), min(ep.num_frames, f + h + 1)
+
+
+def _on_screen(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    ref = set(_referable(ep))
+    facts = []
+    for second in range(int((ep.num_frames - 1) / ep.fps) + 1):
+        a, b = on_screen_window(ep, second)
+        if a >= b:
+            continue
+        seen = [i for i, o in enumerate(ep.objects) if o.t_in < b and o.t_out > a]
+        signs = [g for g in ep.signs if g.t_in < b and g.t_out > a]
+        if len(seen) != 1 or signs or seen[0] not in ref:
+            continue
+        o = ep.objects[seen[0]]
+        if not (o.t_in <= a and o.t_out >= b):
+            continue  # enters or leaves inside the window
+        facts.append(Fact({"second": str(second), "time": seconds_text(second)}, o.name,
+                           name_variants(o, ep.objects), (a, b), (("second", str(second)),)))
+    return facts
+
+
+def _sign_answer(sign: Sign) -> tuple[str, tuple[str, ...]]:
+    return sign.answer, (number_variants(int(sign.text)) if sign.is_number else (sign.answer,))
+
+
+def _needle(ep: Episode, rng: np.random.Generator, numbers: bool) -> list[Fact]:
+    if len(ep.signs) != 1 or ep.signs[0].is_number != numbers:
+        return []
+    g = ep.signs[0]
+    answer, accepted = _sign_answer(g)
+    return [Fact({}, answer, accepted, (g.t_in, g.t_out), (("sign", "0"),))]
+
+
+def _needle_nth(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    order = sorted(range(len(ep.signs)), key=lambda i: ep.signs[i].t_in)
+    times = [ep.signs[i].t_in for i in order]
+    if len(order) < 2 or len(set(times)) < len(times) or len(order) > len(ORDINALS):
+        return []
+    facts = []
+    for rank, i in enumerate(order):
+        g = ep.signs[i]
+        answer, accepted = _sign_answer(g)
+        facts.append(Fact({"ordinal": ORDINALS[rank]}, answer, accepted, (g.t_in, g.t_out),
+                           (("sign", str(i)),)))
+    return facts
+
+
+_FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
+    "colour_of_shape": lambda ep, rng: _attribute_facts(ep, "shape"),
+    "shape_of_colour": lambda ep, rng: _attribute_facts(ep, "colour"),
+    "first_of_two": _first_of_two,
+    "first_overall": lambda ep, rng: _extreme(ep, last=False),
+    "last_overall": lambda ep, rng: _extreme(ep, last=True),
+    "sequence": _sequence,
+    "count_objects": _count_objects,
+    "count_colour": lambda ep, rng: _count_by(ep, rng, "colour"),
+    "count_shape": lambda ep, rng: _count_by(ep, rng, "shape"),
+    "count_cuts": _count_cuts,
+    "when_appear": lambda ep, rng: _when(ep, rng, leave=False),
+    "when_leave": lambda ep, rng: _when(ep, rng, leave=True),
+    "before": _before,
+    "on_screen": _on_screen,
+    "needle_word": lambda ep, rng: _needle(ep, rng, numbers=False),
+    "needle_number": lambda ep, rng: _needle(ep, rng, numbers=True),
+    "needle_nth": _needle_nth,
+}
+
+
+def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: Split,
+           novel_phrasing_prob: float = 0.5) -> tuple[str, str, bool]:
+    """Pick a phrasing and fill it: (question, template, novel). Training never picks a
+    held-out phrasing; eval picks one with probability ``novel_phrasing_prob``."""
+    novel = split == "eval" and bool(form.held_out) and rng.random() < novel_phrasing_prob
+    pool = form.held_out if novel else form.templates
+    template = pool[int(rng.integers(len(pool)))]
+    return template.format(**slots), template, novel
+
+
+def form_facts(name: str, episode: Episode, rng: np.random.Generator) -> list[Fact]:
+    """Every unambiguous instance of video form ``name`` in ``episode`` (some forms draw from
+    ``rng``: the listing order of `sequence`, the absent colour or shape of counts)."""
+    if name not in _FACTS:
+        raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
+    return _FACTS[name](episode, rng)
+
+
+def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
+                   rng: np.random.Generator, split: Split, n: int,
+                   novel_phrasing_prob: float = 0.5) -> list[QA]:
+    """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task
+    uniformly among those with candidates, then a form of it, then a fact, then a phrasing."""
+    pools: dict[Task, dict[str, list[Fact]]] = {}
+    for name, items in facts.items():
+        if items:
+            pools.setdefault(forms[name].task, {})[name] = items
+    out: list[QA] = []
+    while len(out) < n and pools:
+        task = list(pools)[int(rng.integers(len(pools)))]
+        by_form = pools[task]
+        name = list(by_form)[int(rng.integers(len(by_form)))]
+        fact = by_form[name].pop(int(rng.integers(len(by_form[name]))))
+        if not by_form[name]:
+            del by_form[name]
+            if not by_form:
+                del pools[task]
+        form = forms[name]
+        question, template, novel = phrase(form, fact.slots, rng, split, novel_phrasing_prob)
+        out.append(QA(form.task, name, question, fact.answer, fact.accepted, fact.evidence,
+                      form.kind, template, novel, fact.params))
+    return out
+
+
+def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "train",
+                   tasks: Iterable[Task] | None = None, n: int = 4,
+                   novel_phrasing_prob: float = 0.5) -> list[QA]:
+    """Up to ``n`` distinct unambiguous questions about an episode, tasks drawn uniformly
+    (among those that have a question), then forms, then instances.
+
+    Args:
+        episode: the ground truth.
+        rng: source of randomness; the result is deterministic given its state.
+        split: "train" uses only training phrasings; "eval" also held-out ones.
+        tasks: tasks to ask (default: all of `VIDEO_TASKS`).
+        n: most questions to return (fewer when the episode has fewer).
+        novel_phrasing_prob: in eval, chance of a held-out phrasing.
+
+    Example:
+        >>> from training.world.scene import sample_episode
+        >>> rng = np.random.default_rng(0)
+        >>> qas = make_questions(sample_episode(rng), rng, tasks=["count"], n=2)
+        >>> [qa.task for qa in qas]
+        ['count', 'count']
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    wanted = VIDEO_TASKS if tasks is None else tuple(tasks)
+    for t in wanted:
+        if t not in VIDEO_TASKS:
+            raise ValueError(f"unknown task {t!r}; choose from {VIDEO_TASKS}")
+    facts = {name: form_facts(name, episode, rng)
+             for name, form in FORMS.items() if form.task in wanted}
+    return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob)
