@@ -1,9 +1,12 @@
 """A contiguous, growable buffer of per-layer keys and values: the memory's storage.
 
 Memory is read far more often (every window and every question) than it changes (once per closed
-interval), so it lives in one contiguous (L, B, G, capacity, D) buffer per K and V and is handed to
-attention as a view, never re-concatenated. With a token budget the capacity is allocated once at
-the budget, so device memory stays flat however long the stream runs.
+interval), so it lives in contiguous (L, B, G, capacity, D) buffers handed to attention as views,
+never re-concatenated. Three buffers: pre-RoPE keys (the source of truth: positions are re-packed
+on eviction, and saved memories are position-free), keys rotated to their current positions (what
+attention reads), and values. Slots past ``length`` are scratch: an interval-encoder window
+writes its own K/V there so that attention reads [memory | window] as one view.
+With a token budget the capacity is allocated once, so device memory stays flat.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 
 
 class KVArena:
-    """Pre-RoPE keys/values of retained tokens, in memory order, with O(1) amortised append."""
+    """Pre-RoPE keys, rotated keys and values of retained tokens, in memory order."""
 
     def __init__(self, num_layers: int, batch: int, kv_heads: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device, capacity: int = 0,
@@ -23,8 +26,7 @@ class KVArena:
         self.dtype, self.device = dtype, device
         self.fixed_capacity = fixed_capacity
         self.length = 0
-        self._k = self._alloc(capacity)
-        self._v = self._alloc(capacity)
+        self._k, self._kr, self._v = (self._alloc(capacity) for _ in range(3))
 
     def _alloc(self, capacity: int) -> torch.Tensor:
         n_layers, b, g, d = self._shape
@@ -36,6 +38,7 @@ class KVArena:
 
     @property
     def bytes_per_token(self) -> int:
+        """Bytes one retained token's K/V occupy (pre-RoPE keys + values, per layer)."""
         n_layers, b, g, d = self._shape
         return 2 * n_layers * b * g * d * self._k.element_size()
 
@@ -45,35 +48,45 @@ class KVArena:
 
     @property
     def allocated_bytes(self) -> int:
-        """Bytes the arena's storage really holds (both buffers)."""
-        return self._k.untyped_storage().nbytes() + self._v.untyped_storage().nbytes()
+        """Bytes the arena's storage really holds (all three buffers, scratch included)."""
+        return sum(t.untyped_storage().nbytes() for t in (self._k, self._kr, self._v))
 
     def keys(self) -> torch.Tensor:
-        """(L, B, G, N, D) view of the retained keys."""
+        """(L, B, G, N, D) view of the retained pre-RoPE keys."""
         return self._k[:, :, :, : self.length]
 
-    def values(self) -> torch.Tensor:
-        """(L, B, G, N, D) view of the retained values."""
-        return self._v[:, :, :, : self.length]
+    def rotated_keys(self, extra: int = 0) -> torch.Tensor:
+        """(L, B, G, N+extra, D) view of the rotated keys (``extra`` scratch slots included)."""
+        return self._kr[:, :, :, : self.length + extra]
 
-    def append(self, keys: torch.Tensor, values: torch.Tensor) -> int:
-        """Append (L, B, G, n, D) keys/values; returns the start offset of the new tokens."""
-        n = keys.shape[3]
+    def values(self, extra: int = 0) -> torch.Tensor:
+        """(L, B, G, N+extra, D) view of the retained values (plus ``extra`` scratch slots)."""
+        return self._v[:, :, :, : self.length + extra]
+
+    def reserve(self, n: int) -> None:
+        """Make sure ``n`` slots past the retained tokens exist (grows unless fixed)."""
         need = self.length + n
         if need > self.capacity:
             if self.fixed_capacity:
-                raise RuntimeError(f"KVArena full: {need} tokens > fixed capacity "
+                raise RuntimeError(f"KVArena full: {need} slots > fixed capacity "
                                    f"{self.capacity}; evict first")
             # 1.5x: amortised O(1) appends without doubling the footprint of long memories
             self._grow(max(need, self.capacity + self.capacity // 2, 64))
-        start = self.length
-        self._k[:, :, :, start:need] = keys
-        self._v[:, :, :, start:need] = values
-        self.length = need
+
+    def append(self, keys: torch.Tensor, rotated: torch.Tensor, values: torch.Tensor) -> int:
+        """Append (L, B, G, n, D) pre-RoPE keys, rotated keys and values; returns their start."""
+        n = keys.shape[3]
+        self.reserve(n)
+        start, end = self.length, self.length + n
+        self._k[:, :, :, start:end] = keys
+        self._kr[:, :, :, start:end] = rotated
+        self._v[:, :, :, start:end] = values
+        self.length = end
         return start
 
     def remove(self, start: int, n: int) -> None:
-        """Delete tokens [start, start+n), shifting later tokens down (positions re-pack)."""
+        """Delete tokens [start, start+n), shifting later tokens down. Rotated keys of the
+        shifted tokens are then stale: the caller re-rotates them for their new positions."""
         if n <= 0:
             return
         end = start + n
@@ -81,16 +94,29 @@ class KVArena:
             raise IndexError(f"remove [{start}, {end}) outside [0, {self.length})")
         tail = self.length - end
         if tail:
-            # clone: source and destination ranges may overlap
-            self._k[:, :, :, start:start + tail] = self._k[:, :, :, end:self.length].clone()
-            self._v[:, :, :, start:start + tail] = self._v[:, :, :, end:self.length].clone()
+            for buf in (self._k, self._kr, self._v):
+                # clone: source and destination ranges may overlap
+                buf[:, :, :, start:start + tail] = buf[:, :, :, end:self.length].clone()
         self.length -= n
+
+    def set_rotated(self, start: int, rotated: torch.Tensor) -> None:
+        """Overwrite rotated keys of tokens [start, start + n)."""
+        self._kr[:, :, :, start:start + rotated.shape[3]] = rotated
+
+    def write_scratch(self, layer: int, offset: int, k_rot: torch.Tensor, v: torch.Tensor
+                      ) -> None:
+        """Write a chunk's rotated keys/values (B, G, T, D) at scratch slots length+offset.."""
+        s = self.length + offset
+        self._kr[layer, :, :, s:s + k_rot.shape[2]] = k_rot
+        self._v[layer, :, :, s:s + v.shape[2]] = v
 
     def clear(self) -> None:
         self.length = 0
 
     def _grow(self, capacity: int) -> None:
-        k, v = self._alloc(capacity), self._alloc(capacity)
-        k[:, :, :, : self.length] = self.keys()
-        v[:, :, :, : self.length] = self.values()
-        self._k, self._v = k, v
+        bufs = []
+        for buf in (self._k, self._kr, self._v):
+            new = self._alloc(capacity)
+            new[:, :, :, : self.length] = buf[:, :, :, : self.length]
+            bufs.append(new)
+        self._k, self._kr, self._v = bufs

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..model.cache import RotatedCache
-from ..model.encoder import encode_interval, encode_text
+from ..model.encoder import encode_text, encode_window, retained, window_plan
 from ..model.generate import GREEDY, Generation, Sampling, decode_one_token, generate, prefill
 from ..model.graphs import GraphDecoder
 from ..model.layout import RemainderRule
@@ -57,9 +58,12 @@ class MemoryEngine:
                   token_budget: int | None = None,
                   remainder: RemainderRule = "summarize") -> MemoryEngine:
         llm = model.config.llm
+        window = window or model.config.vst.window
+        # scratch: the largest expanded window (r = 1 doubles it)
         store = MemoryStore(llm.num_hidden_layers, llm.num_key_value_heads, llm.dim_per_head,
-                            model.dtype, model.device, token_budget)
-        return cls(model, store, window or model.config.vst.window, remainder)
+                            model.dtype, model.device, llm.rope_theta, token_budget,
+                            scratch_tokens=2 * window)
+        return cls(model, store, window, remainder)
 
     @property
     def has_sink(self) -> bool:
@@ -77,16 +81,17 @@ class MemoryEngine:
                  ) -> tuple[IntervalRecord, list[IntervalRecord]]:
         """Compress one closed interval's tokens (F, T, C) or (N, C) and store it."""
         raw = tokens.reshape(1, -1, tokens.shape[-1]).to(self.model.device, self.model.dtype)
-        mem_k, mem_v = self._memory()
-        kv = encode_interval(self.model, mem_k, mem_v, raw, ratio, self.window, self.remainder)
-        return self.store.add(kv.keys, kv.values, t_start=t_start, t_end=t_end,
-                              frame_start=frame_start, frame_end=frame_end, ratio=ratio,
-                              embedding=embedding)
-
-    def _memory(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if self.store.num_tokens == 0:
-            return None, None
-        return self.store.keys(), self.store.values()
+        plan = window_plan(raw.shape[1], ratio, self.window, self.remainder)
+        store = self.store
+        evicted = store.begin_interval(retained(plan))
+        for start, end, layout in plan:
+            # each window attends to [memory (with this interval's earlier VSTs) | window]
+            sink = store.window_sink(layout.length)
+            kv = encode_window(self.model, sink, store.num_tokens, raw[:, start:end], layout)
+            store.append_tokens(kv.keys, kv.values)
+        record = store.end_interval(t_start=t_start, t_end=t_end, frame_start=frame_start,
+                                    frame_end=frame_end, ratio=ratio, embedding=embedding)
+        return record, evicted
 
     @torch.no_grad()
     def answer(self, open_tokens: torch.Tensor | None, question_ids: torch.Tensor,
@@ -102,18 +107,18 @@ class MemoryEngine:
         if open_tokens is not None and open_tokens.numel():
             raw = open_tokens.reshape(1, -1, q.shape[-1]).to(model.device, model.dtype)
             q = torch.cat((raw, q), dim=1)  # (1, N+Q, C)
-        mem_k, mem_v = self.store.keys(), self.store.values()
+        mem_k, mem_v = self.store.rotated_keys(), self.store.values()
         m = mem_k.shape[3]
         need = m + q.shape[1] + max_new_tokens
         if self.cuda_graphs:
             decoder = self._graph_decoder(need)
-            decoder.load(mem_k, mem_v)
             cache, step = decoder.cache, decoder.step
         else:
-            cache = RotatedCache.from_memory(mem_k, mem_v, need, model.config.llm.rope_theta)
-
-            def step(token: torch.Tensor) -> torch.Tensor:
-                return decode_one_token(model, cache, token)
+            llm = model.config.llm
+            cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
+                                 llm.dim_per_head, need, model.dtype, model.device)
+            step = partial(decode_one_token, model, cache)
+        cache.load(mem_k, mem_v)
 
         logits = prefill(model, cache, q, all_logits=all_logits)
         last = logits[:, -1] if all_logits else logits

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 
 from ..errors import ConfigError
+from ..model.decoder import KVSink
+from ..model.rope import apply_rope, rope_cos_sin
 from .arena import KVArena
 
 log = logging.getLogger(__name__)
@@ -50,27 +52,35 @@ class IntervalRecord:
 class MemoryStore:
     """Sink + intervals in a `KVArena`, evicting by a named policy to respect ``token_budget``.
 
+    Keys come in pre-RoPE; the store also keeps them rotated to their packed positions (0..M-1)
+    and re-rotates the shifted ones after an eviction, so attention never rotates memory.
+
     Args:
+        rope_theta: RoPE base of the model.
         token_budget: most retained tokens (sink included); None for unbounded.
         policy: what to do when a new interval does not fit; ``"drop_oldest"`` removes whole
             intervals, oldest first (the sink is never evicted).
+        scratch_tokens: slots kept free past the budget for an encoder window's own K/V.
     """
 
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device, token_budget: int | None = None,
-                 policy: EvictionPolicy = "drop_oldest") -> None:
+                 device: torch.device, rope_theta: float, token_budget: int | None = None,
+                 policy: EvictionPolicy = "drop_oldest", scratch_tokens: int = 0) -> None:
         if token_budget is not None and token_budget < 1:
             raise ConfigError(f"token_budget must be positive or None, got {token_budget}")
         if policy != "drop_oldest":
             raise ConfigError(f"eviction policy {policy!r} is not available; use 'drop_oldest'")
         self.token_budget = token_budget
         self.policy = policy
+        self.rope_theta = rope_theta
+        capacity = token_budget + scratch_tokens if token_budget is not None else 0
         self.arena = KVArena(num_layers, 1, kv_heads, head_dim, dtype, device,
-                             capacity=token_budget or 0, fixed_capacity=token_budget is not None)
+                             capacity=capacity, fixed_capacity=token_budget is not None)
         self.sink_tokens = 0
         self.records: list[IntervalRecord] = []
         self.evicted = 0
         self._next_id = 0
+        self._open_start: int | None = None  # arena offset of the interval being written
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -81,8 +91,18 @@ class MemoryStore:
         """(L, 1, G, M, D) pre-RoPE keys of everything retained, in memory order."""
         return self.arena.keys()
 
+    def rotated_keys(self) -> torch.Tensor:
+        """(L, 1, G, M, D) keys rotated to positions 0..M-1 (what attention reads)."""
+        return self.arena.rotated_keys()
+
     def values(self) -> torch.Tensor:
         return self.arena.values()
+
+    def window_sink(self, chunk: int) -> KVSink:
+        """A `KVSink` for a chunk of ``chunk`` tokens at positions M..: its K/V go to scratch
+        slots right after memory, and attention reads [memory | chunk] as one view."""
+        self.arena.reserve(chunk)
+        return _ScratchSink(self.arena)
 
     def interval_tokens(self) -> int:
         return self.arena.length - self.sink_tokens
@@ -95,21 +115,54 @@ class MemoryStore:
         if self.token_budget is not None and keys.shape[3] >= self.token_budget:
             raise ConfigError(f"token_budget {self.token_budget} leaves no room after the "
                               f"{keys.shape[3]}-token prompt prefix; raise it")
-        self.arena.append(keys, values)
+        self._append(keys, values)
         self.sink_tokens = keys.shape[3]
+
+    def begin_interval(self, max_tokens: int) -> list[IntervalRecord]:
+        """Start writing an interval of at most ``max_tokens``; evicts to make room first."""
+        if self._open_start is not None:
+            raise RuntimeError("an interval is already being written")
+        evicted = self._make_room(max_tokens)
+        self._open_start = self.arena.length
+        return evicted
+
+    def append_tokens(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Add pre-RoPE K/V (L, 1, G, n, D) to the interval being written (visible at once)."""
+        if self._open_start is None:
+            raise RuntimeError("begin_interval first")
+        self._append(keys, values)
+
+    def end_interval(self, *, t_start: float, t_end: float, frame_start: int, frame_end: int,
+                     ratio: int | None, embedding: torch.Tensor | None = None) -> IntervalRecord:
+        """Close the interval being written and record it."""
+        if self._open_start is None:
+            raise RuntimeError("begin_interval first")
+        n = self.arena.length - self._open_start
+        self._open_start = None
+        record = IntervalRecord(self._next_id, t_start, t_end, frame_start, frame_end, ratio, n,
+                                embedding)
+        self._next_id += 1
+        self.records.append(record)
+        return record
 
     def add(self, keys: torch.Tensor, values: torch.Tensor, *, t_start: float, t_end: float,
             frame_start: int, frame_end: int, ratio: int | None,
             embedding: torch.Tensor | None = None) -> tuple[IntervalRecord, list[IntervalRecord]]:
         """Store one interval's retained K/V (L, 1, G, n, D); returns it and what was evicted."""
-        n = keys.shape[3]
-        evicted = self._make_room(n)
-        self.arena.append(keys, values)
-        record = IntervalRecord(self._next_id, t_start, t_end, frame_start, frame_end, ratio, n,
-                                embedding)
-        self._next_id += 1
-        self.records.append(record)
+        evicted = self.begin_interval(keys.shape[3])
+        self.append_tokens(keys, values)
+        record = self.end_interval(t_start=t_start, t_end=t_end, frame_start=frame_start,
+                                   frame_end=frame_end, ratio=ratio, embedding=embedding)
         return record, evicted
+
+    def _rotate(self, keys: torch.Tensor, start: int) -> torch.Tensor:
+        d = keys.shape[-1]
+        positions = torch.arange(start, start + keys.shape[3], device=keys.device)
+        cos, sin = rope_cos_sin(positions, d, self.rope_theta, keys.dtype)
+        return apply_rope(keys, cos, sin)
+
+    def _append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.arena.append(keys, self._rotate(keys, self.arena.length), values)
 
     def _make_room(self, n: int) -> list[IntervalRecord]:
         if self.token_budget is None:
@@ -124,6 +177,9 @@ class MemoryStore:
             self.arena.remove(self.sink_tokens, old.num_tokens)
             evicted.append(old)
         if evicted:
+            # the survivors moved down: rotate them (exactly, from pre-RoPE) for their new slots
+            tail = self.arena.keys()[:, :, :, self.sink_tokens:]
+            self.arena.set_rotated(self.sink_tokens, self._rotate(tail, self.sink_tokens))
             self.evicted += len(evicted)
             log.debug("evicted %d intervals (drop_oldest) to fit %d tokens", len(evicted), n)
         return evicted
@@ -131,7 +187,22 @@ class MemoryStore:
     def clear(self) -> None:
         """Forget everything, the sink included (the budget's buffer is kept)."""
         self.arena.clear()
+        self._open_start = None
         self.sink_tokens = 0
         self.records.clear()
         self.evicted = 0
         self._next_id = 0
+
+
+class _ScratchSink(KVSink):
+    """Writes a chunk's K/V into the arena's scratch slots; attention reads memory + chunk."""
+
+    def __init__(self, arena: KVArena) -> None:
+        self.arena = arena
+        self.mask = None
+
+    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k_rot.shape[2]
+        self.arena.write_scratch(layer, 0, k_rot, v)
+        return self.arena.rotated_keys(t)[layer], self.arena.values(t)[layer]

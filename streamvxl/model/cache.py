@@ -67,16 +67,16 @@ class RotatedCache(KVSink):
         if capacity < m:
             raise ValueError(f"capacity {capacity} < memory length {m}")
         cache = cls(n_layers, b, g, d, capacity, keys.dtype, keys.device)
-        cache.load(keys, values, theta)
+        cache.load(rotate_memory(keys, theta), values)
         return cache
 
-    def load(self, keys: torch.Tensor, values: torch.Tensor, theta: float) -> None:
-        """Replace the contents by memory (L, B, G, M, D), rotated to positions 0..M-1."""
-        m = keys.shape[3]
+    def load(self, rotated_keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Replace the contents by memory (L, B, G, M, D) already rotated to 0..M-1."""
+        m = rotated_keys.shape[3]
         if m > self.capacity:
             raise ValueError(f"memory of {m} tokens exceeds capacity {self.capacity}")
         if m:
-            self.k[:, :, :, :m] = rotate_memory(keys, theta)
+            self.k[:, :, :, :m] = rotated_keys
             self.v[:, :, :, :m] = values
         self.length = m
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention.bias import causal_lower_right
 
+from .attention import full_coverage_attention
 from .config import LLMConfig
 from .rope import apply_rope, rope_cos_sin
 
@@ -33,36 +33,29 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in at least float32 and round once, like HF Qwen2 (a float64 model stays
+        # float64); the fused kernel does it in one pass instead of eight elementwise ones.
         dtype = x.dtype
-        x = x.to(torch.promote_types(dtype, torch.float32))  # bf16 -> fp32; fp64 stays
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        work = torch.promote_types(dtype, torch.float32)
+        normed = F.rms_norm(x.to(work), (x.shape[-1],), eps=self.eps).to(dtype)
+        return self.weight * normed
 
 
 @dataclass
 class TokenRoute:
-    """Which rows of a chunk are VSTs. Indices are precomputed once per window layout."""
+    """Which rows of a chunk are VSTs (int64 positions, precomputed once per window layout)."""
 
-    vst: torch.Tensor  # (n_vst,) int64 positions in the chunk
-    regular: torch.Tensor  # (T - n_vst,) int64 positions in the chunk
-
-    @staticmethod
-    def from_mask(is_vst: torch.Tensor) -> TokenRoute | None:
-        """None when no row is a VST (the plain Qwen2 path)."""
-        if not bool(is_vst.any()):
-            return None
-        return TokenRoute(vst=is_vst.nonzero().squeeze(1), regular=(~is_vst).nonzero().squeeze(1))
+    vst: torch.Tensor  # (n_vst,)
 
 
 def _routed(x: torch.Tensor, route: TokenRoute | None, regular: nn.Linear,
             beacon: nn.Linear) -> torch.Tensor:
     """Apply ``regular`` to ordinary rows and ``beacon`` to VST rows of x (B, T, C)."""
+    out = regular(x)  # (B, T, out): VST rows too -- one matmul beats gathering the others
     if route is None:
-        return regular(x)
-    out_reg = regular(x.index_select(1, route.regular))  # (B, T-n, out)
-    out_vst = beacon(x.index_select(1, route.vst))  # (B, n, out)
-    out = x.new_empty(x.shape[0], x.shape[1], out_reg.shape[-1])
-    return out.index_copy(1, route.regular, out_reg).index_copy(1, route.vst, out_vst)
+        return out
+    # in place is autograd-safe: a linear layer's backward does not need its output
+    return out.index_copy_(1, route.vst, beacon(x.index_select(1, route.vst)))
 
 
 class KVSink:
@@ -138,19 +131,13 @@ class Attention(nn.Module):
         q = _routed(x, route, self.q_proj, self.beacon_q_proj)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         q = apply_rope(q, cos, sin)
-        total = k_all.shape[2]
         if t == 1:  # decoding: one query sees every valid key
             o = decode_attention(q, k_all, v_all, visible)
-        else:
-            if visible is not None:
-                mask, causal = visible, False
-            elif total == t:
-                mask, causal = None, True  # no memory: plain causal
-            else:
-                mask, causal = causal_lower_right(t, total), False  # full-coverage
-            o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask,
-                                               is_causal=causal,
+        elif visible is not None:
+            o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=visible,
                                                enable_gqa=self.n_heads != self.n_kv_heads)
+        else:
+            o = full_coverage_attention(q, k_all, v_all)
         o = o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(o)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .cache import ConcatCache
-from .decoder import ChunkKV, TokenRoute
+from .decoder import ChunkKV, KVSink, TokenRoute
 from .layout import RemainderRule, WindowLayout, split_windows, window_layout
 from .videoxl import VideoXL
 
@@ -30,24 +30,35 @@ def window_embeddings(model: VideoXL, raw: torch.Tensor, layout: WindowLayout) -
     return out
 
 
-def encode_window(model: VideoXL, memory_k: torch.Tensor | None, memory_v: torch.Tensor | None,
-                  raw: torch.Tensor, layout: WindowLayout) -> ChunkKV:
-    """One window over memory (L, B, G, M, D); returns the K/V to retain (L, B, G, n, D).
+def encode_window(model: VideoXL, cache: KVSink, start: int, raw: torch.Tensor,
+                  layout: WindowLayout) -> ChunkKV:
+    """One window after ``start`` cached tokens; returns the K/V to retain (L, B, G, n, D).
 
     n is the VST count, or the raw-token count when ``layout.ratio`` is None (no compression).
+    ``cache`` supplies memory to attend to: a `ConcatCache` (functional, autograd-safe) or the
+    memory store's in-place scratch sink.
     """
     device = raw.device
     embeds = window_embeddings(model, raw, layout)
     if layout.ratio is None:
         route, keep = None, None
     else:
-        route = TokenRoute(vst=layout.vst_slots.to(device),
-                           regular=layout.raw_slots.to(device))
+        route = TokenRoute(vst=layout.vst_slots.to(device))
         keep = route.vst
-    cache = ConcatCache(memory_k, memory_v, model.config.llm.rope_theta)
-    _, kv = model.model.forward_chunk(embeds, cache.length, cache, route, need_hidden=False,
-                                      keep=keep)
+    _, kv = model.model.forward_chunk(embeds, start, cache, route, need_hidden=False, keep=keep)
     return kv
+
+
+def window_plan(num_raw: int, ratio: int | None, window: int,
+                remainder: RemainderRule = "summarize") -> list[tuple[int, int, WindowLayout]]:
+    """The windows of an interval of ``num_raw`` raw tokens: (start, end, layout) each."""
+    return [(s, e, window_layout(e - s, ratio, remainder)) for s, e in split_windows(num_raw,
+                                                                                      window)]
+
+
+def retained(plan: list[tuple[int, int, WindowLayout]]) -> int:
+    """Tokens an interval keeps: its VSTs, or every raw token without compression."""
+    return sum(lay.num_raw if lay.ratio is None else lay.num_vst for _, _, lay in plan)
 
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
@@ -64,11 +75,12 @@ def encode_interval(model: VideoXL, memory_k: torch.Tensor | None,
     """
     kept_k: torch.Tensor | None = None
     kept_v: torch.Tensor | None = None
-    for start, end in split_windows(tokens.shape[1], window):
-        layout = window_layout(end - start, ratio, remainder)
+    theta = model.config.llm.rope_theta
+    for start, end, layout in window_plan(tokens.shape[1], ratio, window, remainder):
         mem_k = memory_k if kept_k is None else _cat(memory_k, kept_k)
         mem_v = memory_v if kept_v is None else _cat(memory_v, kept_v)
-        kv = encode_window(model, mem_k, mem_v, tokens[:, start:end], layout)
+        cache = ConcatCache(mem_k, mem_v, theta)
+        kv = encode_window(model, cache, cache.length, tokens[:, start:end], layout)
         kept_k, kept_v = _cat(kept_k, kv.keys), _cat(kept_v, kv.values)
     assert kept_k is not None and kept_v is not None
     return ChunkKV(kept_k, kept_v)

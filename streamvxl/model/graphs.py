@@ -55,9 +55,9 @@ class GraphDecoder:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
 
-    def load(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Start a new answer over memory (L, 1, G, M, D) pre-RoPE."""
-        self.cache.load(keys, values, self.model.config.llm.rope_theta)
+    def load(self, rotated_keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Start a new answer over memory (L, 1, G, M, D), keys rotated to 0..M-1."""
+        self.cache.load(rotated_keys, values)
 
     @torch.no_grad()
     def step(self, token: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ def add(store: MemoryStore, n: int, tag: float):
 
 
 def test_drop_oldest_keeps_newest_and_sink() -> None:
-    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=20)
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=20)
     store.set_sink(*kv(4, -1.0))
     for i in range(6):
         record, evicted = add(store, 5, float(i))
@@ -32,19 +32,35 @@ def test_drop_oldest_keeps_newest_and_sink() -> None:
     assert keys[4:].tolist() == [3.0] * 5 + [4.0] * 5 + [5.0] * 5  # order kept, re-packed
 
 
+def test_rotated_keys_follow_packed_positions_after_eviction() -> None:
+    """Rotated keys always equal RoPE(pre-RoPE keys, 0..M-1), however often intervals leave."""
+    from streamvxl.model.cache import rotate_memory
+
+    torch.manual_seed(0)
+    store = MemoryStore(2, 2, 4, torch.float64, torch.device("cpu"), 1e4, token_budget=23)
+    store.set_sink(torch.randn(2, 1, 2, 3, 4, dtype=torch.float64),
+                   torch.randn(2, 1, 2, 3, 4, dtype=torch.float64))
+    for i, n in enumerate([5, 7, 2, 9, 4, 6, 8]):
+        k = torch.randn(2, 1, 2, n, 4, dtype=torch.float64)
+        store.add(k, -k, t_start=i, t_end=i, frame_start=i, frame_end=i, ratio=2)
+        torch.testing.assert_close(store.rotated_keys(), rotate_memory(store.keys(), 1e4),
+                                   atol=1e-12, rtol=0)
+    assert store.evicted > 0
+
+
 def test_interval_larger_than_budget_is_a_config_error() -> None:
-    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=10)
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=10)
     store.set_sink(*kv(4, 0.0))
     with pytest.raises(ConfigError, match="cannot fit"):
         add(store, 7, 1.0)
 
 
 def test_sink_must_leave_room() -> None:
-    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), token_budget=4)
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=4)
     with pytest.raises(ConfigError, match="no room"):
         store.set_sink(*kv(4, 0.0))
 
 
 def test_unknown_policy() -> None:
     with pytest.raises(ConfigError, match="drop_oldest"):
-        MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), policy="lru")  # type: ignore[arg-type]
+        MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, policy="lru")  # type: ignore[arg-type]
