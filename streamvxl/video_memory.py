@@ -164,7 +164,7 @@ class VideoMemory:
         result = self.engine.answer(
             self._open.raw_tokens(), ids, max_new_tokens, self._eos_ids, sampling,
             on_token=lambda _: first_token_at.append(time.perf_counter()) if not first_token_at
-            else None)
+            else None, keep_logits=output_logits)
         sync()
         t1 = time.perf_counter()
         gen = result.generation

@@ -97,10 +97,13 @@ class MemoryEngine:
     def answer(self, open_tokens: torch.Tensor | None, question_ids: torch.Tensor,
                max_new_tokens: int, eos_ids: tuple[int, ...] = (),
                sampling: Sampling = GREEDY, all_logits: bool = False,
-               on_token: Callable[[int], None] | None = None) -> EngineAnswer:
+               on_token: Callable[[int], None] | None = None,
+               keep_logits: bool = True) -> EngineAnswer:
         """Answer after memory + the open interval's raw tokens (N, C) + question ids (Q,).
 
         The memory is not modified: the question and the open tokens live in a temporary cache.
+        ``keep_logits=False`` drops the per-step logits, which lets greedy decoding on CUDA run
+        the argmax inside the graph with no host round trip per token.
         """
         model = self.model
         q = model.embed_ids(question_ids.to(model.device)[None])  # (1, Q, C)
@@ -122,8 +125,27 @@ class MemoryEngine:
 
         logits = prefill(model, cache, q, all_logits=all_logits)
         last = logits[:, -1] if all_logits else logits
-        gen = generate(last, step, max_new_tokens, eos_ids, sampling, on_token)
+        if self.cuda_graphs and not keep_logits and sampling.temperature == 0:
+            gen = self._greedy_on_device(decoder, last, max_new_tokens, eos_ids, on_token)
+        else:
+            gen = generate(last, step, max_new_tokens, eos_ids, sampling, on_token)
         return EngineAnswer(gen, logits[0] if all_logits else None, m + q.shape[1])
+
+    @staticmethod
+    def _greedy_on_device(decoder: GraphDecoder, first_logits: torch.Tensor, max_new: int,
+                          eos_ids: tuple[int, ...],
+                          on_token: Callable[[int], None] | None) -> Generation:
+        first = first_logits.argmax(dim=-1)  # (1,)
+        ids = [int(first.item())]
+        if on_token is not None:
+            on_token(ids[0])
+        if ids[0] not in eos_ids and max_new > 1:
+            rest = decoder.greedy(first, max_new - 1, eos_ids)
+            ids += rest
+            if on_token is not None:
+                for t in rest:
+                    on_token(t)
+        return Generation(ids, [], ids[-1] in eos_ids)
 
     def _graph_decoder(self, need: int) -> GraphDecoder:
         """The decoder for the smallest bucket holding ``need`` tokens (two kept at most)."""

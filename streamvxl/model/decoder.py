@@ -33,8 +33,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in at least float32 and round once, like HF Qwen2 (a float64 model stays
-        # float64); the fused kernel does it in one pass instead of eight elementwise ones.
+        if x.dtype in (torch.float16, torch.bfloat16) and x.is_cuda:
+            # one fused kernel (float32 accumulation, one rounding) instead of eight passes;
+            # HF rounds before the weight multiply, a difference of one half-precision ulp
+            return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
+        # float32/float64 (and CPU): exactly HF's order of operations
         dtype = x.dtype
         work = torch.promote_types(dtype, torch.float32)
         normed = F.rms_norm(x.to(work), (x.shape[-1],), eps=self.eps).to(dtype)
@@ -63,8 +66,8 @@ class KVSink:
 
     ``extend`` receives the chunk's rotated keys (B, G, T, D) and values for one layer and returns
     keys/values (B, G, M+T, D) to attend over. ``mask`` is None for the default full-coverage
-    mask (bottom-right causal), or a boolean (T, M+T) / broadcastable mask of visible keys, for
-    caches whose buffers hold more slots than are valid (CUDA-graph decoding).
+    mask (bottom-right causal), or, for one-token decoding over a cache whose buffers hold more
+    slots than are valid (CUDA graphs), an additive (M+T,) float bias: 0 visible, -inf not.
     Implementations: `streamvxl.model.cache`, `streamvxl.model.graphs`.
     """
 
@@ -76,20 +79,21 @@ class KVSink:
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     mask: torch.Tensor | None) -> torch.Tensor:
+                     bias: torch.Tensor | None) -> torch.Tensor:
     """One query row per head over all keys, grouped-query without repeating K/V.
 
-    q (B, H, 1, D), k/v (B, G, N, D), mask broadcastable to (N,) of visible keys -> (B, H, 1, D).
-    Reading K and V once is what bounds decoding, so heads sharing a K/V head are batched as rows
-    of one matmul instead of materialising H/G copies of the cache.
+    q (B, H, 1, D), k/v (B, G, N, D); ``bias`` (N,) float32 is 0 for visible keys and -inf for
+    the others (None: all visible) -> (B, H, 1, D). Reading K and V once is what bounds decoding,
+    so heads sharing a K/V head are batched as rows of one matmul instead of materialising H/G
+    copies of the cache.
     """
     b, h, _, d = q.shape
     g = k.shape[1]
-    qg = q.reshape(b, g, h // g, d)  # (B, G, H/G, D)
-    scores = torch.matmul(qg, k.transpose(-1, -2)) * d ** -0.5  # (B, G, H/G, N)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)
+    qg = (q * d ** -0.5).reshape(b, g, h // g, d)  # (B, G, H/G, D), scale folded into q
+    scores = torch.matmul(qg, k.transpose(-1, -2))  # (B, G, H/G, N)
+    work = torch.promote_types(scores.dtype, torch.float32)
+    scores = scores.to(work) if bias is None else scores + bias.to(work)  # one pass either way
+    probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs.to(v.dtype), v)  # (B, G, H/G, D)
     return out.reshape(b, h, 1, d)
 
@@ -124,8 +128,8 @@ class Attention(nn.Module):
                visible: torch.Tensor | None = None) -> torch.Tensor:
         """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C).
 
-        ``visible``: None for full-coverage (all memory + causal chunk), else a boolean mask of
-        the keys each query may see.
+        ``visible``: None for full-coverage (all memory + causal chunk); for one-token decoding
+        an additive (M+T,) bias of the valid keys.
         """
         b, t, _ = x.shape
         q = _routed(x, route, self.q_proj, self.beacon_q_proj)
@@ -133,9 +137,6 @@ class Attention(nn.Module):
         q = apply_rope(q, cos, sin)
         if t == 1:  # decoding: one query sees every valid key
             o = decode_attention(q, k_all, v_all, visible)
-        elif visible is not None:
-            o = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=visible,
-                                               enable_gqa=self.n_heads != self.n_kv_heads)
         else:
             o = full_coverage_attention(q, k_all, v_all)
         o = o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)

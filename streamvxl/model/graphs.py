@@ -19,7 +19,7 @@ from .videoxl import VideoXL
 
 
 class _StaticSlots(KVSink):
-    """Writes the step's K/V at slot ``pos`` and attends over all slots, masked to <= pos."""
+    """Writes the step's K/V at slot ``pos`` and attends over all slots, biased to <= pos."""
 
     def __init__(self, cache: RotatedCache, pos: torch.Tensor) -> None:
         self.cache, self.pos = cache, pos
@@ -54,6 +54,7 @@ class GraphDecoder:
         self._sink = _StaticSlots(self.cache, self._pos)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
+        self._greedy_graph: torch.cuda.CUDAGraph | None = None
 
     def load(self, rotated_keys: torch.Tensor, values: torch.Tensor) -> None:
         """Start a new answer over memory (L, 1, G, M, D), keys rotated to 0..M-1."""
@@ -72,21 +73,72 @@ class GraphDecoder:
         self.cache.advance(1)
         return self._logits.clone()
 
+    @torch.no_grad()
+    def greedy(self, token: torch.Tensor, n: int, eos_ids: tuple[int, ...],
+               check_every: int = 8) -> list[int]:
+        """Feed ``token`` (1,) and decode up to ``n`` more greedily; ids after ``token``.
+
+        The argmax and the position update run inside the graph, so replays queue back to back
+        with no host round trip per token; the host looks for a stop token every
+        ``check_every`` tokens (the few extra decoded steps are discarded).
+        """
+        n = min(n, self.capacity - self.cache.length)
+        if n <= 0:
+            return []
+        self._token.copy_(token)
+        self._pos.fill_(self.cache.length)
+        if self._greedy_graph is None:
+            self._capture_greedy()
+        ids = torch.empty(n, dtype=torch.long, device=self._token.device)
+        out: list[int] = []
+        for start in range(0, n, check_every):
+            stop = min(start + check_every, n)
+            for i in range(start, stop):
+                self._greedy_graph.replay()
+                ids[i] = self._token[0]
+            chunk = ids[start:stop].tolist()
+            hit = next((j for j, t in enumerate(chunk) if t in eos_ids), None)
+            out += chunk if hit is None else chunk[:hit + 1]
+            if hit is not None:
+                break
+        self.cache.advance(len(out))
+        return out
+
     def _forward(self) -> torch.Tensor:
         x = self.model.embed_ids(self._token[None])  # (1, 1, C)
-        self._sink.mask = self._slots <= self._pos  # (N,) valid slots
+        visible = self._slots <= self._pos  # (N,)
+        self._sink.mask = torch.zeros(visible.shape, device=visible.device).masked_fill_(
+            ~visible, float("-inf"))  # additive bias, computed once for all layers
         hidden, _ = self.model.model.forward_chunk(x, self._pos, self._sink)
         return _logits(self.model, hidden[:, -1])
 
+    def _greedy_forward(self) -> None:
+        logits = self._forward()
+        self._token.copy_(logits.argmax(dim=-1))
+        self._pos.add_(1)
+
     def _capture(self) -> None:
-        # Warm-up runs write this step's K/V into slot pos, which the replay rewrites anyway.
+        self._graph, self._logits = self._record(self._forward)
+
+    def _capture_greedy(self) -> None:
+        self._greedy_graph, _ = self._record(self._greedy_forward)
+
+    def _record(self, fn):
+        # Warm-up runs write K/V into slots the real replays rewrite before anything reads them.
+        pos, token = self._pos.clone(), self._token.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._forward()
+                self._pos.copy_(pos)
+                self._token.copy_(token)
+                fn()
         torch.cuda.current_stream().wait_stream(side)
+        self._pos.copy_(pos)
+        self._token.copy_(token)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._logits = self._forward()
-        self._graph = graph
+            out = fn()
+        self._pos.copy_(pos)
+        self._token.copy_(token)
+        return graph, out
