@@ -28,33 +28,39 @@ BUCKET = 2048
 """cuDNN sees memory lengths rounded down to a multiple of this (one plan per bucket)."""
 
 _split_ok: bool | None = None  # None: untried; False: this build/GPU cannot, use SDPA
+_native_gqa: dict[str, bool] = {}  # per op: takes fewer K/V heads than query heads?
 
 
-def _cudnn_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cuDNN attention, no mask: (out (B, H, T, D), lse (B, H, T, 1) float32)."""
-    out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, False,
-                                                             False)
-    return out[0], out[1].float().reshape(*q.shape[:3], 1)
-
-
-def _flash_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flash attention, causal aligned bottom-right (FlashAttention-2's convention)."""
-    out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True, False)
+def _with_lse(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, H, T, D), lse (B, H, T, 1) float32) from cuDNN (no mask) or flash (causal,
+    aligned bottom-right as in FlashAttention-2)."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1 and not _native_gqa.get(op, True):
+        k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    try:
+        if op == "cudnn":
+            out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0,
+                                                                     False, False)
+        else:
+            out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True, False)
+    except RuntimeError:
+        if groups == 1 or op in _native_gqa:
+            raise
+        _native_gqa[op] = False  # retry once with K/V repeated to the query heads
+        return _with_lse(op, q, k, v)
+    _native_gqa.setdefault(op, True)
     return out[0], out[1].float().reshape(*q.shape[:3], 1)
 
 
 def _split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bulk: int
                      ) -> torch.Tensor:
-    o_bulk, lse_bulk = _cudnn_with_lse(q, k[:, :, :bulk], v[:, :, :bulk])
-    o_rest, lse_rest = _flash_with_lse(q, k[:, :, bulk:], v[:, :, bulk:])
+    # Slice before anything else: a cuDNN plan is keyed by shape and strides, which must not
+    # depend on the growing memory length.
+    o_bulk, lse_bulk = _with_lse("cudnn", q, k[:, :, :bulk], v[:, :, :bulk])
+    o_rest, lse_rest = _with_lse("flash", q, k[:, :, bulk:], v[:, :, bulk:])
     w = torch.sigmoid(lse_bulk - lse_rest)  # (B, H, T, 1): the bulk's share of softmax mass
-    return torch.lerp(o_rest.float(), o_bulk.float(), w).to(q.dtype)
-
-
-def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+    return torch.lerp(o_rest, o_bulk, w.to(q.dtype))  # outputs are half precision anyway
 
 
 def full_coverage_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -68,10 +74,8 @@ def full_coverage_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     bulk = memory // BUCKET * BUCKET
     if (bulk and _split_ok is not False and q.is_cuda
             and q.dtype in (torch.float16, torch.bfloat16) and t > 1 and q.shape[-1] <= 128):
-        groups = q.shape[1] // k.shape[1]
         try:
-            # the LSE-returning ops want as many K/V heads as query heads
-            out = _split_attention(q, _repeat_kv(k, groups), _repeat_kv(v, groups), bulk)
+            out = _split_attention(q, k, v, bulk)
             _split_ok = True
             return out
         except (RuntimeError, NotImplementedError) as e:

@@ -20,7 +20,7 @@ from torch import nn
 
 from .attention import full_coverage_attention
 from .config import LLMConfig
-from .rope import apply_rope, rope_cos_sin
+from .rope import Rotation
 
 # Shapes: B batch (1 per stream), T chunk tokens, M cached tokens, C hidden, H query heads,
 # G key/value heads, D head_dim, V vocabulary.
@@ -124,7 +124,7 @@ class Attention(nn.Module):
         return k, v
 
     def attend(self, x: torch.Tensor, route: TokenRoute | None, k_all: torch.Tensor,
-               v_all: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               v_all: torch.Tensor, rotate: Rotation,
                visible: torch.Tensor | None = None) -> torch.Tensor:
         """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C).
 
@@ -134,7 +134,7 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         q = _routed(x, route, self.q_proj, self.beacon_q_proj)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        q = apply_rope(q, cos, sin)
+        q = rotate(q)
         if t == 1:  # decoding: one query sees every valid key
             o = decode_attention(q, k_all, v_all, visible)
         else:
@@ -205,7 +205,7 @@ class Decoder(nn.Module):
         b, t, _ = embeds.shape
         d = self.cfg.dim_per_head
         positions = torch.arange(t, device=embeds.device) + start  # (T,)
-        cos, sin = rope_cos_sin(positions, d, self.cfg.rope_theta, embeds.dtype)  # (T, D)
+        rotate = Rotation(positions, d, self.cfg.rope_theta, embeds.dtype)
         x = embeds
         kept_k, kept_v = [], []
         last = len(self.layers) - 1
@@ -216,8 +216,8 @@ class Decoder(nn.Module):
             kept_v.append(v if keep is None else v.index_select(2, keep))
             if i == last and not need_hidden:
                 break
-            k_all, v_all = cache.extend(i, apply_rope(k, cos, sin), v)
-            x = x + layer.self_attn.attend(h, route, k_all, v_all, cos, sin, cache.mask)
+            k_all, v_all = cache.extend(i, rotate(k), v)
+            x = x + layer.self_attn.attend(h, route, k_all, v_all, rotate, cache.mask)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
         return (self.norm(x) if need_hidden else None), kv
