@@ -6,6 +6,8 @@ changes; rotation is applied at attention time for the positions the tokens have
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 # Shapes: B batch, H heads, T tokens, D head_dim.
@@ -35,6 +37,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
+@lru_cache(maxsize=16)
+def _swap_matrix(head_dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(D, D) with x @ swap == rotate_half(x): out[j] = -x[j+h] (j < h), out[j+h] = x[j].
+
+    Cached: built once outside any CUDA-graph capture, where host-to-device writes are banned.
+    """
+    half = head_dim // 2
+    idx = torch.arange(half)
+    swap = torch.zeros(head_dim, head_dim, dtype=dtype)
+    swap[idx + half, idx] = -1
+    swap[idx, idx + half] = 1
+    return swap.to(device)
+
+
 class Rotation:
     """RoPE for the positions of one forward pass, applied to queries and keys of every layer.
 
@@ -47,12 +63,7 @@ class Rotation:
         self.cos, self.sin = rope_cos_sin(positions, head_dim, theta, dtype)  # (T, D) each
         self.matrix: torch.Tensor | None = None
         if positions.numel() == 1:
-            half = head_dim // 2
-            idx = torch.arange(half, device=positions.device)
-            # x @ swap == rotate_half(x): out[j] = -x[j+h] (j < h), out[j+h] = x[j]
-            swap = torch.zeros(head_dim, head_dim, device=positions.device, dtype=dtype)
-            swap[idx + half, idx] = -1
-            swap[idx, idx + half] = 1
+            swap = _swap_matrix(head_dim, positions.device, dtype)
             self.matrix = torch.diag_embed(self.cos[0]) + swap * self.sin[0]  # (D, D)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
