@@ -48,8 +48,13 @@ class Preprocessor:
         """Validated RGB uint8 frames -> (N, 3, S, S) normalised pixels."""
         out = torch.empty(len(frames), 3, self.image_size, self.image_size, device=device,
                           dtype=torch.float32)
+        pin = torch.device(device).type == "cuda"
         for i, frame in enumerate(frames):
-            out[i] = self._one(torch.from_numpy(frame).to(device))
+            host = torch.from_numpy(frame)
+            # pinned + non_blocking: the upload queues behind running GPU work instead of
+            # stalling the host until it finishes
+            out[i] = self._one(host.pin_memory().to(device, non_blocking=True) if pin
+                               else host.to(device))
         mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
         return ((out / 255.0 - mean) / std).to(dtype)

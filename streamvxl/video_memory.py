@@ -226,11 +226,14 @@ class VideoMemory:
         self._ensure_sink()
         pixels = self.preprocessor(images, self.model.device, self.model.dtype)
         out = self.model.encode_frames(pixels)  # tokens (F, T, C), embeddings (F, E)
+        # One host copy per batch, before any interval is queued: a per-frame copy would wait
+        # for the interval encoder each time and leave the GPU idle while the host catches up.
+        embeddings = out.embeddings.float().cpu()
         for i, ts in enumerate(stamps):
             if not len(self._open):
                 self._open.first_index = self._frames_seen
             self._open.append(out.tokens[i], out.embeddings[i], ts)
-            closed = self._segmenter.push(self._frames_seen, out.embeddings[i].float().cpu())
+            closed = self._segmenter.push(self._frames_seen, embeddings[i])
             self._frames_seen += 1
             self._last_ts = ts
             for c in closed:

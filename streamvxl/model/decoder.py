@@ -126,7 +126,8 @@ class Attention(nn.Module):
     def attend(self, x: torch.Tensor, route: TokenRoute | None, k_all: torch.Tensor,
                v_all: torch.Tensor, rotate: Rotation,
                visible: torch.Tensor | None = None) -> torch.Tensor:
-        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns (B, T, C).
+        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns the heads'
+        outputs (B, T, H*D), the input of ``o_proj``.
 
         ``visible``: None for full-coverage (all memory + causal chunk); for one-token decoding
         an additive (M+T,) bias of the valid keys.
@@ -139,8 +140,14 @@ class Attention(nn.Module):
             o = decode_attention(q, k_all, v_all, visible)
         else:
             o = full_coverage_attention(q, k_all, v_all)
-        o = o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
-        return self.o_proj(o)
+        return o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
+
+
+def add_linear(x: torch.Tensor, inp: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """x + linear(inp) for a bias-free layer as one GEMM with the residual add fused in."""
+    flat = torch.addmm(x.reshape(-1, x.shape[-1]), inp.reshape(-1, inp.shape[-1]),
+                       linear.weight.t())
+    return flat.view(x.shape)
 
 
 class MLP(nn.Module):
@@ -151,7 +158,11 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.activation(x))
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of ``down_proj``."""
+        return F.silu(self.gate_proj(x)) * self.up_proj(x)
 
 
 class DecoderLayer(nn.Module):
@@ -217,7 +228,9 @@ class Decoder(nn.Module):
             if i == last and not need_hidden:
                 break
             k_all, v_all = cache.extend(i, rotate(k), v)
-            x = x + layer.self_attn.attend(h, route, k_all, v_all, rotate, cache.mask)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            heads = layer.self_attn.attend(h, route, k_all, v_all, rotate, cache.mask)
+            x = add_linear(x, heads, layer.self_attn.o_proj)  # x + o_proj(heads)
+            x = add_linear(x, layer.mlp.activation(layer.post_attention_layernorm(x)),
+                           layer.mlp.down_proj)
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
         return (self.norm(x) if need_hidden else None), kv

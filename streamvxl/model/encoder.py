@@ -22,11 +22,12 @@ from .videoxl import VideoXL
 def window_embeddings(model: VideoXL, raw: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
     """Scatter raw tokens (B, N, C) and the VST embedding into the expanded window (B, W, C)."""
     b, _, c = raw.shape
+    raw_slots, vst_slots = layout.on(raw.device)
     out = raw.new_empty(b, layout.length, c)
-    out = out.index_copy(1, layout.raw_slots.to(raw.device), raw)
+    out = out.index_copy(1, raw_slots, raw)
     if layout.num_vst:
         vst = model.vst_embedding().to(raw.dtype).expand(b, layout.num_vst, c)
-        out = out.index_copy(1, layout.vst_slots.to(raw.device), vst)
+        out = out.index_copy(1, vst_slots, vst)
     return out
 
 
@@ -38,12 +39,11 @@ def encode_window(model: VideoXL, cache: KVSink, start: int, raw: torch.Tensor,
     ``cache`` supplies memory to attend to: a `ConcatCache` (functional, autograd-safe) or the
     memory store's in-place scratch sink.
     """
-    device = raw.device
     embeds = window_embeddings(model, raw, layout)
     if layout.ratio is None:
         route, keep = None, None
     else:
-        route = TokenRoute(vst=layout.vst_slots.to(device))
+        route = TokenRoute(vst=layout.on(raw.device)[1])
         keep = route.vst
     _, kv = model.model.forward_chunk(embeds, start, cache, route, need_hidden=False, keep=keep)
     return kv

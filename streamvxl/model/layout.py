@@ -12,7 +12,7 @@ divide the window's raw-token count L, two rules exist:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -32,6 +32,7 @@ class WindowLayout:
     """(L,) int64: slot of raw token i in the expanded window."""
     vst_slots: torch.Tensor
     """(n_vst,) int64: slots of the VSTs, ascending."""
+    _on: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_vst(self) -> int:
@@ -40,6 +41,16 @@ class WindowLayout:
     @property
     def length(self) -> int:
         return self.num_raw + self.num_vst
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw_slots, vst_slots) on ``device``, copied once per device (no per-window upload,
+        which would make the host wait for the GPU)."""
+        key = str(device)
+        cached = self._on.get(key)
+        if cached is None:
+            cached = (self.raw_slots.to(device), self.vst_slots.to(device))
+            self._on[key] = cached
+        return cached
 
     def is_vst(self) -> torch.Tensor:
         """(length,) bool mask of VST slots."""
