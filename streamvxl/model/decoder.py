@@ -143,13 +143,6 @@ class Attention(nn.Module):
         return o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
 
 
-def add_linear(x: torch.Tensor, inp: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """x + linear(inp) for a bias-free layer as one GEMM with the residual add fused in."""
-    flat = torch.addmm(x.reshape(-1, x.shape[-1]), inp.reshape(-1, inp.shape[-1]),
-                       linear.weight.t())
-    return flat.view(x.shape)
-
-
 class MLP(nn.Module):
     def __init__(self, cfg: LLMConfig) -> None:
         super().__init__()
@@ -158,11 +151,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.activation(x))
-
-    def activation(self, x: torch.Tensor) -> torch.Tensor:
-        """The input of ``down_proj``."""
-        return F.silu(self.gate_proj(x)) * self.up_proj(x)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -229,8 +218,7 @@ class Decoder(nn.Module):
                 break
             k_all, v_all = cache.extend(i, rotate(k), v)
             heads = layer.self_attn.attend(h, route, k_all, v_all, rotate, cache.mask)
-            x = add_linear(x, heads, layer.self_attn.o_proj)  # x + o_proj(heads)
-            x = add_linear(x, layer.mlp.activation(layer.post_attention_layernorm(x)),
-                           layer.mlp.down_proj)
+            x = x + layer.self_attn.o_proj(heads)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
         return (self.norm(x) if need_hidden else None), kv
