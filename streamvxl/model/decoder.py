@@ -79,17 +79,18 @@ class KVSink:
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     bias: torch.Tensor | None) -> torch.Tensor:
+                     bias: torch.Tensor | None, scaled: bool = False) -> torch.Tensor:
     """One query row per head over all keys, grouped-query without repeating K/V.
 
     q (B, H, 1, D), k/v (B, G, N, D); ``bias`` (N,) float32 is 0 for visible keys and -inf for
-    the others (None: all visible) -> (B, H, 1, D). Reading K and V once is what bounds decoding,
+    the others (None: all visible); ``scaled``: q already carries 1/sqrt(D) -> (B, H, 1, D).
+    Reading K and V once is what bounds decoding,
     so heads sharing a K/V head are batched as rows of one matmul instead of materialising H/G
     copies of the cache.
     """
     b, h, _, d = q.shape
     g = k.shape[1]
-    qg = (q * d ** -0.5).reshape(b, g, h // g, d)  # (B, G, H/G, D), scale folded into q
+    qg = (q if scaled else q * d ** -0.5).reshape(b, g, h // g, d)  # (B, G, H/G, D)
     scores = torch.matmul(qg, k.transpose(-1, -2))  # (B, G, H/G, N)
     work = torch.promote_types(scores.dtype, torch.float32)
     scores = scores.to(work) if bias is None else scores + bias.to(work)  # one pass either way
@@ -113,31 +114,46 @@ class Attention(nn.Module):
         self.beacon_k_proj = nn.Linear(c, g * d, bias=True)
         self.beacon_v_proj = nn.Linear(c, g * d, bias=True)
 
-    def project_kv(self, x: torch.Tensor, route: TokenRoute | None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pre-RoPE keys and values of x (B, T, C), each (B, G, T, D)."""
+    fused_qkv: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Optional concatenated q/k/v weight and bias (not a parameter, not saved): one GEMM
+    instead of three for VST-free chunks. Set by `fuse_qkv` for CUDA-graph decoding, where a
+    kernel launch costs about as much as the small k/v products themselves."""
+
+    def fuse_qkv(self) -> None:
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight)).detach()
+        bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)).detach()
+        self.fused_qkv = (w, bias)
+
+    def project(self, x: torch.Tensor, route: TokenRoute | None, need_q: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Pre-RoPE queries (B, H, T, D) (None unless ``need_q``), keys and values (B, G, T, D)
+        of x (B, T, C); VST rows use the beacon projections."""
         b, t, _ = x.shape
-        k = _routed(x, route, self.k_proj, self.beacon_k_proj)
-        v = _routed(x, route, self.v_proj, self.beacon_v_proj)
+        if self.fused_qkv is not None and route is None:
+            hd, gd = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+            q, k, v = F.linear(x, *self.fused_qkv).split((hd, gd, gd), dim=-1)
+        else:
+            q = _routed(x, route, self.q_proj, self.beacon_q_proj) if need_q else None
+            k = _routed(x, route, self.k_proj, self.beacon_k_proj)
+            v = _routed(x, route, self.v_proj, self.beacon_v_proj)
+        if q is not None:
+            q = q.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = k.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, D)
         v = v.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, D)
-        return k, v
+        return q, k, v
 
-    def attend(self, x: torch.Tensor, route: TokenRoute | None, k_all: torch.Tensor,
-               v_all: torch.Tensor, rotate: Rotation,
-               visible: torch.Tensor | None = None) -> torch.Tensor:
-        """Queries of x (B, T, C) attend to k_all/v_all (B, G, M+T, D); returns the heads'
-        outputs (B, T, H*D), the input of ``o_proj``.
+    def attend(self, q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor,
+               rotate: Rotation, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-RoPE queries (B, H, T, D) attend to k_all/v_all (B, G, M+T, D); returns the
+        heads' outputs (B, T, H*D), the input of ``o_proj``.
 
         ``visible``: None for full-coverage (all memory + causal chunk); for one-token decoding
         an additive (M+T,) bias of the valid keys.
         """
-        b, t, _ = x.shape
-        q = _routed(x, route, self.q_proj, self.beacon_q_proj)
-        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        q = rotate(q)
+        b, _, t, _ = q.shape
+        q = rotate.queries(q)
         if t == 1:  # decoding: one query sees every valid key
-            o = decode_attention(q, k_all, v_all, visible)
+            o = decode_attention(q, k_all, v_all, visible, scaled=rotate.scales_queries)
         else:
             o = full_coverage_attention(q, k_all, v_all)
         return o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
@@ -211,13 +227,14 @@ class Decoder(nn.Module):
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
-            k, v = layer.self_attn.project_kv(h, route)  # (B, G, T, D) each, pre-RoPE
+            skip_rest = i == last and not need_hidden
+            q, k, v = layer.self_attn.project(h, route, need_q=not skip_rest)  # pre-RoPE
             kept_k.append(k if keep is None else k.index_select(2, keep))
             kept_v.append(v if keep is None else v.index_select(2, keep))
-            if i == last and not need_hidden:
+            if skip_rest:
                 break
             k_all, v_all = cache.extend(i, rotate(k), v)
-            heads = layer.self_attn.attend(h, route, k_all, v_all, rotate, cache.mask)
+            heads = layer.self_attn.attend(q, k_all, v_all, rotate, cache.mask)
             x = x + layer.self_attn.o_proj(heads)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)

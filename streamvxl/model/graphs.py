@@ -45,6 +45,9 @@ class GraphDecoder:
         llm = model.config.llm
         dev = model.device
         self.model = model
+        for layer in model.model.layers:
+            if layer.self_attn.fused_qkv is None:
+                layer.self_attn.fuse_qkv()
         self.capacity = capacity
         self.cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
                                   llm.dim_per_head, capacity, model.dtype, dev)

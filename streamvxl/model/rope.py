@@ -62,12 +62,26 @@ class Rotation:
                  dtype: torch.dtype) -> None:
         self.cos, self.sin = rope_cos_sin(positions, head_dim, theta, dtype)  # (T, D) each
         self.matrix: torch.Tensor | None = None
+        self.query_matrix: torch.Tensor | None = None
         if positions.numel() == 1:
             swap = _swap_matrix(head_dim, positions.device, dtype)
             self.matrix = torch.diag_embed(self.cos[0]) + swap * self.sin[0]  # (D, D)
+            # queries also take the attention scale 1/sqrt(D), folded in once per step
+            self.query_matrix = self.matrix * head_dim ** -0.5
+
+    @property
+    def scales_queries(self) -> bool:
+        """True when `queries` also applies the attention scale (one-token steps)."""
+        return self.query_matrix is not None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate x (..., T, D)."""
         if self.matrix is not None:
             return x @ self.matrix
         return apply_rope(x, self.cos, self.sin)
+
+    def queries(self, q: torch.Tensor) -> torch.Tensor:
+        """Rotate queries; for one-token steps also scale them (see `scales_queries`)."""
+        if self.query_matrix is not None:
+            return q @ self.query_matrix
+        return apply_rope(q, self.cos, self.sin)
