@@ -280,3 +280,15 @@ def test_open_source_into_memory(tiny_checkpoint) -> None:
     s = mem.stats()
     assert s.frames_seen == 10 and sum(r.num_frames for r in mem.intervals) == 10
     assert mem.intervals[-1].t_end == pytest.approx(1.8, abs=1e-6)
+
+
+def test_sampled_answers_are_reproducible_with_a_seed(tiny_checkpoint) -> None:
+    mem = memory(tiny_checkpoint)
+    mem.extend(scenes(2, 6), timestamps=[float(i) for i in range(12)])
+    a = mem.ask(QUESTION, max_new_tokens=8, temperature=1.5, seed=3)
+    b = mem.ask(QUESTION, max_new_tokens=8, temperature=1.5, seed=3)
+    greedy = mem.ask(QUESTION, max_new_tokens=8)
+    assert a.token_ids == b.token_ids
+    assert a.token_ids != greedy.token_ids  # at temperature 1.5 over random logits
+    with pytest.raises(ConfigError, match="temperature"):
+        mem.ask(QUESTION, temperature=-0.5)
