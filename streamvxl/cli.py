@@ -27,7 +27,7 @@ def _watch(args: argparse.Namespace) -> int:
                           boundary=BoundaryConfig(max_frames=args.max_frames))
     mem = VideoMemory.from_pretrained(args.model, config=config, device=args.device)
     questions = args.ask or ["What is happening in the video?"]
-    next_ask = args.every
+    next_ask: float | None = None  # set from the first frame: streams need not start at 0
     t0 = time.perf_counter()
     n = 0
     with open_source(args.source, fps=args.fps, max_frames=args.max_source_frames) as src:
@@ -38,9 +38,13 @@ def _watch(args: argparse.Namespace) -> int:
                 s = mem.stats()
                 log.info("%d frames (%.1f fps), %d intervals, %d memory tokens", n,
                          n / (time.perf_counter() - t0), s.intervals_in_memory, s.memory_tokens)
-            if args.every and frame.timestamp >= next_ask:
-                _answer(mem, questions, frame.timestamp, args.max_new_tokens)
-                next_ask += args.every
+            if args.every:
+                if next_ask is None:
+                    next_ask = frame.timestamp + args.every
+                elif frame.timestamp >= next_ask:
+                    _answer(mem, questions, frame.timestamp, args.max_new_tokens)
+                    while next_ask <= frame.timestamp:
+                        next_ask += args.every
     mem.flush()
     _answer(mem, questions, None, args.max_new_tokens)
     return 0

@@ -30,8 +30,8 @@ class MemoryConfig:
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
     """Online interval cutting: depth-score threshold, window, min/max frames per interval."""
     token_budget: int | None = None
-    """Hard cap on retained tokens (sink + VSTs); None is unbounded. Memory for the budget is
-    allocated once, so device memory stays flat."""
+    """Hard cap on retained tokens (sink + VSTs); None is unbounded. The K/V storage is
+    allocated once at the budget (plus two windows of encoder scratch), so it stays flat."""
     eviction: EvictionPolicy = "drop_oldest"
     """What makes room when a new interval does not fit the budget."""
     remainder: RemainderRule = "summarize"
@@ -47,12 +47,17 @@ class MemoryConfig:
     def __post_init__(self) -> None:
         if self.ratio is not None:
             object.__setattr__(self, "ratio", as_ratio_policy(self.ratio))
-        if self.window is not None and self.window < 1:
-            raise ConfigError(f"MemoryConfig.window must be >= 1 or None, got {self.window}")
-        if self.max_question_tokens < 1:
-            raise ConfigError("MemoryConfig.max_question_tokens must be >= 1")
-        if self.vision_batch_size < 1:
-            raise ConfigError("MemoryConfig.vision_batch_size must be >= 1")
+        for name, optional in (("window", True), ("token_budget", True),
+                               ("max_question_tokens", False), ("vision_batch_size", False)):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"MemoryConfig.{name} must be a positive int"
+                                  f"{' or None' if optional else ''}, got {value!r}")
+        if self.eviction != "drop_oldest":
+            raise ConfigError(f"MemoryConfig.eviction {self.eviction!r} is not available; use "
+                              "'drop_oldest'")
         if self.remainder not in ("summarize", "drop"):
             raise ConfigError(f"MemoryConfig.remainder must be 'summarize' or 'drop', got "
                               f"{self.remainder!r}")

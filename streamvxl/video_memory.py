@@ -33,6 +33,9 @@ from .preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
+MAX_NEW_TOKENS = 4096
+"""Longest answer `ask` generates."""
+
 
 class VideoMemory:
     """A streaming video memory over a Video-XL model.
@@ -69,9 +72,9 @@ class VideoMemory:
         self.config = config or MemoryConfig()
         self.preprocessor = preprocessor or Preprocessor(model.image_size)
         window = self.config.window or model.config.vst.window
-        self._check_budget(window)
+        self._check_budget(window, self._prefix_ids().numel())
         self.engine = MemoryEngine.for_model(model, window, self.config.token_budget,
-                                             self.config.remainder)
+                                             self.config.remainder, self.config.eviction)
         self._segmenter = IntervalSegmenter(self.config.boundary)
         self._open = OpenInterval()
         self._eos_ids = self._stop_ids()
@@ -105,6 +108,9 @@ class VideoMemory:
 
         Raises:
             FrameError: the frame or timestamp is invalid. Nothing is changed then.
+
+        Not thread-safe: call `push`, `ask` and the rest from one thread (the background
+        worker that lets questions overlap ingest is a separate component).
         """
         image = to_rgb_uint8(frame)
         ts = self._timestamp(frame, timestamp, self._last_ts)
@@ -152,10 +158,13 @@ class VideoMemory:
 
         Raises:
             QuestionError: the question is empty, not text, or too long.
+            ConfigError: ``max_new_tokens``, ``temperature`` or ``top_p`` is out of range.
         """
         ids = self._question_ids(question)
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not (
+                1 <= max_new_tokens <= MAX_NEW_TOKENS):
+            raise ConfigError(f"max_new_tokens must be an int in [1, {MAX_NEW_TOKENS}], got "
+                              f"{max_new_tokens!r}")
         sampling = Sampling(temperature, top_p, seed)
         self._ensure_sink()
         first_token_at: list[float] = []
@@ -208,6 +217,8 @@ class VideoMemory:
 
     def _timestamp(self, frame: object, given: float | None, last: float | None) -> float:
         ts = given if given is not None else frame_timestamp(frame)
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
+            raise FrameError(f"timestamp must be a number of seconds, got {ts!r}")
         if ts is None:
             now = time.monotonic()
             if self._clock0 is None:
@@ -230,10 +241,11 @@ class VideoMemory:
         # for the interval encoder each time and leave the GPU idle while the host catches up.
         embeddings = out.embeddings.float().cpu()
         for i, ts in enumerate(stamps):
+            # the segmenter validates the embedding and changes nothing when it refuses it
+            closed = self._segmenter.push(self._frames_seen, embeddings[i])
             if not len(self._open):
                 self._open.first_index = self._frames_seen
             self._open.append(out.tokens[i], out.embeddings[i], ts)
-            closed = self._segmenter.push(self._frames_seen, embeddings[i])
             self._frames_seen += 1
             self._last_ts = ts
             for c in closed:
@@ -243,6 +255,9 @@ class VideoMemory:
         span = self._open.take(closed.end)
         policy = self.config.ratio_policy
         ratio = None if policy is None else policy.choose(closed.similarities)
+        if policy is not None and ratio not in policy.ratios:
+            raise ConfigError(f"ratio policy {policy!r} chose {ratio}, outside its ratios "
+                              f"{policy.ratios}; the budget check relies on that set")
         record, evicted = self.engine.compress(
             span.tokens, ratio, t_start=span.timestamps[0], t_end=span.timestamps[-1],
             frame_start=closed.start, frame_end=closed.end,
@@ -251,10 +266,13 @@ class VideoMemory:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   closed.start, closed.end, ratio, record.num_tokens, len(evicted))
 
+    def _prefix_ids(self) -> torch.Tensor:
+        ids = self.tokenizer(self.config.prompt.prefix, add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
     def _ensure_sink(self) -> None:
         if not self.engine.has_sink:
-            ids = self.tokenizer(self.config.prompt.prefix, add_special_tokens=False)["input_ids"]
-            self.engine.set_prefix(torch.tensor(ids, dtype=torch.long))
+            self.engine.set_prefix(self._prefix_ids())
 
     def _question_ids(self, question: object) -> torch.Tensor:
         if not isinstance(question, str):
@@ -288,15 +306,16 @@ class VideoMemory:
                 ids.add(enc[0])
         return tuple(sorted(ids))
 
-    def _check_budget(self, window: int) -> None:
+    def _check_budget(self, window: int, sink: int) -> None:
         budget = self.config.token_budget
         if budget is None:
             return
         need = self.config.max_interval_tokens(self.model.tokens_per_frame, window)
-        if budget <= need:
+        if budget < sink + need:
             raise ConfigError(
-                f"token_budget={budget} cannot hold one interval of up to {need} tokens plus the "
-                "prompt; raise token_budget, the ratio, or lower boundary.max_frames")
+                f"token_budget={budget} cannot hold the {sink}-token prompt plus one interval of "
+                f"up to {need} tokens; raise token_budget to at least {sink + need}, raise the "
+                "ratio, or lower boundary.max_frames")
 
 
 def load_tokenizer(folder: Path) -> Any:

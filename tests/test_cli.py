@@ -26,3 +26,31 @@ def test_watch_bad_model_is_a_clear_error(tmp_path, capsys) -> None:
 def test_demo_says_what_is_missing(capsys) -> None:
     assert main(["demo"]) == 2
     assert "default model" in capsys.readouterr().err
+
+
+def test_watch_asks_relative_to_the_first_frame(tiny_checkpoint, capsys, monkeypatch) -> None:
+    """A live stream's clock need not start at 0: --every counts from its first frame."""
+    import numpy as np
+
+    import streamvxl.sources as sources
+    from streamvxl.frames import Frame
+
+    class Late:
+        def __init__(self, *a, **k) -> None:
+            self.frames = [Frame(np.full((48, 64, 3), i, np.uint8), 1000.0 + 0.5 * i, i)
+                           for i in range(10)]
+
+        def __enter__(self):
+            return iter(self.frames)
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    monkeypatch.setattr(sources, "open_source", Late)
+    rc = main(["watch", "x", "--model", str(tiny_checkpoint), "--every", "2", "--ask", "Q?",
+               "--max-new-tokens", "1", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    # frames at 1000.0 .. 1004.5: asked at 1002.0 and 1004.0, then at the end
+    assert [line.split("]")[0] for line in out.splitlines() if "Q:" in line] == [
+        "[t=1002.0s", "[t=1004.0s", "[end of stream"]

@@ -128,11 +128,13 @@ def test_memory_accounting(tiny_checkpoint) -> None:
         vsts += expected
     assert stats.memory_tokens == stats.sink_tokens + vsts
     llm = mem.model.config.llm
-    per_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
-    assert stats.memory_bytes == stats.memory_tokens * per_token
-    # The raw tokens' K/V are gone: storage holds far less than the raw tokens' K/V would need.
-    raw_bytes = len(frames) * tpf * per_token
-    assert stats.memory_bytes < raw_bytes / 2 and stats.allocated_bytes < raw_bytes
+    kv_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
+    # the store keeps pre-RoPE keys, rotated keys and values: 1.5x a plain K/V cache per token
+    assert stats.memory_bytes == stats.memory_tokens * kv_token * 3 // 2
+    # The raw tokens' K/V are gone: what is kept is far less than their plain K/V cache.
+    raw_bytes = len(frames) * tpf * kv_token
+    assert stats.memory_bytes < raw_bytes * 0.6
+    assert stats.allocated_bytes == mem.engine.store.arena.capacity * kv_token * 3 // 2
     assert sum(r.num_frames for r in mem.intervals) == len(frames) == stats.frames_seen
 
 
@@ -140,7 +142,7 @@ def test_budget_drop_oldest_keeps_memory_flat(tiny_checkpoint) -> None:
     budget = 60
     mem = memory(tiny_checkpoint, ratio=2, token_budget=budget)
     llm = mem.model.config.llm
-    per_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
+    per_token = 3 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
     allocated = set()
     for i, f in enumerate(scenes(8, 9, seed=3)):
         mem.push(f, timestamp=float(i))
@@ -148,7 +150,7 @@ def test_budget_drop_oldest_keeps_memory_flat(tiny_checkpoint) -> None:
         assert s.memory_tokens <= budget
         allocated.add(s.allocated_bytes)
     # budget + encoder scratch (2 windows), K, rotated K and V: allocated once, never grows
-    assert allocated == {(budget + 2 * mem.engine.window) * per_token * 3 // 2}
+    assert allocated == {(budget + 2 * mem.engine.window) * per_token}
     s = mem.stats()
     assert s.intervals_evicted > 0
     ids = [r.id for r in mem.intervals]
@@ -292,3 +294,78 @@ def test_sampled_answers_are_reproducible_with_a_seed(tiny_checkpoint) -> None:
     assert a.token_ids != greedy.token_ids  # at temperature 1.5 over random logits
     with pytest.raises(ConfigError, match="temperature"):
         mem.ask(QUESTION, temperature=-0.5)
+
+
+def test_budget_must_hold_the_prompt_and_one_interval(tiny_checkpoint) -> None:
+    # ratio 2, max_frames 10 at 4 tokens/frame: one interval keeps up to 20 VSTs; the prompt
+    # takes 14 tokens, so 21 would pass a check that forgot the prompt and drop frames later
+    with pytest.raises(ConfigError, match="at least 34"):
+        memory(tiny_checkpoint, ratio=2, token_budget=21)
+    memory(tiny_checkpoint, ratio=2, token_budget=34)
+
+
+def test_failed_compression_leaves_memory_as_it_was(tiny_checkpoint, monkeypatch) -> None:
+    import streamvxl.memory.engine as engine_mod
+
+    mem = memory(tiny_checkpoint, ratio=2, window=8)
+    frames = scenes(3, 10, seed=4)
+    mem.extend(frames[:10], timestamps=[float(i) for i in range(10)])  # one interval closed
+    before, stats = kv(mem), mem.stats()
+    real, calls = engine_mod.encode_window, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # third window of the next interval
+            raise RuntimeError("simulated device failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "encode_window", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        mem.extend(frames[10:20], timestamps=[float(i) for i in range(10, 20)])
+    after = kv(mem)
+    assert torch.equal(before[0], after[0]) and mem.stats().memory_tokens == stats.memory_tokens
+    monkeypatch.setattr(engine_mod, "encode_window", real)
+    mem.extend(frames[20:30], timestamps=[float(i) for i in range(20, 30)])  # not wedged
+    assert mem.stats().intervals_in_memory == 2
+
+
+def test_frame_with_unusable_embedding_changes_nothing(tiny_checkpoint, monkeypatch) -> None:
+    mem = memory(tiny_checkpoint)
+    mem.push(scenes(1, 1)[0], timestamp=0.0)
+    before = mem.stats()
+    real = mem.model.encode_frames
+
+    def zero_cls(pixels):
+        out = real(pixels)
+        out.embeddings = torch.zeros_like(out.embeddings)  # the segmenter refuses these
+        return out
+
+    monkeypatch.setattr(mem.model, "encode_frames", zero_cls)
+    with pytest.raises(FrameError):
+        mem.push(scenes(1, 1)[0], timestamp=1.0)
+    assert mem.stats() == before
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"max_new_tokens": 2.0}, "max_new_tokens"), ({"max_new_tokens": 10**7}, "max_new_tokens"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": "0.5"}, "temperature"),
+])
+def test_bad_ask_arguments(tiny_checkpoint, kwargs, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        memory(tiny_checkpoint).ask(QUESTION, **kwargs)
+
+
+@pytest.mark.parametrize("stamp", ["abc", [1], True])
+def test_bad_timestamps(tiny_checkpoint, stamp) -> None:
+    with pytest.raises(FrameError, match="timestamp"):
+        memory(tiny_checkpoint).push(scenes(1, 1)[0], timestamp=stamp)
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"token_budget": -5}, "token_budget"), ({"token_budget": 4000.0}, "token_budget"),
+    ({"vision_batch_size": 2.5}, "vision_batch_size"), ({"window": 0}, "window"),
+    ({"eviction": "recompress"}, "eviction"),
+])
+def test_bad_memory_config(kwargs, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        MemoryConfig(**kwargs)

@@ -38,9 +38,9 @@ class KVArena:
 
     @property
     def bytes_per_token(self) -> int:
-        """Bytes one retained token's K/V occupy (pre-RoPE keys + values, per layer)."""
+        """Bytes one retained token occupies: pre-RoPE keys, rotated keys and values."""
         n_layers, b, g, d = self._shape
-        return 2 * n_layers * b * g * d * self._k.element_size()
+        return 3 * n_layers * b * g * d * self._k.element_size()
 
     @property
     def used_bytes(self) -> int:
@@ -103,10 +103,9 @@ class KVArena:
         """Overwrite rotated keys of tokens [start, start + n)."""
         self._kr[:, :, :, start:start + rotated.shape[3]] = rotated
 
-    def write_scratch(self, layer: int, offset: int, k_rot: torch.Tensor, v: torch.Tensor
-                      ) -> None:
-        """Write a chunk's rotated keys/values (B, G, T, D) at scratch slots length+offset.."""
-        s = self.length + offset
+    def write_scratch(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor) -> None:
+        """Write a chunk's rotated keys/values (B, G, T, D) at the scratch slots after memory."""
+        s = self.length
         self._kr[layer, :, :, s:s + k_rot.shape[2]] = k_rot
         self._v[layer, :, :, s:s + v.shape[2]] = v
 

@@ -18,7 +18,7 @@ from ..model.generate import GREEDY, Generation, Sampling, decode_one_token, gen
 from ..model.graphs import GraphDecoder
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
-from .store import IntervalRecord, MemoryStore
+from .store import EvictionPolicy, IntervalRecord, MemoryStore
 
 # Shapes: F frames, T tokens per frame, N raw tokens, Q question tokens, C hidden, V vocabulary.
 
@@ -55,13 +55,13 @@ class MemoryEngine:
 
     @classmethod
     def for_model(cls, model: VideoXL, window: int | None = None,
-                  token_budget: int | None = None,
-                  remainder: RemainderRule = "summarize") -> MemoryEngine:
+                  token_budget: int | None = None, remainder: RemainderRule = "summarize",
+                  eviction: EvictionPolicy = "drop_oldest") -> MemoryEngine:
         llm = model.config.llm
         window = window or model.config.vst.window
         # scratch: the largest expanded window (r = 1 doubles it)
         store = MemoryStore(llm.num_hidden_layers, llm.num_key_value_heads, llm.dim_per_head,
-                            model.dtype, model.device, llm.rope_theta, token_budget,
+                            model.dtype, model.device, llm.rope_theta, token_budget, eviction,
                             scratch_tokens=2 * window)
         return cls(model, store, window, remainder)
 
@@ -84,11 +84,16 @@ class MemoryEngine:
         plan = window_plan(raw.shape[1], ratio, self.window, self.remainder)
         store = self.store
         evicted = store.begin_interval(retained(plan))
-        for start, end, layout in plan:
-            # each window attends to [memory (with this interval's earlier VSTs) | window]
-            sink = store.window_sink(layout.length)
-            kv = encode_window(self.model, sink, store.num_tokens, raw[:, start:end], layout)
-            store.append_tokens(kv.keys, kv.values)
+        try:
+            for start, end, layout in plan:
+                # each window attends to [memory (with this interval's earlier VSTs) | window]
+                sink = store.window_sink(layout.length)
+                kv = encode_window(self.model, sink, store.num_tokens, raw[:, start:end],
+                                   layout)
+                store.append_tokens(kv.keys, kv.values)
+        except BaseException:
+            store.abort_interval()  # no half interval: memory stays as it was (minus evictions)
+            raise
         record = store.end_interval(t_start=t_start, t_end=t_end, frame_start=frame_start,
                                     frame_end=frame_end, ratio=ratio, embedding=embedding)
         return record, evicted

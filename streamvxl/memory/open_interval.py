@@ -18,7 +18,6 @@ import torch
 class FrameSpan:
     """Consecutive frames taken out of the buffer."""
 
-    first_index: int
     tokens: torch.Tensor  # (F, T, C)
     embeddings: torch.Tensor  # (F, E)
     timestamps: list[float]
@@ -54,14 +53,14 @@ class OpenInterval:
         if not 0 < n <= len(self):
             raise IndexError(f"frames {self.first_index}..{last_index} are not all buffered "
                              f"({len(self)} frames from {self.first_index})")
-        span = FrameSpan(self.first_index, torch.stack(self._tokens[:n]),
+        span = FrameSpan(torch.stack(self._tokens[:n]),
                          torch.stack(self._embeddings[:n]), self.timestamps[:n])
         del self._tokens[:n], self._embeddings[:n], self.timestamps[:n]
         self.first_index += n
         return span
 
-    def clear(self, next_index: int = 0) -> None:
+    def clear(self) -> None:
         self._tokens.clear()
         self._embeddings.clear()
         self.timestamps.clear()
-        self.first_index = next_index
+        self.first_index = 0

@@ -132,6 +132,12 @@ class MemoryStore:
             raise RuntimeError("begin_interval first")
         self._append(keys, values)
 
+    def abort_interval(self) -> None:
+        """Drop the interval being written (its partial K/V included), e.g. after an error."""
+        if self._open_start is not None:
+            self.arena.length = self._open_start
+            self._open_start = None
+
     def end_interval(self, *, t_start: float, t_end: float, frame_start: int, frame_end: int,
                      ratio: int | None, embedding: torch.Tensor | None = None) -> IntervalRecord:
         """Close the interval being written and record it."""
@@ -199,10 +205,9 @@ class _ScratchSink(KVSink):
 
     def __init__(self, arena: KVArena) -> None:
         self.arena = arena
-        self.mask = None
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         t = k_rot.shape[2]
-        self.arena.write_scratch(layer, 0, k_rot, v)
+        self.arena.write_scratch(layer, k_rot, v)
         return self.arena.rotated_keys(t)[layer], self.arena.values(t)[layer]

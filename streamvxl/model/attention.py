@@ -78,6 +78,8 @@ def full_coverage_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
             out = _split_attention(q, k, v, bulk)
             _split_ok = True
             return out
+        except torch.OutOfMemoryError:
+            raise  # not a capability problem: keep the fast path for later calls
         except (RuntimeError, NotImplementedError) as e:
             if _split_ok is None:
                 log.info("cuDNN split attention unavailable (%s); using SDPA", e)

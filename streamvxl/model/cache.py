@@ -3,8 +3,9 @@
 Memory is stored *pre-RoPE* (positions get re-packed when the retained set changes); these caches
 hold the *rotated* view a forward pass needs for the positions valid right now (0..M-1).
 
-- `ConcatCache`: functional (``torch.cat``), autograd-safe; used for interval encoding, where each
-  window is one forward, and for training.
+- `ConcatCache`: functional (``torch.cat``), autograd-safe; the differentiable `encode_interval`
+  and `encode_text` use it (training, tests). The memory store encodes in place instead
+  (`MemoryStore.window_sink`).
 - `RotatedCache`: preallocated buffers written in place (gpt-fast style); used for answering,
   where a question is followed by many one-token decode steps.
 """
@@ -54,8 +55,10 @@ class RotatedCache(KVSink):
     def __init__(self, num_layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int,
                  dtype: torch.dtype, device: torch.device) -> None:
         shape = (num_layers, batch, kv_heads, capacity, head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        # zeros, not empty: CUDA-graph decoding attends over every slot with the unused ones
+        # masked, and a NaN left there by an earlier allocation survives masking (0 * NaN)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
         self.capacity = capacity
 

@@ -144,14 +144,28 @@ def from_checkpoint_dict(cfg: dict[str, Any], where: str = "config.json") -> Vid
         raise CheckpointError(
             f"{where}: model_type {model_type!r} is not supported; expected one of "
             f"{QWEN2_TYPES + LLAMA_TYPES}")
-    rope_scaling = cfg.get("rope_scaling")
-    if model_type == "llava_qwen":
-        rope_scaling = None  # the Video-XL loader forces this to None
-    if rope_scaling not in (None, {}) and (rope_scaling or {}).get("rope_type", rope_scaling.get(
-            "type")) not in ("default", None):
-        raise CheckpointError(f"{where}: rope_scaling {rope_scaling} is not supported yet; only "
-                              "plain RoPE (as in Qwen2 and SmolLM2) is")
-    llm = LLMConfig(
+    for key in ("rope_scaling", "rope_parameters"):  # transformers 4 / 5 spellings
+        rope = cfg.get(key)
+        if model_type == "llava_qwen" and key == "rope_scaling":
+            rope = None  # the Video-XL loader forces this to None
+        kind = (rope or {}).get("rope_type", (rope or {}).get("type"))
+        if kind not in ("default", None):
+            raise CheckpointError(f"{where}: {key} {rope} is not supported yet; only plain RoPE "
+                                  "(as in Qwen2 and SmolLM2) is")
+    try:
+        llm = _llm_config(cfg, where, bias)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: invalid model shape: {e}") from e
+    return _finish(cfg, llm, model_type, where)
+
+
+def _llm_config(cfg: dict[str, Any], where: str, bias: bool) -> LLMConfig:
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads"):
+        value = _required(cfg, key, where)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CheckpointError(f"{where}: {key} must be an int, got {value!r}")
+    return LLMConfig(
         vocab_size=_required(cfg, "vocab_size", where),
         hidden_size=_required(cfg, "hidden_size", where),
         intermediate_size=_required(cfg, "intermediate_size", where),
@@ -167,6 +181,9 @@ def from_checkpoint_dict(cfg: dict[str, Any], where: str = "config.json") -> Vid
         bos_token_id=cfg.get("bos_token_id"),
         eos_token_id=cfg.get("eos_token_id"),
     )
+
+
+def _finish(cfg: dict[str, Any], llm: LLMConfig, model_type: str, where: str) -> VideoXLConfig:
     visual = None
     if "mm_hidden_size" in cfg:
         select = cfg.get("mm_vision_select_feature", "patch")

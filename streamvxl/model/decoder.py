@@ -115,21 +115,22 @@ class Attention(nn.Module):
         self.beacon_v_proj = nn.Linear(c, g * d, bias=True)
 
     fused_qkv: tuple[torch.Tensor, torch.Tensor] | None = None
-    """Optional concatenated q/k/v weight and bias (not a parameter, not saved): one GEMM
-    instead of three for VST-free chunks. Set by `fuse_qkv` for CUDA-graph decoding, where a
-    kernel launch costs about as much as the small k/v products themselves."""
+    """A concatenated q/k/v weight and bias (a detached snapshot, not a parameter): one GEMM
+    instead of three for VST-free chunks. Only `GraphDecoder` sets it, while it records its
+    graphs, where a kernel launch costs about as much as the small k/v products themselves."""
 
-    def fuse_qkv(self) -> None:
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A snapshot of the q/k/v weights and biases, concatenated."""
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight)).detach()
         bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)).detach()
-        self.fused_qkv = (w, bias)
+        return w, bias
 
     def project(self, x: torch.Tensor, route: TokenRoute | None, need_q: bool = True
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Pre-RoPE queries (B, H, T, D) (None unless ``need_q``), keys and values (B, G, T, D)
         of x (B, T, C); VST rows use the beacon projections."""
         b, t, _ = x.shape
-        if self.fused_qkv is not None and route is None:
+        if self.fused_qkv is not None and route is None and need_q:
             hd, gd = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
             q, k, v = F.linear(x, *self.fused_qkv).split((hd, gd, gd), dim=-1)
         else:

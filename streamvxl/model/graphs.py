@@ -45,9 +45,9 @@ class GraphDecoder:
         llm = model.config.llm
         dev = model.device
         self.model = model
-        for layer in model.model.layers:
-            if layer.self_attn.fused_qkv is None:
-                layer.self_attn.fuse_qkv()
+        # one q/k/v GEMM per layer inside the graphs; the snapshot stays alive with them
+        # (weights changed later are not seen: build a new decoder after changing weights)
+        self._fused = [layer.self_attn.fused_weights() for layer in model.model.layers]
         self.capacity = capacity
         self.cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
                                   llm.dim_per_head, capacity, model.dtype, dev)
@@ -58,10 +58,6 @@ class GraphDecoder:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
         self._greedy_graph: torch.cuda.CUDAGraph | None = None
-
-    def load(self, rotated_keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Start a new answer over memory (L, 1, G, M, D), keys rotated to 0..M-1."""
-        self.cache.load(rotated_keys, values)
 
     @torch.no_grad()
     def step(self, token: torch.Tensor) -> torch.Tensor:
@@ -127,6 +123,16 @@ class GraphDecoder:
         self._greedy_graph, _ = self._record(self._greedy_forward)
 
     def _record(self, fn):
+        attns = [layer.self_attn for layer in self.model.model.layers]
+        for attn, fused in zip(attns, self._fused, strict=True):
+            attn.fused_qkv = fused
+        try:
+            return self._record_fused(fn)
+        finally:  # the eager paths never see the snapshot
+            for attn in attns:
+                attn.fused_qkv = None
+
+    def _record_fused(self, fn):
         # Warm-up runs write K/V into slots the real replays rewrite before anything reads them.
         pos, token = self._pos.clone(), self._token.clone()
         side = torch.cuda.Stream()

@@ -1,7 +1,8 @@
 """Rotary position embedding (the HF "rotate_half" convention used by Qwen2 and Llama).
 
-Keys live in memory *before* rotation, so positions can be re-packed whenever the retained set
-changes; rotation is applied at attention time for the positions the tokens have right then.
+Memory keys are kept *before* rotation (the source of truth), so positions can be re-packed
+whenever the retained set changes; the store also keeps them rotated to their current positions,
+so attention rotates only the new chunk.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def test_append_grow_and_remove_match_a_list_model() -> None:
     for got, i in ((arena.keys(), 0), (arena.rotated_keys(), 1), (arena.values(), 2)):
         torch.testing.assert_close(got, torch.cat([c[i] for c in kept], 3), rtol=0, atol=0)
     assert arena.used_bytes == arena.length * arena.bytes_per_token
-    assert arena.bytes_per_token == 2 * 2 * 3 * 4 * 4
+    assert arena.bytes_per_token == 3 * 2 * 3 * 4 * 4  # pre-RoPE K, rotated K, V
 
 
 def test_fixed_capacity_never_reallocates() -> None:

@@ -44,10 +44,28 @@ def test_graph_decode_equals_eager(dtype: torch.dtype) -> None:
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
         assert graph.generation.ids == eager.generation.ids
     else:  # bf16: different summation order; the first step sees identical inputs
+        assert torch.isfinite(a).all()
         n = next((i for i, (x, y) in enumerate(zip(graph.generation.ids, eager.generation.ids,
                                                     strict=True)) if x != y), len(a))
         assert n >= 1
         assert (a[:n] - b[:n]).norm() / b[:n].norm() < 2e-2
+
+
+def test_graph_decoding_ignores_garbage_in_fresh_allocations() -> None:
+    """Unused cache slots are masked; a NaN left in the allocator must not reach the answer."""
+    model = random_videoxl(seed=4).to("cuda", torch.float32)
+    poison = torch.full((64 << 20,), float("nan"), device="cuda")  # 256 MB of NaN, then freed
+    del poison
+    gen = torch.Generator().manual_seed(2)
+    engine = MemoryEngine.for_model(model, window=12)
+    engine.set_prefix(torch.randint(0, 400, (9,), generator=gen))
+    engine.compress(torch.randn(37, 64, generator=gen), 4, t_start=0, t_end=1, frame_start=0,
+                    frame_end=0)
+    question = torch.randint(0, 400, (6,), generator=gen)
+    out = engine.answer(None, question, 10)
+    assert torch.isfinite(torch.stack(out.generation.step_logits)).all()
+    engine.cuda_graphs = False
+    assert engine.answer(None, question, 10).generation.ids == out.generation.ids
 
 
 @pytest.mark.parametrize(("t", "m"), [(40, 0), (40, 300), (1530, 2048), (1530, 4100),

@@ -15,7 +15,7 @@ def test_fused_qkv_gives_the_same_answer() -> None:
     model = random_videoxl(seed=5).double()
     fused = copy.deepcopy(model)
     for layer in fused.model.layers:
-        layer.self_attn.fuse_qkv()
+        layer.self_attn.fused_qkv = layer.self_attn.fused_weights()
     gen = torch.Generator().manual_seed(1)
     prefix, question = torch.randint(0, 400, (6,), generator=gen), torch.randint(0, 400, (5,),
                                                                                   generator=gen)
