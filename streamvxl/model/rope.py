@@ -34,8 +34,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (..., T, D) by the tables (T, D)."""
-    return x * cos + rotate_half(x) * sin
+    """Rotate ``x`` (..., T, D) by the tables (T, D), in x's dtype (under autocast the
+    projections come out in half precision while the tables follow the float32 embeddings)."""
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
 @lru_cache(maxsize=16)
@@ -78,11 +79,11 @@ class Rotation:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate x (..., T, D)."""
         if self.matrix is not None:
-            return x @ self.matrix
+            return x @ self.matrix.to(x.dtype)
         return apply_rope(x, self.cos, self.sin)
 
     def queries(self, q: torch.Tensor) -> torch.Tensor:
         """Rotate queries; for one-token steps also scale them (see `scales_queries`)."""
         if self.query_matrix is not None:
-            return q @ self.query_matrix
+            return q @ self.query_matrix.to(q.dtype)
         return apply_rope(q, self.cos, self.sin)
