@@ -1,0 +1,183 @@
+"""From a world `Sample` to a training example for the memory, and its window plan.
+
+An `Example` is what the data side knows before the model runs: preprocessed frames, the ids of
+the prompt prefix (the sink), and one (question, answer) id pair per QA. The *intervals* come
+later, from the model itself: the frames' CLS embeddings (computed in the training forward, where
+the vision tower also makes the visual tokens) go through the offline boundary detector
+(`streamvxl.intervals.segment`) -- "dynamic intervals during training". `plan_windows` then cuts
+each interval into windows of at most ``window`` raw tokens (exactly as `encode_interval` would)
+and draws one compression ratio *per window* from the current curriculum stage's ratio set, as
+Video-XL's training does. The draw uses the example's own ``seed``, so the plan is a pure
+function of (example, embeddings): resumed and distributed runs make the same choices.
+
+Images are short videos: a single image is a 1-frame video, an image set a 2-4-frame one.
+
+Letters: N frames, S image side, T visual tokens per frame, Cv vision width, P/Q/A prefix,
+question and answer token counts.
+
+Example:
+    >>> import numpy as np
+    >>> from streamvxl.intervals import BoundaryConfig
+    >>> plan = plan_windows(np.eye(4)[[0] * 6 + [1] * 6], tokens_per_frame=4, window=16,
+    ...                     boundary=BoundaryConfig(window=2, min_frames=2, max_frames=12),
+    ...                     ratios=(2, 4), seed=0)
+    >>> [(w.interval, w.start, w.end) for w in plan]       # 2 intervals of 6 frames x 4 tokens
+    [(0, 0, 16), (0, 16, 24), (1, 24, 40), (1, 40, 48)]
+    >>> all(w.ratio in (2, 4) for w in plan)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from streamvxl.intervals import BoundaryConfig, segment
+from streamvxl.model.layout import split_windows
+from streamvxl.preprocess import Preprocessor
+from streamvxl.prompt import PromptTemplate
+from training.world import (
+    QA,
+    VIDEO_TASKS,
+    Sample,
+    Task,
+    WorldConfig,
+    multi_image_sample,
+    single_image_sample,
+    video_sample,
+)
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """Proportions of the composite data (normalised; a zero weight turns a kind off)."""
+
+    video: float = 0.7
+    """Videos of ``WorldConfig.num_frames`` frames with `make_questions` questions."""
+    image: float = 0.15
+    """Single stills (attribute, count, sign questions)."""
+    multi_image: float = 0.15
+    """Sets of 2-4 stills with a comparison question."""
+    video_tasks: tuple[Task, ...] = VIDEO_TASKS
+    """Which video tasks to ask (a subset of `training.world.VIDEO_TASKS`)."""
+
+    def __post_init__(self) -> None:
+        weights = (self.video, self.image, self.multi_image)
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"TaskMix weights must be >= 0 with a positive sum, got {weights}")
+        bad = [t for t in self.video_tasks if t not in VIDEO_TASKS]
+        if bad or not self.video_tasks:
+            raise ValueError(f"TaskMix.video_tasks must be a non-empty subset of {VIDEO_TASKS}, "
+                             f"got {self.video_tasks}")
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        w = np.array([self.video, self.image, self.multi_image], dtype=np.float64)
+        return w / w.sum()
+
+
+@dataclass
+class Example:
+    """One training example: frames and the token ids around them."""
+
+    kind: str
+    """"video", "image" or "multi_image"."""
+    pixels: torch.Tensor
+    """(N, 3, S, S) preprocessed frames."""
+    prefix_ids: torch.Tensor
+    """(P,) int64: the prompt before the video; encoded as the sink."""
+    questions: list[torch.Tensor]
+    """(Q,) int64 per QA: the question with its chat wrapping (ends with the assistant turn)."""
+    answers: list[torch.Tensor]
+    """(A,) int64 per QA: the answer followed by the end-of-turn token; the loss targets."""
+    ratios: tuple[int, ...]
+    """The curriculum stage's ratio set; `plan_windows` draws each window's ratio from it."""
+    seed: int
+    """Seeds the per-window ratio draws."""
+    qa: tuple[QA, ...]
+    """The ground truth the ids came from (for logging and evaluation)."""
+
+    @property
+    def num_answer_tokens(self) -> int:
+        return sum(int(a.numel()) for a in self.answers)
+
+
+def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
+                questions: int = 1) -> Sample:
+    """One composite sample with at least one QA (kinds drawn by ``mix``; redrawn when a
+    sample happens to have no unambiguous question)."""
+    while True:
+        kind = int(rng.choice(3, p=mix.probabilities))
+        if kind == 0:
+            sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions)
+        elif kind == 1:
+            sample = single_image_sample(rng, world, n=questions)
+        else:
+            sample = multi_image_sample(rng, world, n=questions)
+        if sample.qa:
+            return sample
+
+
+def _ids(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"the tokenizer turned {text!r} into no tokens")
+    if max(ids) >= vocab_size:
+        raise ValueError(f"token id {max(ids)} of {text!r} is outside the model's vocabulary "
+                         f"({vocab_size}); the tokenizer does not match the model")
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: Preprocessor,
+                 ratios: Sequence[int], seed: int, vocab_size: int,
+                 end_of_turn: str = "<|im_end|>") -> Example:
+    """Tokenise and preprocess a sample: every QA of it becomes one (question, answer) pair
+    over the same memory (compression is query-agnostic, so one memory serves them all)."""
+    pixels = preprocess(list(sample.frames))  # (N, 3, S, S)
+    return Example(
+        kind=sample.kind,
+        pixels=pixels,
+        prefix_ids=_ids(tokenizer, prompt.prefix, vocab_size),
+        questions=[_ids(tokenizer, prompt.format_question(qa.question), vocab_size)
+                   for qa in sample.qa],
+        answers=[_ids(tokenizer, qa.answer + end_of_turn, vocab_size) for qa in sample.qa],
+        ratios=tuple(ratios),
+        seed=seed,
+        qa=sample.qa,
+    )
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """One encoder window: raw tokens [start, end) of the example, compressed at ``ratio``."""
+
+    interval: int
+    """Index of the interval the window belongs to."""
+    start: int
+    end: int
+    ratio: int
+
+
+def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, window: int,
+                 boundary: BoundaryConfig, ratios: Sequence[int], seed: int
+                 ) -> list[WindowPlan]:
+    """Intervals from the boundary detector over per-frame embeddings (N, Cv), cut into
+    windows of at most ``window`` raw tokens, each with a ratio drawn uniformly from
+    ``ratios``. No raw token is lost: the windows tile [0, N * T)."""
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().to("cpu", torch.float64).numpy()
+    rng = np.random.default_rng(seed)
+    choices = np.asarray(ratios, dtype=np.int64)
+    plan: list[WindowPlan] = []
+    for i, interval in enumerate(segment(list(embeddings), boundary)):
+        first = interval.start * tokens_per_frame
+        num_raw = interval.num_frames * tokens_per_frame
+        for s, e in split_windows(num_raw, window):
+            plan.append(WindowPlan(i, first + s, first + e, int(rng.choice(choices))))
+    return plan
+
+
+__all__ = ["Example", "TaskMix", "WindowPlan", "draw_sample", "make_example", "plan_windows"]

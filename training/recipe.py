@@ -1,0 +1,476 @@
+"""The curriculum recipe: fine-tune a Video-XL model's memory on the synthetic world.
+
+An explicit loop, torchtune style -- setup, train, save -- meant to be copied and modified, not
+subclassed. Every step draws fresh composite examples (videos, single images, image sets), builds
+each example's memory with *dynamic* intervals (the boundary detector over the frames' CLS
+embeddings) and a random ratio per window from the current stage's set, and trains on the
+teacher-forced answers (`training.forward`). The stages form the curriculum: small ratios
+first (2, 4), then large ones (8, 12, 16).
+
+Run it::
+
+    python -m training.recipe --config my_run.json              # a JSON of RecipeConfig fields
+    python -m training.recipe --model tiny-random --stages '[[200, [2, 4]], [200, [8, 16]]]' \\
+        --output-dir runs/tiny --lr 1e-3
+    torchrun --nproc_per_node 8 -m training.recipe --config my_run.json   # FSDP2
+
+Examples are a pure function of (seed, global example index): rank r of W takes the slots
+r * batch .. (r + 1) * batch - 1 of each step's global batch of W * batch examples. So a resumed
+run sees exactly the examples the interrupted one would have, and a W-rank run sees the examples
+of a 1-rank run with W times the accumulation.
+
+The loss of a step is the mean cross-entropy over *all* answer tokens of the global batch (sum
+over ranks and micro-batches / total count); each rank back-propagates its micro-batches' summed
+CE times W / total, which FSDP's gradient averaging over W ranks turns into exactly the gradient
+of that global mean.
+
+Letters: W ranks (world size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributed.tensor import DTensor
+
+from streamvxl.intervals import BoundaryConfig
+from streamvxl.model.loading import load_videoxl
+from streamvxl.model.videoxl import VideoXL
+from streamvxl.preprocess import Preprocessor
+from streamvxl.prompt import PromptTemplate
+from training.batch import Example, TaskMix, draw_sample, make_example
+from training.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from training.forward import Counts, TrainModule
+from training.parallel import (
+    DistInfo,
+    all_reduce_sum,
+    close,
+    init_distributed,
+    set_gradient_sync,
+    shard,
+)
+from training.world import WorldConfig
+
+log = logging.getLogger("training.recipe")
+
+
+# ------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One curriculum stage: ``steps`` optimizer steps drawing window ratios from ``ratios``."""
+
+    steps: int
+    ratios: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratios", tuple(self.ratios))
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"Stage.steps must be a positive int, got {self.steps!r}")
+        if not self.ratios or any(not isinstance(r, int) or r < 1 for r in self.ratios):
+            raise ValueError(f"Stage.ratios must be positive ints, got {self.ratios!r}")
+
+
+@dataclass
+class RecipeConfig:
+    """Everything a run needs; JSON-serialisable (saved in every checkpoint)."""
+
+    model: str = "tiny-random"
+    """"tiny-random" (the conformance-shaped random model, for tests) or a checkpoint folder."""
+    tokenizer: str | None = None
+    """Tokenizer folder; None: the model folder (or the tiny test tokenizer for tiny-random)."""
+    stages: tuple[Stage, ...] = (Stage(300, (2, 4)), Stage(300, (8, 12, 16)))
+    """The curriculum, small ratios first."""
+    lr: float = 2e-4
+    """Peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at lr * min_lr_ratio."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    batch: int = 1
+    """Examples per rank per step (gradient accumulation); the global batch is W * batch."""
+    seed: int = 0
+    """Seeds the model (tiny-random) and every example."""
+    frames: int = 16
+    """Frames per video (rendered at the model's image size)."""
+    world: dict[str, Any] = field(default_factory=lambda: {"max_objects": 2})
+    """Further `WorldConfig` fields (e.g. max_objects, cut_prob, sign_prob)."""
+    mix: TaskMix = field(default_factory=TaskMix)
+    """Proportions of videos / single images / image sets, and the video tasks."""
+    questions: int = 1
+    """Questions per example, all answered over the same memory."""
+    dataset_size: int | None = None
+    """None: a fresh example every time; n: cycle through a fixed set of n examples."""
+    boundary: BoundaryConfig = field(
+        default_factory=lambda: BoundaryConfig(window=2, min_frames=4, max_frames=16))
+    """Interval detection on the frames' CLS embeddings (dynamic intervals)."""
+    window: int | None = None
+    """Raw visual tokens per encoder window; None: the model's ``vst.window``."""
+    train_vision: bool = True
+    """Train the vision tower."""
+    train_projector: bool = True
+    """Train the projector."""
+    train_llm: bool = True
+    """Train the language model, VST parameters included."""
+    log_every: int = 10
+    """Log a progress line every this many steps (every step goes to metrics.jsonl)."""
+    checkpoint_every: int = 0
+    """Checkpoint every this many steps (0: only at the end or on a time/step limit)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep (0: all)."""
+    output_dir: str = "runs/recipe"
+    """Checkpoints, metrics.jsonl and config.json go here."""
+    resume: bool = False
+    """Continue from ``output_dir``'s latest checkpoint (if any)."""
+    max_minutes: float | None = None
+    """Stop (with a checkpoint) after this much wall time."""
+    max_steps: int | None = None
+    """Stop (with a checkpoint) after this global step, before the curriculum ends."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    autocast: bool = True
+    """bfloat16 autocast on CUDA (parameters and optimizer stay float32)."""
+
+    def __post_init__(self) -> None:
+        self.stages = tuple(s if isinstance(s, Stage) else _stage(s) for s in self.stages)
+        self.betas = tuple(self.betas)
+        if not self.stages:
+            raise ValueError("RecipeConfig.stages must hold at least one Stage")
+        for name in ("lr", "batch", "frames", "questions", "log_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"RecipeConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "checkpoint_every", "keep_checkpoints", "grad_clip",
+                     "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RecipeConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("RecipeConfig.min_lr_ratio must lie in [0, 1]")
+        if self.dataset_size is not None and self.dataset_size < 1:
+            raise ValueError("RecipeConfig.dataset_size must be None or >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"RecipeConfig.device must be auto, cpu or cuda, not {self.device}")
+        if not (self.train_vision or self.train_projector or self.train_llm):
+            raise ValueError("RecipeConfig: set at least one of train_vision, train_projector, "
+                             "train_llm")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> tuple[int, Stage]:
+        """(index, stage) of 1-based ``step``."""
+        end = 0
+        for i, s in enumerate(self.stages):
+            end += s.steps
+            if step <= end:
+                return i, s
+        return len(self.stages) - 1, self.stages[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stage(spec: Any) -> Stage:
+    if isinstance(spec, dict):
+        return Stage(int(spec["steps"]), tuple(spec["ratios"]))
+    steps, ratios = spec
+    return Stage(int(steps), tuple(ratios))
+
+
+def config_from_dict(d: dict[str, Any]) -> RecipeConfig:
+    """A `RecipeConfig` from plain JSON values (nested dicts for mix, boundary, stages)."""
+    names = {f.name for f in fields(RecipeConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown RecipeConfig fields {unknown}; valid: {sorted(names)}")
+    d = dict(d)
+    if isinstance(d.get("mix"), dict):
+        mix = dict(d["mix"])
+        if "video_tasks" in mix:
+            mix["video_tasks"] = tuple(mix["video_tasks"])
+        d["mix"] = TaskMix(**mix)
+    if isinstance(d.get("boundary"), dict):
+        d["boundary"] = BoundaryConfig(**d["boundary"])
+    if "stages" in d:
+        d["stages"] = tuple(_stage(s) if not isinstance(s, Stage) else s for s in d["stages"])
+    return RecipeConfig(**d)
+
+
+def parse_args(argv: list[str] | None = None) -> RecipeConfig:
+    """``--config file.json`` and/or one ``--<field>`` flag per `RecipeConfig` field (values
+    parsed as JSON when they parse, else taken as strings); flags override the file."""
+    parser = argparse.ArgumentParser(prog="python -m training.recipe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON file of RecipeConfig fields")
+    for f in fields(RecipeConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, nargs="?",
+                            const="true", default=None, metavar="VALUE")
+    args = parser.parse_args(argv)
+    d: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
+    for f in fields(RecipeConfig):
+        raw = getattr(args, f.name)
+        if raw is not None:
+            try:
+                d[f.name] = json.loads(raw)
+            except json.JSONDecodeError:
+                d[f.name] = raw
+    return config_from_dict(d)
+
+
+# ------------------------------------------------------------------------------------------
+# Setup
+
+
+def load_model(cfg: RecipeConfig, checkpoint: Path | None) -> tuple[VideoXL, Any, Preprocessor]:
+    """The model (float32, CPU), its tokenizer and frame preprocessing."""
+    from transformers import AutoTokenizer
+
+    if checkpoint is not None:
+        folder = checkpoint / "model"
+        model = load_videoxl(folder, device="cpu", dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        return model, tokenizer, Preprocessor.from_folder(folder, model.image_size)
+    if cfg.model == "tiny-random":
+        from streamvxl.testing import make_tokenizer, random_videoxl
+
+        model = random_videoxl(cfg.seed)
+        return model, make_tokenizer(), Preprocessor(model.image_size)
+    folder = Path(cfg.model)
+    model = load_videoxl(folder, device="cpu", dtype=torch.float32)
+    if not model.has_vision:
+        raise ValueError(f"{folder} has no vision tower; the recipe trains a Video-XL model")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or str(folder))
+    return model, tokenizer, Preprocessor.from_folder(folder, model.image_size)
+
+
+def unreachable_parameters(model: VideoXL) -> set[str]:
+    """Parameters no loss can reach, by construction of the model:
+
+    - the last decoder layer's ``beacon_q_proj``: a window keeps only its VSTs' keys and
+      values, so the VST queries of the last layer feed nothing;
+    - the vision tower's layers after the selected hidden state, and its ``post_layernorm``
+      (Video-XL reads the penultimate layer).
+    """
+    last = model.config.llm.num_hidden_layers - 1
+    names = {f"model.layers.{last}.self_attn.beacon_q_proj.{k}" for k in ("weight", "bias")}
+    if model.has_vision:
+        n = model.vision_config.num_hidden_layers
+        select = model.config.visual.select_layer
+        # hidden_states[i] is the output of layer i - 1 (i = 0: the embeddings), so
+        # hidden_states[select] needs layers 0 .. select - 1 only
+        first_unused = select % (n + 1)
+        for name, _ in model.named_parameters():
+            parts = name.split(".")
+            if not name.startswith("model.vision_tower."):
+                continue
+            if "post_layernorm" in parts or (
+                    "layers" in parts and int(parts[parts.index("layers") + 1]) >= first_unused):
+                names.add(name)
+    return names
+
+
+def set_trainable(model: VideoXL, cfg: RecipeConfig) -> None:
+    """Freeze what the config leaves out (vision tower / projector / LLM incl. VSTs) and what
+    no loss reaches (`unreachable_parameters`: no gradient, so no optimizer state either)."""
+    unreachable = unreachable_parameters(model)
+    for name, p in model.named_parameters():
+        if name in unreachable:
+            p.requires_grad_(False)
+        elif name.startswith("model.vision_tower."):
+            p.requires_grad_(cfg.train_vision)
+        elif name.startswith("model.mm_projector."):
+            p.requires_grad_(cfg.train_projector)
+        else:
+            p.requires_grad_(cfg.train_llm)
+
+
+def lr_factor(step: int, cfg: RecipeConfig) -> float:
+    """Linear warm-up to 1, then cosine to ``min_lr_ratio`` (``step`` = steps taken so far)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / (cfg.warmup_steps + 1)
+    span = max(1, cfg.total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class DataSource:
+    """Makes example ``k`` of the run: a pure function of (seed, k, stage)."""
+
+    cfg: RecipeConfig
+    world: WorldConfig
+    tokenizer: Any
+    preprocess: Preprocessor
+    vocab_size: int
+    prompt: PromptTemplate = field(default_factory=PromptTemplate)
+
+    def example(self, index: int, ratios: tuple[int, ...]) -> Example:
+        if self.cfg.dataset_size is not None:
+            index %= self.cfg.dataset_size
+        rng = np.random.default_rng([self.cfg.seed, index])
+        sample = draw_sample(rng, self.world, self.cfg.mix, self.cfg.questions)
+        return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
+                            seed=int(rng.integers(2**62)), vocab_size=self.vocab_size)
+
+    def step_examples(self, step: int, ratios: tuple[int, ...], info: DistInfo
+                      ) -> list[Example]:
+        """This rank's examples of 1-based ``step``."""
+        first = (step - 1) * info.world_size * self.cfg.batch + info.rank * self.cfg.batch
+        return [self.example(first + j, ratios) for j in range(self.cfg.batch)]
+
+
+# ------------------------------------------------------------------------------------------
+# Train
+
+
+def clip_gradients(module: torch.nn.Module, max_norm: float) -> float:
+    """Global gradient norm (over all ranks' shards) before clipping; clips when max_norm > 0."""
+    params = [p for p in module.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0)
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()  # sum of the shards' squares over ranks
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return float(norm)
+
+
+def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any,
+               examples: list[Example], info: DistInfo, cfg: RecipeConfig
+               ) -> dict[str, float]:
+    """Forward/backward every example (gradient accumulation), clip, step. Returns the
+    global loss (token mean over all ranks), grad norm and token counts."""
+    local_targets = sum(e.num_answer_tokens for e in examples)
+    (total_targets,) = all_reduce_sum([local_targets], info)
+    scale = info.world_size / total_targets  # FSDP averages over W: see the module docstring
+    use_autocast = cfg.autocast and info.device.type == "cuda"
+    loss_sum, counts = 0.0, Counts()
+    for j, example in enumerate(examples):
+        set_gradient_sync(module, j == len(examples) - 1)
+        ctx = torch.autocast("cuda", torch.bfloat16) if use_autocast else contextlib.nullcontext()
+        with ctx:
+            loss, c = module(example)
+        (loss * scale).backward()
+        loss_sum += float(loss.detach())
+        counts += c
+    grad_norm = clip_gradients(module, cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    g_loss, g_llm, g_mem, g_win, g_int = all_reduce_sum(
+        [loss_sum, counts.llm_tokens, counts.memory_tokens, counts.windows, counts.intervals],
+        info)
+    n = info.world_size * len(examples)
+    return {"loss": g_loss / total_targets, "grad_norm": grad_norm,
+            "answer_tokens": total_targets, "llm_tokens": g_llm,
+            "memory_tokens": g_mem / n, "windows": g_win / n, "intervals": g_int / n}
+
+
+def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
+    """Run the recipe; returns the metrics rows of the steps this call trained.
+
+    Under ``torchrun`` it joins the process group (if not joined yet) and leaves it open:
+    the group belongs to the program (`main` closes it), so one program may call `train`
+    more than once (e.g. a run, then its resumption).
+    """
+    # ---- setup ---------------------------------------------------------------------------
+    start_time = time.perf_counter()
+    info = init_distributed(cfg.device)
+    out = Path(cfg.output_dir)
+    checkpoint = latest_checkpoint(out) if cfg.resume else None
+    torch.manual_seed(cfg.seed)
+    model, tokenizer, preprocess = load_model(cfg, checkpoint)
+    set_trainable(model, cfg)
+    module = TrainModule(model.to(info.device).train(), cfg.boundary, cfg.window)
+    shard(module, info)
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
+                                  lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    step = 0
+    if checkpoint is not None:
+        step = load_training_state(checkpoint, module, optimizer, scheduler, info)["step"]
+        log.info("resumed from %s at step %d", checkpoint, step)
+    world = WorldConfig(num_frames=cfg.frames, height=model.image_size,
+                        width=model.image_size, **cfg.world)
+    data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        n_train = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        log.info("training %d parameters on %d rank(s), %s; %d steps in %d stages",
+                 n_train, info.world_size, info.device, cfg.total_steps, len(cfg.stages))
+    last = min(cfg.total_steps, cfg.max_steps or cfg.total_steps)
+    rows: list[dict[str, Any]] = []
+
+    def save() -> None:
+        save_checkpoint(out, step, module, optimizer, scheduler, tokenizer, info,
+                        {"config": cfg.to_dict(), "stage": cfg.stage_at(step)[0]},
+                        keep=cfg.keep_checkpoints)
+
+    # ---- train ---------------------------------------------------------------------------
+    while step < last:
+        step += 1
+        t0 = time.perf_counter()
+        stage_index, stage = cfg.stage_at(step)
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_step(module, optimizer, scheduler,
+                           data.step_examples(step, stage.ratios, info), info, cfg)
+        dt = time.perf_counter() - t0
+        row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,
+               **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt}
+        rows.append(row)
+        if info.is_main:
+            with (out / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if step % cfg.log_every == 0 or step == 1 or step == last:
+                log.info("step %d/%d stage %d %s loss %.4f lr %.2e grad %.3f mem %.0f tok "
+                         "%.0f tok/s", step, cfg.total_steps, stage_index, stage.ratios,
+                         row["loss"], lr, row["grad_norm"], row["memory_tokens"],
+                         row["tokens_per_s"])
+        out_of_time = cfg.max_minutes is not None and \
+            time.perf_counter() - start_time > cfg.max_minutes * 60
+        (out_of_time_any,) = all_reduce_sum([float(out_of_time)], info)  # all ranks agree
+        if out_of_time_any:
+            log.info("max_minutes reached at step %d", step)
+            save()
+            return rows
+        if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+            save()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO if rank == "0" else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        train(cfg)
+    finally:
+        close(init_distributed(cfg.device))
+
+
+if __name__ == "__main__":
+    main()
