@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 lint: $(STAMP)
-	$(PY) -m ruff check streamvxl tests
+	$(PY) -m ruff check streamvxl tests training benchmarks
 
 demo: $(STAMP)
 	$(PY) -m streamvxl.cli demo
