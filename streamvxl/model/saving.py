@@ -28,7 +28,6 @@ def checkpoint_config(model: VideoXL) -> dict:
         "num_key_value_heads": llm["num_key_value_heads"],
         "rms_norm_eps": llm["rms_norm_eps"],
         "rope_theta": llm["rope_theta"],
-        "rope_scaling": None,
         "tie_word_embeddings": llm["tie_word_embeddings"],
         "bos_token_id": llm["bos_token_id"],
         "eos_token_id": llm["eos_token_id"],
