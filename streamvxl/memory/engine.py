@@ -155,7 +155,10 @@ class MemoryEngine:
     def _graph_decoder(self, need: int) -> GraphDecoder:
         """The decoder for the smallest bucket holding ``need`` tokens (two kept at most)."""
         capacity = -(-need // self.GRAPH_BUCKET) * self.GRAPH_BUCKET
-        decoder = self._decoders.pop(capacity, None) or GraphDecoder(self.model, capacity)
+        decoder = self._decoders.pop(capacity, None)
+        if decoder is None:
+            shared = next(iter(self._decoders.values()), None)  # one q/k/v snapshot for all
+            decoder = GraphDecoder(self.model, capacity, shared.fused if shared else None)
         self._decoders[capacity] = decoder  # most recently used last
         while len(self._decoders) > 2:
             del self._decoders[next(iter(self._decoders))]

@@ -39,15 +39,17 @@ class GraphDecoder:
     the same buffers, then `step` replays the graph once per token.
     """
 
-    def __init__(self, model: VideoXL, capacity: int) -> None:
+    def __init__(self, model: VideoXL, capacity: int,
+                 fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         if model.device.type != "cuda":
             raise RuntimeError("GraphDecoder needs a CUDA model")
         llm = model.config.llm
         dev = model.device
         self.model = model
         # one q/k/v GEMM per layer inside the graphs; the snapshot stays alive with them
-        # (weights changed later are not seen: build a new decoder after changing weights)
-        self._fused = [layer.self_attn.fused_weights() for layer in model.model.layers]
+        # (weights changed later are not seen: build a new decoder after changing weights).
+        # Decoders of one model can share a snapshot (``fused``): it is ~1 GB at 7B.
+        self.fused = fused or [layer.self_attn.fused_weights() for layer in model.model.layers]
         self.capacity = capacity
         self.cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
                                   llm.dim_per_head, capacity, model.dtype, dev)
@@ -124,7 +126,7 @@ class GraphDecoder:
 
     def _record(self, fn):
         attns = [layer.self_attn for layer in self.model.model.layers]
-        for attn, fused in zip(attns, self._fused, strict=True):
+        for attn, fused in zip(attns, self.fused, strict=True):
             attn.fused_qkv = fused
         try:
             return self._record_fused(fn)
