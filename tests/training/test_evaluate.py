@@ -1,0 +1,354 @@
+"""The evaluation recipe on the tiny random model: memories at equal budgets, scoring, NIAH.
+
+- Budgets: every method's memory holds the tokens it claims -- ``vst`` the VSTs of its
+  windows' layouts, ``avg_pool`` the same count (per-frame pooling when r divides T),
+  ``last_n`` the most whole frames under that count, ``full`` every raw token.
+- What is kept: the pooled tokens are per-frame means (against a slow reference), and the raw
+  memories (``full``, ``avg_pool``) equal one causal forward over [prefix | tokens].
+- Scoring plumbing: an answer function returning the ground truth scores 1.0 everywhere, one
+  returning garbage 0.0; real greedy runs give well-formed, deterministic rows.
+- NIAH: the sign shows exactly on the frames of the requested depth (found in the rendered
+  pixels), the haystack is the same at every depth, and a 64-frame run goes end to end.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamvxl.intervals import BoundaryConfig
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.cache import ConcatCache
+from streamvxl.model.layout import split_windows, window_layout
+from streamvxl.preprocess import Preprocessor
+from streamvxl.prompt import PromptTemplate
+from streamvxl.testing import make_tokenizer, random_videoxl
+from training import evaluate as ev
+from training import niah as nh
+from training.baselines import (
+    METHODS,
+    build_memory,
+    encode_video,
+    pool_like_vsts,
+    vst_token_count,
+)
+from training.world import HELD_OUT_COMBOS, VIDEO_TASKS, WorldConfig
+from training.world.render import sign_image
+
+FRAMES, WINDOW = 12, 16
+BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=6)
+TINY = {"n_videos": 2, "frames": FRAMES, "ratios": (2, 4), "boundary": BOUNDARY,
+        "window": WINDOW, "max_new_tokens": 4, "seed": 3}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_videoxl(0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def world(model) -> WorldConfig:
+    return WorldConfig(num_frames=FRAMES, height=model.image_size, width=model.image_size,
+                       max_objects=2)
+
+
+@pytest.fixture(scope="module")
+def video(model, world):
+    sample = ev.eval_samples(world, 1, seed=1)[0]
+    return encode_video(model, [sample.frames[:5], sample.frames[5:]],
+                        Preprocessor(model.image_size), BOUNDARY, name="v")
+
+
+@pytest.fixture(scope="module")
+def prefix(tokenizer, model) -> torch.Tensor:
+    return ev.token_ids(tokenizer, PromptTemplate().prefix, model.config.llm.vocab_size)
+
+
+def test_docstring_examples() -> None:
+    for name in ("baselines", "evaluate", "niah"):
+        module = importlib.import_module(f"training.{name}")
+        assert doctest.testmod(module).failed == 0, name
+
+
+# ------------------------------------------------------------------------------------------
+# Memories at equal budgets
+
+
+def _layout_count(video, ratio: int) -> int:
+    t = video.tokens_per_frame
+    return sum(window_layout(e - s, ratio).num_vst
+               for iv in video.intervals for s, e in split_windows(iv.num_frames * t, WINDOW))
+
+
+def test_intervals_tile_the_video(video) -> None:
+    assert video.num_frames == FRAMES and len(video.intervals) >= 2
+    covered = [f for iv in video.intervals for f in range(iv.start, iv.end + 1)]
+    assert covered == list(range(FRAMES))
+
+
+@pytest.mark.parametrize("ratio", [2, 4, 3])
+def test_memories_hold_the_tokens_they_claim(model, video, prefix, ratio: int) -> None:
+    engine = MemoryEngine.for_model(model, WINDOW)
+    n, t = video.num_frames, video.tokens_per_frame
+    budget = _layout_count(video, ratio)
+    assert vst_token_count(video, ratio, WINDOW) == budget
+    got = {}
+    for method in METHODS:
+        mem = build_memory(engine, video, prefix, method, ratio)
+        assert mem.memory_tokens == engine.store.interval_tokens()  # what is really stored
+        assert mem.sink_tokens == prefix.numel() == engine.store.sink_tokens
+        got[method] = mem
+    assert got["vst"].memory_tokens == budget
+    assert got["avg_pool"].memory_tokens == budget  # equal memory, whatever r
+    if t % ratio == 0:
+        assert budget == n * t // ratio  # the per-frame count
+    last = got["last_n"]
+    assert last.memory_tokens == last.frames_kept * t <= budget
+    assert (last.frames_kept + 1) * t > budget or last.frames_kept == n
+    assert got["full"].memory_tokens == n * t and got["full"].ratio is None
+    # the same engine, rebuilt: no leftovers from the previous memory
+    assert build_memory(engine, video, prefix, "vst", ratio).memory_tokens == budget
+
+
+def test_pooling_is_the_per_frame_mean_when_r_divides_t() -> None:
+    n, t, c, r = 6, 8, 5, 4
+    tokens = torch.randn(n, t, c, generator=torch.Generator().manual_seed(0))
+    reference = tokens.reshape(n, t // r, r, c).mean(2).reshape(-1, c)  # (N*T/r, C)
+    got = pool_like_vsts(tokens.reshape(-1, c), r, window=2 * t)
+    torch.testing.assert_close(got, reference)
+
+
+@pytest.mark.parametrize("ratio,remainder", [(3, "summarize"), (5, "drop"), (32, "summarize")])
+def test_pooling_matches_the_vst_count(ratio: int, remainder: str) -> None:
+    tokens = torch.randn(37, 4, generator=torch.Generator().manual_seed(0))
+    n_vst = sum(window_layout(e - s, ratio, remainder).num_vst for s, e in split_windows(37, 16))
+    got = pool_like_vsts(tokens, ratio, 16, remainder)
+    assert got.shape == (n_vst, 4)
+    # the first group: r tokens, or the whole first window when r exceeds it
+    torch.testing.assert_close(got[0], tokens[:min(ratio, 16)].mean(0))
+
+
+def _one_forward(model, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Pre-RoPE keys (L, 1, G, P+n, D) of one causal forward over [prefix | tokens (n, C)]."""
+    embeds = torch.cat((model.embed_ids(prefix[None]), tokens[None]), dim=1)  # (1, P+n, C)
+    cache = ConcatCache(None, None, model.config.llm.rope_theta)
+    _, kv = model.model.forward_chunk(embeds, 0, cache, need_hidden=False)
+    return kv.keys
+
+
+@pytest.mark.parametrize("method", ["full", "avg_pool"])
+def test_raw_memories_equal_one_causal_forward(model, video, prefix, method: str) -> None:
+    engine = MemoryEngine.for_model(model, WINDOW)
+    build_memory(engine, video, prefix, method, 2)
+    c = video.tokens.shape[-1]
+    if method == "full":
+        tokens = video.tokens.reshape(-1, c)  # (N*T, C)
+    else:
+        tokens = torch.cat([pool_like_vsts(video.tokens[iv.start:iv.end + 1].reshape(-1, c), 2,
+                                           WINDOW) for iv in video.intervals])
+    with torch.no_grad():
+        want = _one_forward(model, prefix, tokens)
+    torch.testing.assert_close(engine.store.keys(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_requests_are_refused(model, video, prefix) -> None:
+    engine = MemoryEngine.for_model(model, WINDOW)
+    with pytest.raises(ValueError, match="needs a ratio"):
+        build_memory(engine, video, prefix, "vst", None)
+    with pytest.raises(ValueError, match="unknown method"):
+        build_memory(engine, video, prefix, "mean", 2)
+    with pytest.raises(ValueError, match="token budget"):
+        build_memory(MemoryEngine.for_model(model, WINDOW, token_budget=500), video, prefix,
+                     "vst", 2)
+    with pytest.raises(ValueError, match="methods"):
+        ev.evaluate(model, make_tokenizer(), methods=("vst", "oracle"), n_videos=1)
+
+
+# ------------------------------------------------------------------------------------------
+# evaluate()
+
+
+def test_eval_set_is_held_out(world) -> None:
+    samples = ev.eval_samples(world, 12, seed=0)
+    qas = [qa for s in samples for qa in s.qa]
+    assert {qa.task for qa in qas} == set(VIDEO_TASKS)
+    assert any(qa.novel_phrasing for qa in qas)
+    assert any(o.combo in HELD_OUT_COMBOS for s in samples for o in s.episodes[0].objects)
+    again = ev.eval_samples(world, 12, seed=0)
+    assert [qa.question for s in again for qa in s.qa] == [qa.question for qa in qas]
+
+
+def _check_rows(rows, ratios) -> None:
+    keys = {"method", "ratio", "task", "n", "correct", "accuracy", "memory_tokens",
+            "frames_kept"}
+    assert all(set(r) == keys for r in rows)
+    assert {(r["method"], r["ratio"]) for r in rows} == {(m, q) for m in METHODS for q in ratios}
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["accuracy"] == r["correct"] / r["n"]
+    by = {(r["method"], r["ratio"], r["task"]): r for r in rows}
+    for m in METHODS:
+        for q in ratios:
+            tasks = [r for r in rows if r["method"] == m and r["ratio"] == q and r["task"] != "all"]
+            assert by[(m, q, "all")]["n"] == sum(r["n"] for r in tasks)
+            assert by[(m, q, "all")]["correct"] == sum(r["correct"] for r in tasks)
+
+
+def test_evaluate_rows_are_well_formed_and_deterministic(model, tokenizer) -> None:
+    preds_a: list[dict] = []
+    rows = ev.evaluate(model, tokenizer, predictions=preds_a, **TINY)
+    _check_rows(rows, TINY["ratios"])
+    by = {(r["method"], r["ratio"], r["task"]): r for r in rows}
+    assert by[("full", 2, "all")]["memory_tokens"] == FRAMES * model.tokens_per_frame
+    assert by[("vst", 4, "all")]["memory_tokens"] == by[("avg_pool", 4, "all")]["memory_tokens"]
+    n_questions = by[("vst", 2, "all")]["n"]
+    assert len(preds_a) == n_questions * (2 * 3 + 1)  # 3 methods x 2 ratios + full once
+    preds_b: list[dict] = []
+    assert ev.evaluate(model, tokenizer, predictions=preds_b, **TINY) == rows
+    assert preds_b == preds_a
+
+
+def _truth(world) -> dict[tuple[str, str], str]:
+    samples = ev.eval_samples(world, TINY["n_videos"], TINY["seed"])
+    return {(f"eval-{i}", qa.question): qa.answer for i, s in enumerate(samples) for qa in s.qa}
+
+
+@pytest.mark.parametrize("oracle", [True, False])
+def test_scoring_plumbing(model, tokenizer, world, monkeypatch, oracle: bool) -> None:
+    truth = _truth(world)
+    asked = []
+
+    def fake(memory, question, question_ids, decoding):
+        asked.append((memory.video.name, question))
+        return truth[(memory.video.name, question)] if oracle else "zzz qqq"
+
+    monkeypatch.setattr(ev, "answer_question", fake)
+    rows = ev.evaluate(model, tokenizer, world=world, **TINY)
+    _check_rows(rows, TINY["ratios"])
+    assert {r["accuracy"] for r in rows} == {1.0 if oracle else 0.0}
+    assert set(asked) == set(truth)
+
+
+def test_reports(model, tokenizer, tmp_path: Path, caplog) -> None:
+    rows = [{"method": m, "ratio": q, "task": t, "n": 4, "correct": 1, "accuracy": 0.25,
+             "memory_tokens": 10.0, "frames_kept": 3.0}
+            for m in METHODS for q in (2, 4) for t in ("count", "all")]
+    md = ev.markdown_report(rows)
+    assert md.count("| vst | 25.0 | 25.0 |") == 2 and "## count" in md and "## all" in md
+    with caplog.at_level(logging.WARNING, logger="training.evaluate"):
+        written = ev.write_report(rows, tmp_path, "x", {"a": 1})
+    names = {p.name for p in written}
+    assert {"x.json", "x.md"} <= names
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert names == {"x.json", "x.md"} and "matplotlib is not installed" in caplog.text
+    else:
+        assert "x.png" in names
+
+
+def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
+    written = ev.main(["--model", "tiny-random", "--out", str(tmp_path), "--n-videos", "1",
+                       "--frames", "8", "--ratios", "2", "--methods", "vst,last_n",
+                       "--tasks", "count", "--window", "16", "--max-new-tokens", "2",
+                       "--device", "cpu",
+                       "--boundary", '{"window": 1, "min_frames": 2, "max_frames": 4}'])
+    assert (tmp_path / "eval.json") in written and (tmp_path / "eval.md").is_file()
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert {r["method"] for r in data["rows"]} == {"vst", "last_n"}
+    assert data["settings"]["split"] == "eval" and data["predictions"]
+
+
+def test_training_settings_come_from_the_checkpoint(tmp_path: Path) -> None:
+    step = tmp_path / "step_0000010"
+    (step / "model").mkdir(parents=True)
+    assert ev.training_settings(step / "model") == {}
+    cfg = {"frames": 12, "world": {"max_objects": 3}, "boundary": {"window": 1}, "window": 16,
+           "lr": 1e-3}
+    (step / "trainer.json").write_text(json.dumps({"config": cfg, "step": 10}))
+    assert ev.training_settings(step / "model") == {k: cfg[k] for k in
+                                                    ("frames", "world", "boundary", "window")}
+
+
+# ------------------------------------------------------------------------------------------
+# Needle in a haystack
+
+
+def _sign_frames(hay) -> list[int]:
+    frames = np.concatenate(list(hay.chunks()))  # (F, H, W, 3)
+    assert len(frames) == hay.num_frames
+    g = hay.needle
+    img = sign_image(g)
+    h, w = img.shape[:2]
+    return [t for t in range(len(frames))
+            if np.array_equal(frames[t, g.y:g.y + h, g.x:g.x + w], img)]
+
+
+@pytest.mark.parametrize("depth,segment", [(0.0, 32), (0.37, 32), (1.0, 32), (0.5, 8)])
+def test_needle_sits_at_the_requested_depth(depth: float, segment: int) -> None:
+    n, k = 64, 3
+    hay = nh.make_haystack(n, depth, seed=5, height=56, width=56, segment_frames=segment,
+                           needle_frames=k)
+    start = round(depth * (n - k))
+    assert hay.needle_span == (start, start + k)
+    assert _sign_frames(hay) == list(range(start, start + k))  # in the pixels, nowhere else
+    assert all(len(c) <= segment for c in hay.chunks())  # rendered one segment at a time
+    qa = hay.qa
+    assert qa.task == "needle" and qa.evidence == hay.needle_span
+    assert qa.question in ("What word was written on the sign?",
+                           "What number was written on the sign?")
+
+
+def test_haystack_is_the_same_at_every_depth() -> None:
+    a = nh.make_haystack(64, 0.1, seed=2, height=56, width=56, segment_frames=8)
+    b = nh.make_haystack(64, 0.9, seed=2, height=56, width=56, segment_frames=8)
+    assert a.needle.text == b.needle.text and a.needle_span != b.needle_span
+    assert [s.scenes for s in a.segments] == [s.scenes for s in b.segments]
+    ends = [*a.offsets[1:], a.num_frames]
+    spans = (a.needle_span, b.needle_span)
+    away = [i for i, (s, e) in enumerate(zip(a.offsets, ends, strict=True))
+            if all(e <= t_in or s >= t_out for t_in, t_out in spans)]
+    assert len(away) == len(a.segments) - 2
+    for i in away:  # segments away from both needles are identical
+        assert a.segments[i] == b.segments[i]
+
+
+def test_niah_end_to_end_at_64_frames(model, tokenizer, monkeypatch) -> None:
+    kw = {"frame_counts": (64,), "depths": (0.0, 0.5), "ratio": 4, "window": WINDOW,
+          "boundary": BOUNDARY, "methods": ("vst", "last_n", "full"), "max_new_tokens": 4}
+    preds: list[dict] = []
+    rows = nh.niah(model, tokenizer, predictions=preds, **kw)
+    assert len(rows) == 6 and len(preds) == 6
+    for r in rows:
+        assert r["n"] == 1 and 0.0 <= r["accuracy"] <= 1.0
+    by = {(r["method"], r["depth"]): r for r in rows}
+    assert by[("full", 0.5)]["memory_tokens"] == 64 * model.tokens_per_frame
+    assert by[("last_n", 0.5)]["memory_tokens"] <= by[("vst", 0.5)]["memory_tokens"]
+    grid = nh.markdown_grid(rows)
+    assert "## vst at 4x" in grid and "| 0.5 |" in grid
+
+    answers = {d: nh.make_haystack(64, d, seed=(0, 0), height=56, width=56).qa.answer
+               for d in (0.0, 0.5)}
+    monkeypatch.setattr(nh, "answer_question",
+                        lambda memory, q, ids, dec: answers[float(memory.video.name.split("-")[2])])
+    oracle = nh.niah(model, tokenizer, **kw)
+    assert {r["accuracy"] for r in oracle} == {1.0}

@@ -1,0 +1,225 @@
+"""Video memories at equal budgets: the VST method and the baselines it is measured against.
+
+Every builder turns one encoded video into the memory a question is answered from, inside a
+`MemoryEngine` (sink = the prompt prefix, then the video's retained K/V). All four use the *same*
+intervals (the boundary detector over the frames' CLS embeddings, `streamvxl.intervals.segment`)
+and the same encoder windows, so at ratio r they differ only in what they keep:
+
+- ``vst`` (the method): each interval compressed at ratio r; keeps the VSTs' K/V, one VST after
+  every r raw tokens of each window (ceil for a window's tail: the "summarize" rule).
+- ``avg_pool``: each window's raw tokens averaged in groups of r consecutive tokens -- exactly
+  the groups the VSTs follow, so the count equals ``vst``'s -- and the pooled tokens' K/V kept
+  uncompressed (ratio None). When r divides the tokens per frame T and T divides the window
+  (Video-XL: 144 and 1440 with r = 2..16), each group lies inside one frame: per-frame pooling.
+  Otherwise a group may straddle two adjacent frames; pooling strictly per frame would then keep
+  ``ceil(T / r)`` tokens per frame, more than the VSTs get (r = 32 with T = 144: 5 vs 4.5).
+- ``last_n``: the raw K/V of the last n frames, n the most whose ``n * T`` tokens fit ``vst``'s
+  token count at r (possibly 0 frames: then the memory is the sink alone).
+- ``full``: every raw token's K/V (ratio None): the uncompressed upper bound, independent of r.
+
+With ratio None the engine keeps every token of each window, and each window attends causally to
+all the memory before it, so ``full`` equals one causal forward over the whole token sequence.
+
+Letters: N frames, T visual tokens per frame, C hidden, Cv vision width, n raw tokens of a span.
+
+Example:
+    >>> import numpy as np
+    >>> from streamvxl.intervals import BoundaryConfig
+    >>> from streamvxl.memory.engine import MemoryEngine
+    >>> from streamvxl.preprocess import Preprocessor
+    >>> from streamvxl.testing import random_videoxl
+    >>> model = random_videoxl(0)
+    >>> frames = np.zeros((12, 56, 56, 3), np.uint8)
+    >>> video = encode_video(model, [frames], Preprocessor(model.image_size),
+    ...                      BoundaryConfig(window=1, min_frames=2, max_frames=6))
+    >>> engine = MemoryEngine.for_model(model, window=16)
+    >>> prefix = torch.tensor([1, 5, 6])
+    >>> [build_memory(engine, video, prefix, m, 4).memory_tokens for m in METHODS]
+    [12, 12, 12, 48]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from streamvxl.intervals import BoundaryConfig, ClosedInterval, segment
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.encoder import retained, window_plan
+from streamvxl.model.layout import RemainderRule, split_windows, window_layout
+from streamvxl.model.videoxl import VideoXL
+from streamvxl.preprocess import Preprocessor
+
+log = logging.getLogger(__name__)
+
+Method = Literal["vst", "avg_pool", "last_n", "full"]
+METHODS: tuple[Method, ...] = ("vst", "avg_pool", "last_n", "full")
+"""The method first, then the baselines, then the upper bound."""
+
+
+@dataclass
+class EncodedVideo:
+    """A video through the vision side, once: what every memory of it is built from."""
+
+    name: str
+    """An identifier (for logs and predictions), e.g. ``"eval-3"``."""
+    tokens: torch.Tensor
+    """(N, T, C) visual tokens, on the model's device."""
+    embeddings: torch.Tensor
+    """(N, Cv) float32 CLS embeddings on the CPU (the boundary detector's input)."""
+    timestamps: np.ndarray
+    """(N,) seconds of each frame."""
+    intervals: tuple[ClosedInterval, ...]
+    """The boundary detector's intervals; they tile frames 0..N-1."""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+@torch.no_grad()
+def encode_video(model: VideoXL, chunks: Iterable[np.ndarray], preprocess: Preprocessor,
+                 boundary: BoundaryConfig, fps: float = 2.0, name: str = "video",
+                 batch_frames: int = 64) -> EncodedVideo:
+    """Encode frames arriving in chunks of (f, H, W, 3) uint8 (any sizes: a renderer can
+    stream them), at most ``batch_frames`` through the vision tower at a time, then cut the
+    whole video into intervals. Only the visual tokens are kept, never the pixels."""
+    tokens: list[torch.Tensor] = []
+    embeds: list[torch.Tensor] = []
+    for chunk in chunks:
+        for s in range(0, len(chunk), batch_frames):
+            part = list(chunk[s:s + batch_frames])
+            pixels = preprocess(part, model.device, model.dtype)  # (f, 3, S, S)
+            out = model.encode_frames(pixels)  # tokens (f, T, C), embeddings (f, Cv)
+            tokens.append(out.tokens)
+            embeds.append(out.embeddings.float().cpu())
+    if not tokens:
+        raise ValueError("encode_video got no frames")
+    all_tokens = torch.cat(tokens)  # (N, T, C)
+    all_embeds = torch.cat(embeds)  # (N, Cv)
+    n = all_tokens.shape[0]
+    intervals = tuple(segment(list(all_embeds.double().numpy()), boundary))
+    return EncodedVideo(name, all_tokens, all_embeds, np.arange(n, dtype=np.float64) / fps,
+                        intervals)
+
+
+@dataclass
+class Memory:
+    """A built memory: the engine holding it (ready for `MemoryEngine.answer`), and its size.
+
+    The engine is shared: the next `build_memory` on it replaces this memory.
+    """
+
+    engine: MemoryEngine
+    video: EncodedVideo
+    method: Method
+    ratio: int | None
+    """The ratio the budget was set by (None for ``full``)."""
+    memory_tokens: int
+    """Retained video tokens (the sink not counted)."""
+    sink_tokens: int
+    frames_kept: int
+    """Frames the memory draws on (``last_n`` keeps fewer than all)."""
+
+
+def vst_token_count(video: EncodedVideo, ratio: int, window: int,
+                    remainder: RemainderRule = "summarize") -> int:
+    """Tokens ``vst`` keeps at ``ratio``: the VSTs of every window of every interval."""
+    t = video.tokens_per_frame
+    return sum(retained(window_plan(c.num_frames * t, ratio, window, remainder))
+               for c in video.intervals)
+
+
+def pool_like_vsts(tokens: torch.Tensor, ratio: int, window: int,
+                   remainder: RemainderRule = "summarize") -> torch.Tensor:
+    """Average raw tokens (n, C) in the groups the VSTs summarise: per window of at most
+    ``window`` tokens, groups of ``ratio`` consecutive tokens, a shorter last group under
+    "summarize" (dropped under "drop"). Returns (m, C), m = the VST count of the same span.
+
+    Example:
+        >>> x = torch.arange(10.0)[:, None]
+        >>> pool_like_vsts(x, 4, window=8)[:, 0].tolist()     # windows [0, 8) and [8, 10)
+        [1.5, 5.5, 8.5]
+    """
+    out = []
+    for s, e in split_windows(tokens.shape[0], window):
+        n_groups = window_layout(e - s, ratio, remainder).num_vst
+        if n_groups == 0:
+            continue
+        w = tokens[s:e].float()  # (L, C)
+        group = torch.arange(e - s, device=w.device) // ratio  # (L,)
+        keep = group < n_groups  # "drop" loses the tail, as the VSTs do
+        sums = torch.zeros(n_groups, w.shape[1], device=w.device).index_add_(
+            0, group[keep], w[keep])  # (G, C)
+        counts = torch.bincount(group[keep], minlength=n_groups)  # (G,)
+        out.append(sums / counts[:, None])
+    if not out:
+        return tokens[:0]
+    return torch.cat(out).to(tokens.dtype)  # (m, C)
+
+
+def last_n_frames(budget: int, video: EncodedVideo) -> int:
+    """The most frames whose raw tokens fit ``budget``."""
+    return min(video.num_frames, budget // video.tokens_per_frame)
+
+
+def _store(engine: MemoryEngine, video: EncodedVideo, tokens: torch.Tensor, ratio: int | None,
+           first: int, last: int) -> None:
+    engine.compress(tokens, ratio, t_start=float(video.timestamps[first]),
+                    t_end=float(video.timestamps[last]), frame_start=first, frame_end=last,
+                    embedding=video.embeddings[first:last + 1].mean(0))
+
+
+def build_memory(engine: MemoryEngine, video: EncodedVideo, prefix_ids: torch.Tensor,
+                 method: Method, ratio: int | None) -> Memory:
+    """Clear ``engine``'s memory and fill it with the sink (``prefix_ids`` (P,)) and
+    ``method``'s memory of ``video`` at ``ratio`` (see the module docstring). ``ratio`` may be
+    None only for ``full``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if ratio is None and method != "full":
+        raise ValueError(f"method {method!r} needs a ratio (its budget is vst's at that ratio)")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int)
+                              or ratio < 1):
+        raise ValueError(f"ratio must be an int >= 1 or None, got {ratio!r}")
+    if engine.store.token_budget is not None:
+        raise ValueError("build_memory needs an engine without a token budget: evicting would "
+                         "change the memory sizes being compared")
+    engine.store.clear()
+    engine.set_prefix(prefix_ids)
+    n, t, c = video.tokens.shape
+    kept = n
+    for iv in video.intervals:
+        span = video.tokens[iv.start:iv.end + 1]  # (f, T, C)
+        if method == "vst":
+            _store(engine, video, span, ratio, iv.start, iv.end)
+        elif method == "avg_pool":
+            pooled = pool_like_vsts(span.reshape(-1, c), ratio, engine.window,
+                                    engine.remainder)  # (m, C)
+            _store(engine, video, pooled, None, iv.start, iv.end)
+        elif method == "full":
+            _store(engine, video, span, None, iv.start, iv.end)
+    if method == "last_n":
+        budget = vst_token_count(video, ratio, engine.window, engine.remainder)
+        kept = last_n_frames(budget, video)
+        if kept:
+            _store(engine, video, video.tokens[n - kept:], None, n - kept, n - 1)
+    store = engine.store
+    memory = Memory(engine, video, method, None if method == "full" else ratio,
+                    store.interval_tokens(), store.sink_tokens, kept)
+    log.debug("%s %s r=%s: %d tokens from %d frames", video.name, method, ratio,
+              memory.memory_tokens, kept)
+    return memory
+
+
+__all__ = ["METHODS", "EncodedVideo", "Memory", "Method", "build_memory", "encode_video",
+           "last_n_frames", "pool_like_vsts", "vst_token_count"]

@@ -1,0 +1,469 @@
+"""The evaluation recipe: accuracy per task against compression ratio, VSTs against baselines at
+the same memory budget.
+
+Held-out data: videos drawn with ``split="eval"`` (held-out (shape, colour) pairs and held-out
+question phrasings appear; seeds live in their own namespace, so no training example recurs),
+``questions_per_task`` questions of every task per video. Each video is encoded once; then, for
+every method of `training.baselines` and every ratio, its memory is built and every question
+is answered greedily (``max_new_tokens`` small) and scored with `training.world.is_correct`.
+``full`` does not depend on the ratio: it is built once per video and its score repeated on
+every ratio's row (the upper bound is a flat line). Ratios outside training's curriculum (32x)
+measure generalisation.
+
+Run it::
+
+    python -m training.evaluate --model runs/recipe/step_0000600/model --out docs/results
+    python -m training.evaluate --model tiny-random --n-videos 2 --frames 12 --ratios 2,4
+
+It writes ``<out>/<name>.json`` (settings, rows, every prediction), ``<name>.md`` (one table per
+task: method x ratio) and ``<name>.png`` (accuracy vs ratio; skipped with a warning when
+matplotlib is not installed). A checkpoint written by `training.recipe` also sets the defaults
+of frames, world, boundary and window from its ``trainer.json``.
+
+Example:
+    >>> from streamvxl.testing import make_tokenizer, random_videoxl
+    >>> from streamvxl.intervals import BoundaryConfig
+    >>> rows = evaluate(random_videoxl(0), make_tokenizer(), ratios=(2,), methods=("vst",),
+    ...                 n_videos=1, frames=8, tasks=("count",), max_new_tokens=2,
+    ...                 boundary=BoundaryConfig(window=1, min_frames=2, max_frames=4))
+    >>> [(r["method"], r["ratio"], r["task"], r["n"]) for r in rows]
+    [('vst', 2, 'count', 1), ('vst', 2, 'all', 1)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamvxl.intervals import BoundaryConfig
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.loading import load_videoxl
+from streamvxl.model.videoxl import VideoXL
+from streamvxl.preprocess import Preprocessor
+from streamvxl.prompt import PromptTemplate
+from training.baselines import METHODS, Memory, Method, build_memory, encode_video
+from training.world import (
+    VIDEO_TASKS,
+    Sample,
+    Task,
+    WorldConfig,
+    is_correct,
+    make_questions,
+    render,
+    sample_episode,
+)
+
+log = logging.getLogger("training.evaluate")
+
+DEFAULT_RATIOS = (2, 4, 8, 16, 32)
+DEFAULT_BOUNDARY = BoundaryConfig(window=2, min_frames=4, max_frames=16)
+"""The recipe's default interval detection."""
+EVAL_SEED_TAG = 0xE7A1
+"""First word of every eval video's seed: keeps eval streams apart from training's
+``default_rng([seed, index])``."""
+ALL = "all"
+"""The task name of the rows over every question."""
+
+
+# ------------------------------------------------------------------------------------------
+# Model, tokens and answers
+
+
+def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
+                      device: str | None = None) -> tuple[VideoXL, Any, Preprocessor]:
+    """A trained model folder (``<output_dir>/step_*/model``) -> (model, tokenizer,
+    preprocessing); ``"tiny-random"`` gives the random test model and tokenizer."""
+    if str(path) == "tiny-random":
+        from streamvxl.testing import make_tokenizer, random_videoxl
+
+        model = random_videoxl(0)
+        if device not in (None, "cpu"):
+            model = model.to(device)
+        return model, make_tokenizer(), Preprocessor(model.image_size)
+    from transformers import AutoTokenizer
+
+    folder = Path(path)
+    model = load_videoxl(folder, device=device).eval()
+    if not model.has_vision:
+        raise ValueError(f"{folder} has no vision tower; evaluation needs a Video-XL model")
+    tok = AutoTokenizer.from_pretrained(str(tokenizer or folder))
+    return model, tok, Preprocessor.from_folder(folder, model.image_size)
+
+
+def training_settings(model_folder: str | Path) -> dict[str, Any]:
+    """frames / world / boundary / window of the recipe run that wrote ``model_folder``
+    (read from ``../trainer.json``); empty when the folder is not such a checkpoint."""
+    meta = Path(model_folder).parent / "trainer.json"
+    if not meta.is_file():
+        return {}
+    cfg = json.loads(meta.read_text()).get("config", {})
+    return {k: cfg[k] for k in ("frames", "world", "boundary", "window") if k in cfg}
+
+
+def token_ids(tokenizer: Any, text: str, vocab_size: int) -> torch.Tensor:
+    """(n,) int64 ids of ``text`` (no special tokens added), checked against the model."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids or max(ids) >= vocab_size:
+        raise ValueError(f"the tokenizer turned {text!r} into {ids[:8]}...: empty or outside "
+                         f"the model's vocabulary ({vocab_size}); use the model's tokenizer")
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def stop_ids(model: VideoXL, tokenizer: Any, prompt: PromptTemplate) -> tuple[int, ...]:
+    """Tokens that end an answer: the model's EOS ids, the tokenizer's, and each of the
+    prompt's stop strings that is a single token (what `VideoMemory` stops on)."""
+    ids = set(model.config.llm.eos_ids)
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(tokenizer.eos_token_id)
+    for s in prompt.stop_strings:
+        enc = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(enc) == 1:
+            ids.add(enc[0])
+    return tuple(sorted(ids))
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How answers are generated and turned into text."""
+
+    tokenizer: Any
+    eos_ids: tuple[int, ...]
+    max_new_tokens: int = 16
+    """Greedy tokens at most; answers are a few words."""
+
+
+def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
+                    decoding: Decoding) -> str:
+    """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory``."""
+    result = memory.engine.answer(None, question_ids, decoding.max_new_tokens, decoding.eos_ids,
+                                  keep_logits=False)
+    ids = [t for t in result.generation.ids if t not in decoding.eos_ids]
+    text = decoding.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    log.debug("%s %s r=%s | %s -> %r", memory.video.name, memory.method, memory.ratio,
+              question, text)
+    return text
+
+
+# ------------------------------------------------------------------------------------------
+# Held-out data
+
+
+def eval_samples(world: WorldConfig, n_videos: int, seed: int = 0,
+                 tasks: Sequence[Task] = VIDEO_TASKS, questions_per_task: int = 1
+                 ) -> list[Sample]:
+    """``n_videos`` held-out videos (``split="eval"``), each with up to ``questions_per_task``
+    questions of every task it can answer. A pure function of its arguments."""
+    out = []
+    for i in range(n_videos):
+        rng = np.random.default_rng([EVAL_SEED_TAG, seed, i])
+        ep = sample_episode(rng, world, split="eval")
+        qa = [q for task in tasks
+              for q in make_questions(ep, rng, "eval", (task,), questions_per_task)]
+        out.append(Sample("video", render(ep), ep.timestamps(), tuple(qa), (ep,)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
+             ratios: Sequence[int] = DEFAULT_RATIOS, methods: Sequence[Method] = METHODS,
+             n_videos: int = 20, seed: int = 0, world: WorldConfig | None = None,
+             frames: int = 16, tasks: Sequence[Task] = VIDEO_TASKS,
+             questions_per_task: int = 1, boundary: BoundaryConfig | None = None,
+             window: int | None = None, max_new_tokens: int = 16,
+             prompt: PromptTemplate | None = None, preprocess: Preprocessor | None = None,
+             device: str | None = None, predictions: list[dict[str, Any]] | None = None
+             ) -> list[dict[str, Any]]:
+    """Accuracy per (method, ratio, task) on held-out videos.
+
+    Args:
+        model: a `VideoXL`, a model folder, or ``"tiny-random"``.
+        tokenizer: the model's tokenizer (None: read from the folder).
+        ratios: compression ratios; each sets the budget of ``avg_pool`` and ``last_n`` too.
+        methods: any of ``training.baselines.METHODS``.
+        n_videos: held-out videos.
+        seed: selects the videos and questions.
+        world: how videos are drawn; None: ``WorldConfig(num_frames=frames, max_objects=2)``
+            at the model's image size (the recipe's default).
+        frames: frames per video when ``world`` is None.
+        tasks: the video tasks asked.
+        questions_per_task: questions per task per video (fewer when a video has fewer).
+        boundary: interval detection (None: the recipe's default).
+        window: raw tokens per encoder window (None: the model's ``vst.window``).
+        max_new_tokens: greedy answer length cap.
+        prompt: the chat wrapping (None: the default `PromptTemplate`).
+        preprocess: frame preprocessing (None: CLIP defaults at the model's size).
+        device: where a model loaded from a folder goes (None: CUDA when available).
+        predictions: when a list, one record per answered question is appended to it.
+
+    Returns:
+        One row per (method, ratio, task) that has questions, tasks followed by ``"all"``:
+        ``{"method", "ratio", "task", "n", "correct", "accuracy", "memory_tokens",
+        "frames_kept"}``; the last two are means over videos (sink not counted).
+    """
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+    if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ratios):
+        raise ValueError(f"ratios must be positive ints, got {ratios}")
+    bad = [t for t in tasks if t not in VIDEO_TASKS]
+    if bad or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")
+    if isinstance(model, (str, Path)):
+        model, tok, folder_preprocess = load_model_folder(model, device=device)
+        tokenizer = tok if tokenizer is None else tokenizer
+        preprocess = preprocess or folder_preprocess
+    if tokenizer is None:
+        raise ValueError("evaluate needs the model's tokenizer")
+    prompt = prompt or PromptTemplate()
+    preprocess = preprocess or Preprocessor(model.image_size)
+    boundary = boundary or DEFAULT_BOUNDARY
+    world = world or WorldConfig(num_frames=frames, height=model.image_size,
+                                 width=model.image_size, max_objects=2)
+    ratios = tuple(ratios)
+    vocab = model.config.llm.vocab_size
+    engine = MemoryEngine.for_model(model, window)
+    decoding = Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens)
+    prefix_ids = token_ids(tokenizer, prompt.prefix, vocab)
+
+    # (method, ratio, task) -> [correct, asked]; (method, ratio) -> [tokens], [frames kept]
+    tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    sizes: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    samples = eval_samples(world, n_videos, seed, tasks, questions_per_task)
+    t0 = time.perf_counter()
+    for i, sample in enumerate(samples):
+        video = encode_video(model, [sample.frames], preprocess, boundary, world.fps,
+                             name=f"eval-{i}")
+        q_ids = [token_ids(tokenizer, prompt.format_question(qa.question), vocab)
+                 for qa in sample.qa]
+        for method in methods:
+            for ratio in ((None,) if method == "full" else ratios):
+                memory = build_memory(engine, video, prefix_ids, method, ratio)
+                rows_of = ratios if ratio is None else (ratio,)  # full: every ratio's row
+                for r in rows_of:
+                    sizes[(method, r)].append((memory.memory_tokens, memory.frames_kept))
+                for qa, ids in zip(sample.qa, q_ids, strict=True):
+                    text = answer_question(memory, qa.question, ids, decoding)
+                    ok = is_correct(text, qa)
+                    for r in rows_of:
+                        for task in (qa.task, ALL):
+                            tally[(method, r, task)][0] += ok
+                            tally[(method, r, task)][1] += 1
+                    if predictions is not None:
+                        predictions.append({
+                            "video": video.name, "method": method, "ratio": ratio,
+                            "task": qa.task, "form": qa.form, "question": qa.question,
+                            "answer": qa.answer, "prediction": text, "correct": bool(ok),
+                            "novel_phrasing": qa.novel_phrasing})
+        log.info("video %d/%d: %d frames, %d intervals, %d questions (%.1f s so far)", i + 1,
+                 len(samples), video.num_frames, len(video.intervals), len(sample.qa),
+                 time.perf_counter() - t0)
+
+    rows = []
+    for method in methods:
+        for r in ratios:
+            tokens = np.mean([s[0] for s in sizes[(method, r)]]) if sizes[(method, r)] else 0
+            kept = np.mean([s[1] for s in sizes[(method, r)]]) if sizes[(method, r)] else 0
+            for task in (*tasks, ALL):
+                correct, n = tally.get((method, r, task), (0, 0))
+                if n == 0:
+                    continue
+                rows.append({"method": method, "ratio": r, "task": task, "n": n,
+                             "correct": correct, "accuracy": correct / n,
+                             "memory_tokens": float(tokens), "frames_kept": float(kept)})
+    missing = [t for t in tasks if not tally.get((methods[0], ratios[0], t))]
+    if missing:
+        log.warning("no questions of task(s) %s in %d videos: raise n_videos (or the world's "
+                    "sign_prob for needles)", missing, n_videos)
+    for row in rows:
+        if row["task"] == ALL:
+            log.info("%-8s r=%-3d accuracy %.3f (n=%d) memory %.0f tokens", row["method"],
+                     row["ratio"], row["accuracy"], row["n"], row["memory_tokens"])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Reports
+
+
+def _methods_ratios(rows: list[dict[str, Any]]) -> tuple[list[str], list[int]]:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    ratios = sorted({r["ratio"] for r in rows})
+    return methods, ratios
+
+
+def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
+                    notes: Sequence[str] = ()) -> str:
+    """One table per task (``all`` first): methods x ratios, accuracy in percent; then the
+    mean memory tokens per video of each method and ratio."""
+    methods, ratios = _methods_ratios(rows)
+    tasks = [ALL] + [t for t in dict.fromkeys(r["task"] for r in rows) if t != ALL]
+    cell = {(r["method"], r["ratio"], r["task"]): r for r in rows}
+    head = "| method | " + " | ".join(f"{r}x" for r in ratios) + " |"
+    rule = "|---|" + "---:|" * len(ratios)
+    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    for task in tasks:
+        ns = sorted({r["n"] for r in rows if r["task"] == task})
+        lines += [f"## {task}: accuracy % (n = {', '.join(map(str, ns))} per cell)", "",
+                  head, rule]
+        for m in methods:
+            vals = [cell.get((m, r, task)) for r in ratios]
+            lines.append(f"| {m} | " + " | ".join(
+                "-" if v is None else f"{100 * v['accuracy']:.1f}" for v in vals) + " |")
+        lines.append("")
+    lines += ["## memory tokens per video (mean, sink excluded)", "", head, rule]
+    for m in methods:
+        vals = [cell.get((m, r, ALL)) for r in ratios]
+        lines.append(f"| {m} | " + " | ".join(
+            "-" if v is None else f"{v['memory_tokens']:.0f}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Accuracy vs ratio, one line per method, one panel per task (``all`` first). Returns
+    the PNG's path, or None (with a warning) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot written (the JSON and markdown "
+                    "tables have the same numbers)")
+        return None
+    methods, ratios = _methods_ratios(rows)
+    tasks = [ALL] + [t for t in dict.fromkeys(r["task"] for r in rows) if t != ALL]
+    cols = min(3, len(tasks))
+    nrows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for m in methods:
+            pts = sorted((r["ratio"], r["accuracy"]) for r in rows
+                         if r["method"] == m and r["task"] == task)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=m,
+                        linestyle="--" if m == "full" else "-")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios, [f"{r}x" for r in ratios])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task)
+        ax.set_xlabel("compression ratio")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
+                 settings: dict[str, Any], predictions: list[dict[str, Any]] | None = None,
+                 notes: Sequence[str] = ()) -> list[Path]:
+    """``<out>/<name>.json``, ``.md`` and (when matplotlib is there) ``.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / f"{name}.json"
+    js.write_text(json.dumps({"settings": settings, "rows": rows,
+                              "predictions": predictions or []}, indent=1))
+    md = out / f"{name}.md"
+    md.write_text(markdown_report(rows, notes=notes))
+    written = [js, md]
+    png = plot_accuracy(rows, out / f"{name}.png")
+    if png is not None:
+        written.append(png)
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return written
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model folder, or tiny-random")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    p.add_argument("--out", default="docs/results", help="output folder")
+    p.add_argument("--name", default="eval", help="output file stem")
+    p.add_argument("--ratios", type=int_list, default=DEFAULT_RATIOS, help="e.g. 2,4,8,16,32")
+    p.add_argument("--methods", type=str_list, default=METHODS, help="e.g. vst,avg_pool")
+    p.add_argument("--tasks", type=str_list, default=VIDEO_TASKS, help="e.g. count,needle")
+    p.add_argument("--n-videos", type=int, default=20)
+    p.add_argument("--questions-per-task", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, help="frames per video (default: training's, or 16)")
+    p.add_argument("--world", type=json.loads, help="JSON of further WorldConfig fields")
+    p.add_argument("--boundary", type=json.loads, help="JSON of BoundaryConfig fields")
+    p.add_argument("--window", type=int, help="raw tokens per encoder window")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+
+    trained = training_settings(args.model)
+    if trained:
+        log.info("settings of the training run: %s", trained)
+    device = None if args.device == "auto" else args.device
+    model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
+    frames = args.frames or trained.get("frames", 16)
+    world_fields = {"max_objects": 2, **trained.get("world", {}), **(args.world or {})}
+    world = WorldConfig(num_frames=frames, height=model.image_size, width=model.image_size,
+                        **world_fields)
+    boundary = BoundaryConfig(**(args.boundary or trained.get("boundary") or
+                                 asdict(DEFAULT_BOUNDARY)))
+    window = args.window or trained.get("window")
+    predictions: list[dict[str, Any]] = []
+    rows = evaluate(model, tokenizer, ratios=args.ratios, methods=args.methods,
+                    n_videos=args.n_videos, seed=args.seed, world=world, tasks=args.tasks,
+                    questions_per_task=args.questions_per_task, boundary=boundary,
+                    window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
+                    predictions=predictions)
+    settings = {"model": str(args.model), "n_videos": args.n_videos, "seed": args.seed,
+                "ratios": list(args.ratios), "methods": list(args.methods),
+                "tasks": list(args.tasks), "questions_per_task": args.questions_per_task,
+                "world": asdict(world), "boundary": asdict(boundary),
+                "window": window or model.config.vst.window,
+                "max_new_tokens": args.max_new_tokens, "split": "eval"}
+    notes = [f"model `{args.model}`; {args.n_videos} held-out videos (split \"eval\") of "
+             f"{frames} frames, seed {args.seed}; greedy answers of <= {args.max_new_tokens} "
+             "tokens scored with `is_correct`",
+             "avg_pool and last_n get the token count vst keeps at each ratio; full keeps "
+             "every raw token (the same at every ratio)"]
+    return write_report(rows, args.out, args.name, settings, predictions, notes)
+
+
+
+__all__ = ["Decoding", "answer_question", "eval_samples", "evaluate", "load_model_folder",
+           "markdown_report", "plot_accuracy", "stop_ids", "token_ids", "training_settings",
+           "write_report"]
+
+
+if __name__ == "__main__":
+    main()

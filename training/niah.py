@@ -1,0 +1,387 @@
+"""Needle in a haystack: can the memory still read one brief sign in a long video?
+
+A haystack is a long synthetic video made of distractor segments -- each its own scene (a fresh
+backdrop, so every segment boundary is a scene cut) with objects entering, moving and leaving,
+no signs -- plus one needle: a sign with a word or a number, visible for ``needle_frames``
+frames starting at frame ``round(depth * (num_frames - needle_frames))`` (depth 0: the very
+start, 1: the very end). The question is "What word (number) was written on the sign?",
+scored with `training.world.is_correct`.
+
+The haystack of a (seed, frame count) is the same at every depth (only the needle moves), so a
+row of the grid compares depths on the same video. Frames are rendered one segment at a time
+and go straight through the vision tower (`training.baselines.encode_video`): a 2048-frame
+video is never held as pixels, only as visual tokens.
+
+Run it::
+
+    python -m training.niah --model runs/recipe/step_0000600/model --out docs/results \\
+        --frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --ratio 16 --trials 2
+
+It writes ``<out>/<name>.json`` and ``<name>.md`` (a depth x frame-count grid per method).
+
+Letters: F frames, H, W frame size.
+
+Example:
+    >>> hay = make_haystack(64, depth=0.5, seed=0, height=56, width=56)
+    >>> hay.needle_span, hay.qa.task
+    ((31, 33), 'needle')
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamvxl.intervals import BoundaryConfig
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.videoxl import VideoXL
+from streamvxl.preprocess import Preprocessor
+from streamvxl.prompt import PromptTemplate
+from training.baselines import METHODS, Method, build_memory, encode_video
+from training.evaluate import (
+    DEFAULT_BOUNDARY,
+    Decoding,
+    answer_question,
+    int_list,
+    load_model_folder,
+    stop_ids,
+    str_list,
+    token_ids,
+    training_settings,
+)
+from training.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
+from training.world.questions import FORMS, number_variants
+from training.world.scene import BOARD_COLOURS, SIGN_WORDS, sign_size
+
+log = logging.getLogger("training.niah")
+
+DEFAULT_FRAMES = (64, 128, 256, 512, 1024, 2048)
+DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+NIAH_SEED_TAG = 0x41AB
+"""First word of every haystack seed (apart from training's and evaluation's streams)."""
+_TRIES = 30
+
+
+@dataclass(frozen=True)
+class Haystack:
+    """A long video as consecutive segments, with one needle sign."""
+
+    segments: tuple[Episode, ...]
+    """Consecutive episodes; frame t of the video is frame ``t - offset`` of its segment."""
+    needle: Sign
+    """The sign in *video* frames: visible on [t_in, t_out) at (x, y)."""
+    depth: float
+    """Where the needle was asked to be, 0..1."""
+
+    @property
+    def num_frames(self) -> int:
+        return sum(s.num_frames for s in self.segments)
+
+    @property
+    def fps(self) -> float:
+        return self.segments[0].fps
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """First video frame of each segment."""
+        return tuple(int(x) for x in np.cumsum([0] + [s.num_frames for s in self.segments[:-1]]))
+
+    @property
+    def needle_span(self) -> tuple[int, int]:
+        """Video frames [t_in, t_out) that show the needle."""
+        return self.needle.t_in, self.needle.t_out
+
+    @property
+    def qa(self) -> QA:
+        """"What word / number was written on the sign?" with its answer."""
+        g = self.needle
+        form = FORMS["needle_number" if g.is_number else "needle_word"]
+        accepted = number_variants(int(g.text)) if g.is_number else (g.answer,)
+        return QA("needle", form.name, form.templates[0], g.answer, accepted, self.needle_span,
+                  form.kind, form.templates[0])
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The video, one segment at a time: (f, H, W, 3) uint8 each."""
+        for seg in self.segments:
+            yield render(seg)
+
+
+def _segment_lengths(num_frames: int, segment_frames: int) -> list[int]:
+    """ceil(F / segment_frames) segments of near-equal length (no stub at the end)."""
+    k = -(-num_frames // segment_frames)
+    return [len(a) for a in np.array_split(np.arange(num_frames), k)]
+
+
+def _boxes_during(seg: Episode, a: int, b: int) -> list[tuple[int, np.ndarray]]:
+    """(object index, top-left corners (f, 2)) of the objects visible on local frames [a, b)."""
+    out = []
+    for i, o in enumerate(seg.objects):
+        lo, hi = max(a, o.t_in), min(b, o.t_out)
+        if lo < hi:
+            out.append((i, o.boxes(np.arange(lo, hi))))
+    return out
+
+
+def _clashes(x: int, y: int, h: int, w: int, size: int, corners: np.ndarray,
+             margin: int = 1) -> bool:
+    """Whether the board [x, x+w) x [y, y+h) comes within ``margin`` px of any box."""
+    apart_x = (corners[:, 0] + size + margin <= x) | (x + w + margin <= corners[:, 0])
+    apart_y = (corners[:, 1] + size + margin <= y) | (y + h + margin <= corners[:, 1])
+    return bool(np.any(~(apart_x | apart_y)))
+
+
+def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 0,
+                  height: int = 64, width: int = 64, fps: float = 2.0,
+                  segment_frames: int = 32, needle_frames: int = 2,
+                  world: dict[str, Any] | None = None, split: str = "eval") -> Haystack:
+    """A haystack of ``num_frames`` frames with its needle at ``depth``.
+
+    Args:
+        num_frames: video length.
+        depth: 0..1, where the needle starts (fraction of ``num_frames - needle_frames``).
+        seed: selects the haystack and the needle's text (the same at every depth) and the
+            needle's place (per depth).
+        height, width: frame size.
+        fps: frames per second.
+        segment_frames: distractor segment length (each segment is one scene).
+        needle_frames: frames the sign stays visible.
+        world: further `WorldConfig` fields for the segments (e.g. ``max_objects``).
+        split: "eval" (held-out object combinations may appear) or "train".
+    """
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must lie in [0, 1], got {depth}")
+    if not 1 <= needle_frames <= num_frames:
+        raise ValueError(f"need 1 <= needle_frames <= num_frames, got {needle_frames} and "
+                         f"{num_frames}")
+    if segment_frames < 1:
+        raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    rng = np.random.default_rng([NIAH_SEED_TAG, *seeds, num_frames])
+    fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
+    segments = []
+    for n in _segment_lengths(num_frames, segment_frames):
+        cfg = WorldConfig(num_frames=n, height=height, width=width, fps=fps, **fields)
+        segments.append(sample_episode(rng, cfg, split))
+    scale = WorldConfig(num_frames=1, height=height, width=width, **fields).font_scale
+    if rng.random() < 0.5:
+        text = str(int(rng.integers(0, 1000)))
+    else:
+        text = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
+    board = BOARD_COLOURS[int(rng.integers(len(BOARD_COLOURS)))]
+    h, w = sign_size(text, scale)
+    if h > height or w > width:
+        raise ValueError(f"a {h}x{w} sign does not fit {height}x{width} frames")
+
+    # the needle's place: clear of every object visible while it shows
+    t_in = int(round(depth * (num_frames - needle_frames)))
+    t_out = t_in + needle_frames
+    place = np.random.default_rng([NIAH_SEED_TAG, *seeds, num_frames, round(depth * 1e6)])
+    offsets = np.cumsum([0] + [s.num_frames for s in segments])
+    touched = [k for k in range(len(segments)) if offsets[k] < t_out and offsets[k + 1] > t_in]
+    seen = [(k, i, c, segments[k].objects[i].size) for k in touched
+            for i, c in _boxes_during(segments[k], t_in - offsets[k], t_out - offsets[k])]
+    for _ in range(_TRIES):
+        x = int(place.integers(0, width - w + 1))
+        y = int(place.integers(0, height - h + 1))
+        if not any(_clashes(x, y, h, w, size, c) for _, _, c, size in seen):
+            break
+    # no free place found: the last one tried, without the objects in its way
+    drop = {(k, i) for k, i, c, size in seen if _clashes(x, y, h, w, size, c)}
+    for k in touched:
+        a, b = max(t_in - offsets[k], 0), min(t_out - offsets[k], segments[k].num_frames)
+        objects = tuple(o for i, o in enumerate(segments[k].objects) if (k, i) not in drop)
+        segments[k] = dataclasses.replace(segments[k], objects=objects,
+                                          signs=(Sign(text, int(a), int(b), x, y, scale, board),))
+    return Haystack(tuple(segments), Sign(text, t_in, t_out, x, y, scale, board), depth)
+
+
+def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
+         frame_counts: Sequence[int] = DEFAULT_FRAMES, depths: Sequence[float] = DEFAULT_DEPTHS,
+         ratio: int = 16, methods: Sequence[Method] = ("vst",), trials: int = 1, seed: int = 0,
+         segment_frames: int = 32, needle_frames: int = 2, world: dict[str, Any] | None = None,
+         fps: float = 2.0, boundary: BoundaryConfig | None = None, window: int | None = None,
+         max_new_tokens: int = 8, prompt: PromptTemplate | None = None,
+         preprocess: Preprocessor | None = None, device: str | None = None,
+         predictions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Needle accuracy over frame counts x depths at one ratio.
+
+    Args:
+        model: a `VideoXL`, a model folder, or ``"tiny-random"``.
+        tokenizer: the model's tokenizer (None: read from the folder).
+        frame_counts: video lengths.
+        depths: needle positions, 0..1.
+        ratio: the compression ratio (and so the budget of the baselines).
+        methods: any of ``training.baselines.METHODS`` (``full`` grows with the video).
+        trials: haystacks per (frame count, depth); each has its own needle text.
+        seed: selects the haystacks.
+        segment_frames, needle_frames, world, fps: see `make_haystack`.
+        boundary: interval detection (None: the recipe's default).
+        window: raw tokens per encoder window (None: the model's).
+        max_new_tokens: greedy answer length cap.
+        prompt, preprocess, device: as in `training.evaluate.evaluate`.
+        predictions: when a list, one record per answer is appended.
+
+    Returns:
+        One row per (method, frames, depth): ``{"method", "ratio", "frames", "depth", "n",
+        "correct", "accuracy", "memory_tokens"}`` (memory tokens: mean, sink excluded).
+    """
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    if isinstance(model, (str, Path)):
+        model, tok, folder_preprocess = load_model_folder(model, device=device)
+        tokenizer = tok if tokenizer is None else tokenizer
+        preprocess = preprocess or folder_preprocess
+    if tokenizer is None:
+        raise ValueError("niah needs the model's tokenizer")
+    prompt = prompt or PromptTemplate()
+    preprocess = preprocess or Preprocessor(model.image_size)
+    boundary = boundary or DEFAULT_BOUNDARY
+    vocab = model.config.llm.vocab_size
+    engine = MemoryEngine.for_model(model, window)
+    decoding = Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens)
+    prefix_ids = token_ids(tokenizer, prompt.prefix, vocab)
+
+    tally: dict[tuple[str, int, float], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    t0 = time.perf_counter()
+    for n in frame_counts:
+        for depth in depths:
+            for trial in range(trials):
+                hay = make_haystack(n, depth, seed=(seed, trial), height=model.image_size,
+                                    width=model.image_size, fps=fps,
+                                    segment_frames=segment_frames, needle_frames=needle_frames,
+                                    world=world)
+                name = f"niah-{n}-{depth:g}-{trial}"
+                video = encode_video(model, hay.chunks(), preprocess, boundary, fps, name=name)
+                qa = hay.qa
+                q_ids = token_ids(tokenizer, prompt.format_question(qa.question), vocab)
+                for method in methods:
+                    memory = build_memory(engine, video, prefix_ids, method,
+                                          None if method == "full" else ratio)
+                    text = answer_question(memory, qa.question, q_ids, decoding)
+                    ok = is_correct(text, qa)
+                    cell = tally[(method, n, depth)]
+                    cell[0] += ok
+                    cell[1] += 1
+                    cell[2] += memory.memory_tokens
+                    if predictions is not None:
+                        predictions.append({
+                            "video": name, "method": method, "ratio": memory.ratio,
+                            "frames": n, "depth": depth, "needle_span": list(hay.needle_span),
+                            "answer": qa.answer, "prediction": text, "correct": bool(ok),
+                            "memory_tokens": memory.memory_tokens})
+            log.info("%d frames, depth %g: %s (%.1f s so far)", n, depth,
+                     ", ".join(f"{m} {tally[(m, n, depth)][0]}/{trials}" for m in methods),
+                     time.perf_counter() - t0)
+    rows = []
+    for method in methods:
+        for n in frame_counts:
+            for depth in depths:
+                correct, count, tokens = tally[(method, n, depth)]
+                rows.append({"method": method, "ratio": None if method == "full" else ratio,
+                             "frames": n, "depth": depth, "n": count, "correct": correct,
+                             "accuracy": correct / count, "memory_tokens": tokens / count})
+    return rows
+
+
+def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
+    """Per method: accuracy % with depths down and frame counts across, and a mean row."""
+    lines = ["# Needle in a haystack", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        frames = sorted({r["frames"] for r in mine})
+        depths = sorted({r["depth"] for r in mine})
+        cell = {(r["frames"], r["depth"]): r for r in mine}
+        ratio = mine[0]["ratio"]
+        lines += [f"## {method}" + (f" at {ratio}x" if ratio else " (uncompressed)")
+                  + f": accuracy % (n = {mine[0]['n']} per cell)", "",
+                  "| depth | " + " | ".join(f"{f} fr" for f in frames) + " |",
+                  "|---|" + "---:|" * len(frames)]
+        for d in depths:
+            lines.append(f"| {d:g} | " + " | ".join(
+                f"{100 * cell[(f, d)]['accuracy']:.0f}" for f in frames) + " |")
+        means = [np.mean([cell[(f, d)]["accuracy"] for d in depths]) for f in frames]
+        lines.append("| mean | " + " | ".join(f"{100 * m:.0f}" for m in means) + " |")
+        tokens = [np.mean([cell[(f, d)]["memory_tokens"] for d in depths]) for f in frames]
+        lines += ["| memory tokens | " + " | ".join(f"{t:.0f}" for t in tokens) + " |", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    p = argparse.ArgumentParser(prog="python -m training.niah", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model folder, or tiny-random")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    p.add_argument("--out", default="docs/results", help="output folder")
+    p.add_argument("--name", default="niah", help="output file stem")
+    p.add_argument("--frames", type=int_list, default=DEFAULT_FRAMES, help="e.g. 64,256,2048")
+    p.add_argument("--depths", type=lambda s: tuple(float(x) for x in s.split(",")),
+                   default=DEFAULT_DEPTHS, help="e.g. 0,0.5,1")
+    p.add_argument("--ratio", type=int, default=16)
+    p.add_argument("--methods", type=str_list, default=("vst",), help="e.g. vst,last_n")
+    p.add_argument("--trials", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--segment-frames", type=int, default=32)
+    p.add_argument("--needle-frames", type=int, default=2)
+    p.add_argument("--world", type=json.loads, help="JSON of further WorldConfig fields")
+    p.add_argument("--boundary", type=json.loads, help="JSON of BoundaryConfig fields")
+    p.add_argument("--window", type=int, help="raw tokens per encoder window")
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+
+    trained = training_settings(args.model)
+    device = None if args.device == "auto" else args.device
+    model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
+    world = {k: v for k, v in trained.get("world", {}).items()
+             if k not in ("cut_prob", "sign_prob", "max_signs")} | (args.world or {})
+    boundary = BoundaryConfig(**(args.boundary or trained.get("boundary")
+                                 or dataclasses.asdict(DEFAULT_BOUNDARY)))
+    window = args.window or trained.get("window")
+    predictions: list[dict[str, Any]] = []
+    rows = niah(model, tokenizer, frame_counts=args.frames, depths=args.depths,
+                ratio=args.ratio, methods=args.methods, trials=args.trials, seed=args.seed,
+                segment_frames=args.segment_frames, needle_frames=args.needle_frames,
+                world=world, boundary=boundary, window=window,
+                max_new_tokens=args.max_new_tokens, preprocess=preprocess,
+                predictions=predictions)
+    settings = {"model": str(args.model), "frames": list(args.frames),
+                "depths": list(args.depths), "ratio": args.ratio, "methods": list(args.methods),
+                "trials": args.trials, "seed": args.seed, "segment_frames": args.segment_frames,
+                "needle_frames": args.needle_frames, "world": world,
+                "boundary": dataclasses.asdict(boundary),
+                "window": window or model.config.vst.window,
+                "max_new_tokens": args.max_new_tokens}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / f"{args.name}.json", out / f"{args.name}.md"
+    js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": predictions},
+                             indent=1))
+    notes = [f"model `{args.model}`; {args.trials} haystack(s) per cell, seed {args.seed}; "
+             f"segments of {args.segment_frames} frames; the sign shows for "
+             f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
+    md.write_text(markdown_grid(rows, notes))
+    log.info("wrote %s, %s", js, md)
+    return [js, md]
+
+
+__all__ = ["Haystack", "make_haystack", "markdown_grid", "niah"]
+
+
+if __name__ == "__main__":
+    main()
