@@ -41,8 +41,9 @@ class VideoMemory:
     """A streaming video memory over a Video-XL model.
 
     Args:
-        model: the model. (The embedded default model arrives with the training recipes; until
-            then, load a checkpoint with `VideoMemory.from_pretrained`.)
+        model: the model; None loads the embedded default model, streamvxl-tiny (raises
+            `CheckpointError` while its trained weights are not shipped; load a Video-XL
+            checkpoint with `VideoMemory.from_pretrained` meanwhile).
         tokenizer: a Hugging Face tokenizer for the model's vocabulary.
         config: cutting, compression, budget and prompt settings.
         preprocessor: frame preprocessing; CLIP defaults at the tower's image size if None.
@@ -57,10 +58,11 @@ class VideoMemory:
     def __init__(self, model: VideoXL | None = None, tokenizer: Any = None,
                  config: MemoryConfig | None = None,
                  preprocessor: Preprocessor | None = None) -> None:
-        if model is None:
-            raise CheckpointError(
-                "streamvxl has no embedded default model yet; load a Video-XL checkpoint with "
-                "VideoMemory.from_pretrained(path)")
+        if model is None:  # the embedded default model (its trained part ships in the package)
+            from .model.default import load_default_model
+
+            model, default_tokenizer = load_default_model()
+            tokenizer = tokenizer if tokenizer is not None else default_tokenizer
         if not model.has_vision:
             raise CheckpointError("this model has no vision tower (text-only checkpoint); load a "
                                   "Video-XL checkpoint")

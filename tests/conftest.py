@@ -19,3 +19,11 @@ CONFORMANCE_DIR = Path(os.environ.get(
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny Video-XL checkpoint folder with a tokenizer."""
     return make_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of the converted base LLM for the whole run (converting takes ~25 s);
+    ``$STREAMVXL_CACHE`` reuses one across runs."""
+    env = os.environ.get("STREAMVXL_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("streamvxl_cache")

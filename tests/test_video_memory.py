@@ -267,8 +267,8 @@ def test_checkpoint_errors(tmp_path) -> None:
     if (CONFORMANCE_DIR / "checkpoint").is_dir():
         with pytest.raises(CheckpointError, match="tokenizer"):
             VideoMemory.from_pretrained(CONFORMANCE_DIR / "checkpoint")
-    with pytest.raises(CheckpointError, match="from_pretrained"):
-        VideoMemory()
+    with pytest.raises(CheckpointError, match="not shipped yet"):
+        VideoMemory()  # the default model's trained weights are not in the package yet
 
 
 def test_open_source_into_memory(tiny_checkpoint) -> None:

