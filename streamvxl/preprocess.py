@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import CheckpointError
+
 # Shapes: N frames, S image side, H/W frame height/width.
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -38,9 +40,16 @@ class Preprocessor:
         for cand in (folder / "preprocessor_config.json",
                      *folder.glob("*/preprocessor_config.json")):
             if cand.is_file():
-                cfg = json.loads(cand.read_text())
-                return cls(image_size, tuple(cfg.get("image_mean", CLIP_MEAN)),
-                           tuple(cfg.get("image_std", CLIP_STD)))
+                try:
+                    cfg = json.loads(cand.read_text())
+                    mean = tuple(float(x) for x in cfg.get("image_mean", CLIP_MEAN))
+                    std = tuple(float(x) for x in cfg.get("image_std", CLIP_STD))
+                except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
+                    raise CheckpointError(f"{cand} is not a valid preprocessor config: {e}") from e
+                if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+                    raise CheckpointError(f"{cand}: image_mean/image_std need 3 values each "
+                                          "(std > 0)")
+                return cls(image_size, mean, std)
         return cls(image_size)
 
     def __call__(self, frames: list[np.ndarray], device: torch.device | str = "cpu",

@@ -369,3 +369,19 @@ def test_bad_timestamps(tiny_checkpoint, stamp) -> None:
 def test_bad_memory_config(kwargs, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
         MemoryConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("name", "text", "fragment"), [
+    ("model.safetensors.index.json", "{not json", "safetensors index"),
+    ("model.safetensors.index.json", '{"weights": {}}', "weight_map"),
+    ("preprocessor_config.json", "[1, 2", "preprocessor config"),
+    ("preprocessor_config.json", '{"image_std": [0.2, 0.0, 0.2]}', "image_std"),
+])
+def test_corrupt_checkpoint_files(tiny_checkpoint, tmp_path, name, text, fragment) -> None:
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / name).write_text(text)
+    with pytest.raises(CheckpointError, match=fragment):
+        VideoMemory.from_pretrained(folder, device="cpu")

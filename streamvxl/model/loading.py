@@ -56,7 +56,11 @@ def read_config(folder: Path) -> dict:
 def safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{index} is not a valid safetensors index (needs a "
+                                  f"'weight_map' of tensor -> shard file): {e}") from e
         return [folder / s for s in shards]
     files = sorted(folder.glob("*.safetensors"))
     if not files:
