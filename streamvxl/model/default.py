@@ -32,7 +32,14 @@ from transformers import CLIPVisionConfig
 from ..errors import CheckpointError
 from .base_llm import base_llm_folder
 from .config import LLMConfig, VideoXLConfig, VisualConfig, VSTConfig, from_checkpoint_dict
-from .loading import fill_missing_vst, load_state, read_config, read_tensors, safetensors_files
+from .loading import (
+    empty_model,
+    fill_missing_vst,
+    load_state,
+    read_config,
+    read_tensors,
+    safetensors_files,
+)
 from .videoxl import VideoXL
 
 log = logging.getLogger(__name__)
@@ -62,14 +69,7 @@ __all__ = ["DEFAULT_DELTA", "apply_delta", "base_state", "config_from_metadata",
 # -- the model skeleton and the base it is relative to -------------------------------------------
 def skeleton(cfg: VideoXLConfig, vision: CLIPVisionConfig | None) -> VideoXL:
     """A float32 CPU `VideoXL` with uninitialised parameters (to be filled by `load_state`)."""
-    with torch.device("meta"):
-        model = VideoXL(cfg, vision)
-    model.to_empty(device="cpu")
-    if cfg.llm.tie_word_embeddings:  # to_empty gives the tied pair separate storage: re-tie
-        model.lm_head.weight = model.model.embed_tokens.weight
-    if model.has_vision:
-        model.model.vision_tower.reset_buffers()
-    return model
+    return empty_model(cfg, vision)
 
 
 def base_state(model: VideoXL, folder: Path) -> dict[str, torch.Tensor]:

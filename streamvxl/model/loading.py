@@ -167,6 +167,19 @@ def load_state(model: VideoXL, state: dict[str, torch.Tensor], where: str) -> No
     model.load_state_dict({k: state[k] for k in expected}, strict=not llm.tie_word_embeddings)
 
 
+def empty_model(cfg: VideoXLConfig, vision: CLIPVisionConfig | None) -> VideoXL:
+    """A float32 CPU `VideoXL` with uninitialised parameters, built without initialising 7B
+    random weights first (meta device); fill it with `load_state`."""
+    with torch.device("meta"):
+        model = VideoXL(cfg, vision)
+    model.to_empty(device="cpu")
+    if cfg.llm.tie_word_embeddings:  # to_empty gives the tied pair separate storage: re-tie
+        model.lm_head.weight = model.model.embed_tokens.weight
+    if model.has_vision:
+        model.model.vision_tower.reset_buffers()  # non-persistent buffers are not in the state
+    return model
+
+
 def load_videoxl(path: str | os.PathLike, *, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None) -> VideoXL:
     """Build a `VideoXL` from a checkpoint folder.
@@ -196,13 +209,7 @@ def load_videoxl(path: str | os.PathLike, *, device: str | torch.device | None =
     device = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    with torch.device("meta"):
-        model = VideoXL(cfg, vision)
-    model.to_empty(device="cpu")
-    if cfg.llm.tie_word_embeddings:  # to_empty gives the tied pair separate storage: re-tie
-        model.lm_head.weight = model.model.embed_tokens.weight
-    if model.has_vision:
-        model.model.vision_tower.reset_buffers()
+    model = empty_model(cfg, vision)
     load_state(model, state, str(folder))
     model.to(device=device, dtype=dtype).eval()
     log.info("loaded %s: %d layers, hidden %d, %s on %s", folder, cfg.llm.num_hidden_layers,

