@@ -21,6 +21,9 @@ Run it::
     python -m training.recipe --model runs/tiny-init --output-dir runs/tiny ...
     python -m training.default_model export runs/tiny/step_0000600/model \\
         streamvxl/weights/streamvxl-tiny.safetensors
+
+A run with ``--lora-rank 16 --train-llm false`` trains the VSTs as LoRA; its checkpoint keeps the
+adapters in ``lora.safetensors`` beside ``model/``, which ``export`` picks up (`export_lora_delta`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from streamvxl.model.default import (
 from streamvxl.model.loading import load_state, load_videoxl, read_config
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.model.vision import VisionTower, build_projector
+from training.lora import load_lora, lora_factors
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +237,22 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
     return report
 
 
+def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path,
+                      **kwargs) -> DeltaReport:
+    """`export_delta` of a model carrying LoRA adapters (`training.lora`): each adapted weight is
+    stored as its factors ``(s * A, B)`` -- the ones its merged weight was made from, so the
+    loaded model is bitwise the trained one. Adapters that never trained (B still zero, e.g. the
+    unreachable last ``beacon_q_proj``) change nothing and are left out.
+
+    Example:
+        >>> model = load_videoxl("runs/x/step_0000600/model", dtype=torch.float32)  # doctest: +SKIP
+        >>> load_lora(model, "runs/x/step_0000600/lora.safetensors")  # doctest: +SKIP
+        >>> export_lora_delta(model, base_llm_folder(), "tiny.safetensors")  # doctest: +SKIP
+    """
+    low_rank = {name: (a, b) for name, (a, b) in lora_factors(model).items() if b.any()}
+    return export_delta(model, base_folder, out_file, low_rank=low_rank, **kwargs)
+
+
 # -- planning ------------------------------------------------------------------------------------
 def budget_table(model: VideoXL, lora_rank: int = 16) -> str:
     """Parameters and bytes per part: what fits in `DELTA_BUDGET_BYTES`."""
@@ -261,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("model", type=Path, help="checkpoint folder (e.g. runs/x/step_N/model)")
     e.add_argument("out", type=Path)
     e.add_argument("--llm-fp16", action="store_true", help="store LLM / VST changes as float16")
+    e.add_argument("--lora", type=Path, help="the run's adapters (default: lora.safetensors "
+                   "beside the model folder, when there is one): stored as low-rank factors")
     sub.add_parser("budget", help="print the size of each part")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -275,8 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s", args.out)
     elif args.command == "export":
         model = load_videoxl(args.model, device="cpu", dtype=torch.float32)
-        export_delta(model, base, args.out,
-                     llm_dtype=torch.float16 if args.llm_fp16 else None)
+        lora = args.lora or args.model.parent / "lora.safetensors"
+        dtype = torch.float16 if args.llm_fp16 else None
+        if args.lora is not None or lora.is_file():
+            load_lora(model, lora)
+            export_lora_delta(model, base, args.out, llm_dtype=dtype)
+        else:
+            export_delta(model, base, args.out, llm_dtype=dtype)
     else:
         print(budget_table(build_default_model(base)))
     return 0

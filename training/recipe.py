@@ -53,6 +53,7 @@ from streamvxl.prompt import PromptTemplate
 from training.batch import Example, TaskMix, draw_sample, make_example
 from training.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from training.forward import Counts, TrainModule
+from training.lora import VST_TARGETS, LoRALinear, add_lora, load_lora, lora_state, save_lora
 from training.parallel import (
     DistInfo,
     all_reduce_sum,
@@ -131,7 +132,17 @@ class RecipeConfig:
     train_projector: bool = True
     """Train the projector."""
     train_llm: bool = True
-    """Train the language model, VST parameters included."""
+    """Train the language model, VST parameters included (the LoRA adapters train regardless)."""
+    lora_rank: int | None = None
+    """None: train full weights; r: train ``lora_targets`` as rank-r LoRA adapters over their
+    frozen start (`training.lora`). With ``train_llm`` False only the adapters train in the LLM:
+    what the default model's 20 MB delta needs (rank 16 on the VSTs: 1.3 M parameters)."""
+    lora_targets: tuple[str, ...] = VST_TARGETS
+    """Names of the LLM linears to adapt (e.g. beacon_q_proj, q_proj, o_proj, down_proj)."""
+    lora_alpha: float = 16.0
+    """LoRA scale numerator: the change is (lora_alpha / lora_rank) * B @ A."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input while training."""
     log_every: int = 10
     """Log a progress line every this many steps (every step goes to metrics.jsonl)."""
     checkpoint_every: int = 0
@@ -154,6 +165,7 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         self.stages = tuple(s if isinstance(s, Stage) else _stage(s) for s in self.stages)
         self.betas = tuple(self.betas)
+        self.lora_targets = tuple(self.lora_targets)
         if not self.stages:
             raise ValueError("RecipeConfig.stages must hold at least one Stage")
         for name in ("lr", "batch", "frames", "questions", "log_every"):
@@ -169,9 +181,17 @@ class RecipeConfig:
             raise ValueError("RecipeConfig.dataset_size must be None or >= 1")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"RecipeConfig.device must be auto, cpu or cuda, not {self.device}")
-        if not (self.train_vision or self.train_projector or self.train_llm):
+        if not (self.train_vision or self.train_projector or self.train_llm or self.lora_rank):
             raise ValueError("RecipeConfig: set at least one of train_vision, train_projector, "
-                             "train_llm")
+                             "train_llm, lora_rank")
+        if self.lora_rank is not None and (not isinstance(self.lora_rank, int)
+                                           or self.lora_rank < 1):
+            raise ValueError(f"RecipeConfig.lora_rank must be None or a positive int, got "
+                             f"{self.lora_rank!r}")
+        if self.lora_rank is not None and not self.lora_targets:
+            raise ValueError("RecipeConfig.lora_targets must name at least one linear layer")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError("RecipeConfig.lora_dropout must lie in [0, 1)")
 
     @property
     def total_steps(self) -> int:
@@ -241,12 +261,33 @@ def parse_args(argv: list[str] | None = None) -> RecipeConfig:
 # Setup
 
 
+LORA_FILE = "lora.safetensors"
+"""A checkpoint's adapters (W0, A, B; `training.lora.save_lora`), beside its ``model/``."""
+
+
 def load_model(cfg: RecipeConfig, checkpoint: Path | None) -> tuple[VideoXL, Any, Preprocessor]:
-    """The model (float32, CPU), its tokenizer and frame preprocessing."""
+    """The model (float32, CPU), its tokenizer and frame preprocessing; with ``lora_rank``, its
+    adapters: fresh ones, or a checkpoint's."""
+    model, tokenizer, preprocess = _load_weights(cfg, checkpoint)
+    if cfg.lora_rank is not None and checkpoint is not None:
+        path = checkpoint / LORA_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{checkpoint} has no {LORA_FILE} but the run trains LoRA "
+                                    "adapters (an interrupted save?): point latest.json at an "
+                                    "earlier checkpoint")
+        load_lora(model, path)
+    elif cfg.lora_rank is not None:
+        add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+                 seed=cfg.seed)
+    return model, tokenizer, preprocess
+
+
+def _load_weights(cfg: RecipeConfig, checkpoint: Path | None
+                  ) -> tuple[VideoXL, Any, Preprocessor]:
     from transformers import AutoTokenizer
 
     if checkpoint is not None:
-        folder = checkpoint / "model"
+        folder = checkpoint / "model"  # with LoRA: the merged weights (load_model adds W0, A, B)
         model = load_videoxl(folder, device="cpu", dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         return model, tokenizer, Preprocessor.from_folder(folder, model.image_size)
@@ -291,10 +332,18 @@ def unreachable_parameters(model: VideoXL) -> set[str]:
 
 def set_trainable(model: VideoXL, cfg: RecipeConfig) -> None:
     """Freeze what the config leaves out (vision tower / projector / LLM incl. VSTs) and what
-    no loss reaches (`unreachable_parameters`: no gradient, so no optimizer state either)."""
+    no loss reaches (`unreachable_parameters`: no gradient, so no optimizer state either).
+
+    LoRA: an adapted layer's weight (W0) stays frozen, its adapters train (unless the layer is
+    unreachable), its bias follows ``train_llm``.
+    """
     unreachable = unreachable_parameters(model)
+    adapted = {name for name, m in model.named_modules() if isinstance(m, LoRALinear)}
     for name, p in model.named_parameters():
-        if name in unreachable:
+        layer, _, leaf = name.rpartition(".")
+        if layer in adapted and leaf in ("lora_A", "lora_B"):
+            p.requires_grad_(layer + ".weight" not in unreachable)
+        elif name in unreachable or (layer in adapted and leaf == "weight"):
             p.requires_grad_(False)
         elif name.startswith("model.vision_tower."):
             p.requires_grad_(cfg.train_vision)
@@ -424,9 +473,14 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def save() -> None:
-        save_checkpoint(out, step, module, optimizer, scheduler, tokenizer, info,
-                        {"config": cfg.to_dict(), "stage": cfg.stage_at(step)[0]},
-                        keep=cfg.keep_checkpoints)
+        # with LoRA the model's state dict holds the merged weights: ``model/`` is the trained
+        # model; W0 and the adapters (for resuming) go to LORA_FILE beside it
+        adapters = lora_state(module.videoxl) if cfg.lora_rank is not None else None
+        folder = save_checkpoint(out, step, module, optimizer, scheduler, tokenizer, info,
+                                 {"config": cfg.to_dict(), "stage": cfg.stage_at(step)[0]},
+                                 keep=cfg.keep_checkpoints)
+        if adapters is not None and info.is_main:
+            save_lora(module.videoxl, folder / LORA_FILE, adapters)
 
     # ---- train ---------------------------------------------------------------------------
     while step < last:
