@@ -178,6 +178,18 @@ def eval_samples(world: WorldConfig, n_videos: int, seed: int = 0,
 # Evaluation
 
 
+def resolve_model(model, tokenizer, preprocess, device):
+    """(model, tokenizer, preprocess) from a model or a checkpoint folder; a folder supplies the
+    tokenizer and preprocessing unless they are given."""
+    if isinstance(model, (str, Path)):
+        model, tok, folder_preprocess = load_model_folder(model, device=device)
+        tokenizer = tok if tokenizer is None else tokenizer
+        preprocess = preprocess or folder_preprocess
+    if tokenizer is None:
+        raise ValueError("the model's tokenizer is needed: pass tokenizer= or a checkpoint folder")
+    return model, tokenizer, preprocess or Preprocessor(model.image_size)
+
+
 def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
              ratios: Sequence[int] = DEFAULT_RATIOS, methods: Sequence[Method] = METHODS,
              n_videos: int = 20, seed: int = 0, world: WorldConfig | None = None,
@@ -222,14 +234,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     bad = [t for t in tasks if t not in VIDEO_TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")
-    if isinstance(model, (str, Path)):
-        model, tok, folder_preprocess = load_model_folder(model, device=device)
-        tokenizer = tok if tokenizer is None else tokenizer
-        preprocess = preprocess or folder_preprocess
-    if tokenizer is None:
-        raise ValueError("evaluate needs the model's tokenizer")
+    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
     prompt = prompt or PromptTemplate()
-    preprocess = preprocess or Preprocessor(model.image_size)
     boundary = boundary or DEFAULT_BOUNDARY
     world = world or WorldConfig(num_frames=frames, height=model.image_size,
                                  width=model.image_size, max_objects=2)

@@ -55,6 +55,7 @@ from training.evaluate import (
     answer_question,
     int_list,
     load_model_folder,
+    resolve_model,
     stop_ids,
     str_list,
     token_ids,
@@ -241,14 +242,8 @@ def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    if isinstance(model, (str, Path)):
-        model, tok, folder_preprocess = load_model_folder(model, device=device)
-        tokenizer = tok if tokenizer is None else tokenizer
-        preprocess = preprocess or folder_preprocess
-    if tokenizer is None:
-        raise ValueError("niah needs the model's tokenizer")
+    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
     prompt = prompt or PromptTemplate()
-    preprocess = preprocess or Preprocessor(model.image_size)
     boundary = boundary or DEFAULT_BOUNDARY
     vocab = model.config.llm.vocab_size
     engine = MemoryEngine.for_model(model, window)
