@@ -9,8 +9,10 @@ interval it closed) has been processed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +37,17 @@ log = logging.getLogger(__name__)
 
 MAX_NEW_TOKENS = 4096
 """Longest answer `ask` generates."""
+
+
+def _locked(method):
+    """Run the method under the memory's lock: one call at a time, from any thread."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class VideoMemory:
@@ -72,6 +85,7 @@ class VideoMemory:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or MemoryConfig()
+        self._lock = threading.RLock()
         self.preprocessor = preprocessor or Preprocessor(model.image_size)
         window = self.config.window or model.config.vst.window
         self._check_budget(window, self._prefix_ids().numel())
@@ -99,6 +113,7 @@ class VideoMemory:
                    Preprocessor.from_folder(folder, model.image_size))
 
     # -- ingest -------------------------------------------------------------------------------
+    @_locked
     def push(self, frame: object, timestamp: float | None = None) -> None:
         """Add one frame.
 
@@ -111,13 +126,16 @@ class VideoMemory:
         Raises:
             FrameError: the frame or timestamp is invalid. Nothing is changed then.
 
-        Not thread-safe: call `push`, `ask` and the rest from one thread (the background
-        worker that lets questions overlap ingest is a separate component).
+        Thread-safe: public methods hold one lock, so a question asked from another thread
+        waits for the frame in progress (and any interval it closes) and then sees a
+        consistent memory. Compute does not overlap; a background worker is a separate
+        component.
         """
         image = to_rgb_uint8(frame)
         ts = self._timestamp(frame, timestamp, self._last_ts)
         self._ingest([image], [ts])
 
+    @_locked
     def extend(self, frames: Iterable[object],
                timestamps: Sequence[float] | None = None) -> None:
         """Add many frames, running the vision tower in batches of ``vision_batch_size``.
@@ -140,12 +158,14 @@ class VideoMemory:
             e = s + self.config.vision_batch_size
             self._ingest(images[s:e], stamps[s:e])
 
+    @_locked
     def flush(self) -> None:
         """Close and compress the open interval (end of stream); the memory stays usable."""
         for closed in self._segmenter.flush():
             self._compress(closed)
 
     # -- questions ----------------------------------------------------------------------------
+    @_locked
     def ask(self, question: str, max_new_tokens: int = 64, *, temperature: float = 0.0,
             top_p: float = 1.0, seed: int | None = None, output_logits: bool = False) -> Answer:
         """Answer a question from everything seen so far (memory is not changed).
@@ -190,10 +210,12 @@ class VideoMemory:
 
     # -- state --------------------------------------------------------------------------------
     @property
+    @_locked
     def intervals(self) -> list[IntervalRecord]:
         """The compressed intervals in memory, oldest first."""
         return list(self.engine.store.records)
 
+    @_locked
     def stats(self) -> MemoryStats:
         store = self.engine.store
         return MemoryStats(
@@ -203,6 +225,7 @@ class VideoMemory:
             memory_tokens=store.num_tokens, token_budget=store.token_budget,
             memory_bytes=store.arena.used_bytes, allocated_bytes=store.arena.allocated_bytes)
 
+    @_locked
     def reset(self) -> None:
         """Forget everything seen; the model and configuration stay."""
         self.engine.store.clear()

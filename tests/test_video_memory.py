@@ -385,3 +385,37 @@ def test_corrupt_checkpoint_files(tiny_checkpoint, tmp_path, name, text, fragmen
     (folder / name).write_text(text)
     with pytest.raises(CheckpointError, match=fragment):
         VideoMemory.from_pretrained(folder, device="cpu")
+
+
+def test_questions_from_another_thread_while_frames_arrive(tiny_checkpoint) -> None:
+    """Asks interleave with pushes from another thread without corrupting the memory: the
+    result equals the same frames pushed with no questions at all."""
+    import threading
+
+    frames = scenes(3, 10, seed=6)
+    times = [float(i) for i in range(len(frames))]
+    mem = memory(tiny_checkpoint)
+    errors: list[BaseException] = []
+    answers = []
+    stop = threading.Event()
+
+    def asker() -> None:
+        try:
+            while not stop.is_set():
+                answers.append(mem.ask(QUESTION, max_new_tokens=2))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=asker)
+    thread.start()
+    try:
+        for f, t in zip(frames, times, strict=True):
+            mem.push(f, timestamp=t)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answers
+    quiet = memory(tiny_checkpoint)
+    quiet.extend(frames, timestamps=times)
+    assert mem.intervals == quiet.intervals
+    torch.testing.assert_close(kv(mem)[0], kv(quiet)[0], atol=1e-5, rtol=0)
