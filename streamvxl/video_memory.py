@@ -268,8 +268,6 @@ class VideoMemory:
         for i, ts in enumerate(stamps):
             # the segmenter validates the embedding and changes nothing when it refuses it
             closed = self._segmenter.push(self._frames_seen, embeddings[i])
-            if not len(self._open):
-                self._open.first_index = self._frames_seen
             self._open.append(out.tokens[i], out.embeddings[i], ts)
             self._frames_seen += 1
             self._last_ts = ts
@@ -277,7 +275,7 @@ class VideoMemory:
                 self._compress(c)
 
     def _compress(self, closed: ClosedInterval) -> None:
-        span = self._open.take(closed.end)
+        span = self._open.take(closed.num_frames)
         policy = self.config.ratio_policy
         ratio = None if policy is None else policy.choose(closed.similarities)
         if policy is not None and ratio not in policy.ratios:

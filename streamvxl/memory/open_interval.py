@@ -2,7 +2,8 @@
 
 Frames stay raw until the segmenter closes the interval they belong to; a question asked
 meanwhile sees them uncompressed. The boundary decision runs a few frames late, so a closed
-interval is usually a prefix of this buffer: `take` removes and returns that prefix.
+interval is a prefix of this buffer: `take` removes and returns that prefix (the segmenter
+closes intervals in frame order, so the buffer needs no frame indices of its own).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ class FrameSpan:
 
 
 class OpenInterval:
-    """FIFO of per-frame tokens keyed by consecutive stream frame indices."""
+    """FIFO of per-frame tokens of consecutive frames."""
 
     def __init__(self) -> None:
         self._tokens: list[torch.Tensor] = []
         self._embeddings: list[torch.Tensor] = []
         self.timestamps: list[float] = []
-        self.first_index = 0
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -47,20 +47,16 @@ class OpenInterval:
             return None
         return torch.cat(self._tokens, dim=0)
 
-    def take(self, last_index: int) -> FrameSpan:
-        """Remove and return frames first_index..last_index (inclusive)."""
-        n = last_index - self.first_index + 1
+    def take(self, n: int) -> FrameSpan:
+        """Remove and return the oldest ``n`` frames."""
         if not 0 < n <= len(self):
-            raise IndexError(f"frames {self.first_index}..{last_index} are not all buffered "
-                             f"({len(self)} frames from {self.first_index})")
-        span = FrameSpan(torch.stack(self._tokens[:n]),
-                         torch.stack(self._embeddings[:n]), self.timestamps[:n])
+            raise IndexError(f"cannot take {n} frames from {len(self)} buffered")
+        span = FrameSpan(torch.stack(self._tokens[:n]), torch.stack(self._embeddings[:n]),
+                         self.timestamps[:n])
         del self._tokens[:n], self._embeddings[:n], self.timestamps[:n]
-        self.first_index += n
         return span
 
     def clear(self) -> None:
         self._tokens.clear()
         self._embeddings.clear()
         self.timestamps.clear()
-        self.first_index = 0
