@@ -48,14 +48,6 @@ TINY = {"n_videos": 2, "frames": FRAMES, "ratios": (2, 4), "boundary": BOUNDARY,
         "window": WINDOW, "max_new_tokens": 4, "seed": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return random_videoxl(0)

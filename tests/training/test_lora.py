@@ -57,14 +57,6 @@ RANK = 4
 FRAMES = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _logits(model: VideoXL) -> torch.Tensor:
     """Compress random frames as one interval at ratio 4 (VST projections at work), then
     prefill a question: (Q, V) logits."""

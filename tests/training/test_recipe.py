@@ -21,16 +21,6 @@ from training.batch import TaskMix
 from training.recipe import RecipeConfig, Stage, config_from_dict, parse_args, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny model gains nothing from more, and it keeps a run fast
-    when other test processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_run(output_dir: Path, **kw) -> RecipeConfig:
     base = {
         "model": "tiny-random", "device": "cpu", "output_dir": str(output_dir), "seed": 0,
