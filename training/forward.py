@@ -14,7 +14,7 @@
 The loss is returned as a *sum* over answer tokens with the token count, so the recipe can
 normalise over a whole (accumulated, distributed) batch.
 
-Letters: L layers, B batch (1), G kv heads, M memory tokens, D head_dim, N frames,
+Letters: L layers, B examples in a group, R answers, G kv heads, M memory tokens, D head_dim, N frames,
 T visual tokens per frame, C hidden, Q question tokens, A answer tokens, V vocabulary.
 """
 
@@ -83,10 +83,13 @@ def encode_prefix(model: VideoXL, ids: torch.Tensor) -> ChunkKV:
 def build_memory(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
                  plan: list[WindowPlan], window: int
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The sink and every window's VSTs: pre-RoPE keys and values (L, 1, G, M, D) each, and
-    the number of tokens the LLM processed. ``tokens`` (1, N*T, C) keep their graph."""
+    """The sink and every window's VSTs: pre-RoPE keys and values (L, B, G, M, D) each, and
+    the number of tokens the LLM processed per example. ``tokens`` (B, N*T, C) keep their graph;
+    the B examples share the sink (one ``prefix_ids`` (P,)) and the window ``plan``."""
+    b = tokens.shape[0]
     sink = encode_prefix(model, prefix_ids[None])  # (L, 1, G, P, D)
-    mem_k, mem_v = sink.keys, sink.values
+    mem_k = sink.keys.expand(-1, b, -1, -1, -1)  # (L, B, G, P, D): one prompt, B examples
+    mem_v = sink.values.expand(-1, b, -1, -1, -1)
     processed = prefix_ids.numel()
     for w in plan:
         # One window per call (w spans at most `window` raw tokens): identical to
@@ -101,35 +104,94 @@ def build_memory(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
 def answer_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
                 question: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy (float32 scalar) of ``answer`` (A,) teacher-forced after
-    ``question`` (Q,), both after the memory."""
-    ids = torch.cat((question, answer))[None]  # (1, Q+A)
+    ``question`` (Q,), both after the memory (L, 1, G, M, D)."""
+    return answers_loss(model, mem_k, mem_v, [question], [answer], torch.zeros(1, dtype=torch.long))
+
+
+def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
+                 questions: list[torch.Tensor], answers: list[torch.Tensor],
+                 owner: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (float32 scalar) of R answers, each teacher-forced after its
+    question, in one batched pass: row r reads memory row ``owner[r]`` of (L, B, G, M, D).
+
+    Rows are [question | answer] right-padded to the longest: the chunk is causal, so a row's
+    real tokens never see its padding, and the loss reads only real answer positions.
+    """
+    device = mem_k.device
+    rows = [torch.cat((q, a)) for q, a in zip(questions, answers, strict=True)]
+    width = max(r.numel() for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)  # (R, Q+A), padded with id 0
+    picked = torch.zeros(len(rows), width, dtype=torch.bool)  # positions that predict answers
+    for i, (row, q, a) in enumerate(zip(rows, questions, answers, strict=True)):
+        ids[i, :row.numel()] = row
+        picked[i, q.numel() - 1:q.numel() + a.numel() - 1] = True  # position j predicts j + 1
+    targets = torch.cat(answers).to(device)  # (sum A,): row-major, as `picked` is read
+    owner = owner.to(device)
+    if owner.numel() != mem_k.shape[1] or bool((owner != torch.arange(
+            owner.numel(), device=device)).any()):
+        mem_k, mem_v = mem_k.index_select(1, owner), mem_v.index_select(1, owner)  # (L,R,G,M,D)
     cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
-    hidden, _ = model.model.forward_chunk(text_embeddings(model, ids), cache.length, cache,
-                                          need_hidden=True)  # (1, Q+A, C)
-    q, a = question.numel(), answer.numel()
-    logits = model.logits(hidden[:, q - 1:q + a - 1])  # (1, A, V): position i predicts i + 1
-    return F.cross_entropy(logits[0].float(), answer, reduction="sum")
+    hidden, _ = model.model.forward_chunk(text_embeddings(model, ids.to(device)), cache.length,
+                                          cache, need_hidden=True)  # (R, Q+A, C)
+    logits = model.logits(hidden[picked.to(device)])  # (sum A, V)
+    # at least float32 (bfloat16 logits under autocast), float64 stays float64 (tests)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig,
+               window: int | None = None, plan: list[WindowPlan] | None = None
+               ) -> tuple[torch.Tensor, Counts]:
+    """Summed answer cross-entropy (float32 scalar) of examples run as one batch, and their
+    `Counts` (summed over the examples).
+
+    The examples must have the same frame count and prompt prefix. They share one window
+    plan: ``plan``, or the one the boundary detector draws from the *first* example's frames
+    and seed. So a group of one is exactly that example's own dynamic-interval forward; a
+    larger group trades per-example intervals of the others for a batched GPU pass.
+    """
+    device = model.device
+    window = window or model.config.vst.window
+    lead = examples[0]
+    n = lead.pixels.shape[0]
+    for e in examples[1:]:
+        if e.pixels.shape != lead.pixels.shape or not torch.equal(e.prefix_ids, lead.prefix_ids):
+            raise ValueError("a group's examples need the same frame count, image size and "
+                             "prompt prefix; group them by frame count")
+    pixels = torch.cat([e.pixels for e in examples]).to(device)  # (B*N, 3, S, S)
+    frames = model.encode_frames(pixels)
+    bn, t, c = frames.tokens.shape
+    b = len(examples)
+    tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
+    if plan is None:
+        plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed)
+    mem_k, mem_v, processed = build_memory(model, lead.prefix_ids.to(device), tokens, plan,
+                                           window)
+    owner = torch.tensor([i for i, e in enumerate(examples) for _ in e.questions])
+    loss = answers_loss(model, mem_k, mem_v, [q for e in examples for q in e.questions],
+                        [a for e in examples for a in e.answers], owner)
+    qa_tokens = sum(q.numel() + a.numel() for e in examples
+                    for q, a in zip(e.questions, e.answers, strict=True))
+    counts = Counts(answer_tokens=sum(e.num_answer_tokens for e in examples),
+                    llm_tokens=processed * b + qa_tokens, memory_tokens=mem_k.shape[3] * b,
+                    windows=len(plan) * b, intervals=len({w.interval for w in plan}) * b)
+    return loss, counts
 
 
 def example_loss(model: VideoXL, example: Example, boundary: BoundaryConfig,
                  window: int | None = None) -> tuple[torch.Tensor, Counts]:
     """Summed answer cross-entropy of one example (float32 scalar) and its `Counts`."""
-    device = model.device
-    window = window or model.config.vst.window
-    frames = model.encode_frames(example.pixels.to(device))
-    n, t, c = frames.tokens.shape
-    tokens = frames.tokens.reshape(1, n * t, c)  # (1, N*T, C), frame-major
-    plan = plan_windows(frames.embeddings, t, window, boundary, example.ratios, example.seed)
-    mem_k, mem_v, processed = build_memory(model, example.prefix_ids.to(device), tokens, plan,
-                                           window)
-    loss = torch.zeros((), device=device, dtype=torch.float32)
-    for question, answer in zip(example.questions, example.answers, strict=True):
-        loss = loss + answer_loss(model, mem_k, mem_v, question.to(device), answer.to(device))
-        processed += question.numel() + answer.numel()
-    counts = Counts(answer_tokens=example.num_answer_tokens, llm_tokens=processed,
-                    memory_tokens=mem_k.shape[3], windows=len(plan),
-                    intervals=len({w.interval for w in plan}))
-    return loss, counts
+    return group_loss(model, [example], boundary, window)
+
+
+def group_examples(examples: list[Example], size: int) -> list[list[Example]]:
+    """Split a step's examples into forward groups of at most ``size`` with equal frame counts
+    (and image sizes), in order of first appearance; ``size`` 1 keeps every example alone."""
+    by_shape: dict[tuple[int, ...], list[Example]] = {}
+    for e in examples:
+        by_shape.setdefault(tuple(e.pixels.shape), []).append(e)
+    return [members[i:i + size] for members in by_shape.values()
+            for i in range(0, len(members), size)]
 
 
 class TrainModule(nn.Module):
@@ -147,9 +209,10 @@ class TrainModule(nn.Module):
         self.boundary = boundary
         self.window = window
 
-    def forward(self, example: Example) -> tuple[torch.Tensor, Counts]:
-        return example_loss(self.videoxl, example, self.boundary, self.window)
+    def forward(self, examples: Example | list[Example]) -> tuple[torch.Tensor, Counts]:
+        group = [examples] if isinstance(examples, Example) else examples
+        return group_loss(self.videoxl, group, self.boundary, self.window)
 
 
-__all__ = ["Counts", "TrainModule", "answer_loss", "build_memory", "encode_prefix", "example_loss",
-           "text_embeddings"]
+__all__ = ["Counts", "TrainModule", "answer_loss", "answers_loss", "build_memory", "encode_prefix",
+           "example_loss", "group_examples", "group_loss", "text_embeddings"]

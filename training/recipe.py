@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from training.batch import Example, TaskMix, draw_sample, make_example
 from training.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-from training.forward import Counts, TrainModule
+from training.forward import Counts, TrainModule, group_examples
 from training.lora import VST_TARGETS, LoRALinear, add_lora, load_lora, lora_state, save_lora
 from training.parallel import (
     DistInfo,
@@ -62,6 +63,7 @@ from training.parallel import (
     set_gradient_sync,
     shard,
 )
+from training.prefetch import Prefetcher
 from training.world import WorldConfig
 
 log = logging.getLogger("training.recipe")
@@ -110,6 +112,13 @@ class RecipeConfig:
     """Clip the global gradient norm to this (0: no clipping)."""
     batch: int = 1
     """Examples per rank per step (gradient accumulation); the global batch is W * batch."""
+    micro_batch: int = 1
+    """Examples per forward pass: a step's examples of equal frame count run in groups of up
+    to this many, sharing the first one's window plan (`training.forward.group_loss`). 1: each
+    example alone, with its own dynamic intervals. Larger groups fill a GPU."""
+    workers: int = 0
+    """Processes that render the next steps' examples while the model trains (0: render in
+    the training process). Examples stay a pure function of (seed, index)."""
     seed: int = 0
     """Seeds the model (tiny-random) and every example."""
     frames: int = 16
@@ -168,11 +177,11 @@ class RecipeConfig:
         self.lora_targets = tuple(self.lora_targets)
         if not self.stages:
             raise ValueError("RecipeConfig.stages must hold at least one Stage")
-        for name in ("lr", "batch", "frames", "questions", "log_every"):
+        for name in ("lr", "batch", "micro_batch", "frames", "questions", "log_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RecipeConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("warmup_steps", "checkpoint_every", "keep_checkpoints", "grad_clip",
-                     "weight_decay"):
+                     "weight_decay", "workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RecipeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -381,11 +390,15 @@ class DataSource:
         return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
                             seed=int(rng.integers(2**62)), vocab_size=self.vocab_size)
 
+    def step_indices(self, step: int, info: DistInfo) -> range:
+        """The example indices of this rank in 1-based ``step``."""
+        first = (step - 1) * info.world_size * self.cfg.batch + info.rank * self.cfg.batch
+        return range(first, first + self.cfg.batch)
+
     def step_examples(self, step: int, ratios: tuple[int, ...], info: DistInfo
                       ) -> list[Example]:
         """This rank's examples of 1-based ``step``."""
-        first = (step - 1) * info.world_size * self.cfg.batch + info.rank * self.cfg.batch
-        return [self.example(first + j, ratios) for j in range(self.cfg.batch)]
+        return [self.example(i, ratios) for i in self.step_indices(step, info)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -415,11 +428,12 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     scale = info.world_size / total_targets  # FSDP averages over W: see the module docstring
     use_autocast = cfg.autocast and info.device.type == "cuda"
     loss_sum, counts = 0.0, Counts()
-    for j, example in enumerate(examples):
-        set_gradient_sync(module, j == len(examples) - 1)
+    groups = group_examples(examples, cfg.micro_batch)
+    for j, group in enumerate(groups):
+        set_gradient_sync(module, j == len(groups) - 1)
         ctx = torch.autocast("cuda", torch.bfloat16) if use_autocast else contextlib.nullcontext()
         with ctx:
-            loss, c = module(example)
+            loss, c = module(group)
         (loss * scale).backward()
         loss_sum += float(loss.detach())
         counts += c
@@ -470,47 +484,67 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
         log.info("training %d parameters on %d rank(s), %s; %d steps in %d stages",
                  n_train, info.world_size, info.device, cfg.total_steps, len(cfg.stages))
     last = min(cfg.total_steps, cfg.max_steps or cfg.total_steps)
-    rows: list[dict[str, Any]] = []
 
-    def save() -> None:
+    def save(at: int) -> None:
         # with LoRA the model's state dict holds the merged weights: ``model/`` is the trained
         # model; W0 and the adapters (for resuming) go to LORA_FILE beside it
         adapters = lora_state(module.videoxl) if cfg.lora_rank is not None else None
-        folder = save_checkpoint(out, step, module, optimizer, scheduler, tokenizer, info,
-                                 {"config": cfg.to_dict(), "stage": cfg.stage_at(step)[0]},
+        folder = save_checkpoint(out, at, module, optimizer, scheduler, tokenizer, info,
+                                 {"config": cfg.to_dict(), "stage": cfg.stage_at(at)[0]},
                                  keep=cfg.keep_checkpoints)
         if adapters is not None and info.is_main:
             save_lora(module.videoxl, folder / LORA_FILE, adapters)
 
-    # ---- train ---------------------------------------------------------------------------
+    def upcoming(s: int) -> tuple[range, tuple[int, ...]] | None:
+        return (data.step_indices(s, info), cfg.stage_at(s)[1].ratios) if s <= last else None
+
+    with contextlib.ExitStack() as stack:
+        prefetch = stack.enter_context(Prefetcher(data, cfg.workers)) if cfg.workers else None
+        return _train_loop(cfg, info, module, optimizer, scheduler, data, step, last,
+                           start_time, save, upcoming, prefetch)
+
+
+def _train_loop(cfg: RecipeConfig, info: DistInfo, module: TrainModule, optimizer: Any,
+                scheduler: Any, data: DataSource, step: int, last: int, start_time: float,
+                save: Callable[[int], None],
+                upcoming: Callable[[int], tuple[range, tuple[int, ...]] | None],
+                prefetch: Prefetcher | None) -> list[dict[str, Any]]:
+    """Steps ``step + 1 .. last`` (see `train`); ``save(step)`` writes a checkpoint."""
+    out = Path(cfg.output_dir)
+    rows: list[dict[str, Any]] = []
     while step < last:
         step += 1
         t0 = time.perf_counter()
         stage_index, stage = cfg.stage_at(step)
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_step(module, optimizer, scheduler,
-                           data.step_examples(step, stage.ratios, info), info, cfg)
+        if prefetch is None:
+            examples = data.step_examples(step, stage.ratios, info)
+        else:
+            examples = prefetch.get(step, data.step_indices(step, info), stage.ratios, upcoming)
+        t_data = time.perf_counter() - t0
+        stats = train_step(module, optimizer, scheduler, examples, info, cfg)
         dt = time.perf_counter() - t0
         row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,
-               **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt}
+               **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt,
+               "data_s": t_data}
         rows.append(row)
         if info.is_main:
             with (out / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             if step % cfg.log_every == 0 or step == 1 or step == last:
                 log.info("step %d/%d stage %d %s loss %.4f lr %.2e grad %.3f mem %.0f tok "
-                         "%.0f tok/s", step, cfg.total_steps, stage_index, stage.ratios,
-                         row["loss"], lr, row["grad_norm"], row["memory_tokens"],
-                         row["tokens_per_s"])
+                         "%.0f tok/s %.2f s/step (data %.2f s)", step, cfg.total_steps,
+                         stage_index, stage.ratios, row["loss"], lr, row["grad_norm"],
+                         row["memory_tokens"], row["tokens_per_s"], dt, t_data)
         out_of_time = cfg.max_minutes is not None and \
             time.perf_counter() - start_time > cfg.max_minutes * 60
         (out_of_time_any,) = all_reduce_sum([float(out_of_time)], info)  # all ranks agree
         if out_of_time_any:
             log.info("max_minutes reached at step %d", step)
-            save()
+            save(step)
             return rows
         if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            save()
+            save(step)
     return rows
 
 

@@ -1,0 +1,91 @@
+"""Render training examples in worker processes while the model trains.
+
+Rendering, tokenising and preprocessing an example costs a few milliseconds of CPU; a GPU step
+over a group of 32 examples costs about as much as rendering them. `Prefetcher` keeps the next
+``depth`` steps' examples in flight on a process pool, so the training loop only waits when the
+workers fall behind. Examples stay a pure function of (seed, index): the workers call the same
+`DataSource.example` the loop would, so prefetching changes no number.
+
+Workers are *spawned* (not forked): the training process has usually initialised CUDA and
+started threads, and a forked child of such a process is not safe to use.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol
+
+__all__ = ["ExampleSource", "Prefetcher"]
+
+
+class ExampleSource(Protocol):
+    """What the pool needs: example ``index`` of the run at the given ratio set."""
+
+    def example(self, index: int, ratios: tuple[int, ...]) -> Any: ...
+
+
+_SOURCE: ExampleSource | None = None
+
+
+def _install(source: ExampleSource) -> None:
+    global _SOURCE
+    _SOURCE = source
+
+
+def _make(index: int, ratios: tuple[int, ...]) -> Any:
+    assert _SOURCE is not None, "worker started without a source"
+    return _SOURCE.example(index, ratios)
+
+
+class Prefetcher:
+    """Examples of upcoming steps, made ahead by ``workers`` processes.
+
+    Args:
+        source: picklable; sent once to each worker.
+        workers: process count (>= 1).
+        depth: how many steps ahead to keep in flight.
+
+    Example:
+        >>> with Prefetcher(source, workers=4) as pre:  # doctest: +SKIP
+        ...     examples = pre.get(step=1, indices=range(32), ratios=(2, 4),
+        ...                        upcoming=lambda s: (range(32 * (s - 1), 32 * s), (2, 4)))
+    """
+
+    def __init__(self, source: ExampleSource, workers: int, depth: int = 2) -> None:
+        if workers < 1:
+            raise ValueError(f"Prefetcher needs workers >= 1, got {workers}")
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_install, initargs=(source,))
+        self._depth = depth
+        self._pending: dict[int, list[Future]] = {}
+
+    def _submit(self, step: int, indices: range, ratios: tuple[int, ...]) -> None:
+        if step not in self._pending:
+            self._pending[step] = [self._pool.submit(_make, i, ratios) for i in indices]
+
+    def get(self, step: int, indices: range, ratios: tuple[int, ...],
+            upcoming: Callable[[int], tuple[range, tuple[int, ...]] | None]) -> list[Any]:
+        """The examples ``indices`` of ``step`` (made now if not prefetched), after queueing the
+        next ``depth`` steps that ``upcoming(step)`` describes (None: past the run's end)."""
+        self._submit(step, indices, ratios)
+        for ahead in range(step + 1, step + 1 + self._depth):
+            spec = upcoming(ahead)
+            if spec is not None:
+                self._submit(ahead, *spec)
+        futures = self._pending.pop(step)
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        for futures in self._pending.values():
+            for f in futures:
+                f.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
