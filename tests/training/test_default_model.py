@@ -200,3 +200,16 @@ def test_float16_llm_changes_round_to_float16(trained, base: Path, cache_dir: Pa
     loaded, _ = load_default_model("cpu", torch.float32, report.path, cache_dir=cache_dir)
     want = dict(model.named_parameters())[name].half().float()
     assert torch.equal(dict(loaded.named_parameters())[name], want)
+
+
+def test_evaluation_reads_a_delta_as_video_memory_would(trained, cache_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.evaluate import load_model_folder
+
+    monkeypatch.setenv("STREAMVXL_CACHE", str(cache_dir))
+    model, report = trained
+    loaded, tokenizer, preprocess = load_model_folder(report.path, device="cpu")
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not loaded.training and preprocess.image_size == 64
+    assert tokenizer("red")["input_ids"]

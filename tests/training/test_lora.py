@@ -114,7 +114,7 @@ def test_only_adapters_get_gradients() -> None:
     model = random_videoxl(0)
     add_lora(model, rank=RANK)
     cfg = RecipeConfig(lora_rank=RANK, train_llm=False, train_vision=False,
-                       train_projector=False)
+                       train_projector=False, train_vst_embed=False)
     set_trainable(model, cfg)
     _trained_adapters(model)  # B = 0 would give A a zero gradient
     world = WorldConfig(num_frames=FRAMES, height=model.image_size, width=model.image_size,
@@ -134,6 +134,17 @@ def test_only_adapters_get_gradients() -> None:
             assert p.grad is None, name
             assert not p.requires_grad, name
     assert sum(p.requires_grad for p in model.parameters()) == 2 * (3 * (last + 1) - 1)
+
+
+def test_vst_embedding_trains_beside_frozen_llm_by_default() -> None:
+    model = random_videoxl(0)
+    add_lora(model, rank=RANK)
+    set_trainable(model, RecipeConfig(lora_rank=RANK, train_llm=False))
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "model.beacon_embed_tokens.weight" in trained
+    llm = {n for n in trained if n.startswith("model.") and not n.startswith(
+        ("model.vision_tower.", "model.mm_projector.", "model.beacon_embed_tokens."))}
+    assert llm and all(n.endswith((".lora_A", ".lora_B")) for n in llm)
 
 
 def test_merge_gives_the_adapted_model() -> None:
@@ -188,7 +199,8 @@ def _lora_run(output_dir: Path, **kw) -> RecipeConfig:
 
 def test_recipe_with_lora_lowers_the_loss(tmp_path: Path) -> None:
     rows = train(_lora_run(tmp_path, stages=[[12, [2, 4]]], dataset_size=1, lr=1e-2,
-                           warmup_steps=0, train_vision=False, train_projector=False))
+                           warmup_steps=0, train_vision=False, train_projector=False,
+                           train_vst_embed=False))
     losses = [r["loss"] for r in rows]
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
     folder = tmp_path / "step_0000012"
