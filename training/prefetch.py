@@ -31,6 +31,12 @@ _SOURCE: ExampleSource | None = None
 
 def _install(source: ExampleSource) -> None:
     global _SOURCE
+    # One thread per worker: by default each process takes every core for torch's CPU ops,
+    # and W workers x all cores starve the training process of the CPU it needs to keep the
+    # GPU fed (seen on a 16-core H100 host: 12 % GPU use, 4 s steps).
+    import torch
+
+    torch.set_num_threads(1)
     _SOURCE = source
 
 
