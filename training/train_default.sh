@@ -25,9 +25,9 @@ if [[ ${QUICK:-0} == 1 ]]; then
     EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
-    PROBE=12; OVERRIDES=()
-    EVAL=(--n-videos 40 --ratios 2,4,8,16,32 --frames 24)
-    NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 2)
+    PROBE=8; OVERRIDES=()
+    EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
+    NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
 fi
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 
