@@ -41,6 +41,7 @@ from transformers import CLIPVisionConfig
 from streamvxl.model.base_llm import base_llm_folder
 from streamvxl.model.config import VideoXLConfig, VisualConfig, VSTConfig, from_checkpoint_dict
 from streamvxl.model.default import (
+    CAVEAT_KEY,
     LORA_A,
     LORA_B,
     base_state,
@@ -157,7 +158,8 @@ def _tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
 def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, *,
                  llm_dtype: torch.dtype | None = None, visual_dtype: torch.dtype | None = None,
                  low_rank: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 max_bytes: int | None = DELTA_BUDGET_BYTES) -> DeltaReport:
+                 max_bytes: int | None = DELTA_BUDGET_BYTES, caveat: str | None = None
+                 ) -> DeltaReport:
     """Write what ``model`` changed relative to the base as one safetensors file.
 
     Stored: the vision tower and projector (new, always in full), and every LLM / VST tensor
@@ -175,6 +177,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
         low_rank: ``{name: (A (R, I), B (O, R))}`` for parameters trained as LoRA; the model's
             tensor must be ``merge_low_rank(base, A, B)`` (scale folded into B).
         max_bytes: refuse to write a larger file (None: no limit).
+        caveat: a known limitation of the weights (e.g. measured accuracy), logged as a warning
+            whenever the delta loads.
 
     Raises:
         ValueError: the model is not built on this base, a low-rank entry does not reproduce
@@ -227,6 +231,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
             f"tensors), over the {max_bytes / 1e6:.0f} MB budget: train the LLM / VSTs as LoRA "
             "and pass low_rank=, train fewer layers, or pass llm_dtype=torch.float16")
     meta = delta_metadata(model, folder.name, low_rank)
+    if caveat:
+        meta[CAVEAT_KEY] = caveat
     path = write_delta(out_file, tensors, meta)
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:  # only the header can tip it over
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--llm-fp16", action="store_true", help="store LLM / VST changes as float16")
     e.add_argument("--visual-fp16", action="store_true",
                    help="store the vision tower and projector as float16 (halves their 10.9 MB)")
+    e.add_argument("--caveat", help="a known limitation, stored in the metadata and logged as a "
+                   "warning whenever the delta loads")
     e.add_argument("--lora", type=Path, help="the run's adapters (default: lora.safetensors "
                    "beside the model folder, when there is one): stored as low-rank factors")
     sub.add_parser("budget", help="print the size of each part")
@@ -301,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_videoxl(args.model, device="cpu", dtype=torch.float32)
         lora = args.lora or args.model.parent / "lora.safetensors"
         dtypes = {"llm_dtype": torch.float16 if args.llm_fp16 else None,
-                  "visual_dtype": torch.float16 if args.visual_fp16 else None}
+                  "visual_dtype": torch.float16 if args.visual_fp16 else None,
+                  "caveat": args.caveat}
         if args.lora is not None or lora.is_file():
             load_lora(model, lora)
             export_lora_delta(model, base, args.out, **dtypes)

@@ -55,6 +55,8 @@ FORMAT_VERSION = 1
 """Bump when the file layout changes in a way an older reader would misread."""
 META_KEY = "streamvxl"
 """The safetensors metadata key holding the JSON description."""
+CAVEAT_KEY = "caveat"
+"""Optional metadata field: a known limitation of these weights, logged as a warning on load."""
 LORA_A, LORA_B = ".lora_A", ".lora_B"
 """Suffixes of the factors of a low-rank change: ``W = W_base + B @ A``."""
 VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -271,4 +273,7 @@ def load_default_model(device: str | torch.device | None = None, dtype: torch.dt
         raise CheckpointError(f"cannot load the tokenizer in {folder}: {e}; delete the folder "
                               "to convert it again") from e
     log.info("loaded %s from %s over %s (%s on %s)", NAME, path, folder.name, dtype, device)
+    if meta.get(CAVEAT_KEY):
+        # what the delta's trainer measured and wants every user to see (e.g. "preview")
+        log.warning("%s: %s", NAME, meta[CAVEAT_KEY])
     return model, tokenizer

@@ -213,3 +213,20 @@ def test_evaluation_reads_a_delta_as_video_memory_would(trained, cache_dir: Path
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert not loaded.training and preprocess.image_size == 64
     assert tokenizer("red")["input_ids"]
+
+
+def test_a_caveat_is_logged_whenever_the_delta_loads(trained, base: Path, cache_dir: Path,
+                                                     tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    model, _ = trained
+    path = tmp_path / "preview.safetensors"
+    export_delta(model, base, path, caveat="preview: accuracy near chance")
+    with caplog.at_level("WARNING", logger="streamvxl.model.default"):
+        load_default_model("cpu", torch.float32, path, cache_dir=cache_dir)
+    assert any("preview: accuracy near chance" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
+    caplog.clear()
+    _, report = trained  # exported without a caveat: nothing to warn about
+    with caplog.at_level("WARNING", logger="streamvxl.model.default"):
+        load_default_model("cpu", torch.float32, report.path, cache_dir=cache_dir)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
