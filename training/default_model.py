@@ -92,12 +92,15 @@ def default_config(base_folder: Path, vision: CLIPVisionConfig) -> VideoXLConfig
                          model_type="llava_llama")
 
 
-def build_default_model(base_folder: str | Path | None = None, seed: int = 0) -> VideoXL:
+def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
+                        tower_state: Mapping[str, torch.Tensor] | None = None) -> VideoXL:
     """The untrained streamvxl-tiny (float32, CPU, eval mode).
 
     Args:
         base_folder: the converted base (default: `base_llm_folder()`, from the wheel).
         seed: seeds the tower's and projector's initialisation (the global RNG is untouched).
+        tower_state: a pre-trained tower (`training.vision_pretrain`: keys of
+            `VisionTower.state_dict`) instead of a fresh one.
 
     Example:
         >>> model = build_default_model()  # doctest: +SKIP
@@ -113,6 +116,8 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0) ->
         torch.manual_seed(seed)
         tower = VisionTower(vision, cfg.visual.select_layer)  # CLIP's own initialisation
         projector = build_projector(cfg.visual, cfg.llm.hidden_size)
+    if tower_state is not None:
+        tower.load_state_dict(dict(tower_state))  # strict: a tower of another shape is refused
     state.update({"model.vision_tower." + k: v for k, v in tower.state_dict().items()})
     state.update({"model.mm_projector." + k: v for k, v in projector.state_dict().items()})
     load_state(model, state, str(folder))
@@ -283,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("init", help="write the untrained model as a checkpoint folder")
     i.add_argument("out", type=Path)
     i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--vision-weights", type=Path,
+                   help="a pre-trained tower (python -m training.vision_pretrain --out FILE)")
     e = sub.add_parser("export", help="export a trained checkpoint folder's delta")
     e.add_argument("model", type=Path, help="checkpoint folder (e.g. runs/x/step_N/model)")
     e.add_argument("out", type=Path)
@@ -302,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
         from streamvxl.model.saving import save_videoxl
 
-        save_videoxl(build_default_model(base, args.seed), args.out)
+        tower = None
+        if args.vision_weights is not None:
+            from safetensors.torch import load_file
+
+            tower = load_file(str(args.vision_weights))
+        save_videoxl(build_default_model(base, args.seed, tower), args.out)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
         log.info("wrote %s", args.out)
     elif args.command == "export":

@@ -230,3 +230,14 @@ def test_a_caveat_is_logged_whenever_the_delta_loads(trained, base: Path, cache_
     with caplog.at_level("WARNING", logger="streamvxl.model.default"):
         load_default_model("cpu", torch.float32, report.path, cache_dir=cache_dir)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_pretrained_tower_replaces_the_fresh_one(base: Path, fresh) -> None:
+    tower = {k.removeprefix("model.vision_tower."): v + 1.0
+             for k, v in fresh.state_dict().items() if k.startswith("model.vision_tower.")}
+    model = build_default_model(base, seed=0, tower_state=tower)
+    got = {k.removeprefix("model.vision_tower."): v for k, v in model.state_dict().items()
+           if k.startswith("model.vision_tower.")}
+    assert got.keys() == tower.keys() and all(torch.equal(got[k], tower[k]) for k in tower)
+    llm = [k for k in fresh.state_dict() if not k.startswith("model.vision_tower.")]
+    assert all(torch.equal(model.state_dict()[k], fresh.state_dict()[k]) for k in llm)

@@ -1,0 +1,311 @@
+"""Vision-only pre-training of streamvxl-tiny's tower on the synthetic world's exact labels.
+
+The first trained streamvxl-tiny (docs/results.md) learned answer forms, not what frames show:
+its tower, trained from scratch, got its only signal through the answer loss, back through
+30 frozen LLM layers and the VST compression. The world knows every frame's content exactly,
+so the tower can first learn to see directly, with no LLM in the loop (thousands of frames per
+second), and the recipe then starts from it (``training.default_model init --vision-weights``).
+
+Labels per frame, all computed from the episode and the rendered pixels (the world's colours
+identify their source exactly: a pixel equal to an object colour comes from an object of that
+colour, ink pixels come from a sign's text):
+
+- per patch: which object colours it holds (8, multi-label) and whether it holds sign ink;
+- per frame: which (shape, colour) objects are visible (56, multi-label), how many
+  (softmax over 0 .. `MAX_COUNT`), and which characters the visible sign shows (multi-label
+  over the font's character set).
+
+Heads are linear: on the selected layer's patch features (what the projector reads) and on
+their mean with the CLS. Only the tower is kept.
+
+Run it::
+
+    python -m training.vision_pretrain --steps 2000 --out runs/tower.safetensors
+
+Letters: N frames, P patches per frame, Cv tower width, K labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from streamvxl.model.vision import VisionTower
+from streamvxl.preprocess import Preprocessor
+from training.default_model import tiny_vision_config
+from training.world import WorldConfig, render, sample_episode, sample_still
+from training.world.font import CHARSET
+from training.world.scene import COLOURS, INK, SHAPES, Episode
+
+log = logging.getLogger("training.vision_pretrain")
+
+COLOUR_NAMES = tuple(COLOURS)
+CHARS = tuple(sorted(CHARSET - {" "}))
+COMBOS = tuple((s, c) for s in SHAPES for c in COLOUR_NAMES)
+MAX_COUNT = 8
+"""Counts above this are clipped into the last class."""
+POS_WEIGHT = 4.0
+"""Weight of the positive entries in the multi-label losses (positives are a few per cent)."""
+STILL_SHARE = 0.5
+"""Share of draws that are stills rather than episodes."""
+SELECT_LAYER = -2
+"""The layer the projector reads (streamvxl-tiny's ``select_layer``)."""
+
+
+@dataclass
+class PretrainConfig:
+    """One vision pre-training run."""
+
+    steps: int = 2000
+    """Optimizer steps."""
+    batch: int = 256
+    """Frames per step."""
+    frames_per_episode: int = 8
+    """Frames taken from each rendered episode (more: cheaper batches, less variety)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up, cosine to 10 %)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    seed: int = 0
+    """Seeds the tower, the heads and every episode."""
+    world: dict | None = None
+    """Further `WorldConfig` fields (e.g. sign_prob)."""
+    eval_frames: int = 512
+    """Held-out frames (``split="eval"``) scored at the end and every ``log_every`` steps."""
+    log_every: int = 100
+    """Progress line every this many steps."""
+    device: str = "auto"
+    """"auto", "cpu" or "cuda"."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "frames_per_episode", "eval_frames", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PretrainConfig.{name} must be >= 1")
+        if not self.lr > 0 or self.warmup_steps < 0:
+            raise ValueError("PretrainConfig: lr must be > 0 and warmup_steps >= 0")
+
+
+@dataclass
+class FrameLabels:
+    """Targets of N frames with a g x g patch grid."""
+
+    colours: torch.Tensor
+    """(N, P, 8) bool: object colours in each patch."""
+    ink: torch.Tensor
+    """(N, P) bool: sign ink in each patch."""
+    combos: torch.Tensor
+    """(N, 56) bool: visible (shape, colour) objects."""
+    count: torch.Tensor
+    """(N,) int64: visible objects, clipped to `MAX_COUNT`."""
+    chars: torch.Tensor
+    """(N, len(CHARS)) bool: characters on the visible sign(s)."""
+
+
+def patch_labels(frames: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch colour and ink presence of frames (N, H, W, 3) uint8: (N, P, 8), (N, P)."""
+    n, h, w, _ = frames.shape
+    g_h, g_w = h // patch, w // patch
+    palette = np.array([COLOURS[c] for c in COLOUR_NAMES] + [INK], dtype=np.int32)  # (9, 3)
+    codes = palette @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # (9,): one int per RGB
+    pixels = frames.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # (N,H,W)
+    hit = pixels[..., None] == codes  # (N, H, W, 9)
+    hit = hit[:, :g_h * patch, :g_w * patch].reshape(n, g_h, patch, g_w, patch, len(palette))
+    per_patch = hit.any(axis=(2, 4)).reshape(n, g_h * g_w, len(palette))  # (N, P, 9)
+    return per_patch[..., :-1], per_patch[..., -1]
+
+
+def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """(combos (56,) bool, object count, chars (len(CHARS),) bool) visible on frame t."""
+    combos = np.zeros(len(COMBOS), dtype=bool)
+    visible = [o for o in episode.objects if o.visible(t)]
+    for o in visible:
+        combos[COMBOS.index(o.combo)] = True
+    chars = np.zeros(len(CHARS), dtype=bool)
+    for sign in episode.signs:
+        if sign.visible(t):
+            for ch in sign.text.upper():
+                if ch in CHARS:
+                    chars[CHARS.index(ch)] = True
+    return combos, min(len(visible), MAX_COUNT), chars
+
+
+def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episode: int,
+                split: str = "train") -> tuple[np.ndarray, FrameLabels]:
+    """n frames (N, H, W, 3) uint8 from fresh episodes, with their labels."""
+    frames, combos, counts, chars = [], [], [], []
+    while len(frames) < n:
+        # half stills (dense: every object and sign on the one frame), half video frames
+        # (objects crossing edges, cuts, frames with nothing in them)
+        if rng.random() < STILL_SHARE:
+            episode = sample_still(rng, world, split=split, sign=bool(rng.random() < 0.5))
+        else:
+            episode = sample_episode(rng, world, split=split)
+        video = render(episode)  # (F, H, W, 3)
+        k = min(per_episode, n - len(frames), len(video))
+        for t in sorted(rng.choice(len(video), size=k, replace=False).tolist()):
+            c, m, ch = frame_content(episode, t)
+            frames.append(video[t])
+            combos.append(c)
+            counts.append(m)
+            chars.append(ch)
+    pixels = np.stack(frames)
+    colours, ink = patch_labels(pixels, tiny_vision_config().patch_size)
+    labels = FrameLabels(torch.from_numpy(colours), torch.from_numpy(ink),
+                         torch.from_numpy(np.stack(combos)), torch.tensor(counts),
+                         torch.from_numpy(np.stack(chars)))
+    return pixels, labels
+
+
+class Heads(nn.Module):
+    """Linear read-outs of the tower's selected layer: per patch and per frame."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.patch = nn.Linear(width, len(COLOUR_NAMES) + 1)  # colours + ink
+        self.combos = nn.Linear(2 * width, len(COMBOS))
+        self.count = nn.Linear(2 * width, MAX_COUNT + 1)
+        self.chars = nn.Linear(2 * width, len(CHARS))
+
+    def forward(self, patches: torch.Tensor, cls: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = torch.cat((patches.mean(1), cls), dim=-1)  # (N, 2 Cv)
+        per_patch = self.patch(patches)  # (N, P, 9)
+        return {"colours": per_patch[..., :-1], "ink": per_patch[..., -1],
+                "combos": self.combos(pooled), "count": self.count(pooled),
+                "chars": self.chars(pooled)}
+
+
+def losses(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, torch.Tensor]:
+    """One loss per label group (means; the total is their sum)."""
+    def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = torch.tensor(POS_WEIGHT, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+
+    return {"colours": bce(out["colours"], y.colours.float()),
+            "ink": bce(out["ink"], y.ink.float()),
+            "combos": bce(out["combos"], y.combos.float()),
+            "count": F.cross_entropy(out["count"], y.count),
+            "chars": bce(out["chars"], y.chars.float())}
+
+
+def f1(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """F1 of boolean predictions over all entries (positives are rare: accuracy would flatter)."""
+    tp = float((pred & truth).sum())
+    denom = float(pred.sum() + truth.sum())
+    return 2 * tp / denom if denom else 1.0
+
+
+def scores(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, float]:
+    """Held-out scores: F1 of the multi-label groups, accuracy of the counts."""
+    return {"patch_colour_f1": f1(out["colours"] > 0, y.colours),
+            "patch_ink_f1": f1(out["ink"] > 0, y.ink),
+            "object_f1": f1(out["combos"] > 0, y.combos),
+            "count_acc": float((out["count"].argmax(-1) == y.count).float().mean()),
+            "char_f1": f1(out["chars"] > 0, y.chars)}
+
+
+def _to(y: FrameLabels, device: torch.device) -> FrameLabels:
+    return FrameLabels(*(getattr(y, f).to(device) for f in ("colours", "ink", "combos", "count",
+                                                             "chars")))
+
+
+def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
+    """Train a fresh tower (the streamvxl-tiny shape) and its heads; returns the tower and one
+    row of held-out scores per evaluation (the last: the end of the run)."""
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    vision = tiny_vision_config()
+    world = WorldConfig(height=vision.image_size, width=vision.image_size, **(cfg.world or {}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        tower = VisionTower(vision, SELECT_LAYER).to(device).train()
+        heads = Heads(vision.hidden_size).to(device).train()
+    params = [p for m in (tower, heads) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    preprocess = Preprocessor(vision.image_size)
+    rng = np.random.default_rng([cfg.seed, 1])
+    eval_pixels, eval_y = draw_frames(np.random.default_rng([cfg.seed, 2]), world,
+                                      cfg.eval_frames, cfg.frames_per_episode, split="eval")
+    eval_x = preprocess(list(eval_pixels)).to(device)  # (N, 3, S, S)
+    eval_y = _to(eval_y, device)
+    history: list[dict[str, float]] = []
+
+    def evaluate(step: int, train_loss: float) -> None:
+        tower.eval()
+        with torch.no_grad():
+            row = {"step": step, "train_loss": train_loss,
+                   **scores(heads(*tower(eval_x)), eval_y)}
+        tower.train()
+        history.append(row)
+        log.info("step %d/%d loss %.4f | held-out: %s", step, cfg.steps, train_loss,
+                 " ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("step",
+                                                                               "train_loss")))
+
+    t0 = time.perf_counter()
+    evaluate(0, float("nan"))  # the untrained tower: what the run improves on
+    for step in range(1, cfg.steps + 1):
+        pixels, y = draw_frames(rng, world, cfg.batch, cfg.frames_per_episode)
+        x = preprocess(list(pixels)).to(device)
+        parts = losses(heads(*tower(x)), _to(y, device))
+        loss = sum(parts.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            evaluate(step, float(loss.detach()))
+    log.info("pre-trained the tower in %.1f s", time.perf_counter() - t0)
+    return tower.eval(), history
+
+
+def save_tower(tower: VisionTower, path: str | Path, meta: dict) -> Path:
+    """The tower's state (its own key names, float32) + JSON metadata, as safetensors."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().cpu().contiguous() for k, v in tower.state_dict().items()}
+    save_file(state, str(out), metadata={"streamvxl_vision_pretrain": json.dumps(meta)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.vision_pretrain",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="the tower file (.safetensors)")
+    for name, default in asdict(PretrainConfig()).items():
+        if name == "world":
+            p.add_argument("--world", type=json.loads, help="JSON of WorldConfig fields")
+        else:
+            p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    args = vars(p.parse_args(argv))
+    out = args.pop("out")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    cfg = PretrainConfig(**args)
+    tower, history = pretrain(cfg)
+    save_tower(tower, out, {"config": asdict(cfg), "held_out": history[-1]})
+    (out.with_suffix(".json")).write_text(json.dumps(history, indent=1))
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
