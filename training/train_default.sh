@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The run behind streamvxl/weights/streamvxl-tiny.safetensors, on one GPU:
-# build the untrained model, measure a step, size the curriculum to MINUTES of training,
+# pre-train the vision tower on the world's labels (VISION_STEPS, 0: skip), build the
+# untrained model on it, measure a step, size the curriculum to MINUTES of training,
 # train, export the delta, then evaluate it (accuracy vs ratio and baselines, needle grid).
 #
 #   training/train_default.sh WORK [MINUTES]
@@ -21,18 +22,27 @@ exec >>"$WORK/log" 2>&1
 say() { echo "== $(date +%H:%M:%S) $*"; }
 
 if [[ ${QUICK:-0} == 1 ]]; then
+    VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10)
     PROBE=3; OVERRIDES=(--batch 4 --micro-batch 4 --frames 8 --workers 2 --log-every 1)
     EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
+    VISION=(--steps "${VISION_STEPS:-2000}" --batch 256 --eval-frames 1024 --log-every 200)
     PROBE=8; OVERRIDES=()
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
 fi
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 
+INIT=()
+if [[ ${VISION[1]} != 0 ]]; then
+    say "vision pre-training"
+    [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
+        --out "$WORK/tower.safetensors" --world '{"sign_prob": 0.5}' "${VISION[@]}"
+    INIT=(--vision-weights "$WORK/tower.safetensors")
+fi
 say "init"
-[[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init"
+[[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
 
 say "probe: $PROBE steps at the run's settings"
 rm -rf "$WORK/probe"
