@@ -21,10 +21,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 lint: $(STAMP)
-	$(PY) -m ruff check streamvxl tests training benchmarks
+	$(PY) -m ruff check streamvxl tests training benchmarks examples
 
+# A synthetic surveillance clip through the default model `VideoMemory()`; a table of answers vs
+# ground truth. DEMO_ARGS="--fast" for a short clip, "--seed N --frames F" for another one.
 demo: $(STAMP)
-	$(PY) -m streamvxl.cli demo
+	$(PY) -m examples.surveillance_demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV)
