@@ -138,7 +138,7 @@ def run_demo(frames: int = 160, seed: int = 0, max_new_tokens: int = MAX_NEW_TOK
         memory_factory: builds the memory; None: `default_memory` (streamvxl-tiny).
 
     Raises:
-        CheckpointError: the model is not available (the default one: weights not shipped).
+        CheckpointError: the model is not available (the default one: its weights missing).
     """
     episode, qas = surveillance_clip(frames, seed)
     video = render(episode)  # (F, H, W, 3) uint8

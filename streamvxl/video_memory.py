@@ -55,8 +55,8 @@ class VideoMemory:
 
     Args:
         model: the model; None loads the embedded default model, streamvxl-tiny (raises
-            `CheckpointError` while its trained weights are not shipped; load a Video-XL
-            checkpoint with `VideoMemory.from_pretrained` meanwhile).
+            `CheckpointError` if an installation lacks its weights; a Video-XL checkpoint
+            loads with `VideoMemory.from_pretrained`).
         tokenizer: a Hugging Face tokenizer for the model's vocabulary.
         config: cutting, compression, budget and prompt settings.
         preprocessor: frame preprocessing; CLIP defaults at the tower's image size if None.

