@@ -37,7 +37,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -503,54 +502,44 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     def upcoming(s: int) -> tuple[range, tuple[int, ...]] | None:
         return (data.step_indices(s, info), cfg.stage_at(s)[1].ratios) if s <= last else None
 
+    # ---- train ---------------------------------------------------------------------------
     with contextlib.ExitStack() as stack:
         prefetch = stack.enter_context(Prefetcher(data, cfg.workers)) if cfg.workers else None
-        return _train_loop(cfg, info, module, optimizer, scheduler, data, step, last,
-                           start_time, save, upcoming, prefetch)
-
-
-def _train_loop(cfg: RecipeConfig, info: DistInfo, module: TrainModule, optimizer: Any,
-                scheduler: Any, data: DataSource, step: int, last: int, start_time: float,
-                save: Callable[[int], None],
-                upcoming: Callable[[int], tuple[range, tuple[int, ...]] | None],
-                prefetch: Prefetcher | None) -> list[dict[str, Any]]:
-    """Steps ``step + 1 .. last`` (see `train`); ``save(step)`` writes a checkpoint."""
-    out = Path(cfg.output_dir)
-    rows: list[dict[str, Any]] = []
-    while step < last:
-        step += 1
-        t0 = time.perf_counter()
-        stage_index, stage = cfg.stage_at(step)
-        lr = optimizer.param_groups[0]["lr"]
-        if prefetch is None:
-            examples = data.step_examples(step, stage.ratios, info)
-        else:
-            examples = prefetch.get(step, data.step_indices(step, info), stage.ratios, upcoming)
-        t_data = time.perf_counter() - t0
-        stats = train_step(module, optimizer, scheduler, examples, info, cfg)
-        dt = time.perf_counter() - t0
-        row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,
-               **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt,
-               "data_s": t_data}
-        rows.append(row)
-        if info.is_main:
-            with (out / "metrics.jsonl").open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if step % cfg.log_every == 0 or step == 1 or step == last:
-                log.info("step %d/%d stage %d %s loss %.4f lr %.2e grad %.3f mem %.0f tok "
-                         "%.0f tok/s %.2f s/step (data %.2f s)", step, cfg.total_steps,
-                         stage_index, stage.ratios, row["loss"], lr, row["grad_norm"],
-                         row["memory_tokens"], row["tokens_per_s"], dt, t_data)
-        out_of_time = cfg.max_minutes is not None and \
-            time.perf_counter() - start_time > cfg.max_minutes * 60
-        (out_of_time_any,) = all_reduce_sum([float(out_of_time)], info)  # all ranks agree
-        if out_of_time_any:
-            log.info("max_minutes reached at step %d", step)
-            save(step)
-            return rows
-        if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            save(step)
-    return rows
+        rows: list[dict[str, Any]] = []
+        while step < last:
+            step += 1
+            t0 = time.perf_counter()
+            stage_index, stage = cfg.stage_at(step)
+            lr = optimizer.param_groups[0]["lr"]
+            if prefetch is None:
+                examples = data.step_examples(step, stage.ratios, info)
+            else:
+                examples = prefetch.get(step, data.step_indices(step, info), stage.ratios, upcoming)
+            t_data = time.perf_counter() - t0
+            stats = train_step(module, optimizer, scheduler, examples, info, cfg)
+            dt = time.perf_counter() - t0
+            row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,
+                   **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt,
+                   "data_s": t_data}
+            rows.append(row)
+            if info.is_main:
+                with (out / "metrics.jsonl").open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                if step % cfg.log_every == 0 or step == 1 or step == last:
+                    log.info("step %d/%d stage %d %s loss %.4f lr %.2e grad %.3f mem %.0f tok "
+                             "%.0f tok/s %.2f s/step (data %.2f s)", step, cfg.total_steps,
+                             stage_index, stage.ratios, row["loss"], lr, row["grad_norm"],
+                             row["memory_tokens"], row["tokens_per_s"], dt, t_data)
+            out_of_time = cfg.max_minutes is not None and \
+                time.perf_counter() - start_time > cfg.max_minutes * 60
+            (out_of_time_any,) = all_reduce_sum([float(out_of_time)], info)  # all ranks agree
+            if out_of_time_any:
+                log.info("max_minutes reached at step %d", step)
+                save(step)
+                return rows
+            if step == last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                save(step)
+        return rows
 
 
 def main(argv: list[str] | None = None) -> None:
