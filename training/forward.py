@@ -126,10 +126,9 @@ def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
         ids[i, :row.numel()] = row
         picked[i, q.numel() - 1:q.numel() + a.numel() - 1] = True  # position j predicts j + 1
     targets = torch.cat(answers).to(device)  # (sum A,): row-major, as `picked` is read
-    owner = owner.to(device)
-    if owner.numel() != mem_k.shape[1] or bool((owner != torch.arange(
-            owner.numel(), device=device)).any()):
-        mem_k, mem_v = mem_k.index_select(1, owner), mem_v.index_select(1, owner)  # (L,R,G,M,D)
+    if not torch.equal(owner.cpu(), torch.arange(mem_k.shape[1])):  # on the host: no sync
+        rows_of = owner.to(device)
+        mem_k, mem_v = mem_k.index_select(1, rows_of), mem_v.index_select(1, rows_of)  # (L,R,G,M,D)
     cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
     hidden, _ = model.model.forward_chunk(text_embeddings(model, ids.to(device)), cache.length,
                                           cache, need_hidden=True)  # (R, Q+A, C)
@@ -160,7 +159,7 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
                              "prompt prefix; group them by frame count")
     pixels = torch.cat([e.pixels for e in examples]).to(device)  # (B*N, 3, S, S)
     frames = model.encode_frames(pixels)
-    bn, t, c = frames.tokens.shape
+    _, t, c = frames.tokens.shape
     b = len(examples)
     tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
     if plan is None:
