@@ -82,7 +82,9 @@ class PretrainConfig:
     world: dict | None = None
     """Further `WorldConfig` fields (e.g. sign_prob)."""
     eval_frames: int = 512
-    """Held-out frames (``split="eval"``) scored at the end and every ``log_every`` steps."""
+    """Held-out frames scored before, during (every ``log_every`` steps) and after the run: fresh
+    episodes of the *train* split (a per-pair head cannot name a (shape, colour) pair it never
+    saw; the held-out pairs are for the language-level evaluation)."""
     log_every: int = 100
     """Progress line every this many steps."""
     device: str = "auto"
@@ -243,7 +245,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
     preprocess = Preprocessor(vision.image_size)
     rng = np.random.default_rng([cfg.seed, 1])
     eval_pixels, eval_y = draw_frames(np.random.default_rng([cfg.seed, 2]), world,
-                                      cfg.eval_frames, cfg.frames_per_episode, split="eval")
+                                      cfg.eval_frames, cfg.frames_per_episode)
     eval_x = preprocess(list(eval_pixels)).to(device)  # (N, 3, S, S)
     eval_y = _to(eval_y, device)
     history: list[dict[str, float]] = []
