@@ -1,9 +1,9 @@
 """Render training examples in worker processes while the model trains.
 
-Rendering, tokenising and preprocessing an example costs a few milliseconds of CPU; a GPU step
-over a group of 32 examples costs about as much as rendering them. `Prefetcher` keeps the next
-``depth`` steps' examples in flight on a process pool, so the training loop only waits when the
-workers fall behind. Examples stay a pure function of (seed, index): the workers call the same
+Rendering, tokenising and preprocessing an example costs a few milliseconds of CPU (~0.5 s for
+a step of 160 examples), time the training process would otherwise spend not launching GPU work.
+`Prefetcher` keeps the next ``depth`` steps' examples in flight on a process pool, so the
+training loop only waits when the workers fall behind (on the H100 run: 0.05 s per step). Examples stay a pure function of (seed, index): the workers call the same
 `DataSource.example` the loop would, so prefetching changes no number.
 
 Workers come from a *fork server* (not forked from the trainer, which has usually initialised
@@ -54,37 +54,39 @@ class Prefetcher:
     Args:
         source: picklable; sent once to each worker.
         workers: process count (>= 1).
+        plan: step -> (example indices, ratio set) of that step; None past the run's end.
         depth: how many steps ahead to keep in flight.
 
     Example:
-        >>> with Prefetcher(source, workers=4) as pre:  # doctest: +SKIP
-        ...     examples = pre.get(step=1, indices=range(32), ratios=(2, 4),
-        ...                        upcoming=lambda s: (range(32 * (s - 1), 32 * s), (2, 4)))
+        >>> plan = lambda s: (range(32 * (s - 1), 32 * s), (2, 4))
+        >>> with Prefetcher(source, workers=4, plan=plan) as pre:  # doctest: +SKIP
+        ...     examples = pre.get(step=1)
     """
 
-    def __init__(self, source: ExampleSource, workers: int, depth: int = 2) -> None:
+    def __init__(self, source: ExampleSource, workers: int,
+                 plan: Callable[[int], tuple[range, tuple[int, ...]] | None],
+                 depth: int = 2) -> None:
         if workers < 1:
             raise ValueError(f"Prefetcher needs workers >= 1, got {workers}")
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, type(source).__module__])
         self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install,
                                          initargs=(source,))
+        self._plan = plan
         self._depth = depth
         self._pending: dict[int, list[Future]] = {}
 
-    def _submit(self, step: int, indices: range, ratios: tuple[int, ...]) -> None:
-        if step not in self._pending:
+    def _submit(self, step: int) -> None:
+        spec = self._plan(step)
+        if step not in self._pending and spec is not None:
+            indices, ratios = spec
             self._pending[step] = [self._pool.submit(_make, i, ratios) for i in indices]
 
-    def get(self, step: int, indices: range, ratios: tuple[int, ...],
-            upcoming: Callable[[int], tuple[range, tuple[int, ...]] | None]) -> list[Any]:
-        """The examples ``indices`` of ``step`` (made now if not prefetched), after queueing the
-        next ``depth`` steps that ``upcoming(step)`` describes (None: past the run's end)."""
-        self._submit(step, indices, ratios)
-        for ahead in range(step + 1, step + 1 + self._depth):
-            spec = upcoming(ahead)
-            if spec is not None:
-                self._submit(ahead, *spec)
+    def get(self, step: int) -> list[Any]:
+        """The examples of ``step`` (made now if not prefetched), after queueing the next
+        ``depth`` steps."""
+        for s in range(step, step + 1 + self._depth):
+            self._submit(s)
         futures = self._pending.pop(step)
         return [f.result() for f in futures]
 

@@ -499,12 +499,13 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
         if adapters is not None and info.is_main:
             save_lora(module.videoxl, folder / LORA_FILE, adapters)
 
-    def upcoming(s: int) -> tuple[range, tuple[int, ...]] | None:
+    def plan(s: int) -> tuple[range, tuple[int, ...]] | None:
         return (data.step_indices(s, info), cfg.stage_at(s)[1].ratios) if s <= last else None
 
     # ---- train ---------------------------------------------------------------------------
     with contextlib.ExitStack() as stack:
-        prefetch = stack.enter_context(Prefetcher(data, cfg.workers)) if cfg.workers else None
+        prefetch = stack.enter_context(Prefetcher(data, cfg.workers, plan)) if cfg.workers \
+            else None
         rows: list[dict[str, Any]] = []
         while step < last:
             step += 1
@@ -514,7 +515,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
             if prefetch is None:
                 examples = data.step_examples(step, stage.ratios, info)
             else:
-                examples = prefetch.get(step, data.step_indices(step, info), stage.ratios, upcoming)
+                examples = prefetch.get(step)
             t_data = time.perf_counter() - t0
             stats = train_step(module, optimizer, scheduler, examples, info, cfg)
             dt = time.perf_counter() - t0
