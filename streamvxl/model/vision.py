@@ -8,6 +8,7 @@ interval boundary detection.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -15,11 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
 from .config import VisualConfig
 
 # Shapes: N frames, P patches per frame (g x g grid), Cv tower width, C LLM width,
 # T tokens per frame after pooling.
+
+
+_CAUSAL_MASK_KWARG: dict = (
+    {"causal_attention_mask": None}
+    if "causal_attention_mask" in inspect.signature(CLIPEncoderLayer.forward).parameters else {})
+"""transformers 4's encoder layers take a causal mask (None for vision) as a required argument."""
 
 
 class _Nested(nn.Module):
@@ -56,10 +64,25 @@ class VisionTower(nn.Module):
     def image_size(self) -> int:
         return self.config.image_size
 
+    @property
+    def layers_needed(self) -> int:
+        """Encoder layers that feed the selected hidden state (``hidden_states[0]`` is the
+        embedding output): Video-XL's -2 leaves the last layer, which nothing reads, unrun."""
+        n = self.config.num_hidden_layers
+        return self.select_layer % (n + 1)
+
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixel_values (N, 3, S, S) -> patch features (N, P, Cv) and CLS (N, Cv)."""
-        out = self.vision_tower(pixel_values, output_hidden_states=True)
-        hidden = out.hidden_states[self.select_layer]  # (N, 1+P, Cv)
+        """pixel_values (N, 3, S, S) -> patch features (N, P, Cv) and CLS (N, Cv).
+
+        Runs the embeddings, ``pre_layrnorm`` and only the encoder layers up to the selected one
+        -- the same tensors as ``hidden_states[select_layer]`` of the full HF forward, without
+        the layers after it or a copy of every hidden state.
+        """
+        clip = self.vision_tower.vision_model
+        hidden = clip.pre_layrnorm(clip.embeddings(pixel_values))  # (N, 1+P, Cv)
+        for layer in clip.encoder.layers[:self.layers_needed]:
+            out = layer(hidden, None, **_CAUSAL_MASK_KWARG)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns tuples
         return hidden[:, 1:], hidden[:, 0]
 
 
