@@ -16,6 +16,7 @@ from training.vision_pretrain import (
     CHARS,
     COLOUR_NAMES,
     COMBOS,
+    FrameBatches,
     PretrainConfig,
     frame_content,
     patch_labels,
@@ -72,3 +73,18 @@ def test_a_short_run_learns_and_its_tower_loads(tmp_path) -> None:
     fresh.load_state_dict(state)  # the shape streamvxl-tiny builds
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(fresh(x)[0], tower(x)[0])
+
+
+def test_worker_processes_render_the_same_batches() -> None:
+    from training.prefetch import Prefetcher
+
+    batches = FrameBatches(WorldConfig(height=64, width=64, sign_prob=0.5), batch=12,
+                           per_episode=4, seed=3)
+    with Prefetcher(batches, 2, lambda s: (range(s, s + 1), ()) if s <= 3 else None) as pool:
+        for step in (1, 2, 3):
+            (pixels, labels), = pool.get(step)
+            here_pixels, here_labels = batches.example(step)
+            assert np.array_equal(pixels, here_pixels)
+            for a, b in zip(vars(labels).values(), vars(here_labels).values(), strict=True):
+                assert torch.equal(a, b)
+    assert not np.array_equal(batches.example(1)[0], batches.example(2)[0])
