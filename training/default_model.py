@@ -47,6 +47,7 @@ from streamvxl.model.default import (
     base_state,
     delta_metadata,
     merge_low_rank,
+    read_delta,
     skeleton,
     write_delta,
 )
@@ -121,6 +122,32 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
     state.update({"model.vision_tower." + k: v for k, v in tower.state_dict().items()})
     state.update({"model.mm_projector." + k: v for k, v in projector.state_dict().items()})
     load_state(model, state, str(folder))
+    return model.eval()
+
+
+def split_delta(path: str | Path) -> tuple[dict[str, torch.Tensor],
+                                         dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """An exported delta as (full tensors, ``{"<layer>.weight": (s * A, B)}`` LoRA factors): what
+    a run that continues from it starts the model with (the first, `build_default_model` +
+    ``init --delta``) and its adapters with (the second, `training.lora.set_lora_factors`)."""
+    meta, tensors = read_delta(path)
+    factors = {n: (tensors.pop(n + LORA_A), tensors.pop(n + LORA_B)) for n in meta["low_rank"]}
+    return tensors, factors
+
+
+def continue_from_delta(base_folder: str | Path, delta: str | Path) -> VideoXL:
+    """The model a run continuing from ``delta`` starts from: the base with the delta's full
+    tensors (tower, projector, VST embedding, ...) laid over it, and its low-rank layers left at
+    the base weights -- the recipe's ``lora_init`` puts their factors back as adapters, so the
+    next export stores low-rank factors again instead of full matrices."""
+    full, _ = split_delta(delta)
+    model = build_default_model(base_folder)
+    state = model.state_dict()
+    unknown = sorted(set(full) - set(state))
+    if unknown:
+        raise ValueError(f"{delta} holds {unknown[:3]}, which streamvxl-tiny does not have")
+    state.update({k: v.to(state[k].dtype) for k, v in full.items()})
+    load_state(model, state, str(delta))
     return model.eval()
 
 
@@ -290,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--vision-weights", type=Path,
                    help="a pre-trained tower (python -m training.vision_pretrain --out FILE)")
+    i.add_argument("--delta", type=Path, help="continue from an exported delta: its full "
+                   "tensors go into the folder; train with --lora-init DELTA for its adapters")
     e = sub.add_parser("export", help="export a trained checkpoint folder's delta")
     e.add_argument("model", type=Path, help="checkpoint folder (e.g. runs/x/step_N/model)")
     e.add_argument("out", type=Path)
@@ -314,7 +343,13 @@ def main(argv: list[str] | None = None) -> int:
             from safetensors.torch import load_file
 
             tower = load_file(str(args.vision_weights))
-        save_videoxl(build_default_model(base, args.seed, tower), args.out)
+        if args.delta is not None:
+            if tower is not None:
+                raise SystemExit("init: --delta already holds a tower; drop --vision-weights")
+            model = continue_from_delta(base, args.delta)
+        else:
+            model = build_default_model(base, args.seed, tower)
+        save_videoxl(model, args.out)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
         log.info("wrote %s", args.out)
     elif args.command == "export":

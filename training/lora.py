@@ -183,6 +183,33 @@ def lora_factors(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor
     return out
 
 
+def set_lora_factors(model: nn.Module,
+                     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[str]:
+    """Start adapters from exported factors ``{"<layer>.weight": (s * A, B)}`` (the
+    `lora_factors` / delta convention) instead of fresh ones, so a run continues where an
+    exported model left off. Every entry must name an adapter of the same rank; adapters without
+    an entry keep their fresh start (B = 0). Returns the names set.
+
+    Raises:
+        ValueError: an entry names no adapter, or its factors do not fit the adapter.
+    """
+    adapters = {name + ".weight": m for name, m in lora_modules(model).items()}
+    unknown = sorted(set(factors) - set(adapters))
+    if unknown:
+        raise ValueError(f"factors for {unknown[:3]} have no adapter in the model: add_lora "
+                         "with the targets the factors were trained on")
+    for name, (sa, b) in factors.items():
+        m = adapters[name]
+        if tuple(sa.shape) != tuple(m.lora_A.shape) or tuple(b.shape) != tuple(m.lora_B.shape):
+            raise ValueError(f"factors of {name} have shapes {tuple(sa.shape)}, {tuple(b.shape)};"
+                             f" the adapter has rank {m.rank} ({tuple(m.lora_A.shape)}, "
+                             f"{tuple(m.lora_B.shape)}): use the same lora_rank")
+        with torch.no_grad():
+            m.lora_A.copy_(sa.to(torch.float32) / m.scale)
+            m.lora_B.copy_(b)
+    return sorted(factors)
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its weight (in place) and put plain ``nn.Linear``s back.
 
@@ -260,4 +287,4 @@ def load_lora(model: nn.Module, path: str | Path) -> list[str]:
 
 
 __all__ = ["VST_TARGETS", "LoRALinear", "add_lora", "load_lora", "lora_factors", "lora_modules",
-           "lora_state", "merge_lora", "read_lora_metadata", "save_lora"]
+           "lora_state", "merge_lora", "read_lora_metadata", "save_lora", "set_lora_factors"]

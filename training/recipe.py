@@ -52,8 +52,17 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from training.batch import Example, TaskMix, draw_sample, make_example
 from training.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from training.default_model import split_delta
 from training.forward import Counts, TrainModule, group_examples
-from training.lora import VST_TARGETS, LoRALinear, add_lora, load_lora, lora_state, save_lora
+from training.lora import (
+    VST_TARGETS,
+    LoRALinear,
+    add_lora,
+    load_lora,
+    lora_state,
+    save_lora,
+    set_lora_factors,
+)
 from training.parallel import (
     DistInfo,
     all_reduce_sum,
@@ -150,6 +159,10 @@ class RecipeConfig:
     what the default model's 20 MB delta needs (rank 16 on the VSTs: 1.3 M parameters)."""
     lora_targets: tuple[str, ...] = VST_TARGETS
     """Names of the LLM linears to adapt (e.g. beacon_q_proj, q_proj, o_proj, down_proj)."""
+    lora_init: str | None = None
+    """An exported delta (`training.default_model export`) whose LoRA factors start the
+    adapters, to continue a run from what it shipped (build the model with
+    ``training.default_model init --delta`` from the same file); None: fresh adapters."""
     lora_alpha: float = 16.0
     """LoRA scale numerator: the change is (lora_alpha / lora_rank) * B @ A."""
     lora_dropout: float = 0.0
@@ -199,6 +212,9 @@ class RecipeConfig:
                                            or self.lora_rank < 1):
             raise ValueError(f"RecipeConfig.lora_rank must be None or a positive int, got "
                              f"{self.lora_rank!r}")
+        if self.lora_init is not None and self.lora_rank is None:
+            raise ValueError("RecipeConfig.lora_init starts LoRA adapters: set lora_rank too "
+                             "(the rank the delta was trained with)")
         if self.lora_rank is not None and not self.lora_targets:
             raise ValueError("RecipeConfig.lora_targets must name at least one linear layer")
         if not 0 <= self.lora_dropout < 1:
@@ -290,6 +306,8 @@ def load_model(cfg: RecipeConfig, checkpoint: Path | None) -> tuple[VideoXL, Any
     elif cfg.lora_rank is not None:
         add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
                  seed=cfg.seed)
+        if cfg.lora_init is not None:
+            set_lora_factors(model, split_delta(cfg.lora_init)[1])
     return model, tokenizer, preprocess
 
 

@@ -241,3 +241,25 @@ def test_a_pretrained_tower_replaces_the_fresh_one(base: Path, fresh) -> None:
     assert got.keys() == tower.keys() and all(torch.equal(got[k], tower[k]) for k in tower)
     llm = [k for k in fresh.state_dict() if not k.startswith("model.vision_tower.")]
     assert all(torch.equal(model.state_dict()[k], fresh.state_dict()[k]) for k in llm)
+
+
+def test_a_run_continues_from_an_exported_delta(trained, base: Path, cache_dir: Path) -> None:
+    """``init --delta`` + ``lora_init``: the start of a continuing run is the shipped model,
+    with its low-rank layers back as adapters (so its next export is low-rank again)."""
+    from training.default_model import continue_from_delta, split_delta
+    from training.lora import add_lora, lora_factors, merge_lora, set_lora_factors
+
+    _, report = trained
+    full, factors = split_delta(report.path)
+    assert set(factors) == {LORA_NAME} and LORA_NAME not in full
+    start = continue_from_delta(base, report.path)
+    fresh_base = build_default_model(base, seed=0)
+    assert torch.equal(start.state_dict()[LORA_NAME], fresh_base.state_dict()[LORA_NAME])
+    add_lora(start, ("beacon_k_proj",), rank=LORA_RANK, alpha=2.0 * LORA_RANK)
+    set_lora_factors(start, factors)
+    assert set(n for n, (_, b) in lora_factors(start).items() if b.any()) == {LORA_NAME}
+    shipped, _ = load_default_model("cpu", torch.float32, report.path, cache_dir=cache_dir)
+    merged, expected = merge_lora(start).state_dict(), shipped.state_dict()
+    assert merged.keys() == expected.keys()
+    for k in merged:
+        torch.testing.assert_close(merged[k], expected[k], rtol=0, atol=1e-6, msg=k)

@@ -47,6 +47,7 @@ from training.lora import (
     merge_lora,
     read_lora_metadata,
     save_lora,
+    set_lora_factors,
 )
 from training.recipe import DataSource, RecipeConfig, set_trainable, train
 from training.world import WorldConfig
@@ -183,6 +184,32 @@ def test_save_and_load_lora_round_trip(tmp_path: Path) -> None:
         assert torch.equal(a, c) and torch.equal(b, d), n
     with pytest.raises(RuntimeError, match="LoRA adapter"):
         other.load_state_dict(model.state_dict())
+
+
+def test_exported_factors_restart_the_adapters() -> None:
+    """A run continuing from a delta: fresh adapters set to the exported factors compute the
+    adapted model again, and export the same factors."""
+    model = random_videoxl(0)
+    add_lora(model, ("beacon_k_proj", "o_proj"), rank=RANK, alpha=3.0)
+    _trained_adapters(model)
+    factors = lora_factors(model)
+    other = random_videoxl(0)
+    add_lora(other, ("beacon_k_proj", "o_proj"), rank=RANK, alpha=3.0, seed=9)
+    assert set_lora_factors(other, factors) == sorted(factors)
+    torch.testing.assert_close(_logits(other), _logits(model), rtol=0, atol=1e-6)
+    for name, (a, b) in lora_factors(other).items():
+        torch.testing.assert_close(a, factors[name][0], rtol=1e-6, atol=0)
+        assert torch.equal(b, factors[name][1])
+    with pytest.raises(ValueError, match="same lora_rank"):
+        wider = random_videoxl(0)
+        add_lora(wider, ("beacon_k_proj", "o_proj"), rank=RANK + 1, alpha=3.0)
+        set_lora_factors(wider, factors)
+    with pytest.raises(ValueError, match="no adapter"):
+        fewer = random_videoxl(0)
+        add_lora(fewer, ("o_proj",), rank=RANK, alpha=3.0)
+        set_lora_factors(fewer, factors)
+    with pytest.raises(ValueError, match="lora_rank too"):
+        RecipeConfig(lora_init="x.safetensors")
 
 
 def test_bad_targets_are_rejected() -> None:
