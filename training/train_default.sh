@@ -10,6 +10,10 @@
 # into $STREAMVXL_CACHE on first use. Writes WORK/{init,probe,run,results}, the delta
 # WORK/streamvxl-tiny.safetensors and WORK/DONE (or WORK/FAILED) at the end; every command's
 # output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
+# EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
+# CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
+# adapters, tower and projector as the start). STEP_S=seconds skips the probe (a step time measured before); VISION_STEPS=0 skips the
+# vision pre-training (the tower then trains with the rest).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -22,12 +26,13 @@ exec >>"$WORK/log" 2>&1
 say() { echo "== $(date +%H:%M:%S) $*"; }
 
 if [[ ${QUICK:-0} == 1 ]]; then
-    VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10)
+    VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10 --workers 2)
     PROBE=3; OVERRIDES=(--batch 4 --micro-batch 4 --frames 8 --workers 2 --log-every 1)
     EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
-    VISION=(--steps "${VISION_STEPS:-2000}" --batch 256 --eval-frames 1024 --log-every 200)
+    VISION=(--steps "${VISION_STEPS:-6000}" --batch 256 --eval-frames 1024 --log-every 500
+            --workers "${VISION_WORKERS:-12}")
     PROBE=8; OVERRIDES=()
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
@@ -35,25 +40,43 @@ fi
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 
 INIT=()
-if [[ ${VISION[1]} != 0 ]]; then
+SMALL_SHARE=0.35
+if [[ -n ${CONTINUE:-} ]]; then
+    # a second run on top of an exported delta: its tower, projector, VST embedding and LoRA
+    # factors are the start; fresh data (another seed), a shorter warm-up, mostly large ratios
+    INIT=(--delta "$CONTINUE")
+    OVERRIDES+=(--lora-init "$CONTINUE" --train-vision false --seed "${SEED:-1}"
+                --lr "${LR:-5e-4}" --warmup-steps 10)
+    SMALL_SHARE=0.15
+elif [[ ${VISION[1]} != 0 ]]; then
     say "vision pre-training"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
         --out "$WORK/tower.safetensors" --world '{"sign_prob": 0.5}' "${VISION[@]}"
     INIT=(--vision-weights "$WORK/tower.safetensors")
+    # LLaVA-style: the pre-trained tower stays frozen; the projector and the LLM's adapters
+    # learn to read it (training it at the adapters' learning rate would erode its features)
+    OVERRIDES+=(--train-vision false)
 fi
 say "init"
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
 
-say "probe: $PROBE steps at the run's settings"
-rm -rf "$WORK/probe"
-$PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
-    --output-dir "$WORK/probe" --stages "[[$PROBE, [2, 4]]]" --log-every 1
-STAGES=$($PY - "$WORK/probe/metrics.jsonl" "$MINUTES" <<'EOF'
+if [[ -z ${STEP_S:-} ]]; then
+    say "probe: $PROBE steps at the run's settings"
+    rm -rf "$WORK/probe"
+    $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
+        --output-dir "$WORK/probe" --stages "[[$PROBE, [2, 4]]]" --log-every 1
+    STEP_S=$($PY - "$WORK/probe/metrics.jsonl" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-step_s = statistics.median(r["step_s"] for r in rows[len(rows) // 3:])  # past the warm-up
-steps = max(4, int(float(sys.argv[2]) * 60 / step_s))
-small = max(1, round(0.35 * steps))  # ratios 2, 4 first, then the large ones (DESIGN §8)
+print(statistics.median(r["step_s"] for r in rows[len(rows) // 3:]))  # past the warm-up
+EOF
+)
+fi
+say "step time ${STEP_S}s"
+STAGES=$($PY - "$STEP_S" "$MINUTES" "$SMALL_SHARE" <<'EOF'
+import json, sys
+steps = max(4, int(float(sys.argv[2]) * 60 / float(sys.argv[1])))
+small = max(1, round(float(sys.argv[3]) * steps))  # ratios 2, 4 first, then 8-16 (DESIGN §8)
 print(json.dumps([[small, [2, 4]], [steps - small, [8, 12, 16]]]))
 EOF
 )
@@ -67,11 +90,16 @@ CKPT=$(ls -d "$WORK"/run/step_* | tail -1)
 say "export $CKPT"
 $PY -m training.default_model export "$CKPT/model" "$WORK/streamvxl-tiny.safetensors" --visual-fp16
 
-say "evaluate"
-$PY -m training.evaluate --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
-    --name accuracy --world "$WORLD" "${EVAL[@]}"
-say "needle in a haystack"
-$PY -m training.niah --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
-    --name niah --ratio 16 --world "$WORLD" "${NIAH[@]}"
+PARTS=${EVAL_PARTS-accuracy,niah}
+if [[ ,$PARTS, == *,accuracy,* ]]; then
+    say "evaluate"
+    $PY -m training.evaluate --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
+        --name accuracy --world "$WORLD" "${EVAL[@]}"
+fi
+if [[ ,$PARTS, == *,niah,* ]]; then
+    say "needle in a haystack"
+    $PY -m training.niah --model "$WORK/streamvxl-tiny.safetensors" --out "$WORK/results" \
+        --name niah --ratio 16 --world "$WORLD" "${NIAH[@]}"
+fi
 say "done"
 touch "$WORK/DONE"
