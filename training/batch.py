@@ -94,7 +94,8 @@ class Example:
     answers: list[torch.Tensor]
     """(A,) int64 per QA: the answer followed by the end-of-turn token; the loss targets."""
     ratios: tuple[int, ...]
-    """The curriculum stage's ratio set; `plan_windows` draws each window's ratio from it."""
+    """The curriculum stage's ratio set; `plan_windows` draws each window's ratio from it.
+    Empty: the memory keeps every raw token (no VSTs), as the ``full`` baseline's does."""
     seed: int
     """Seeds the per-window ratio draws."""
     qa: tuple[QA, ...]
@@ -158,7 +159,8 @@ class WindowPlan:
     """Index of the interval the window belongs to."""
     start: int
     end: int
-    ratio: int
+    ratio: int | None
+    """None: uncompressed (every raw token's K/V is kept)."""
 
 
 def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, window: int,
@@ -166,7 +168,8 @@ def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, w
                  ) -> list[WindowPlan]:
     """Intervals from the boundary detector over per-frame embeddings (N, Cv), cut into
     windows of at most ``window`` raw tokens, each with a ratio drawn uniformly from
-    ``ratios``. No raw token is lost: the windows tile [0, N * T)."""
+    ``ratios`` (empty: every window uncompressed, ratio None). No raw token is lost: the
+    windows tile [0, N * T)."""
     if isinstance(embeddings, torch.Tensor):
         embeddings = embeddings.detach().to("cpu", torch.float64).numpy()
     rng = np.random.default_rng(seed)
@@ -176,7 +179,8 @@ def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, w
         first = interval.start * tokens_per_frame
         num_raw = interval.num_frames * tokens_per_frame
         for s, e in split_windows(num_raw, window):
-            plan.append(WindowPlan(i, first + s, first + e, int(rng.choice(choices))))
+            ratio = int(rng.choice(choices)) if len(choices) else None
+            plan.append(WindowPlan(i, first + s, first + e, ratio))
     return plan
 
 

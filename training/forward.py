@@ -96,7 +96,7 @@ def build_memory(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
         # `encode_interval` over the whole interval, where a later window also sees the
         # earlier windows' VSTs, but each window may take its own ratio.
         kv = encode_interval(model, mem_k, mem_v, tokens[:, w.start:w.end], w.ratio, window)
-        processed += (w.end - w.start) + kv.keys.shape[3]
+        processed += (w.end - w.start) + (kv.keys.shape[3] if w.ratio is not None else 0)
         mem_k, mem_v = _cat(mem_k, kv.keys), _cat(mem_v, kv.values)
     return mem_k, mem_v, processed
 
@@ -185,10 +185,11 @@ def example_loss(model: VideoXL, example: Example, boundary: BoundaryConfig,
 
 def group_examples(examples: list[Example], size: int) -> list[list[Example]]:
     """Split a step's examples into forward groups of at most ``size`` with equal frame counts
-    (and image sizes), in order of first appearance; ``size`` 1 keeps every example alone."""
+    (and image sizes) and the same kind of memory (compressed or not: a group shares its
+    lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone."""
     by_shape: dict[tuple[int, ...], list[Example]] = {}
     for e in examples:
-        by_shape.setdefault(tuple(e.pixels.shape), []).append(e)
+        by_shape.setdefault((*e.pixels.shape, bool(e.ratios)), []).append(e)
     return [members[i:i + size] for members in by_shape.values()
             for i in range(0, len(members), size)]
 

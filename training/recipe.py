@@ -135,6 +135,10 @@ class RecipeConfig:
     """Further `WorldConfig` fields (e.g. max_objects, cut_prob, sign_prob)."""
     mix: TaskMix = field(default_factory=TaskMix)
     """Proportions of videos / single images / image sets, and the video tasks."""
+    uncompressed_share: float = 0.0
+    """Fraction of examples whose memory keeps every raw token (no VSTs): the model then also
+    learns to read an uncompressed memory, so the evaluation's ``full`` baseline (the upper
+    bound) is inside its training distribution. 0: every memory is compressed."""
     questions: int = 1
     """Questions per example, all answered over the same memory."""
     dataset_size: int | None = None
@@ -212,6 +216,9 @@ class RecipeConfig:
                                            or self.lora_rank < 1):
             raise ValueError(f"RecipeConfig.lora_rank must be None or a positive int, got "
                              f"{self.lora_rank!r}")
+        if not 0.0 <= self.uncompressed_share <= 1.0:
+            raise ValueError(f"RecipeConfig.uncompressed_share must be in [0, 1], got "
+                             f"{self.uncompressed_share!r}")
         if self.lora_init is not None and self.lora_rank is None:
             raise ValueError("RecipeConfig.lora_init starts LoRA adapters: set lora_rank too "
                              "(the rank the delta was trained with)")
@@ -409,6 +416,10 @@ class DataSource:
             index %= self.cfg.dataset_size
         rng = np.random.default_rng([self.cfg.seed, index])
         sample = draw_sample(rng, self.world, self.cfg.mix, self.cfg.questions)
+        # its own stream: a share of 0 leaves every other draw of the run as it was
+        if np.random.default_rng([self.cfg.seed, index, 1]).random() < \
+                self.cfg.uncompressed_share:
+            ratios = ()  # every raw token kept (`training.batch.plan_windows`)
         return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
                             seed=int(rng.integers(2**62)), vocab_size=self.vocab_size)
 

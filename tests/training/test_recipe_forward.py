@@ -175,6 +175,51 @@ def test_plan_windows_tiles_tokens_with_stage_ratios() -> None:
     assert set(draws) == {8, 12, 16}  # per-window draws cover the stage's set
 
 
+def test_an_uncompressed_example_is_one_causal_forward(tokenizer) -> None:
+    """ratios=() keeps every raw token: the example's loss is that of one causal forward over
+    [prefix | all visual tokens | question | answer] -- the evaluation's ``full`` memory."""
+    model = random_videoxl(2).double()
+    example = _example(tokenizer, seed=3, ratios=())
+    example = dataclasses.replace(example, pixels=example.pixels.double(),
+                                  questions=example.questions[:1], answers=example.answers[:1])
+    with torch.no_grad():
+        got, counts = example_loss(model, example, BOUNDARY, window=12)
+        tokens = model.encode_frames(example.pixels).tokens.reshape(1, -1, 64)  # (1, N*T, C)
+        q, a = example.questions[0], example.answers[0]
+        embeds = torch.cat((model.embed_ids(example.prefix_ids[None]), tokens,
+                            model.embed_ids(torch.cat((q, a))[None])), dim=1)
+        cache = ConcatCache(None, None, model.config.llm.rope_theta)
+        hidden, _ = model.model.forward_chunk(embeds, 0, cache)
+        logits = model.logits(hidden)[0]  # (P + N*T + Q + A, V)
+    first = example.prefix_ids.numel() + tokens.shape[1] + q.numel() - 1
+    want = sum(-torch.log_softmax(logits[first + i], -1)[a[i]] for i in range(a.numel()))
+    torch.testing.assert_close(got.double(), want, rtol=1e-9, atol=1e-9)
+    plan = plan_windows(np.random.default_rng(0).normal(size=(8, 4)), 4, 12, BOUNDARY, (), 0)
+    assert plan and all(w.ratio is None for w in plan) and plan[-1].end == 32
+
+
+def test_groups_never_mix_compressed_and_uncompressed_memories(tokenizer) -> None:
+    from training.forward import group_examples
+
+    a, b, c = (_example(tokenizer, seed=s, ratios=r) for s, r in ((0, (2,)), (1, ()), (2, (4,))))
+    assert group_examples([a, b, c], 8) == [[a, c], [b]]
+
+
+def test_uncompressed_share_is_drawn_per_example() -> None:
+    from training.recipe import DataSource
+
+    cfg = RecipeConfig(uncompressed_share=0.5, frames=4, world={"height": 56, "width": 56})
+    world = WorldConfig(num_frames=4, height=56, width=56)
+    data = DataSource(cfg, world, make_tokenizer(), Preprocessor(56), 512)
+    kinds = [bool(data.example(i, (2, 4)).ratios) for i in range(40)]
+    assert 8 <= sum(kinds) <= 32, kinds  # about half compressed
+    never = DataSource(dataclasses.replace(cfg, uncompressed_share=0.0), world,
+                       make_tokenizer(), Preprocessor(56), 512)
+    assert all(never.example(i, (2, 4)).ratios == (2, 4) for i in range(10))
+    with pytest.raises(ValueError, match="uncompressed_share"):
+        RecipeConfig(uncompressed_share=1.5)
+
+
 def test_docstring_examples() -> None:
     import doctest
 
