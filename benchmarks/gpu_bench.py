@@ -94,7 +94,7 @@ def measure_roofline(device: torch.device, dtype: torch.dtype, tiny: bool) -> tu
 
 
 def vision_flops(mem: VideoMemory) -> float:
-    """FLOPs of one frame through the tower (all layers run) and projector."""
+    """FLOPs of one frame through the tower (the layers up to the selected one) and projector."""
     vc = mem.model.vision_config
     n = (vc.image_size // vc.patch_size) ** 2 + 1
     d, ff = vc.hidden_size, vc.intermediate_size
@@ -102,7 +102,7 @@ def vision_flops(mem: VideoMemory) -> float:
     patch = 2 * (n - 1) * 3 * vc.patch_size ** 2 * d
     c = mem.model.config.llm.hidden_size
     projector = 2 * (n - 1) * (d * c + c * c)
-    return vc.num_hidden_layers * layer + patch + projector
+    return mem.model.model.vision_tower.layers_needed * layer + patch + projector
 
 
 def window_flops(mem: VideoMemory, raw: int, ratio: int, memory_tokens: int) -> float:
