@@ -53,6 +53,7 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
+from training.significance import paired_differences
 from training.world import (
     VIDEO_TASKS,
     Sample,
@@ -319,9 +320,11 @@ def _methods_ratios(rows: list[dict[str, Any]]) -> tuple[list[str], list[int]]:
 
 
 def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
-                    notes: Sequence[str] = ()) -> str:
-    """One table per task (``all`` first): methods x ratios, accuracy in percent; then the
-    mean memory tokens per video of each method and ratio."""
+                    notes: Sequence[str] = (), differences: Sequence[dict[str, Any]] = ()
+                    ) -> str:
+    """One table per task (``all`` first): methods x ratios, accuracy in percent; the paired
+    differences (`training.significance.paired_differences`) when given; then the mean memory
+    tokens per video of each method and ratio."""
     methods, ratios = _methods_ratios(rows)
     tasks = [ALL] + [t for t in dict.fromkeys(r["task"] for r in rows) if t != ALL]
     cell = {(r["method"], r["ratio"], r["task"]): r for r in rows}
@@ -336,6 +339,17 @@ def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compre
             vals = [cell.get((m, r, task)) for r in ratios]
             lines.append(f"| {m} | " + " | ".join(
                 "-" if v is None else f"{100 * v['accuracy']:.1f}" for v in vals) + " |")
+        lines.append("")
+    if differences:
+        ref = differences[0]["reference"]
+        diff = {(d["method"], d["ratio"]): d for d in differences}
+        lines += [f"## {ref} minus each method: accuracy points on the same questions, with a "
+                  "paired bootstrap 95 % interval", "", head, rule]
+        for m in dict.fromkeys(d["method"] for d in differences):
+            vals = [diff.get((m, r)) for r in ratios]
+            lines.append(f"| {m} | " + " | ".join(
+                "-" if v is None else f"{100 * v['diff']:+.1f} ({100 * v['low']:+.1f} ... "
+                f"{100 * v['high']:+.1f})" for v in vals) + " |")
         lines.append("")
     lines += ["## memory tokens per video (mean, sink excluded)", "", head, rule]
     for m in methods:
@@ -392,11 +406,14 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     """``<out>/<name>.json``, ``.md`` and (when matplotlib is there) ``.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    methods = {p["method"] for p in predictions or ()}
+    differences = paired_differences(predictions or []) if "vst" in methods and \
+        len(methods) > 1 else []
     js = out / f"{name}.json"
-    js.write_text(json.dumps({"settings": settings, "rows": rows,
+    js.write_text(json.dumps({"settings": settings, "rows": rows, "differences": differences,
                               "predictions": predictions or []}, indent=1))
     md = out / f"{name}.md"
-    md.write_text(markdown_report(rows, notes=notes))
+    md.write_text(markdown_report(rows, notes=notes, differences=differences))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
     if png is not None:
