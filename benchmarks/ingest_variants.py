@@ -72,13 +72,11 @@ def main() -> None:
     mem = make_memory(model, make_tokenizer(), args.ratio)
     fill_memory(mem, vsts)
     clip = frames(120, h, w)
-    rows: list[tuple[str, float]] = []
 
     def row(name: str, fn, repeats: int = 5) -> None:
         fn()  # warm-up (and compilation)
         fn()
         t = timed(fn, dev, repeats)
-        rows.append((name, t * 1000))
         print(f"{name:<52} {t * 1000:9.2f} ms", flush=True)
 
     tower = model.model.vision_tower

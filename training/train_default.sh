@@ -12,8 +12,9 @@
 # output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
 # EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
-# adapters, tower and projector as the start). STEP_S=seconds skips the probe (a step time measured before); VISION_STEPS=0 skips the
-# vision pre-training (the tower then trains with the rest).
+# adapters, tower and projector as the start). STEP_S=seconds skips the probe (a step time
+# measured before). VISION_STEPS=0 skips the vision pre-training (the tower then trains with
+# the rest).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
