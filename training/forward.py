@@ -11,6 +11,13 @@
    (a `ConcatCache`, autograd-safe); cross-entropy on the answer tokens only, the logits at
    position i predicting token i + 1.
 
+Two schedules compute the same loss. Window-major (`build_memory` + `answers_loss`) runs the
+whole decoder once per window, then once for the answers: the inference order. Layer-major
+(`layer_major_loss`, the recipe's) runs each decoder layer once over [prompt | window 1 | ... |
+answers] (`DecoderLayer.forward_sequence`): the layer count of module calls is fixed whatever
+the windows, which lets FSDP gather and free one layer at a time (`training.parallel`). The two
+agree to float64 rounding (`tests/training/test_layer_major.py`).
+
 The loss is returned as a *sum* over answer tokens with the token count, so the recipe can
 normalise over a whole (accumulated, distributed) batch.
 
@@ -20,7 +27,8 @@ T visual tokens per frame, C hidden, Q question tokens, A answer tokens, V vocab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +36,14 @@ from torch import nn
 
 from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.cache import ConcatCache
-from streamvxl.model.decoder import ChunkKV
-from streamvxl.model.encoder import encode_interval
+from streamvxl.model.decoder import ChunkKV, SequenceChunk, TokenRoute
+from streamvxl.model.encoder import encode_interval, window_embeddings
+from streamvxl.model.layout import window_layout
+from streamvxl.model.rope import Rotation
 from streamvxl.model.videoxl import VideoXL
 from training.batch import Example, WindowPlan, plan_windows
+
+Schedule = Literal["layers", "windows"]
 
 
 @dataclass
@@ -118,6 +130,25 @@ def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
     real tokens never see its padding, and the loss reads only real answer positions.
     """
     device = mem_k.device
+    ids, picked, targets = answer_rows(questions, answers)
+    ids, picked, targets = ids.to(device), picked.to(device), targets.to(device)
+    if not torch.equal(owner.cpu(), torch.arange(mem_k.shape[1])):  # on the host: no sync
+        rows_of = owner.to(device)
+        mem_k, mem_v = mem_k.index_select(1, rows_of), mem_v.index_select(1, rows_of)  # (L,R,G,M,D)
+    cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
+    hidden, _ = model.model.forward_chunk(text_embeddings(model, ids), cache.length,
+                                          cache, need_hidden=True)  # (R, Q+A, C)
+    return _answer_ce(model, hidden, picked, targets)
+
+
+def answer_rows(questions: list[torch.Tensor], answers: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The [question | answer] rows right-padded to the longest (R, Q+A) with id 0, which of
+    their positions predict an answer token (R, Q+A) bool, and those targets (sum A,).
+
+    The chunk is causal, so a row's real tokens never see its padding, and the loss reads only
+    real answer positions.
+    """
     rows = [torch.cat((q, a)) for q, a in zip(questions, answers, strict=True)]
     width = max(r.numel() for r in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)  # (R, Q+A), padded with id 0
@@ -125,22 +156,71 @@ def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
     for i, (row, q, a) in enumerate(zip(rows, questions, answers, strict=True)):
         ids[i, :row.numel()] = row
         picked[i, q.numel() - 1:q.numel() + a.numel() - 1] = True  # position j predicts j + 1
-    targets = torch.cat(answers).to(device)  # (sum A,): row-major, as `picked` is read
-    if not torch.equal(owner.cpu(), torch.arange(mem_k.shape[1])):  # on the host: no sync
-        rows_of = owner.to(device)
-        mem_k, mem_v = mem_k.index_select(1, rows_of), mem_v.index_select(1, rows_of)  # (L,R,G,M,D)
-    cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
-    hidden, _ = model.model.forward_chunk(text_embeddings(model, ids.to(device)), cache.length,
-                                          cache, need_hidden=True)  # (R, Q+A, C)
-    logits = model.logits(hidden[picked.to(device)])  # (sum A, V)
+    return ids, picked, torch.cat(answers)  # targets row-major, as `picked` is read
+
+
+def _answer_ce(model: VideoXL, hidden: torch.Tensor, picked: torch.Tensor,
+               targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of the final-normed ``hidden`` (R, Q+A, C) at ``picked``."""
+    logits = model.logits(hidden[picked])  # (sum A, V)
     # at least float32 (bfloat16 logits under autocast), float64 stays float64 (tests)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
+def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
+                     plan: list[WindowPlan], questions: list[torch.Tensor],
+                     answers: list[torch.Tensor], owner: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`build_memory` then `answers_loss`, computed one decoder layer at a time.
+
+    Every layer runs once over the chunks [prompt (1, P) | window 1 (B, .) | ... | answers
+    (R, Q+A)] (`DecoderLayer.forward_sequence`): window w attends to the prompt and the VSTs
+    of windows before w at that layer, the answers (row r reading memory row ``owner[r]``) to
+    all of them. Returns the summed answer cross-entropy and the memory, pre-RoPE keys and
+    values (L, B, G, M, D), as `build_memory` gives it.
+    """
+    device, d = tokens.device, model.config.llm.dim_per_head
+    theta = model.config.llm.rope_theta
+    ids, picked, targets = answer_rows(questions, answers)
+    ids, picked, targets = ids.to(device), picked.to(device), targets.to(device)
+    prompt = text_embeddings(model, prefix_ids[None])  # (1, P, C)
+    dtype = prompt.dtype
+
+    def rotation(start: int, length: int) -> Rotation:
+        return Rotation(torch.arange(start, start + length, device=device), d, theta, dtype)
+
+    xs = [prompt]
+    chunks = [SequenceChunk(rotation(0, prompt.shape[1]))]
+    kept = prompt.shape[1]  # memory rows before the next chunk: positions are re-packed
+    for w in plan:
+        layout = window_layout(w.end - w.start, w.ratio)  # `encode_interval`'s default rule
+        xs.append(window_embeddings(model, tokens[:, w.start:w.end], layout))
+        route = None if w.ratio is None else TokenRoute(vst=layout.on(device)[1])
+        chunks.append(SequenceChunk(rotation(kept, layout.length), route,
+                                    keep=None if route is None else route.vst))
+        kept += layout.num_raw if w.ratio is None else layout.num_vst
+    xs.append(text_embeddings(model, ids))  # (R, Q+A, C)
+    reads = owner.to(device)
+    chunks.append(SequenceChunk(rotation(kept, ids.shape[1]), reads=reads,
+                                keep=torch.zeros(0, dtype=torch.long, device=device)))
+    # the last layer: only the answers' outputs are read; the others' K/V suffice
+    last_chunks = [replace(c, need_output=False) for c in chunks[:-1]] + chunks[-1:]
+    layers = model.model.layers
+    mem_k, mem_v = [], []
+    for i, layer in enumerate(layers):
+        outs, k, v = layer.forward_sequence(xs, last_chunks if i == len(layers) - 1 else chunks,
+                                            theta)
+        xs = outs
+        mem_k.append(k)
+        mem_v.append(v)
+    hidden = model.model.norm(xs[-1])  # (R, Q+A, C)
+    return _answer_ce(model, hidden, picked, targets), torch.stack(mem_k), torch.stack(mem_v)
+
+
 def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig,
-               window: int | None = None, plan: list[WindowPlan] | None = None
-               ) -> tuple[torch.Tensor, Counts]:
+               window: int | None = None, plan: list[WindowPlan] | None = None,
+               schedule: Schedule = "layers") -> tuple[torch.Tensor, Counts]:
     """Summed answer cross-entropy (float32 scalar) of examples run as one batch, and their
     `Counts` (summed over the examples).
 
@@ -148,6 +228,8 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     plan: ``plan``, or the one the boundary detector draws from the *first* example's frames
     and seed. So a group of one is exactly that example's own dynamic-interval forward; a
     larger group trades per-example intervals of the others for a batched GPU pass.
+    ``schedule``: "layers" (`layer_major_loss`) or "windows" (`build_memory` + `answers_loss`),
+    the same loss in another order (see the module docstring).
     """
     device = model.device
     window = window or model.config.vst.window
@@ -164,11 +246,20 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
     if plan is None:
         plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed)
-    mem_k, mem_v, processed = build_memory(model, lead.prefix_ids.to(device), tokens, plan,
-                                           window)
     owner = torch.tensor([i for i, e in enumerate(examples) for _ in e.questions])
-    loss = answers_loss(model, mem_k, mem_v, [q for e in examples for q in e.questions],
-                        [a for e in examples for a in e.answers], owner)
+    questions = [q for e in examples for q in e.questions]
+    answers = [a for e in examples for a in e.answers]
+    prefix = lead.prefix_ids.to(device)
+    if schedule == "layers":
+        loss, mem_k, _ = layer_major_loss(model, prefix, tokens, plan, questions, answers, owner)
+    elif schedule == "windows":
+        mem_k, mem_v, _ = build_memory(model, prefix, tokens, plan, window)
+        loss = answers_loss(model, mem_k, mem_v, questions, answers, owner)
+    else:
+        raise ValueError(f"schedule must be 'layers' or 'windows', not {schedule!r}")
+    processed = prefix.numel() + sum(
+        (w.end - w.start) + (window_layout(w.end - w.start, w.ratio).num_vst if w.ratio else 0)
+        for w in plan)
     qa_tokens = sum(q.numel() + a.numel() for e in examples
                     for q, a in zip(e.questions, e.answers, strict=True))
     counts = Counts(answer_tokens=sum(e.num_answer_tokens for e in examples),
@@ -198,8 +289,9 @@ class TrainModule(nn.Module):
     """The model with the example loss as its ``forward``.
 
     FSDP all-gathers parameters in module forward hooks; the loss touches the model through
-    several methods (``encode_frames``, ``forward_chunk``, ``vst_embedding``, ...), so the
-    whole example forward is made one call of this root module.
+    several methods (``encode_frames``, ``forward_sequence``, ``vst_embedding``, ...), so the
+    whole example forward is made one call of this root module. It runs the layer-major
+    schedule: each decoder layer is called once per forward, whatever the windows.
     """
 
     def __init__(self, model: VideoXL, boundary: BoundaryConfig, window: int | None = None
@@ -214,5 +306,6 @@ class TrainModule(nn.Module):
         return group_loss(self.videoxl, group, self.boundary, self.window)
 
 
-__all__ = ["Counts", "TrainModule", "answer_loss", "answers_loss", "build_memory", "encode_prefix",
-           "example_loss", "group_examples", "group_loss", "text_embeddings"]
+__all__ = ["Counts", "Schedule", "TrainModule", "answer_loss", "answer_rows", "answers_loss",
+           "build_memory", "encode_prefix", "example_loss", "group_examples", "group_loss",
+           "layer_major_loss", "text_embeddings"]

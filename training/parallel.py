@@ -3,16 +3,26 @@
 Under ``torchrun`` (``WORLD_SIZE > 1``) every rank runs the same recipe on different examples;
 parameters, gradients and optimizer state are sharded with FSDP2 (`fully_shard`).
 
-Sharding units. FSDP2 all-gathers a unit's parameters in its module's ``forward`` hooks. The
-vision tower's encoder layers are ordinary modules called once per example, so each is a unit.
-The decoder is different: `Decoder.forward_chunk` runs its layers inline (norms, projections
-and MLP called one by one, never ``DecoderLayer.forward``), and the same layer runs once per
-window, several times in one example; per-layer units would see partial, repeated calls that
-FSDP2's hooks do not pair with backward. So the decoder stays in the root unit, the
-`TrainModule` whose ``forward`` is the whole example loss: its parameters are gathered once at
-the start of an example's forward and kept until that example's backward has reduce-scattered
-the gradients (the root never reshards after forward). At rest (between steps) everything,
+Sharding units (ZeRO-3). FSDP2 all-gathers a unit's parameters in its module's ``forward``
+hooks and frees them again after the call (``reshard_after_forward``); backward gathers them
+once more and reduce-scatters the gradients. The units are each vision encoder layer, each
+decoder layer (the training forward calls `DecoderLayer.forward_sequence` once per layer,
+registered as an FSDP forward method) and the root, the
+`TrainModule` whose ``forward`` is the whole example loss and which owns what is left
+(embeddings, VST embedding, projector, final norm, ``lm_head``). Layer-major, a decoder layer
+runs over all windows and the answers in that one call, so it is gathered once per forward
+and once per backward, and every rank makes the same collectives in the same order however
+its examples were cut into windows (window by window, rank 0's three windows would meet
+rank 1's two, and the collectives would hang). So at most one or two decoder layers' full
+parameters are on a GPU at a time, besides the root's. At rest (between steps) everything,
 optimizer state included, is sharded over the ranks.
+
+Every rank must also run the same number of forwards per step: `balance_groups` splits
+groups until the ranks agree.
+
+Parameters are gathered in float32, as stored: autocast then computes exactly as a single
+process does, which is what makes the 1-rank and W-rank losses agree (`tests/training/
+test_fsdp.py`); gathering bfloat16 copies would halve the traffic at that cost.
 
 Gradient reduction: FSDP2 averages gradients over ranks; the recipe scales each rank's loss so
 that the average is the gradient of the global token-mean loss (see `training.recipe`).
@@ -24,6 +34,7 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -31,6 +42,7 @@ import torch.distributed as dist
 from training.forward import TrainModule
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def shard(module: TrainModule, info: DistInfo) -> TrainModule:
-    """Apply FSDP2 in place: each vision encoder layer, then the root (see module docstring)."""
+    """Apply FSDP2 in place: each vision encoder layer, each decoder layer, then the root (see
+    the module docstring)."""
     if not info.distributed:
         return module
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
     model = module.videoxl
@@ -89,6 +102,10 @@ def shard(module: TrainModule, info: DistInfo) -> TrainModule:
         clip = getattr(clip, "vision_model", clip)
         for layer in clip.encoder.layers:
             fully_shard(layer, mesh=mesh)
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+        # the training forward calls this method, once per layer (`layer_major_loss`)
+        register_fsdp_forward_method(layer, "forward_sequence")
     fully_shard(module, mesh=mesh)
     return module
 
@@ -108,6 +125,32 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_max(values: list[float], info: DistInfo) -> list[float]:
+    """Element-wise maximum of host numbers over ranks."""
+    if not info.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def balance_groups(groups: list[list[T]], count: int) -> list[list[T]]:
+    """Split the largest groups (first one on ties, halves in order) until there are ``count``.
+
+    Every rank must run the same number of forwards in a step: each forward gathers and
+    reduce-scatters every sharded unit once, and those collectives pair up across ranks.
+    A rank with fewer (larger) groups splits them; the examples and their order stay.
+    """
+    out = [list(g) for g in groups]
+    if count > sum(len(g) for g in out):
+        raise ValueError(f"cannot make {count} groups of {sum(len(g) for g in out)} examples")
+    while len(out) < count:
+        i = max(range(len(out)), key=lambda j: len(out[j]))
+        half = (len(out[i]) + 1) // 2
+        out[i:i + 1] = [out[i][:half], out[i][half:]]
+    return out
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()
@@ -118,5 +161,5 @@ def close(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "close", "init_distributed", "set_gradient_sync",
-           "shard"]
+__all__ = ["DistInfo", "all_reduce_max", "all_reduce_sum", "balance_groups", "barrier", "close",
+           "init_distributed", "set_gradient_sync", "shard"]

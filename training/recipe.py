@@ -65,7 +65,9 @@ from training.lora import (
 )
 from training.parallel import (
     DistInfo,
+    all_reduce_max,
     all_reduce_sum,
+    balance_groups,
     close,
     init_distributed,
     set_gradient_sync,
@@ -462,6 +464,9 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     use_autocast = cfg.autocast and info.device.type == "cuda"
     loss_sum, counts = 0.0, Counts()
     groups = group_examples(examples, cfg.micro_batch)
+    if info.distributed:  # the same number of forwards on every rank (see balance_groups)
+        (most,) = all_reduce_max([len(groups)], info)
+        groups = balance_groups(groups, int(most))
     for j, group in enumerate(groups):
         set_gradient_sync(module, j == len(groups) - 1)
         ctx = torch.autocast("cuda", torch.bfloat16) if use_autocast else contextlib.nullcontext()

@@ -20,7 +20,7 @@ from torch import nn
 
 from .attention import full_coverage_attention
 from .config import LLMConfig
-from .rope import Rotation
+from .rope import Rotation, apply_rope, rope_cos_sin
 
 # Shapes: B batch (1 per stream), T chunk tokens, M cached tokens, C hidden, H query heads,
 # G key/value heads, D head_dim, V vocabulary.
@@ -97,6 +97,36 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs.to(v.dtype), v)  # (B, G, H/G, D)
     return out.reshape(b, h, 1, d)
+
+
+@dataclass
+class SequenceChunk:
+    """How one chunk of `DecoderLayer.forward_sequence` attends and what it leaves behind."""
+
+    rotate: Rotation
+    """RoPE of the chunk's positions: M..M+T-1 after the M memory rows kept before it."""
+    route: TokenRoute | None = None
+    """Its VST rows (None: all ordinary)."""
+    keep: torch.Tensor | None = None
+    """Rows (int64) whose K/V join the memory for later chunks; None: all rows."""
+    reads: torch.Tensor | None = None
+    """For each of its B rows, the memory row it reads (int64, (B,)); None: memory row b, or
+    row 0 broadcast while the memory holds one row (a shared prompt)."""
+    need_output: bool = True
+    """False when only its K/V matter: attention and the MLP are skipped for it."""
+
+
+class _RotatedMemory(KVSink):
+    """One layer's memory, keys already rotated to 0..M-1, for a chunk of `forward_sequence`."""
+
+    def __init__(self, keys: torch.Tensor | None, values: torch.Tensor | None) -> None:
+        self.keys, self.values = keys, values
+
+    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys is None:
+            return k_rot, v
+        return torch.cat((self.keys, k_rot), dim=2), torch.cat((self.values, v), dim=2)
 
 
 class Attention(nn.Module):
@@ -179,6 +209,85 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
+    def forward(self, x: torch.Tensor, index: int, rotate: Rotation, cache: KVSink,
+                route: TokenRoute | None = None, keep: torch.Tensor | None = None,
+                need_output: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """One layer over a chunk x (B, T, C) at layer ``index`` of ``cache``.
+
+        A module call rather than inline code in `Decoder.forward_chunk`, so that per-layer
+        wrappers see it: FSDP2 gathers one layer's parameters around this call (and its
+        backward), and it is the unit of activation checkpointing.
+
+        Returns the layer's output (B, T, C) -- None when ``need_output`` is False, where only
+        this layer's keys and values matter, so attention and the MLP are skipped -- and the
+        pre-RoPE keys and values (B, G, T', D) of the ``keep`` rows (all rows when None).
+        """
+        h = self.input_layernorm(x)
+        q, k, v = self.self_attn.project(h, route, need_q=need_output)  # pre-RoPE
+        kept_k = k if keep is None else k.index_select(2, keep)
+        kept_v = v if keep is None else v.index_select(2, keep)
+        if not need_output:
+            return None, kept_k, kept_v
+        k_all, v_all = cache.extend(index, rotate(k), v)
+        heads = self.self_attn.attend(q, k_all, v_all, rotate, cache.mask)
+        x = x + self.self_attn.o_proj(heads)
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, kept_k, kept_v
+
+    def forward_sequence(self, xs: list[torch.Tensor], chunks: list[SequenceChunk], theta: float
+                         ) -> tuple[list[torch.Tensor | None], torch.Tensor, torch.Tensor]:
+        """This layer over a sequence of chunks, in order ("layer-major"): chunk i attends,
+        full-coverage, to the rows the chunks before it kept, as if each had been one
+        `Decoder.forward_chunk` over the memory so far. Running every layer this way over
+        [prompt | window 1 | ... | question] computes exactly what window-by-window encoding
+        computes, with one call per layer instead of one per window.
+
+        One module method, so that a per-layer wrapper sees a fixed number of calls whatever
+        the windows: FSDP2 gathers the layer once around it (`training.parallel`).
+
+        Args:
+            xs: chunk inputs (B_i, T_i, C); a chunk's B_i is 1 (shared) or the memory's rows.
+            chunks: how each attends and what it keeps (`SequenceChunk`).
+            theta: RoPE base, to rotate kept keys to their packed memory positions.
+
+        Returns:
+            Each chunk's output (B_i, T_i, C) (None where ``need_output`` is False) and the
+            memory every chunk kept, pre-RoPE keys and values (B, G, M, D).
+        """
+        mem_k: torch.Tensor | None = None  # (B, G, M, D) pre-RoPE
+        mem_v: torch.Tensor | None = None
+        mem_k_rot: torch.Tensor | None = None  # the same keys rotated to 0..M-1
+        outs: list[torch.Tensor | None] = []
+        for x, chunk in zip(xs, chunks, strict=True):
+            b = x.shape[0]
+            view = (mem_k_rot, mem_v)
+            if mem_k_rot is not None and chunk.reads is not None and mem_k_rot.shape[0] > 1:
+                view = (mem_k_rot.index_select(0, chunk.reads), mem_v.index_select(0, chunk.reads))
+            elif mem_k_rot is not None and mem_k_rot.shape[0] != b:
+                view = tuple(t.expand(b, -1, -1, -1) for t in view)  # one shared prompt row
+            # `forward`, not `self(...)`: module hooks (FSDP's gather) run once, around this
+            # whole method, not once per chunk
+            out, k, v = self.forward(x, 0, chunk.rotate, _RotatedMemory(*view), chunk.route,
+                                     chunk.keep, chunk.need_output)
+            outs.append(out)
+            if k.shape[2] == 0:
+                continue
+            m = 0 if mem_k is None else mem_k.shape[2]
+            positions = torch.arange(m, m + k.shape[2], device=k.device)
+            k_rot = apply_rope(k, *rope_cos_sin(positions, k.shape[-1], theta, k.dtype))
+            if mem_k is None:
+                mem_k, mem_v, mem_k_rot = k, v, k_rot
+                continue
+            if mem_k.shape[0] != k.shape[0]:  # a shared prompt row meets B rows
+                mem_k, mem_v, mem_k_rot = (t.expand(k.shape[0], -1, -1, -1)
+                                           for t in (mem_k, mem_v, mem_k_rot))
+            mem_k = torch.cat((mem_k, k), dim=2)
+            mem_v = torch.cat((mem_v, v), dim=2)
+            mem_k_rot = torch.cat((mem_k_rot, k_rot), dim=2)
+        assert mem_k is not None and mem_v is not None, "no chunk kept any rows"
+        return outs, mem_k, mem_v
+
 
 @dataclass
 class ChunkKV:
@@ -227,16 +336,11 @@ class Decoder(nn.Module):
         kept_k, kept_v = [], []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer.input_layernorm(x)
-            skip_rest = i == last and not need_hidden
-            q, k, v = layer.self_attn.project(h, route, need_q=not skip_rest)  # pre-RoPE
-            kept_k.append(k if keep is None else k.index_select(2, keep))
-            kept_v.append(v if keep is None else v.index_select(2, keep))
-            if skip_rest:
-                break
-            k_all, v_all = cache.extend(i, rotate(k), v)
-            heads = layer.self_attn.attend(q, k_all, v_all, rotate, cache.mask)
-            x = x + layer.self_attn.o_proj(heads)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            out, k, v = layer(x, i, rotate, cache, route, keep,
+                              need_output=need_hidden or i < last)
+            kept_k.append(k)
+            kept_v.append(v)
+            if out is not None:
+                x = out
         kv = ChunkKV(torch.stack(kept_k), torch.stack(kept_v))  # (L, B, G, T', D)
         return (self.norm(x) if need_hidden else None), kv
