@@ -103,7 +103,9 @@ class RecipeConfig:
     """Everything a run needs; JSON-serialisable (saved in every checkpoint)."""
 
     model: str = "tiny-random"
-    """"tiny-random" (the conformance-shaped random model, for tests) or a checkpoint folder."""
+    """"tiny-random" (the conformance-shaped random model, for tests), "random:<shape>" (random
+    weights of a named shape such as ``random:videoxl-7b``, built on the training device:
+    scaling runs; `streamvxl.model.shapes`), or a checkpoint folder."""
     tokenizer: str | None = None
     """Tokenizer folder; None: the model folder (or the tiny test tokenizer for tiny-random)."""
     stages: tuple[Stage, ...] = (Stage(300, (2, 4)), Stage(300, (8, 12, 16)))
@@ -179,6 +181,9 @@ class RecipeConfig:
     """Checkpoint every this many steps (0: only at the end or on a time/step limit)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (0: all)."""
+    checkpoints: bool = True
+    """False: write no checkpoint at all (scaling and speed runs: a 7B model's full training
+    state is ~135 GB)."""
     output_dir: str = "runs/recipe"
     """Checkpoints, metrics.jsonl and config.json go here."""
     resume: bool = False
@@ -301,10 +306,12 @@ LORA_FILE = "lora.safetensors"
 """A checkpoint's adapters (W0, A, B; `training.lora.save_lora`), beside its ``model/``."""
 
 
-def load_model(cfg: RecipeConfig, checkpoint: Path | None) -> tuple[VideoXL, Any, Preprocessor]:
-    """The model (float32, CPU), its tokenizer and frame preprocessing; with ``lora_rank``, its
-    adapters: fresh ones, or a checkpoint's."""
-    model, tokenizer, preprocess = _load_weights(cfg, checkpoint)
+def load_model(cfg: RecipeConfig, checkpoint: Path | None, device: torch.device | str = "cpu"
+               ) -> tuple[VideoXL, Any, Preprocessor]:
+    """The model (float32; on the CPU, except a ``random:`` shape, built on ``device``), its
+    tokenizer and frame preprocessing; with ``lora_rank``, its adapters: fresh ones, or a
+    checkpoint's."""
+    model, tokenizer, preprocess = _load_weights(cfg, checkpoint, device)
     if cfg.lora_rank is not None and checkpoint is not None:
         path = checkpoint / LORA_FILE
         if not path.is_file():
@@ -320,7 +327,7 @@ def load_model(cfg: RecipeConfig, checkpoint: Path | None) -> tuple[VideoXL, Any
     return model, tokenizer, preprocess
 
 
-def _load_weights(cfg: RecipeConfig, checkpoint: Path | None
+def _load_weights(cfg: RecipeConfig, checkpoint: Path | None, device: torch.device | str
                   ) -> tuple[VideoXL, Any, Preprocessor]:
     from transformers import AutoTokenizer
 
@@ -333,6 +340,15 @@ def _load_weights(cfg: RecipeConfig, checkpoint: Path | None
         from streamvxl.testing import make_tokenizer, random_videoxl
 
         model = random_videoxl(cfg.seed)
+        return model, make_tokenizer(), Preprocessor(model.image_size)
+    if cfg.model.startswith("random:"):
+        from streamvxl.model.shapes import model_shape, random_model
+        from streamvxl.testing import make_tokenizer
+
+        shape, vision = model_shape(cfg.model.removeprefix("random:"))
+        # on the device: 7B parameters would take minutes to draw on a host
+        model = random_model(shape, vision, device, torch.float32, cfg.seed)
+        log.info("built %s with random weights on %s", cfg.model, device)
         return model, make_tokenizer(), Preprocessor(model.image_size)
     folder = Path(cfg.model)
     model = load_videoxl(folder, device="cpu", dtype=torch.float32)
@@ -462,6 +478,8 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     (total_targets,) = all_reduce_sum([local_targets], info)
     scale = info.world_size / total_targets  # FSDP averages over W: see the module docstring
     use_autocast = cfg.autocast and info.device.type == "cuda"
+    if info.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(info.device)
     loss_sum, counts = 0.0, Counts()
     groups = group_examples(examples, cfg.micro_batch)
     if info.distributed:  # the same number of forwards on every rank (see balance_groups)
@@ -483,9 +501,14 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
         [loss_sum, counts.llm_tokens, counts.memory_tokens, counts.windows, counts.intervals],
         info)
     n = info.world_size * len(examples)
-    return {"loss": g_loss / total_targets, "grad_norm": grad_norm,
-            "answer_tokens": total_targets, "llm_tokens": g_llm,
-            "memory_tokens": g_mem / n, "windows": g_win / n, "intervals": g_int / n}
+    row = {"loss": g_loss / total_targets, "grad_norm": grad_norm,
+           "answer_tokens": total_targets, "llm_tokens": g_llm,
+           "memory_tokens": g_mem / n, "windows": g_win / n, "intervals": g_int / n}
+    if info.device.type == "cuda":  # every rank's peak, in rank order
+        mine = [0.0] * info.world_size
+        mine[info.rank] = torch.cuda.max_memory_allocated(info.device) / 2**30
+        row["peak_gib"] = all_reduce_sum(mine, info)
+    return row
 
 
 def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
@@ -501,7 +524,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     out = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(out) if cfg.resume else None
     torch.manual_seed(cfg.seed)
-    model, tokenizer, preprocess = load_model(cfg, checkpoint)
+    model, tokenizer, preprocess = load_model(cfg, checkpoint, info.device)
     set_trainable(model, cfg)
     module = TrainModule(model.to(info.device).train(), cfg.boundary, cfg.window)
     shard(module, info)
@@ -524,6 +547,8 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     last = min(cfg.total_steps, cfg.max_steps or cfg.total_steps)
 
     def save(at: int) -> None:
+        if not cfg.checkpoints:
+            return
         # with LoRA the model's state dict holds the merged weights: ``model/`` is the trained
         # model; W0 and the adapters (for resuming) go to LORA_FILE beside it
         adapters = lora_state(module.videoxl) if cfg.lora_rank is not None else None
@@ -555,7 +580,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
             dt = time.perf_counter() - t0
             row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,
                    **stats, "tokens_per_s": stats["llm_tokens"] / dt, "step_s": dt,
-                   "data_s": t_data}
+                   "data_s": t_data, "ranks": info.world_size}
             rows.append(row)
             if info.is_main:
                 with (out / "metrics.jsonl").open("a") as fh:
@@ -565,6 +590,9 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
                              "%.0f tok/s %.2f s/step (data %.2f s)", step, cfg.total_steps,
                              stage_index, stage.ratios, row["loss"], lr, row["grad_norm"],
                              row["memory_tokens"], row["tokens_per_s"], dt, t_data)
+                    if "peak_gib" in row:
+                        log.info("peak GPU memory per rank: %s GiB",
+                                 " ".join(f"{g:.1f}" for g in row["peak_gib"]))
             out_of_time = cfg.max_minutes is not None and \
                 time.perf_counter() - start_time > cfg.max_minutes * 60
             (out_of_time_any,) = all_reduce_sum([float(out_of_time)], info)  # all ranks agree

@@ -117,3 +117,26 @@ def test_flags_and_json_config_agree(tmp_path: Path) -> None:
 def test_bad_config_is_rejected_by_name(bad: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         config_from_dict(bad)
+
+
+def test_random_shape_is_the_same_model_for_every_process(tmp_path: Path) -> None:
+    from training.recipe import load_model
+
+    cfg = tiny_run(tmp_path, model="random:tiny", seed=5)
+    a, _, pre = load_model(cfg, None)
+    b, _, _ = load_model(cfg, None)
+    c, _, _ = load_model(tiny_run(tmp_path, model="random:tiny", seed=6), None)
+    assert pre.image_size == a.image_size == 56
+    for (name, p), q, r in zip(a.state_dict().items(), b.state_dict().values(),
+                               c.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name  # each rank builds the same weights before sharding
+        if p.numel() > 16 and "norm" not in name:
+            assert not torch.equal(p, r), name
+    with pytest.raises(ValueError, match="unknown model shape 'huge'; known: videoxl-7b, tiny"):
+        load_model(tiny_run(tmp_path, model="random:huge"), None)
+
+
+def test_no_checkpoints_writes_none(tmp_path: Path) -> None:
+    train(tiny_run(tmp_path, stages=[[3, [2]]], checkpoints=False))
+    assert not list(tmp_path.glob("step_*"))
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
