@@ -20,9 +20,13 @@ optimizer state included, is sharded over the ranks.
 Every rank must also run the same number of forwards per step: `balance_groups` splits
 groups until the ranks agree.
 
-Parameters are gathered in float32, as stored: autocast then computes exactly as a single
-process does, which is what makes the 1-rank and W-rank losses agree (`tests/training/
-test_fsdp.py`); gathering bfloat16 copies would halve the traffic at that cost.
+Under bfloat16 autocast (CUDA) the ranks gather bfloat16 copies of the weights and reduce
+gradients in float32 (FSDP's mixed precision). Gathering float32 and letting autocast cast
+would keep a bfloat16 copy of every weight alive from its first use to the end of the backward
+(autocast caches its casts, and the matmuls save them): the whole model again, 16 GB at 7B,
+on every GPU. Matmuls see the same bfloat16 weights either way; only ops that autocast runs
+in float32 (CLIP's layer norms) see rounded weights. In float32 (CPU, the tests) the ranks
+gather float32 and compute exactly as one process does (`tests/training/test_fsdp.py`).
 
 Gradient reduction: FSDP2 averages gradients over ranks; the recipe scales each rank's loss so
 that the average is the gradient of the global token-mean loss (see `training.recipe`).
@@ -31,6 +35,7 @@ that the average is the gradient of the global token-mean loss (see `training.re
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -87,31 +92,41 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, dev)
 
 
-def shard(module: TrainModule, info: DistInfo) -> TrainModule:
+def shard(module: TrainModule, info: DistInfo, param_dtype: torch.dtype | None = None
+          ) -> TrainModule:
     """Apply FSDP2 in place: each vision encoder layer, each decoder layer, then the root (see
-    the module docstring)."""
+    the module docstring). ``param_dtype``: gather weights in this dtype (gradients are
+    reduced in float32); None: as stored."""
     if not info.distributed:
         return module
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import (
+        MixedPrecisionPolicy,
+        fully_shard,
+        register_fsdp_forward_method,
+    )
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) \
+        if param_dtype is not None else MixedPrecisionPolicy()
+    fully_shard = functools.partial(fully_shard, mesh=mesh, mp_policy=policy)
     model = module.videoxl
     if model.has_vision:
         clip = model.model.vision_tower.vision_tower
         clip = getattr(clip, "vision_model", clip)
         for layer in clip.encoder.layers:
-            fully_shard(layer, mesh=mesh)
+            fully_shard(layer)
     for layer in model.model.layers:
-        fully_shard(layer, mesh=mesh)
+        fully_shard(layer)
         # the training forward calls this method, once per layer (`layer_major_loss`)
         register_fsdp_forward_method(layer, "forward_sequence")
-    fully_shard(module, mesh=mesh)
+    fully_shard(module)
     return module
 
 
 def set_gradient_sync(module: TrainModule, sync: bool) -> None:
-    """FSDP: reduce-scatter gradients only on the last micro-batch of a step."""
+    """FSDP: whether the next backward reduce-scatters the gradients (False: they accumulate
+    unsharded until a backward that does)."""
     if hasattr(module, "set_requires_gradient_sync"):
         module.set_requires_gradient_sync(sync)
 

@@ -13,6 +13,10 @@
 #                ~135 GB before any activation, so it is expected not to fit an H200
 #   lora_1gpu / lora_<G>gpu   rank-16 LoRA on every LLM linear + projector + VST embedding
 #                (fits one GPU): loss parity and the speed-up of G GPUs over one
+#   lora_1gpu_repeat   (only if named in RUNS) lora_1gpu again: how far two runs of the same
+#                one-GPU job drift apart (non-deterministic GPU kernels), the yardstick
+#                for the parity column
+# RUNS="..." picks and orders the runs (default: the first four).
 # then prints the side-by-side tables (training.compare_runs) into OUT/full.md, OUT/lora.md.
 set -uo pipefail
 OUT=${1:?usage: training/scale_out.sh OUT [GPUS]}
@@ -39,17 +43,23 @@ run() {  # name, launcher..., -- recipe flags...
       | cut -c1-220 | tail -n 8
   echo "== $name: exit $rc"
 }
-multi=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m training.recipe --batch 2)
+multi=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m training.recipe
+       --batch 2)
 single=("$PY" -m training.recipe --batch "$GLOBAL")
 
-run "full_${GPUS}gpu" "${multi[@]}"
-run full_1gpu "${single[@]}"
-run lora_1gpu "${single[@]}" "${LORA[@]}"
-run "lora_${GPUS}gpu" "${multi[@]}" "${LORA[@]}"
+for name in ${RUNS:-full_1gpu full_${GPUS}gpu lora_1gpu lora_${GPUS}gpu}; do
+  case $name in
+    full_1gpu) run "$name" "${single[@]}" ;;
+    full_*gpu) run "$name" "${multi[@]}" ;;
+    lora_1gpu*) run "$name" "${single[@]}" "${LORA[@]}" ;;  # lora_1gpu_repeat: the noise floor
+    lora_*gpu) run "$name" "${multi[@]}" "${LORA[@]}" ;;
+    *) echo "unknown run $name" >&2; exit 2 ;;
+  esac
+done
 
 for kind in full lora; do  # one table each, the one-GPU run (when it ran) as the reference
   runs=()
-  for name in "${kind}_1gpu" "${kind}_${GPUS}gpu"; do
+  for name in "${kind}_1gpu" "${kind}_${GPUS}gpu" "${kind}_1gpu_repeat"; do
     [ -s "$OUT/$name/metrics.jsonl" ] && runs+=("$OUT/$name")
   done
   [ ${#runs[@]} -gt 0 ] && "$PY" -m training.compare_runs "${runs[@]}" --skip 3 \

@@ -60,7 +60,10 @@ def _losses(output_dir: Path) -> list[float]:
 LORA = {"lora_rank": 4, "train_llm": False, "train_vision": False,
         "lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                          "down_proj", "beacon_q_proj", "beacon_k_proj", "beacon_v_proj"]}
-TRAINING = {"full": {}, "lora": LORA}
+# name -> (recipe fields, examples per rank and step); the 1-rank reference takes twice as many
+TRAINING = {"full": ({}, 1), "lora": (LORA, 1),
+            # two forwards per rank and step, gradients reduce-scattered after each
+            "full_reduce_each": ({"reduce_each_micro_batch": True}, 2)}
 
 
 def _worker(output_dir: Path, mode: str) -> None:
@@ -69,9 +72,9 @@ def _worker(output_dir: Path, mode: str) -> None:
         train(_config(output_dir, batch=2, micro_batch=2))
     else:
         # interrupted after INTERRUPT steps, then resumed in the same processes
-        kw = TRAINING[mode]
-        train(_config(output_dir, batch=1, max_steps=INTERRUPT, **kw))
-        train(_config(output_dir, batch=1, resume=True, **kw))
+        kw, batch = TRAINING[mode]
+        train(_config(output_dir, batch=batch, max_steps=INTERRUPT, **kw))
+        train(_config(output_dir, batch=batch, resume=True, **kw))
     close(init_distributed("cpu"))
 
 
@@ -95,7 +98,8 @@ def test_two_ranks_match_one_rank_with_accumulation(tmp_path: Path, training: st
     torch.set_num_threads(1)
     try:
         one = tmp_path / "one_rank"
-        train(_config(one, batch=2, **TRAINING[training]))
+        kw, batch = TRAINING[training]
+        train(_config(one, batch=2 * batch, **kw))
     finally:
         torch.set_num_threads(threads)
     out, _ = proc.communicate(timeout=120)
