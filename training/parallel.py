@@ -20,13 +20,14 @@ optimizer state included, is sharded over the ranks.
 Every rank must also run the same number of forwards per step: `balance_groups` splits
 groups until the ranks agree.
 
-Under bfloat16 autocast (CUDA) the ranks gather bfloat16 copies of the weights and reduce
-gradients in float32 (FSDP's mixed precision). Gathering float32 and letting autocast cast
-would keep a bfloat16 copy of every weight alive from its first use to the end of the backward
-(autocast caches its casts, and the matmuls save them): the whole model again, 16 GB at 7B,
-on every GPU. Matmuls see the same bfloat16 weights either way; only ops that autocast runs
-in float32 (CLIP's layer norms) see rounded weights. In float32 (CPU, the tests) the ranks
-gather float32 and compute exactly as one process does (`tests/training/test_fsdp.py`).
+Under bfloat16 autocast (CUDA) the ranks can gather bfloat16 copies of the weights and reduce
+gradients in float32 (FSDP's mixed precision; `RecipeConfig.fsdp_param_dtype`). Gathering
+float32 and letting autocast cast keeps a bfloat16 copy of every weight alive from its first
+use to the end of the backward (autocast caches its casts, and the matmuls save them): the
+whole model again, 16 GB at 7B, on every GPU. Matmuls see the same bfloat16 weights either
+way; only ops that autocast runs in float32 (CLIP's layer norms) see rounded weights, and
+LoRA's merged W0 + B A is rounded twice. Gathering float32 (and on the CPU, in the tests) the
+ranks compute exactly as one process does (`tests/training/test_fsdp.py`).
 
 Gradient reduction: FSDP2 averages gradients over ranks; the recipe scales each rank's loss so
 that the average is the gradient of the global token-mean loss (see `training.recipe`).

@@ -39,7 +39,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -195,8 +195,15 @@ class RecipeConfig:
     device: str = "auto"
     """"auto" (CUDA when available), "cpu" or "cuda"."""
     autocast: bool = True
-    """bfloat16 autocast on CUDA (parameters and optimizer stay float32). Under FSDP the
-    ranks then gather bfloat16 copies of the weights (`training.parallel.shard`)."""
+    """bfloat16 autocast on CUDA (parameters and optimizer stay float32)."""
+    fsdp_param_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """Under FSDP with autocast: the dtype the ranks gather weights in (`training.parallel`).
+    "bfloat16": half the traffic, and no bfloat16 copy of every weight kept through the
+    backward (16 GB at 7B); only ops autocast runs in float32 (CLIP's layer norms) see rounded
+    weights. "float32": each rank computes exactly what one process computes. "auto":
+    bfloat16 for full fine-tuning, float32 with LoRA, whose forward merges W0 + B A: gathering
+    W0 in bfloat16 first rounds the adapter's small change away (measured: a 2-GPU 7B LoRA
+    run drifted 10 % from the 1-GPU losses, against 0.7 % with float32)."""
     reduce_each_micro_batch: bool = False
     """Under FSDP: reduce-scatter the gradients after every forward group, so they stay
     sharded, instead of accumulating them unsharded until the step's last group (one
@@ -239,6 +246,22 @@ class RecipeConfig:
             raise ValueError("RecipeConfig.lora_targets must name at least one linear layer")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError("RecipeConfig.lora_dropout must lie in [0, 1)")
+        if self.fsdp_param_dtype not in ("auto", "bfloat16", "float32"):
+            raise ValueError("RecipeConfig.fsdp_param_dtype must be auto, bfloat16 or float32, "
+                             f"not {self.fsdp_param_dtype!r}")
+        if self.fsdp_param_dtype == "bfloat16" and self.lora_rank is not None:
+            raise ValueError("RecipeConfig.fsdp_param_dtype bfloat16 rounds LoRA's frozen "
+                             "weights before the adapter is merged in, and small adapter "
+                             "changes vanish: use float32 (or auto) with lora_rank")
+
+    @property
+    def fsdp_gather_dtype(self) -> torch.dtype | None:
+        """The dtype FSDP gathers weights in under CUDA autocast (None: as stored)."""
+        if not self.autocast or self.fsdp_param_dtype == "float32":
+            return None
+        if self.fsdp_param_dtype == "auto" and self.lora_rank is not None:
+            return None
+        return torch.bfloat16
 
     @property
     def total_steps(self) -> int:
@@ -533,7 +556,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     model, tokenizer, preprocess = load_model(cfg, checkpoint, info.device)
     set_trainable(model, cfg)
     module = TrainModule(model.to(info.device).train(), cfg.boundary, cfg.window)
-    shard(module, info, torch.bfloat16 if cfg.autocast and info.device.type == "cuda" else None)
+    shard(module, info, cfg.fsdp_gather_dtype if info.device.type == "cuda" else None)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
                                   lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))

@@ -113,7 +113,10 @@ def test_flags_and_json_config_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad, field", [({"stages": []}, "stages"), ({"batch": 0}, "batch"),
                                         ({"stages": [[3, [0]]]}, "ratios"),
-                                        ({"learning_rate": 1.0}, "unknown")])
+                                        ({"learning_rate": 1.0}, "unknown"),
+                                        ({"fsdp_param_dtype": "float16"}, "fsdp_param_dtype"),
+                                        ({"fsdp_param_dtype": "bfloat16", "lora_rank": 4},
+                                         "fsdp_param_dtype bfloat16 rounds LoRA")])
 def test_bad_config_is_rejected_by_name(bad: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         config_from_dict(bad)
@@ -140,3 +143,10 @@ def test_no_checkpoints_writes_none(tmp_path: Path) -> None:
     train(tiny_run(tmp_path, stages=[[3, [2]]], checkpoints=False))
     assert not list(tmp_path.glob("step_*"))
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("fields, gathered", [
+    ({}, torch.bfloat16), ({"lora_rank": 4}, None), ({"fsdp_param_dtype": "float32"}, None),
+    ({"fsdp_param_dtype": "bfloat16"}, torch.bfloat16), ({"autocast": False}, None)])
+def test_fsdp_gather_dtype(fields: dict, gathered) -> None:
+    assert RecipeConfig(**fields).fsdp_gather_dtype == gathered
