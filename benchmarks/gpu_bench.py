@@ -161,21 +161,33 @@ def bench_ingest(model, tok, res: Results, args, peak_flops: float) -> None:
     clip = frames(n, args.height, args.width)
     for ratio in (8, 16):
         for vsts in mem_sizes:
-            mem = make_memory(model, tok, ratio)
-            fill_memory(mem, vsts)
-            mem.extend(clip[:mem.config.boundary.max_frames])  # warm-up: one interval
-            mem.flush()
-            before = mem.engine.store.num_tokens
-            t = timed(lambda mem=mem: mem.extend(clip), model.device)
+            # The same stream twice on fresh memories, the second reported: memory grows by
+            # thousands of tokens over the stream, so the first pass meets new shapes (cuDNN
+            # plans per 2048-token bucket, GEMM heuristics) that a long-running stream has long
+            # seen; the first pass's rate is kept in the note.
+            passes = [_ingest_pass(model, tok, ratio, vsts, clip) for _ in range(2)]
+            (_, _, first), (mem, before, t) = passes
             fps = n / t
             win_raw = mem.engine.window
             per_frame = vision_flops(mem) + window_flops(mem, win_raw, ratio, before) * (
                 mem.model.tokens_per_frame / win_raw)
             res.add("ingest", f"r={ratio} mem={vsts} VSTs", fps, "frames/s",
                     f"{100 * per_frame * fps / peak_flops:.0f}% of matmul roofline "
-                    f"({per_frame / 1e12:.2f} TFLOP/frame)")
-            del mem
+                    f"({per_frame / 1e12:.2f} TFLOP/frame; first pass {n / first:.0f}/s)")
+            del mem, passes
             torch.cuda.empty_cache() if model.device.type == "cuda" else None
+
+
+def _ingest_pass(model, tok, ratio: int, vsts: int, clip: list[np.ndarray]
+                 ) -> tuple[VideoMemory, int, float]:
+    """A memory holding ``vsts`` VSTs and one warm-up interval, its token count, and the
+    seconds to ``extend`` it by ``clip``."""
+    mem = make_memory(model, tok, ratio)
+    fill_memory(mem, vsts)
+    mem.extend(clip[:mem.config.boundary.max_frames])  # warm-up: one interval
+    mem.flush()
+    before = mem.engine.store.num_tokens
+    return mem, before, timed(lambda: mem.extend(clip), model.device)
 
 
 def bench_ask(model, tok, res: Results, args, bandwidth: float) -> None:
