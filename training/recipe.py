@@ -107,7 +107,8 @@ class RecipeConfig:
     weights of a named shape such as ``random:videoxl-7b``, built on the training device:
     scaling runs; `streamvxl.model.shapes`), or a checkpoint folder."""
     tokenizer: str | None = None
-    """Tokenizer folder; None: the model folder (or the tiny test tokenizer for tiny-random)."""
+    """Tokenizer folder; None: the model folder (or the tiny test tokenizer for tiny-random and
+    random:<shape>)."""
     stages: tuple[Stage, ...] = (Stage(300, (2, 4)), Stage(300, (8, 12, 16)))
     """The curriculum, small ratios first."""
     lr: float = 2e-4
@@ -202,8 +203,9 @@ class RecipeConfig:
     backward (16 GB at 7B); only ops autocast runs in float32 (CLIP's layer norms) see rounded
     weights. "float32": each rank computes exactly what one process computes. "auto":
     bfloat16 for full fine-tuning, float32 with LoRA, whose forward merges W0 + B A: gathering
-    W0 in bfloat16 first rounds the adapter's small change away (measured: a 2-GPU 7B LoRA
-    run drifted 10 % from the 1-GPU losses, against 0.7 % with float32)."""
+    W0 in bfloat16 first rounds the adapter's small change away (measured, 7B on 2 GPUs over
+    16 steps: losses 9.7 % off the 1-GPU run with bfloat16, 0.5 % with float32, and two 1-GPU
+    runs 0.8 % apart; `docs/scale_out.md`)."""
     reduce_each_micro_batch: bool = False
     """Under FSDP: reduce-scatter the gradients after every forward group, so they stay
     sharded, instead of accumulating them unsharded until the step's last group (one
