@@ -42,6 +42,7 @@ from streamvxl.model.layout import window_layout
 from streamvxl.model.rope import Rotation
 from streamvxl.model.videoxl import VideoXL
 from training.batch import Example, WindowPlan, plan_windows
+from training.lora import merge_once
 
 Schedule = Literal["layers", "windows"]
 
@@ -250,13 +251,15 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     questions = [q for e in examples for q in e.questions]
     answers = [a for e in examples for a in e.answers]
     prefix = lead.prefix_ids.to(device)
-    if schedule == "layers":
-        loss, mem_k, _ = layer_major_loss(model, prefix, tokens, plan, questions, answers, owner)
-    elif schedule == "windows":
-        mem_k, mem_v, _ = build_memory(model, prefix, tokens, plan, window)
-        loss = answers_loss(model, mem_k, mem_v, questions, answers, owner)
-    else:
-        raise ValueError(f"schedule must be 'layers' or 'windows', not {schedule!r}")
+    with merge_once(model):  # LoRA layers merge once, not once per chunk
+        if schedule == "layers":
+            loss, mem_k, _ = layer_major_loss(model, prefix, tokens, plan, questions, answers,
+                                              owner)
+        elif schedule == "windows":
+            mem_k, mem_v, _ = build_memory(model, prefix, tokens, plan, window)
+            loss = answers_loss(model, mem_k, mem_v, questions, answers, owner)
+        else:
+            raise ValueError(f"schedule must be 'layers' or 'windows', not {schedule!r}")
     processed = prefix.numel() + sum(
         (w.end - w.start) + (window_layout(w.end - w.start, w.ratio).num_vst if w.ratio else 0)
         for w in plan)

@@ -30,8 +30,10 @@ Shapes: O output features, I input features, R rank.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -101,13 +103,26 @@ class LoRALinear(nn.Linear):
         with torch.autocast(self.weight.device.type, enabled=False):
             return merge_low_rank(self.weight, *self.factors()).to(self.weight.dtype)
 
+    merged_cache: dict[torch.dtype, torch.Tensor] | None = None
+    """While `merge_once` is active: the merged weight of this forward, per compute dtype."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dropout > 0 and self.training:  # dropout acts on the adapter's input only
             a, b = self.factors()
             low = F.linear(F.linear(F.dropout(x, self.dropout, True), a.to(x.dtype)),
                            b.to(x.dtype))
             return F.linear(x, self.weight, self.bias) + low
-        return F.linear(x, self.merged_weight(), self.bias)
+        if self.merged_cache is None:
+            return F.linear(x, self.merged_weight(), self.bias)
+        kind = x.device.type
+        # the dtype the matmul runs in: autocast would cast the merged weight to it on every
+        # call (and save each cast for the backward); cast once instead, the same rounding
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) \
+            else self.weight.dtype
+        w = self.merged_cache.get(dtype)
+        if w is None:
+            w = self.merged_cache[dtype] = self.merged_weight().to(dtype)
+        return F.linear(x, w, self.bias)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
         # the plain layer's state: W merged, no adapters (see the module docstring)
@@ -166,6 +181,30 @@ def add_lora(model: nn.Module, targets: tuple[str, ...] = VST_TARGETS, rank: int
         _swap(model, name, LoRALinear.from_linear(linear, rank, alpha, dropout, generator))
         names.append(name)
     return names
+
+
+@contextlib.contextmanager
+def merge_once(model: nn.Module) -> Iterator[None]:
+    """Within the block every adapted layer merges W0 + B A once (per compute dtype) and reuses
+    it for all its calls.
+
+    The training forward calls a layer once per chunk (prompt, each window, the answers). Merged
+    per call, each call costs a merge and, under autocast, a half-precision copy of the whole
+    weight that the backward keeps: at 7B, five chunks held five copies of every weight. Merged
+    once, one copy serves every chunk. The values are the same (the same merge, the same
+    rounding); the gradients of A and B sum the calls' contributions as before.
+
+    Leave the block before the parameters change (an optimizer step): the merges would be stale.
+    A model without adapters passes through unchanged.
+    """
+    layers = list(lora_modules(model).values())
+    for m in layers:
+        m.merged_cache = {}
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.merged_cache = None
 
 
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
@@ -287,4 +326,5 @@ def load_lora(model: nn.Module, path: str | Path) -> list[str]:
 
 
 __all__ = ["VST_TARGETS", "LoRALinear", "add_lora", "load_lora", "lora_factors", "lora_modules",
-           "lora_state", "merge_lora", "read_lora_metadata", "save_lora", "set_lora_factors"]
+           "lora_state", "merge_lora", "merge_once", "read_lora_metadata", "save_lora",
+           "set_lora_factors"]
