@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl import BoundaryConfig, MemoryConfig, VideoMemory  # noqa: E402
 from streamvxl.model import tiny_config  # noqa: E402
 from streamvxl.model.generate import Sampling  # noqa: E402
+from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 log = logging.getLogger("gpu_bench")

@@ -9,8 +9,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gpu_bench import fill_memory, frames, make_memory  # noqa: E402
-from benchmarks.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl.model import decoder  # noqa: E402
+from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 events = []

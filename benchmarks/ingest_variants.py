@@ -22,9 +22,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gpu_bench import fill_memory, frames, make_memory, timed  # noqa: E402
-from benchmarks.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl.model import decoder, rope, tiny_config  # noqa: E402
 from streamvxl.model.encoder import encode_interval  # noqa: E402
+from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 

@@ -215,9 +215,8 @@ class DecoderLayer(nn.Module):
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """One layer over a chunk x (B, T, C) at layer ``index`` of ``cache``.
 
-        A module call rather than inline code in `Decoder.forward_chunk`, so that per-layer
-        wrappers see it: FSDP2 gathers one layer's parameters around this call (and its
-        backward), and it is the unit of activation checkpointing.
+        A method of the layer rather than inline code in `Decoder.forward_chunk`, so that
+        `forward_sequence` can run it chunk after chunk inside one FSDP-gathered call.
 
         Returns the layer's output (B, T, C) -- None when ``need_output`` is False, where only
         this layer's keys and values matter, so attention and the MLP are skipped -- and the
