@@ -135,12 +135,20 @@ def split_delta(path: str | Path) -> tuple[dict[str, torch.Tensor],
     return tensors, factors
 
 
-def continue_from_delta(base_folder: str | Path, delta: str | Path) -> VideoXL:
+def continue_from_delta(base_folder: str | Path, delta: str | Path,
+                        tower_state: Mapping[str, torch.Tensor] | None = None) -> VideoXL:
     """The model a run continuing from ``delta`` starts from: the base with the delta's full
     tensors (tower, projector, VST embedding, ...) laid over it, and its low-rank layers left at
     the base weights -- the recipe's ``lora_init`` puts their factors back as adapters, so the
-    next export stores low-rank factors again instead of full matrices."""
+    next export stores low-rank factors again instead of full matrices.
+
+    ``tower_state`` (`VisionTower` keys) replaces the delta's tower: a tower pre-trained further
+    (``training.vision_pretrain --init-tower DELTA``) under the delta's projector and adapters,
+    which the continued run then adapts to it."""
     full, _ = split_delta(delta)
+    if tower_state is not None:
+        full = {k: v for k, v in full.items() if not k.startswith("model.vision_tower.")}
+        full.update({"model.vision_tower." + k: v for k, v in tower_state.items()})
     model = build_default_model(base_folder)
     state = model.state_dict()
     unknown = sorted(set(full) - set(state))
@@ -318,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--vision-weights", type=Path,
                    help="a pre-trained tower (python -m training.vision_pretrain --out FILE)")
     i.add_argument("--delta", type=Path, help="continue from an exported delta: its full "
-                   "tensors go into the folder; train with --lora-init DELTA for its adapters")
+                   "tensors go into the folder; train with --lora-init DELTA for its adapters (with "
+                   "--vision-weights: that tower replaces the delta's)")
     e = sub.add_parser("export", help="export a trained checkpoint folder's delta")
     e.add_argument("model", type=Path, help="checkpoint folder (e.g. runs/x/step_N/model)")
     e.add_argument("out", type=Path)
@@ -344,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
             tower = load_file(str(args.vision_weights))
         if args.delta is not None:
-            if tower is not None:
-                raise SystemExit("init: --delta already holds a tower; drop --vision-weights")
-            model = continue_from_delta(base, args.delta)
+            model = continue_from_delta(base, args.delta, tower)
         else:
             model = build_default_model(base, args.seed, tower)
         save_videoxl(model, args.out)

@@ -12,9 +12,14 @@
 # output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
 # EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
-# adapters, tower and projector as the start). STEP_S=seconds skips the probe (a step time
-# measured before). VISION_STEPS=0 skips the vision pre-training (the tower then trains with
-# the rest).
+# adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
+# pre-trained N steps further (VISION_WORLD: that run's world fields) and replaces the delta's.
+# STEP_S=seconds skips the probe (a step time measured before). VISION_STEPS=0 skips the vision
+# pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
+# examples on uncompressed memories (the evaluation's upper bound). MAX_MINUTES stops this call's
+# training early (default MINUTES + 3) with a checkpoint; running the script again with the same
+# WORK and STEP_S resumes it where it stopped (a run split over several device calls).
+# STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -39,6 +44,7 @@ else
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
 fi
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
+VISION_WORLD=${VISION_WORLD:-'{"sign_prob": 0.5}'}
 
 INIT=()
 SMALL_SHARE=0.35
@@ -49,14 +55,24 @@ if [[ -n ${CONTINUE:-} ]]; then
     OVERRIDES+=(--lora-init "$CONTINUE" --train-vision false --seed "${SEED:-1}"
                 --lr "${LR:-5e-4}" --warmup-steps 10)
     SMALL_SHARE=0.15
+    if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
+        say "vision pre-training, continued from the delta's tower"
+        [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
+            --out "$WORK/tower.safetensors" --init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}" \
+            --world "$VISION_WORLD" "${VISION[@]}"
+        INIT+=(--vision-weights "$WORK/tower.safetensors")
+    fi
 elif [[ ${VISION[1]} != 0 ]]; then
     say "vision pre-training"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
-        --out "$WORK/tower.safetensors" --world '{"sign_prob": 0.5}' "${VISION[@]}"
+        --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${VISION[@]}"
     INIT=(--vision-weights "$WORK/tower.safetensors")
     # LLaVA-style: the pre-trained tower stays frozen; the projector and the LLM's adapters
     # learn to read it (training it at the adapters' learning rate would erode its features)
     OVERRIDES+=(--train-vision false)
+fi
+if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
+    say "stopped after the vision pre-training"; exit 0
 fi
 say "init"
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
@@ -83,9 +99,13 @@ EOF
 )
 say "curriculum $STAGES"
 
-say "train"
+[[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
+RESUME=false
+compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true
+say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
-    --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "$((MINUTES + 3))"
+    --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "${MAX_MINUTES:-$((MINUTES + 3))}" \
+    --resume $RESUME
 CKPT=$(ls -d "$WORK"/run/step_* | tail -1)
 
 say "export $CKPT"

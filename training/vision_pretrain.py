@@ -13,10 +13,17 @@ colour, ink pixels come from a sign's text):
 - per patch: which object colours it holds (8, multi-label) and whether it holds sign ink;
 - per frame: which (shape, colour) objects are visible (56, multi-label), how many
   (softmax over 0 .. `MAX_COUNT`), and which characters the visible sign shows (multi-label
-  over the font's character set).
+  over the font's character set);
+- per pooled cell (the 2 x 2 patches one LLM token averages): the sign reading -- for each of
+  `READ_SLOTS` columns of the cell, the character whose glyph centre lies there, or none
+  (softmax). A column (4 px) is narrower than the glyph pitch (6 px), so it holds at most one
+  centre, and the slots in raster order spell the sign. The bag-of-characters head above could
+  not say "657" from "576", and it read the mean of all patches; the needle answers need the
+  characters in order from the very tokens the LLM gets (the first streamvxl-tiny read 0 signs).
 
-Heads are linear: on the selected layer's patch features (what the projector reads) and on
-their mean with the CLS. Only the tower is kept.
+Heads are linear: on the selected layer's patch features (what the projector reads), on their
+2 x 2 average (what one LLM token is made of) and on their mean with the CLS. Only the tower is
+kept.
 
 Run it::
 
@@ -34,20 +41,22 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from streamvxl.model.vision import VisionTower
+from streamvxl.model.config import VisualConfig
+from streamvxl.model.vision import VisionTower, pool_patches
 from streamvxl.preprocess import Preprocessor
 from training.default_model import tiny_vision_config
 from training.prefetch import Prefetcher
 from training.world import WorldConfig, render, sample_episode, sample_still
-from training.world.font import CHARSET
+from training.world.font import CHARSET, GLYPH_H, GLYPH_W
 from training.world.scene import COLOURS, INK, SHAPES, Episode
 
 log = logging.getLogger("training.vision_pretrain")
@@ -63,6 +72,10 @@ STILL_SHARE = 0.5
 """Share of draws that are stills rather than episodes."""
 SELECT_LAYER = -2
 """The layer the projector reads (streamvxl-tiny's ``select_layer``)."""
+POOL_STRIDE: int = next(f.default for f in dataclass_fields(VisualConfig) if f.name == "pool_stride")
+"""Patches per side that one LLM token averages (streamvxl-tiny keeps the default, 2)."""
+READ_SLOTS = 4
+"""Columns of a pooled cell in the reading labels (16 px cells: 4 px each)."""
 
 
 @dataclass
@@ -79,6 +92,9 @@ class PretrainConfig:
     """Peak AdamW learning rate (linear warm-up, cosine to 10 %)."""
     warmup_steps: int = 50
     """Linear warm-up steps."""
+    init_tower: str | None = None
+    """Start from this tower instead of a fresh one: a file this module wrote, or an exported
+    streamvxl-tiny delta (its ``model.vision_tower.*`` tensors). The heads start fresh."""
     seed: int = 0
     """Seeds the tower, the heads and every episode."""
     world: dict | None = None
@@ -119,6 +135,11 @@ class FrameLabels:
     """(N,) int64: visible objects, clipped to `MAX_COUNT`."""
     chars: torch.Tensor
     """(N, len(CHARS)) bool: characters on the visible sign(s)."""
+    reading: torch.Tensor
+    """(N, T, READ_SLOTS) int64: per pooled cell and column, 1 + the index in `CHARS` of the
+    character centred there, 0 for none (`reading_labels`)."""
+    text: tuple[str, ...]
+    """(N,) the visible sign's text per frame ("" for none)."""
 
 
 def patch_labels(frames: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +170,44 @@ def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray
     return combos, min(len(visible), MAX_COUNT), chars
 
 
+def reading_labels(episode: Episode, t: int, cell: int) -> np.ndarray:
+    """(T, READ_SLOTS) int64 reading labels of frame t for pooled cells of ``cell`` px.
+
+    Glyph i of a sign at scale s spans x in [x0 + 2s + 6 s i, +5 s) (the board's margin is
+    2 font pixels) and y in [y0 + 2s, +7 s); its centre's cell and column get the character.
+    """
+    g_h, g_w = episode.height // cell, episode.width // cell
+    out = np.zeros((g_h * g_w, READ_SLOTS), dtype=np.int64)
+    for sign in episode.signs:
+        if not sign.visible(t):
+            continue
+        s = sign.scale
+        cy = sign.y + 2 * s + GLYPH_H * s / 2
+        for i, ch in enumerate(sign.text.upper()):
+            cx = sign.x + 2 * s + (GLYPH_W + 1) * s * i + GLYPH_W * s / 2
+            row, col = int(cy // cell), int(cx // cell)
+            if row >= g_h or col >= g_w:
+                continue  # a centre in the frame's ragged edge, which no token covers
+            slot = int((cx - col * cell) * READ_SLOTS // cell)
+            if out[row * g_w + col, slot]:
+                raise ValueError(f"two glyph centres in one reading slot (cell {cell} px, sign "
+                                 f"scale {s}): the slots must be narrower than the glyph pitch")
+            out[row * g_w + col, slot] = CHARS.index(ch) + 1
+    return out
+
+
+def read_text(logits: torch.Tensor) -> list[str]:
+    """The text each frame's reading logits (N, T, READ_SLOTS, 1 + len(CHARS)) spell: the
+    predicted characters in raster order (cells row-major, columns left to right)."""
+    best = logits.argmax(-1).flatten(1).tolist()  # (N, T * READ_SLOTS)
+    return ["".join(CHARS[k - 1] for k in row if k) for row in best]
+
+
 def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episode: int,
                 split: str = "train") -> tuple[np.ndarray, FrameLabels]:
     """n frames (N, H, W, 3) uint8 from fresh episodes, with their labels."""
-    frames, combos, counts, chars = [], [], [], []
+    frames, combos, counts, chars, reading, text = [], [], [], [], [], []
+    cell = tiny_vision_config().patch_size * POOL_STRIDE
     while len(frames) < n:
         # half stills (dense: every object and sign on the one frame), half video frames
         # (objects crossing edges, cuts, frames with nothing in them)
@@ -168,11 +223,14 @@ def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episod
             combos.append(c)
             counts.append(m)
             chars.append(ch)
+            reading.append(reading_labels(episode, t, cell))
+            text.append("".join(g.text for g in episode.signs if g.visible(t)))
     pixels = np.stack(frames)
     colours, ink = patch_labels(pixels, tiny_vision_config().patch_size)
     labels = FrameLabels(torch.from_numpy(colours), torch.from_numpy(ink),
                          torch.from_numpy(np.stack(combos)), torch.tensor(counts),
-                         torch.from_numpy(np.stack(chars)))
+                         torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(reading)),
+                         tuple(text))
     return pixels, labels
 
 
@@ -203,13 +261,17 @@ class Heads(nn.Module):
         self.combos = nn.Linear(2 * width, len(COMBOS))
         self.count = nn.Linear(2 * width, MAX_COUNT + 1)
         self.chars = nn.Linear(2 * width, len(CHARS))
+        self.reading = nn.Linear(width, READ_SLOTS * (1 + len(CHARS)))
 
     def forward(self, patches: torch.Tensor, cls: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = torch.cat((patches.mean(1), cls), dim=-1)  # (N, 2 Cv)
         per_patch = self.patch(patches)  # (N, P, 9)
+        cells = pool_patches(patches, POOL_STRIDE)  # (N, T, Cv): what one LLM token averages
+        n, t, _ = cells.shape
+        reading = self.reading(cells).view(n, t, READ_SLOTS, 1 + len(CHARS))
         return {"colours": per_patch[..., :-1], "ink": per_patch[..., -1],
                 "combos": self.combos(pooled), "count": self.count(pooled),
-                "chars": self.chars(pooled)}
+                "chars": self.chars(pooled), "reading": reading}
 
 
 def losses(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, torch.Tensor]:
@@ -222,7 +284,17 @@ def losses(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, torch.Tens
             "ink": bce(out["ink"], y.ink.float()),
             "combos": bce(out["combos"], y.combos.float()),
             "count": F.cross_entropy(out["count"], y.count),
-            "chars": bce(out["chars"], y.chars.float())}
+            "chars": bce(out["chars"], y.chars.float()),
+            "reading": F.cross_entropy(out["reading"].flatten(0, 2), y.reading.flatten(),
+                                       weight=_reading_weights(out["reading"]))}
+
+
+def _reading_weights(logits: torch.Tensor) -> torch.Tensor:
+    """Class weights of the reading loss: (1 + len(CHARS),), "none" 1, characters `POS_WEIGHT`
+    (most slots are empty)."""
+    w = torch.full((logits.shape[-1],), POS_WEIGHT, device=logits.device)
+    w[0] = 1.0
+    return w
 
 
 def f1(pred: torch.Tensor, truth: torch.Tensor) -> float:
@@ -238,24 +310,55 @@ def scores(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, float]:
             "patch_ink_f1": f1(out["ink"] > 0, y.ink),
             "object_f1": f1(out["combos"] > 0, y.combos),
             "count_acc": float((out["count"].argmax(-1) == y.count).float().mean()),
-            "char_f1": f1(out["chars"] > 0, y.chars)}
+            "char_f1": f1(out["chars"] > 0, y.chars),
+            **reading_scores(out["reading"], y)}
+
+
+def reading_scores(logits: torch.Tensor, y: FrameLabels) -> dict[str, float]:
+    """``reading_f1``: F1 of the slots read as a character (right character in the right slot);
+    ``sign_read_acc``: share of frames with a sign whose text `read_text` spells exactly
+    (1.0 when no frame has one)."""
+    pred = logits.argmax(-1)  # (N, T, S)
+    truth = y.reading
+    tp = float(((pred == truth) & (truth > 0)).sum())
+    denom = float((pred > 0).sum() + (truth > 0).sum())
+    signed = [i for i, t in enumerate(y.text) if t]
+    read = read_text(logits[signed]) if signed else []
+    hits = sum(r == y.text[i] for r, i in zip(read, signed, strict=True))
+    return {"reading_f1": 2 * tp / denom if denom else 1.0,
+            "sign_read_acc": hits / len(signed) if signed else 1.0}
 
 
 def _to(y: FrameLabels, device: torch.device) -> FrameLabels:
-    return FrameLabels(*(getattr(y, f).to(device) for f in ("colours", "ink", "combos", "count",
-                                                             "chars")))
+    return FrameLabels(**{f.name: (v.to(device) if isinstance(v := getattr(y, f.name),
+                                                              torch.Tensor) else v)
+                          for f in dataclass_fields(y)})
+
+
+def load_tower_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A tower's state (float32, `VisionTower` key names) from a file this module wrote or
+    from an exported delta (``model.vision_tower.*``, maybe float16)."""
+    state = load_file(str(path))
+    prefix = "model.vision_tower."
+    if any(k.startswith(prefix) for k in state):
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v.float() for k, v in state.items()}
 
 
 def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
-    """Train a fresh tower (the streamvxl-tiny shape) and its heads; returns the tower and one
-    row of held-out scores per evaluation (the last: the end of the run)."""
+    """Train a tower (the streamvxl-tiny shape; fresh or ``cfg.init_tower``) and its heads;
+    returns the tower and one row of held-out scores per evaluation (the last: the end of the
+    run)."""
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     vision = tiny_vision_config()
     world = WorldConfig(height=vision.image_size, width=vision.image_size, **(cfg.world or {}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        tower = VisionTower(vision, SELECT_LAYER).to(device).train()
+        tower = VisionTower(vision, SELECT_LAYER)
+        if cfg.init_tower is not None:
+            tower.load_state_dict(load_tower_state(cfg.init_tower))  # strict: same shape only
+        tower = tower.to(device).train()
         heads = Heads(vision.hidden_size).to(device).train()
     params = [p for m in (tower, heads) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -330,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in asdict(PretrainConfig()).items():
         if name == "world":
             p.add_argument("--world", type=json.loads, help="JSON of WorldConfig fields")
+        elif name == "init_tower":
+            p.add_argument("--init-tower", help="start from this tower file or exported delta")
         else:
             p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     args = vars(p.parse_args(argv))

@@ -263,3 +263,20 @@ def test_a_run_continues_from_an_exported_delta(trained, base: Path, cache_dir: 
     assert merged.keys() == expected.keys()
     for k in merged:
         torch.testing.assert_close(merged[k], expected[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_a_continued_run_can_take_a_further_trained_tower(trained, base: Path) -> None:
+    """``init --delta D --vision-weights T``: T replaces D's tower; everything else is D's."""
+    from training.default_model import continue_from_delta
+
+    _, report = trained
+    plain = continue_from_delta(base, report.path).state_dict()
+    tower = {k.removeprefix("model.vision_tower."): v * 0.5 for k, v in plain.items()
+             if k.startswith("model.vision_tower.")}
+    got = continue_from_delta(base, report.path, tower).state_dict()
+    assert got.keys() == plain.keys()
+    for k, v in got.items():
+        if k.startswith("model.vision_tower."):
+            assert torch.equal(v, tower[k.removeprefix("model.vision_tower.")]), k
+        else:
+            assert torch.equal(v, plain[k]), k
