@@ -95,6 +95,9 @@ class PretrainConfig:
     init_tower: str | None = None
     """Start from this tower instead of a fresh one: a file this module wrote, or an exported
     streamvxl-tiny delta (its ``model.vision_tower.*`` tensors). The heads start fresh."""
+    probe: bool = False
+    """Train the heads only, on a frozen ``init_tower``: a linear probe that measures what a
+    given tower already encodes (e.g. the reading of the shipped tower against a new one)."""
     seed: int = 0
     """Seeds the tower, the heads and every episode."""
     world: dict | None = None
@@ -115,6 +118,8 @@ class PretrainConfig:
         for name in ("steps", "batch", "frames_per_episode", "eval_frames", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PretrainConfig.{name} must be >= 1")
+        if self.probe and self.init_tower is None:
+            raise ValueError("PretrainConfig.probe needs init_tower: a probe reads a given tower")
         if self.workers < 0:
             raise ValueError("PretrainConfig.workers must be >= 0 (0: no worker processes)")
         if not self.lr > 0 or self.warmup_steps < 0:
@@ -358,7 +363,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         tower = VisionTower(vision, SELECT_LAYER)
         if cfg.init_tower is not None:
             tower.load_state_dict(load_tower_state(cfg.init_tower))  # strict: same shape only
-        tower = tower.to(device).train()
+        tower = tower.to(device).train(not cfg.probe).requires_grad_(not cfg.probe)
         heads = Heads(vision.hidden_size).to(device).train()
     params = [p for m in (tower, heads) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -383,7 +388,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         with torch.no_grad():
             row = {"step": step, "train_loss": train_loss,
                    **scores(heads(*tower(eval_x)), eval_y)}
-        tower.train()
+        tower.train(not cfg.probe)
         history.append(row)
         log.info("step %d/%d loss %.4f | held-out: %s", step, cfg.steps, train_loss,
                  " ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("step",
@@ -404,7 +409,9 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         for step in range(1, cfg.steps + 1):
             pixels, y = batch_of(step)
             x = preprocess(list(pixels)).to(device)
-            parts = losses(heads(*tower(x)), _to(y, device))
+            with torch.set_grad_enabled(not cfg.probe):  # a probe needs no tower backward
+                features = tower(x)
+            parts = losses(heads(*features), _to(y, device))
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -433,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in asdict(PretrainConfig()).items():
         if name == "world":
             p.add_argument("--world", type=json.loads, help="JSON of WorldConfig fields")
+        elif name == "probe":
+            p.add_argument("--probe", action="store_true", help="train the heads only (a "
+                           "linear probe of --init-tower)")
         elif name == "init_tower":
             p.add_argument("--init-tower", help="start from this tower file or exported delta")
         else:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -163,3 +164,21 @@ def test_a_run_starts_from_an_exported_delta_tower(tmp_path) -> None:
     trained, _ = pretrain(cfg)
     for k, v in trained.state_dict().items():  # a negligible step: still the given tower
         torch.testing.assert_close(v, state[k], rtol=0, atol=1e-6)
+
+
+def test_a_probe_trains_the_heads_and_leaves_the_tower(tmp_path) -> None:
+    from streamvxl.model.vision import VisionTower
+    from training.default_model import tiny_vision_config
+
+    torch.manual_seed(1)
+    tower = VisionTower(tiny_vision_config(), -2)
+    save_tower(tower, tmp_path / "t.safetensors", {})
+    cfg = PretrainConfig(steps=20, batch=16, eval_frames=64, log_every=20, device="cpu",
+                         lr=3e-3, warmup_steps=0, init_tower=str(tmp_path / "t.safetensors"),
+                         probe=True)
+    probed, history = pretrain(cfg)
+    for k, v in probed.state_dict().items():
+        assert torch.equal(v, tower.state_dict()[k]), k
+    assert history[-1]["count_acc"] > history[0]["count_acc"] + 0.2  # the heads did learn
+    with pytest.raises(ValueError, match="init_tower"):
+        PretrainConfig(probe=True)
