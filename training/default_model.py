@@ -29,6 +29,7 @@ adapters in ``lora.safetensors`` beside ``model/``, which ``export`` picks up (`
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Mapping
@@ -300,6 +301,21 @@ def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | P
 
 
 # -- planning ------------------------------------------------------------------------------------
+def annotate_delta(path: str | Path, caveat: str | None = None,
+                   training: Mapping[str, object] | None = None) -> None:
+    """Set the caveat and/or the ``training`` record (how the weights were made) of an exported
+    delta in place; its tensors are written back unchanged. An empty caveat removes it."""
+    meta, tensors = read_delta(path)
+    if caveat is not None:
+        if caveat:
+            meta[CAVEAT_KEY] = caveat
+        else:
+            meta.pop(CAVEAT_KEY, None)
+    if training is not None:
+        meta["training"] = dict(training)
+    write_delta(path, tensors, meta)
+
+
 def budget_table(model: VideoXL, lora_rank: int = 16) -> str:
     """Parameters and bytes per part: what fits in `DELTA_BUDGET_BYTES`."""
     params: dict[str, int] = {}
@@ -338,9 +354,17 @@ def main(argv: list[str] | None = None) -> int:
                    "warning whenever the delta loads")
     e.add_argument("--lora", type=Path, help="the run's adapters (default: lora.safetensors "
                    "beside the model folder, when there is one): stored as low-rank factors")
+    n = sub.add_parser("annotate", help="set an exported delta's caveat / training record")
+    n.add_argument("delta", type=Path)
+    n.add_argument("--caveat", help="a known limitation, logged as a warning on every load "
+                   "(\"\": remove it)")
+    n.add_argument("--training", type=json.loads, help="JSON: how the weights were made")
     sub.add_parser("budget", help="print the size of each part")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "annotate":  # metadata only: no base needed
+        annotate_delta(args.delta, args.caveat, args.training)
+        return 0
     base = Path(args.base) if args.base else base_llm_folder()
     if args.command == "init":
         from transformers import AutoTokenizer

@@ -280,3 +280,23 @@ def test_a_continued_run_can_take_a_further_trained_tower(trained, base: Path) -
             assert torch.equal(v, tower[k.removeprefix("model.vision_tower.")]), k
         else:
             assert torch.equal(v, plain[k]), k
+
+
+def test_annotating_a_delta_changes_its_metadata_only(trained, tmp_path: Path) -> None:
+    from streamvxl.model.default import read_delta
+    from training.default_model import annotate_delta, main
+
+    _, report = trained
+    path = tmp_path / "d.safetensors"
+    path.write_bytes(report.path.read_bytes())
+    meta0, tensors0 = read_delta(path)
+    assert main(["annotate", str(path), "--caveat", "cannot read signs",
+                 "--training", '{"steps": 3}']) == 0
+    meta, tensors = read_delta(path)
+    assert meta["caveat"] == "cannot read signs" and meta["training"] == {"steps": 3}
+    assert {k: v for k, v in meta.items() if k not in ("caveat", "training")} == meta0
+    assert tensors.keys() == tensors0.keys()
+    assert all(torch.equal(tensors[k], tensors0[k]) for k in tensors)
+    annotate_delta(path, caveat="")
+    meta, _ = read_delta(path)
+    assert "caveat" not in meta and meta["training"] == {"steps": 3}
