@@ -50,6 +50,9 @@ from training.world import (
     video_sample,
 )
 
+READING_FORMS: tuple[str, ...] = ("needle_word", "needle_number")
+"""The question forms of a reading sample (the still's sign is a word or a number)."""
+
 
 @dataclass(frozen=True)
 class TaskMix:
@@ -63,9 +66,13 @@ class TaskMix:
     """Sets of 2-4 stills with a comparison question."""
     video_tasks: tuple[Task, ...] = VIDEO_TASKS
     """Which video tasks to ask (a subset of `training.world.VIDEO_TASKS`)."""
+    reading: float = 0.0
+    """Stills that always show a sign, asked only what it says (`READING_FORMS`): a reading
+    stage teaches the model to copy characters out of visual tokens before it must keep them
+    through compression (in the default mix needles are ~6 % of the questions)."""
 
     def __post_init__(self) -> None:
-        weights = (self.video, self.image, self.multi_image)
+        weights = (self.video, self.image, self.multi_image, self.reading)
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"TaskMix weights must be >= 0 with a positive sum, got {weights}")
         bad = [t for t in self.video_tasks if t not in VIDEO_TASKS]
@@ -75,7 +82,9 @@ class TaskMix:
 
     @property
     def probabilities(self) -> np.ndarray:
-        w = np.array([self.video, self.image, self.multi_image], dtype=np.float64)
+        """(4,) chances of video, image, multi-image, reading. A zero reading share draws
+        exactly what the three-kind mix drew (its cumulative sum ends on the same 1.0)."""
+        w = np.array([self.video, self.image, self.multi_image, self.reading], dtype=np.float64)
         return w / w.sum()
 
 
@@ -111,13 +120,15 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
     """One composite sample with at least one QA (kinds drawn by ``mix``; redrawn when a
     sample happens to have no unambiguous question)."""
     while True:
-        kind = int(rng.choice(3, p=mix.probabilities))
+        kind = int(rng.choice(4, p=mix.probabilities))
         if kind == 0:
             sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions)
         elif kind == 1:
             sample = single_image_sample(rng, world, n=questions)
-        else:
+        elif kind == 2:
             sample = multi_image_sample(rng, world, n=questions)
+        else:
+            sample = single_image_sample(rng, world, n=questions, sign=True, forms=READING_FORMS)
         if sample.qa:
             return sample
 

@@ -24,9 +24,10 @@ __all__ = ["ExampleSource", "Prefetcher"]
 
 
 class ExampleSource(Protocol):
-    """What the pool needs: example ``index`` of the run at the given ratio set."""
+    """What the pool needs: example ``index`` of the run, given what the plan adds for its
+    step (the recipe: the stage's ratio set and mix)."""
 
-    def example(self, index: int, ratios: tuple[int, ...]) -> Any: ...
+    def example(self, index: int, *args: Any) -> Any: ...
 
 
 _SOURCE: ExampleSource | None = None
@@ -43,9 +44,9 @@ def _install(source: ExampleSource) -> None:
     _SOURCE = source
 
 
-def _make(index: int, ratios: tuple[int, ...]) -> Any:
+def _make(index: int, *args: Any) -> Any:
     assert _SOURCE is not None, "worker started without a source"
-    return _SOURCE.example(index, ratios)
+    return _SOURCE.example(index, *args)
 
 
 class Prefetcher:
@@ -54,7 +55,8 @@ class Prefetcher:
     Args:
         source: picklable; sent once to each worker.
         workers: process count (>= 1).
-        plan: step -> (example indices, ratio set) of that step; None past the run's end.
+        plan: step -> (example indices, *args) of that step, each example made by
+            ``source.example(index, *args)``; None past the run's end.
         depth: how many steps ahead to keep in flight.
 
     Example:
@@ -64,7 +66,7 @@ class Prefetcher:
     """
 
     def __init__(self, source: ExampleSource, workers: int,
-                 plan: Callable[[int], tuple[range, tuple[int, ...]] | None],
+                 plan: Callable[[int], tuple[Any, ...] | None],
                  depth: int = 2) -> None:
         if workers < 1:
             raise ValueError(f"Prefetcher needs workers >= 1, got {workers}")
@@ -79,8 +81,8 @@ class Prefetcher:
     def _submit(self, step: int) -> None:
         spec = self._plan(step)
         if step not in self._pending and spec is not None:
-            indices, ratios = spec
-            self._pending[step] = [self._pool.submit(_make, i, ratios) for i in indices]
+            indices, *args = spec
+            self._pending[step] = [self._pool.submit(_make, i, *args) for i in indices]
 
     def get(self, step: int) -> list[Any]:
         """The examples of ``step`` (made now if not prefetched), after queueing the next

@@ -85,10 +85,12 @@ log = logging.getLogger("training.recipe")
 
 @dataclass(frozen=True)
 class Stage:
-    """One curriculum stage: ``steps`` optimizer steps drawing window ratios from ``ratios``."""
+    """One curriculum stage: ``steps`` optimizer steps drawing window ratios from ``ratios``,
+    and examples from ``mix`` (None: the run's `RecipeConfig.mix`)."""
 
     steps: int
     ratios: tuple[int, ...]
+    mix: TaskMix | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ratios", tuple(self.ratios))
@@ -282,11 +284,22 @@ class RecipeConfig:
         return asdict(self)
 
 
+def _mix(spec: TaskMix | dict[str, Any] | None) -> TaskMix | None:
+    if spec is None or isinstance(spec, TaskMix):
+        return spec
+    mix = dict(spec)
+    if "video_tasks" in mix:
+        mix["video_tasks"] = tuple(mix["video_tasks"])
+    return TaskMix(**mix)
+
+
 def _stage(spec: Any) -> Stage:
+    """A stage from ``{"steps", "ratios"[, "mix"]}`` or ``[steps, ratios[, mix]]``."""
     if isinstance(spec, dict):
-        return Stage(int(spec["steps"]), tuple(spec["ratios"]))
-    steps, ratios = spec
-    return Stage(int(steps), tuple(ratios))
+        return Stage(int(spec["steps"]), tuple(spec["ratios"]), _mix(spec.get("mix")))
+    if len(spec) not in (2, 3):
+        raise ValueError(f"a stage is [steps, ratios] or [steps, ratios, mix], got {spec!r}")
+    return Stage(int(spec[0]), tuple(spec[1]), _mix(spec[2] if len(spec) == 3 else None))
 
 
 def config_from_dict(d: dict[str, Any]) -> RecipeConfig:
@@ -297,10 +310,7 @@ def config_from_dict(d: dict[str, Any]) -> RecipeConfig:
         raise ValueError(f"unknown RecipeConfig fields {unknown}; valid: {sorted(names)}")
     d = dict(d)
     if isinstance(d.get("mix"), dict):
-        mix = dict(d["mix"])
-        if "video_tasks" in mix:
-            mix["video_tasks"] = tuple(mix["video_tasks"])
-        d["mix"] = TaskMix(**mix)
+        d["mix"] = _mix(d["mix"])
     if isinstance(d.get("boundary"), dict):
         d["boundary"] = BoundaryConfig(**d["boundary"])
     if "stages" in d:
@@ -460,11 +470,13 @@ class DataSource:
     vocab_size: int
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
 
-    def example(self, index: int, ratios: tuple[int, ...]) -> Example:
+    def example(self, index: int, ratios: tuple[int, ...], mix: TaskMix | None = None
+                ) -> Example:
+        """Example ``index`` at the ratio set ``ratios``, drawn from ``mix`` (None: the run's)."""
         if self.cfg.dataset_size is not None:
             index %= self.cfg.dataset_size
         rng = np.random.default_rng([self.cfg.seed, index])
-        sample = draw_sample(rng, self.world, self.cfg.mix, self.cfg.questions)
+        sample = draw_sample(rng, self.world, mix or self.cfg.mix, self.cfg.questions)
         # its own stream: a share of 0 leaves every other draw of the run as it was
         if np.random.default_rng([self.cfg.seed, index, 1]).random() < \
                 self.cfg.uncompressed_share:
@@ -477,10 +489,10 @@ class DataSource:
         first = (step - 1) * info.world_size * self.cfg.batch + info.rank * self.cfg.batch
         return range(first, first + self.cfg.batch)
 
-    def step_examples(self, step: int, ratios: tuple[int, ...], info: DistInfo
-                      ) -> list[Example]:
+    def step_examples(self, step: int, ratios: tuple[int, ...], info: DistInfo,
+                      mix: TaskMix | None = None) -> list[Example]:
         """This rank's examples of 1-based ``step``."""
-        return [self.example(i, ratios) for i in self.step_indices(step, info)]
+        return [self.example(i, ratios, mix) for i in self.step_indices(step, info)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -589,8 +601,11 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
         if adapters is not None and info.is_main:
             save_lora(module.videoxl, folder / LORA_FILE, adapters)
 
-    def plan(s: int) -> tuple[range, tuple[int, ...]] | None:
-        return (data.step_indices(s, info), cfg.stage_at(s)[1].ratios) if s <= last else None
+    def plan(s: int) -> tuple[range, tuple[int, ...], TaskMix | None] | None:
+        if s > last:
+            return None
+        stage = cfg.stage_at(s)[1]
+        return data.step_indices(s, info), stage.ratios, stage.mix
 
     # ---- train ---------------------------------------------------------------------------
     with contextlib.ExitStack() as stack:
@@ -603,7 +618,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
             stage_index, stage = cfg.stage_at(step)
             lr = optimizer.param_groups[0]["lr"]
             if prefetch is None:
-                examples = data.step_examples(step, stage.ratios, info)
+                examples = data.step_examples(step, stage.ratios, info, stage.mix)
             else:
                 examples = prefetch.get(step)
             t_data = time.perf_counter() - t0

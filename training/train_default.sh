@@ -20,6 +20,9 @@
 # training early (default MINUTES + 3) with a checkpoint; running the script again with the same
 # WORK and STEP_S resumes it where it stopped (a run split over several device calls).
 # STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
+# READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
+# of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
+# for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -45,6 +48,7 @@ else
 fi
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 VISION_WORLD=${VISION_WORLD:-'{"sign_prob": 0.5}'}
+READING_MIX=${READING_MIX:-'{"video": 0.3, "image": 0.1, "multi_image": 0.1, "reading": 0.5}'}
 
 INIT=()
 SMALL_SHARE=0.35
@@ -90,16 +94,20 @@ EOF
 )
 fi
 say "step time ${STEP_S}s"
-STAGES=$($PY - "$STEP_S" "$MINUTES" "$SMALL_SHARE" <<'EOF'
+STAGES=$($PY - "$STEP_S" "$MINUTES" "$SMALL_SHARE" "${READING_STEPS:-0}" "$READING_MIX" <<'EOF'
 import json, sys
 steps = max(4, int(float(sys.argv[2]) * 60 / float(sys.argv[1])))
-small = max(1, round(float(sys.argv[3]) * steps))  # ratios 2, 4 first, then 8-16 (DESIGN §8)
-print(json.dumps([[small, [2, 4]], [steps - small, [8, 12, 16]]]))
+reading = min(int(sys.argv[4]), steps - 2)  # a reading stage first, out of the same minutes
+rest = steps - reading
+small = max(1, round(float(sys.argv[3]) * rest))  # ratios 2, 4 first, then 8-16 (DESIGN §8)
+stages = [[reading, [2, 4], json.loads(sys.argv[5])]] if reading > 0 else []
+print(json.dumps(stages + [[small, [2, 4]], [rest - small, [8, 12, 16]]]))
 EOF
 )
 say "curriculum $STAGES"
 
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
+[[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true
 say "train (resume: $RESUME)"

@@ -133,8 +133,12 @@ def ordinal_variants(index: int) -> tuple[str, ...]:
 
 
 def single_image_sample(rng: np.random.Generator, config: WorldConfig | None = None,
-                        split: Split = "train", n: int = 1) -> Sample:
+                        split: Split = "train", n: int = 1, sign: bool | None = None,
+                        forms: Sequence[str] | None = None) -> Sample:
     """One still (objects, maybe a sign) and up to ``n`` questions about it.
+
+    ``sign`` forces a sign (True) or none (False); None leaves it to ``config.sign_prob``.
+    ``forms`` limits the questions to these `IMAGE_FORMS` (None: all of them).
 
     Example:
         >>> s = single_image_sample(np.random.default_rng(0))
@@ -142,9 +146,14 @@ def single_image_sample(rng: np.random.Generator, config: WorldConfig | None = N
         ((1, 64, 64, 3), (0, 1))
     """
     cfg = config or WorldConfig()
-    ep = sample_still(rng, cfg, split)
-    facts = {name: form_facts(name, ep, rng) for name in IMAGE_FORMS}
-    qa = draw_questions(facts, IMAGE_FORMS, rng, split, n)
+    names = tuple(IMAGE_FORMS) if forms is None else tuple(forms)
+    unknown = [f for f in names if f not in IMAGE_FORMS]
+    if unknown:
+        raise ValueError(f"unknown image forms {unknown}; valid: {sorted(IMAGE_FORMS)}")
+    ep = sample_still(rng, cfg, split, sign=sign)
+    chosen = {name: IMAGE_FORMS[name] for name in names}
+    facts = {name: form_facts(name, ep, rng) for name in chosen}
+    qa = draw_questions(facts, chosen, rng, split, n)
     return Sample("image", render(ep), None, tuple(qa), (ep,))
 
 

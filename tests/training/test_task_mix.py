@@ -1,0 +1,90 @@
+"""The composite data mix: reading samples, and stages that change the mix.
+
+- A reading sample is one still that shows a sign, with only needle questions, answered by the
+  sign's text.
+- A zero reading share draws exactly the samples the three-kind mix drew (runs reproduce).
+- A stage's own mix reaches the examples, in the training process and through the prefetching
+  workers alike; stages with a mix parse from JSON and round-trip through a checkpoint's config.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training.batch import READING_FORMS, TaskMix, draw_sample
+from training.recipe import RecipeConfig, Stage, config_from_dict
+from training.world import WorldConfig
+
+WORLD = WorldConfig(num_frames=12, height=64, width=64, max_objects=3, sign_prob=0.5)
+READING = TaskMix(video=0.0, image=0.0, multi_image=0.0, reading=1.0)
+
+
+def test_reading_samples_ask_what_the_sign_says() -> None:
+    for seed in range(40):
+        sample = draw_sample(np.random.default_rng(seed), WORLD, READING, questions=3)
+        (episode,) = sample.episodes
+        (sign,) = episode.signs
+        assert sample.frames.shape[0] == 1 and sample.qa
+        for qa in sample.qa:
+            assert qa.task == "needle" and qa.form in READING_FORMS
+            assert qa.answer == sign.answer
+
+
+def test_a_zero_reading_share_changes_no_draw() -> None:
+    mix = TaskMix()
+    p3 = np.array([mix.video, mix.image, mix.multi_image]) / (mix.video + mix.image
+                                                                + mix.multi_image)
+    for seed in range(200):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert int(a.choice(4, p=mix.probabilities)) == int(b.choice(3, p=p3))
+        assert a.random() == b.random()  # the streams stay in step
+
+
+def _config(tmp_path, stages) -> RecipeConfig:
+    return config_from_dict({
+        "model": "tiny-random", "device": "cpu", "output_dir": str(tmp_path), "seed": 0,
+        "stages": stages, "batch": 6, "questions": 2, "frames": 8, "window": 16,
+        "mix": {"video": 1.0, "image": 0.0, "multi_image": 0.0},
+        "boundary": {"window": 1, "min_frames": 2, "max_frames": 6}})
+
+
+def test_stages_with_a_mix_parse_and_round_trip(tmp_path) -> None:
+    reading = {"video": 0.0, "image": 0.0, "multi_image": 0.0, "reading": 1.0}
+    cfg = _config(tmp_path, [[2, [2, 4], reading], {"steps": 3, "ratios": [8], "mix": reading},
+                             [4, [16]]])
+    assert cfg.stages == (Stage(2, (2, 4), READING), Stage(3, (8,), READING), Stage(4, (16,)))
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="stage"):
+        _config(tmp_path, [[2, [2], reading, "extra"]])
+
+
+def test_a_stage_mix_reaches_the_examples_in_process_and_in_workers(tmp_path) -> None:
+    import torch
+
+    from training.parallel import DistInfo
+    from training.prefetch import Prefetcher
+    from training.recipe import DataSource, load_model
+
+    cfg = _config(tmp_path, [[1, [2], {"video": 0.0, "image": 0.0, "multi_image": 0.0,
+                                       "reading": 1.0}], [1, [2]]])
+    model, tokenizer, preprocess = load_model(cfg, None)
+    world = WorldConfig(num_frames=cfg.frames, height=model.image_size, width=model.image_size,
+                        sign_prob=0.5)
+    data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size)
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    here = {s: data.step_examples(s, cfg.stage_at(s)[1].ratios, info, cfg.stage_at(s)[1].mix)
+            for s in (1, 2)}
+    assert all(qa.task == "needle" for e in here[1] for qa in e.qa)
+    assert any(qa.task != "needle" for e in here[2] for qa in e.qa)  # the run's video mix
+
+    def plan(s: int):
+        stage = cfg.stage_at(s)[1]
+        return (data.step_indices(s, info), stage.ratios, stage.mix) if s <= 2 else None
+
+    with Prefetcher(data, 2, plan) as pool:
+        for s in (1, 2):
+            got = pool.get(s)
+            assert [e.qa for e in got] == [e.qa for e in here[s]]
