@@ -300,7 +300,6 @@ def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | P
     return export_delta(model, base_folder, out_file, low_rank=low_rank, **kwargs)
 
 
-# -- planning ------------------------------------------------------------------------------------
 def annotate_delta(path: str | Path, caveat: str | None = None,
                    training: Mapping[str, object] | None = None) -> None:
     """Set the caveat and/or the ``training`` record (how the weights were made) of an exported
@@ -316,6 +315,7 @@ def annotate_delta(path: str | Path, caveat: str | None = None,
     write_delta(path, tensors, meta)
 
 
+# -- planning ------------------------------------------------------------------------------------
 def budget_table(model: VideoXL, lora_rank: int = 16) -> str:
     """Parameters and bytes per part: what fits in `DELTA_BUDGET_BYTES`."""
     params: dict[str, int] = {}

