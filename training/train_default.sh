@@ -13,7 +13,8 @@
 # EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
 # adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
-# pre-trained N steps further (VISION_WORLD: that run's world fields) and replaces the delta's.
+# pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its peak learning
+# rate, default 5e-4 here and 1e-3 for a fresh tower) and replaces the delta's.
 # STEP_S=seconds skips the probe (a step time measured before). VISION_STEPS=0 skips the vision
 # pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
 # examples on uncompressed memories (the evaluation's upper bound). MAX_MINUTES stops this call's
