@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A reading stage on its own, before the curriculum: continue an exported delta on sign stills
+# only, each asked what its sign says (`TaskMix.reading`), read through VSTs at ratios 2, 4 and
+# then 8, 12, 16, and export the result. The third model answered needles from priors even on
+# uncompressed memories: the missing skill is copying characters out of visual tokens, and a
+# still teaches it in 16 tokens. A step is launch-bound (a 135 M model), so a large batch of
+# stills costs little more than the curriculum's 160.
+#
+#   training/train_reading.sh WORK DELTA [MINUTES]
+#
+# Sizes the run to MINUTES (default 7) of training at STEP_S seconds a step (default 1.4) --
+# SMALL_SHARE (0.5) of the steps at ratios 2, 4, the rest at 8, 12, 16 -- and stops at
+# MAX_MINUTES (default MINUTES + 1) with a checkpoint; running it again with the same WORK
+# resumes. BATCH (640 stills), LR (1e-3 peak), UNCOMPRESSED (0.15: that share of stills is read
+# from uncompressed memories, so the "full" bound learns to read too), SEED (3), WORKERS (12).
+# TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
+# then learns to read the new one here. Writes WORK/reading/ (checkpoints, metrics.jsonl),
+# WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:
+#   CONTINUE=WORK/reading.safetensors training/train_default.sh WORK2 MINUTES
+# QUICK=1 shrinks it to a CPU smoke run.
+set -euo pipefail
+WORK=${1:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
+DELTA=${2:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
+MINUTES=${3:-7}
+CONFIG=training/configs/streamvxl_tiny.json
+PY=${PYTHON:-python3}
+mkdir -p "$WORK"
+trap 'echo "failed at line $LINENO" >>"$WORK/log"; touch "$WORK/FAILED"' ERR
+exec >>"$WORK/log" 2>&1
+
+say() { echo "== $(date +%H:%M:%S) $*"; }
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    SIZE=(--batch 4 --micro-batch 4 --workers 2 --log-every 1 --checkpoint-every 2)
+else
+    BATCH=${BATCH:-640}
+    SIZE=(--batch "$BATCH" --micro-batch "$BATCH" --workers "${WORKERS:-12}" --log-every 10
+          --checkpoint-every 50)
+fi
+READING='{"video": 0, "image": 0, "multi_image": 0, "reading": 1}'
+STAGES=$($PY - "${STEP_S:-1.4}" "$MINUTES" "${SMALL_SHARE:-0.5}" "$READING" <<'EOF'
+import json, sys
+steps = max(2, int(float(sys.argv[2]) * 60 / float(sys.argv[1])))
+small = max(1, min(steps - 1, round(float(sys.argv[3]) * steps)))
+mix = json.loads(sys.argv[4])
+print(json.dumps([[small, [2, 4], mix], [steps - small, [8, 12, 16], mix]]))
+EOF
+)
+say "reading stages $STAGES"
+
+INIT=(--delta "$DELTA")
+[[ -n ${TOWER:-} ]] && INIT+=(--vision-weights "$TOWER")
+[[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
+RESUME=false
+compgen -G "$WORK/reading/step_*" >/dev/null && RESUME=true
+say "train (resume: $RESUME)"
+$PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/reading" \
+    --lora-init "$DELTA" --train-vision false --seed "${SEED:-3}" --lr "${LR:-1e-3}" \
+    --warmup-steps 10 --uncompressed-share "${UNCOMPRESSED:-0.15}" "${SIZE[@]}" \
+    --stages "$STAGES" --max-minutes "${MAX_MINUTES:-$((MINUTES + 1))}" --resume $RESUME
+CKPT=$(ls -d "$WORK"/reading/step_* | tail -1)
+
+say "export $CKPT"
+$PY -m training.default_model export "$CKPT/model" "$WORK/reading.safetensors" --visual-fp16
+say "done"
+touch "$WORK/READ_DONE"
