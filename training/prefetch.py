@@ -3,7 +3,8 @@
 Rendering, tokenising and preprocessing an example costs a few milliseconds of CPU (~0.5 s for
 a step of 160 examples), time the training process would otherwise spend not launching GPU work.
 `Prefetcher` keeps the next ``depth`` steps' examples in flight on a process pool, so the
-training loop only waits when the workers fall behind (on the H100 run: 0.05 s per step). Examples stay a pure function of (seed, index): the workers call the same
+training loop only waits when the workers fall behind (on the H100 run: 0.05 s per step).
+Examples stay a pure function of (seed, index): the workers call the same
 `DataSource.example` the loop would, so prefetching changes no number.
 
 Workers come from a *fork server* (not forked from the trainer, which has usually initialised
@@ -11,11 +12,18 @@ CUDA and started threads, so a forked child of it is not safe to use; and not sp
 re-imports torch and transformers in every worker: on a 16-core GPU host 8 spawned workers
 took 130 s to make their first example). The server imports the source's module once and
 forks each worker from that clean process.
+
+A worker still re-runs the main module (multiprocessing's "prepare" step, so that objects pickled
+from ``__main__`` resolve). Under ``python -m training.recipe`` that module is the recipe itself:
+unless the server has imported it, and so torch, transformers and streamvxl, beforehand, every
+worker imports them on its own (seen on an H200 host: 12 workers took 158 s to make the first
+step, 3 took 41 s). So the server also preloads the main module, by its import name.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
@@ -42,6 +50,16 @@ def _install(source: ExampleSource) -> None:
 
     torch.set_num_threads(1)
     _SOURCE = source
+
+
+def _preload(source: ExampleSource) -> list[str]:
+    """Modules the fork server imports once for all workers: this one, the source's, and the
+    main module when it was started as ``python -m name`` (workers re-run it by that name)."""
+    names = [__name__, type(source).__module__]
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None and spec.name not in names:
+        names.append(spec.name)
+    return names
 
 
 def _make(index: int, *args: Any) -> Any:
@@ -71,7 +89,7 @@ class Prefetcher:
         if workers < 1:
             raise ValueError(f"Prefetcher needs workers >= 1, got {workers}")
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, type(source).__module__])
+        context.set_forkserver_preload(_preload(source))
         self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install,
                                          initargs=(source,))
         self._plan = plan
