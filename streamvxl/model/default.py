@@ -146,14 +146,28 @@ def config_from_metadata(meta: Mapping[str, Any], llm: LLMConfig,
 # -- the file ------------------------------------------------------------------------------------
 def write_delta(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                 meta: Mapping[str, Any]) -> Path:
-    """Write tensors + metadata as one safetensors file (via a temporary file and a rename)."""
+    """Write tensors + metadata as one safetensors file (via a temporary file and a rename),
+    readable as the process's umask allows any new file to be."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     save_file(flat, str(tmp), metadata={"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)})
+    # safetensors creates its file 0600 whatever the umask: a delta is made to be shared
+    os.chmod(tmp, _new_file_mode(tmp.parent))
     os.replace(tmp, out)
     return out
+
+
+def _new_file_mode(folder: Path) -> int:
+    """The permission bits a plain new file in ``folder`` gets (0666 less the umask)."""
+    probe = folder / f".mode-probe-{os.getpid()}"
+    fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        return os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
+        probe.unlink()
 
 
 def read_delta_metadata(path: Path) -> dict[str, Any]:

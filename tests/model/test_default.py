@@ -11,6 +11,7 @@ The round trip over the real base is in ``tests/training/test_default_model.py``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,19 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
     for k in default.VISION_FIELDS:
         assert getattr(vision2, k) == getattr(vision, k), k
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_delta_file_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    # safetensors alone writes 0600 whatever the umask: an exported delta could not be shared
+    before = os.umask(umask)
+    try:
+        path = write_delta(tmp_path / "d.safetensors", {"x": torch.ones(1)},
+                           {"format": FORMAT, "format_version": FORMAT_VERSION})
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors"]  # no probe left
 
 
 def test_metadata_without_vision_is_refused() -> None:
