@@ -109,11 +109,12 @@ say "curriculum $STAGES"
 
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
+STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true
 say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
-    --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "${MAX_MINUTES:-$((MINUTES + 3))}" \
+    --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "$STOP_MINUTES" \
     --resume $RESUME
 CKPT=$(ls -d "$WORK"/run/step_* | tail -1)
 

@@ -54,13 +54,14 @@ say "reading stages $STAGES"
 INIT=(--delta "$DELTA")
 [[ -n ${TOWER:-} ]] && INIT+=(--vision-weights "$TOWER")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
+STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 1}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/reading/step_*" >/dev/null && RESUME=true
 say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/reading" \
     --lora-init "$DELTA" --train-vision false --seed "${SEED:-3}" --lr "${LR:-1e-3}" \
     --warmup-steps 10 --world "$WORLD" --uncompressed-share "${UNCOMPRESSED:-0.15}" "${SIZE[@]}" \
-    --stages "$STAGES" --max-minutes "${MAX_MINUTES:-$((MINUTES + 1))}" --resume $RESUME
+    --stages "$STAGES" --max-minutes "$STOP_MINUTES" --resume $RESUME
 CKPT=$(ls -d "$WORK"/reading/step_* | tail -1)
 
 say "export $CKPT"
