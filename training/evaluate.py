@@ -319,12 +319,31 @@ def _methods_ratios(rows: list[dict[str, Any]]) -> tuple[list[str], list[int]]:
     return methods, ratios
 
 
+def form_rows(predictions: Sequence[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Accuracy of one task split by question form (e.g. the needle's ``needle_word`` and
+    ``needle_number``) from `evaluate`'s predictions: one ``{"method", "ratio", "task",
+    "form", "n", "correct", "accuracy"}`` per cell. A method answered once for every ratio
+    (``full``, ratio None) counts at each ratio, as in `evaluate`'s rows."""
+    ratios = sorted({p["ratio"] for p in predictions if p["ratio"] is not None})
+    tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for p in predictions:
+        if p["task"] != task:
+            continue
+        for r in ratios if p["ratio"] is None else (p["ratio"],):
+            cell = tally[(p["method"], r, p["form"])]
+            cell[0] += bool(p["correct"])
+            cell[1] += 1
+    return [{"method": m, "ratio": r, "task": task, "form": f, "n": n, "correct": c,
+             "accuracy": c / n} for (m, r, f), (c, n) in tally.items()]
+
+
 def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
-                    notes: Sequence[str] = (), differences: Sequence[dict[str, Any]] = ()
-                    ) -> str:
-    """One table per task (``all`` first): methods x ratios, accuracy in percent; the paired
-    differences (`training.significance.paired_differences`) when given; then the mean memory
-    tokens per video of each method and ratio."""
+                    notes: Sequence[str] = (), differences: Sequence[dict[str, Any]] = (),
+                    forms: Sequence[dict[str, Any]] = ()) -> str:
+    """One table per task (``all`` first): methods x ratios, accuracy in percent; a task's
+    split by question form (`form_rows`) when given; the paired differences
+    (`training.significance.paired_differences`) when given; then the mean memory tokens per
+    video of each method and ratio."""
     methods, ratios = _methods_ratios(rows)
     tasks = [ALL] + [t for t in dict.fromkeys(r["task"] for r in rows) if t != ALL]
     cell = {(r["method"], r["ratio"], r["task"]): r for r in rows}
@@ -339,6 +358,19 @@ def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compre
             vals = [cell.get((m, r, task)) for r in ratios]
             lines.append(f"| {m} | " + " | ".join(
                 "-" if v is None else f"{100 * v['accuracy']:.1f}" for v in vals) + " |")
+        lines.append("")
+    if forms:
+        task_forms = list(dict.fromkeys(f["form"] for f in forms))
+        by = {(f["method"], f["ratio"], f["form"]): f for f in forms}
+        lines += [f"## {forms[0]['task']} by question form: accuracy % (n per cell)", "",
+                  head, rule]
+        for m in methods:
+            for form in task_forms:
+                vals = [by.get((m, r, form)) for r in ratios]
+                if any(vals):
+                    lines.append(f"| {m} {form} | " + " | ".join(
+                        "-" if v is None else f"{100 * v['accuracy']:.1f} (n={v['n']})"
+                        for v in vals) + " |")
         lines.append("")
     if differences:
         ref = differences[0]["reference"]
@@ -413,7 +445,9 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     js.write_text(json.dumps({"settings": settings, "rows": rows, "differences": differences,
                               "predictions": predictions or []}, indent=1))
     md = out / f"{name}.md"
-    md.write_text(markdown_report(rows, notes=notes, differences=differences))
+    # needles split by sign kind: a word is one of 32, a number needs its digits in order
+    forms = form_rows(predictions or [], "needle")
+    md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
     if png is not None:
@@ -492,7 +526,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 __all__ = ["Decoding", "answer_question", "eval_samples", "evaluate", "load_model_folder",
-           "markdown_report", "plot_accuracy", "stop_ids", "token_ids", "training_settings",
+           "form_rows", "markdown_report", "plot_accuracy", "stop_ids", "token_ids", "training_settings",
            "write_report"]
 
 

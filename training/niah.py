@@ -292,8 +292,24 @@ def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
     return rows
 
 
-def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
-    """Per method: accuracy % with depths down and frame counts across, and a mean row."""
+def sign_kind_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy per (method, frame count, sign kind) over all depths and trials: a word is one
+    of `SIGN_WORDS`, a number needs its digits read in order. ``{"method", "frames", "kind",
+    "n", "correct"}`` per cell."""
+    tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for p in predictions:
+        kind = "number" if str(p["answer"]).isdigit() else "word"
+        cell = tally[(p["method"], p["frames"], kind)]
+        cell[0] += bool(p["correct"])
+        cell[1] += 1
+    return [{"method": m, "frames": f, "kind": k, "n": n, "correct": c}
+            for (m, f, k), (c, n) in tally.items()]
+
+
+def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = (),
+                  kinds: Sequence[dict[str, Any]] = ()) -> str:
+    """Per method: accuracy % with depths down and frame counts across, and a mean row; then,
+    when given (`sign_kind_rows`), right / asked per sign kind and frame count."""
     lines = ["# Needle in a haystack", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
@@ -312,6 +328,19 @@ def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         lines.append("| mean | " + " | ".join(f"{100 * m:.0f}" for m in means) + " |")
         tokens = [np.mean([cell[(f, d)]["memory_tokens"] for d in depths]) for f in frames]
         lines += ["| memory tokens | " + " | ".join(f"{t:.0f}" for t in tokens) + " |", ""]
+    if kinds:
+        frames = sorted({k["frames"] for k in kinds})
+        cell = {(k["method"], k["frames"], k["kind"]): k for k in kinds}
+        lines += ["## by sign kind: right / asked, over all depths", "",
+                  "| method, sign | " + " | ".join(f"{f} fr" for f in frames) + " |",
+                  "|---|" + "---:|" * len(frames)]
+        for method in dict.fromkeys(k["method"] for k in kinds):
+            for kind in ("word", "number"):
+                vals = [cell.get((method, f, kind)) for f in frames]
+                if any(vals):
+                    lines.append(f"| {method}, {kind} | " + " | ".join(
+                        "-" if v is None else f"{v['correct']} / {v['n']}" for v in vals) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -371,12 +400,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     notes = [f"model `{args.model}`; {args.trials} haystack(s) per cell, seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
-    md.write_text(markdown_grid(rows, notes))
+    md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions)))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 
 
-__all__ = ["Haystack", "make_haystack", "markdown_grid", "niah"]
+__all__ = ["Haystack", "make_haystack", "markdown_grid", "niah", "sign_kind_rows"]
 
 
 if __name__ == "__main__":

@@ -258,6 +258,29 @@ def test_reports(model, tokenizer, tmp_path: Path, caplog) -> None:
         assert "x.png" in names
 
 
+def test_needles_split_by_form() -> None:
+    def pred(method, ratio, form, correct, task="needle"):
+        return {"method": method, "ratio": ratio, "task": task, "form": form,
+                "correct": correct}
+
+    preds = [pred("vst", 2, "needle_word", True), pred("vst", 2, "needle_word", False),
+             pred("vst", 16, "needle_number", True), pred("vst", 2, "needle_number", False),
+             pred("full", None, "needle_word", True),  # answered once, counts at 2x and 16x
+             pred("vst", 2, "color_of_shape", True, task="attribute")]
+    cells = {(r["method"], r["ratio"], r["form"]): (r["correct"], r["n"])
+             for r in ev.form_rows(preds, "needle")}
+    assert cells == {("vst", 2, "needle_word"): (1, 2), ("vst", 16, "needle_number"): (1, 1),
+                     ("vst", 2, "needle_number"): (0, 1), ("full", 2, "needle_word"): (1, 1),
+                     ("full", 16, "needle_word"): (1, 1)}
+    rows = [{"method": m, "ratio": q, "task": "all", "n": 1, "correct": 1, "accuracy": 1.0,
+             "memory_tokens": 1.0, "frames_kept": 1.0} for m in ("vst", "full") for q in (2, 16)]
+    md = ev.markdown_report(rows, forms=ev.form_rows(preds, "needle"))
+    assert "| vst needle_word | 50.0 (n=2) | - |" in md
+    assert "| vst needle_number | 0.0 (n=1) | 100.0 (n=1) |" in md
+    assert "| full needle_word | 100.0 (n=1) | 100.0 (n=1) |" in md
+    assert "full needle_number" not in md  # no such question: no row
+
+
 def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     written = ev.main(["--model", "tiny-random", "--out", str(tmp_path), "--n-videos", "1",
                        "--frames", "8", "--ratios", "2", "--methods", "vst,last_n",
@@ -344,3 +367,22 @@ def test_niah_end_to_end_at_64_frames(model, tokenizer, monkeypatch) -> None:
                         lambda memory, q, ids, dec: answers[float(memory.video.name.split("-")[2])])
     oracle = nh.niah(model, tokenizer, **kw)
     assert {r["accuracy"] for r in oracle} == {1.0}
+
+
+def test_needle_grid_split_by_sign_kind() -> None:
+    def pred(method, frames, answer, correct):
+        return {"method": method, "frames": frames, "answer": answer, "correct": correct}
+
+    preds = [pred("vst", 64, "657", False), pred("vst", 64, "cat", True),
+             pred("vst", 64, "7", True), pred("vst", 128, "door", False),
+             pred("avg_pool", 64, "cat", False)]
+    cells = {(k["method"], k["frames"], k["kind"]): (k["correct"], k["n"])
+             for k in nh.sign_kind_rows(preds)}
+    assert cells == {("vst", 64, "number"): (1, 2), ("vst", 64, "word"): (1, 1),
+                     ("vst", 128, "word"): (0, 1), ("avg_pool", 64, "word"): (0, 1)}
+    rows = [{"method": "vst", "ratio": 16, "frames": f, "depth": 0.0, "n": 1, "correct": 0,
+             "accuracy": 0.0, "memory_tokens": 1.0} for f in (64, 128)]
+    grid = nh.markdown_grid(rows, kinds=nh.sign_kind_rows(preds))
+    assert "| vst, word | 1 / 1 | 0 / 1 |" in grid
+    assert "| vst, number | 1 / 2 | - |" in grid
+    assert "| avg_pool, word | 0 / 1 | - |" in grid and "avg_pool, number" not in grid
