@@ -27,13 +27,8 @@
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
-CONFIG=training/configs/streamvxl_tiny.json
-PY=${PYTHON:-python3}
-mkdir -p "$WORK"
-trap 'echo "failed at line $LINENO" >>"$WORK/log"; touch "$WORK/FAILED"' ERR
-exec >>"$WORK/log" 2>&1
-
-say() { echo "== $(date +%H:%M:%S) $*"; }
+# shellcheck source=training/run_log.sh
+source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, output to WORK/log, say
 
 if [[ ${QUICK:-0} == 1 ]]; then
     VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10 --workers 2)

@@ -24,13 +24,8 @@ set -euo pipefail
 WORK=${1:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
 DELTA=${2:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
 MINUTES=${3:-7}
-CONFIG=training/configs/streamvxl_tiny.json
-PY=${PYTHON:-python3}
-mkdir -p "$WORK"
-trap 'echo "failed at line $LINENO" >>"$WORK/log"; touch "$WORK/FAILED"' ERR
-exec >>"$WORK/log" 2>&1
-
-say() { echo "== $(date +%H:%M:%S) $*"; }
+# shellcheck source=training/run_log.sh
+source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, output to WORK/log, say
 
 if [[ ${QUICK:-0} == 1 ]]; then
     SIZE=(--batch 4 --micro-batch 4 --workers 2 --log-every 1 --checkpoint-every 2)
