@@ -19,7 +19,9 @@ the windows, which lets FSDP gather and free one layer at a time (`training.para
 agree to float64 rounding (`tests/training/test_layer_major.py`).
 
 The loss is returned as a *sum* over answer tokens with the token count, so the recipe can
-normalise over a whole (accumulated, distributed) batch.
+normalise over a whole (accumulated, distributed) batch. `group_loss` also keeps each answer's
+own sum, detached and tagged "kind/task" (`Counts.task_losses`), so a run logs its loss per
+task: a mixed batch's mean says little about, say, whether the needles are being learnt.
 
 Letters: L layers, B examples in a group, R answers, G kv heads, M memory tokens, D head_dim, N frames,
 T visual tokens per frame, C hidden, Q question tokens, A answer tokens, V vocabulary.
@@ -27,7 +29,7 @@ T visual tokens per frame, C hidden, Q question tokens, A answer tokens, V vocab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -49,7 +51,8 @@ Schedule = Literal["layers", "windows"]
 
 @dataclass
 class Counts:
-    """What one forward processed (plain ints, for logging and loss normalisation)."""
+    """What one forward processed (ints, for logging and loss normalisation; summed with
+    ``+=``), and its answers' losses per task."""
 
     answer_tokens: int = 0
     """Loss targets."""
@@ -59,6 +62,9 @@ class Counts:
     """Retained tokens at question time: sink + all VSTs."""
     windows: int = 0
     intervals: int = 0
+    task_losses: list[tuple[list[str], torch.Tensor, list[int]]] = field(default_factory=list)
+    """Per forward: each answer's "kind/task", its summed cross-entropy (R,) (detached, still
+    on the device: read after the backward, so logging adds no sync) and its token count."""
 
     def __iadd__(self, other: Counts) -> Counts:
         for k, v in vars(other).items():
@@ -123,9 +129,11 @@ def answer_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
 
 def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
                  questions: list[torch.Tensor], answers: list[torch.Tensor],
-                 owner: torch.Tensor) -> torch.Tensor:
+                 owner: torch.Tensor, row_losses: list[torch.Tensor] | None = None
+                 ) -> torch.Tensor:
     """Summed cross-entropy (float32 scalar) of R answers, each teacher-forced after its
     question, in one batched pass: row r reads memory row ``owner[r]`` of (L, B, G, M, D).
+    With ``row_losses``, each answer's own sum (R,), detached, is appended to it.
 
     Rows are [question | answer] right-padded to the longest: the chunk is causal, so a row's
     real tokens never see its padding, and the loss reads only real answer positions.
@@ -139,7 +147,7 @@ def answers_loss(model: VideoXL, mem_k: torch.Tensor, mem_v: torch.Tensor,
     cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
     hidden, _ = model.model.forward_chunk(text_embeddings(model, ids), cache.length,
                                           cache, need_hidden=True)  # (R, Q+A, C)
-    return _answer_ce(model, hidden, picked, targets)
+    return _answer_ce(model, hidden, picked, targets, answers, row_losses)
 
 
 def answer_rows(questions: list[torch.Tensor], answers: list[torch.Tensor]
@@ -161,17 +169,27 @@ def answer_rows(questions: list[torch.Tensor], answers: list[torch.Tensor]
 
 
 def _answer_ce(model: VideoXL, hidden: torch.Tensor, picked: torch.Tensor,
-               targets: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy of the final-normed ``hidden`` (R, Q+A, C) at ``picked``."""
+               targets: torch.Tensor, answers: list[torch.Tensor],
+               row_losses: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Summed cross-entropy of the final-normed ``hidden`` (R, Q+A, C) at ``picked``; with
+    ``row_losses``, each of the R ``answers``' own sum (R,), detached, is appended to it."""
     logits = model.logits(hidden[picked])  # (sum A, V)
     # at least float32 (bfloat16 logits under autocast), float64 stays float64 (tests)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if row_losses is not None:
+        with torch.no_grad():  # for logging: the loss below keeps its own exact reduction
+            per_token = F.cross_entropy(logits, targets, reduction="none")  # (sum A,)
+            lengths = torch.tensor([a.numel() for a in answers])  # host: no sync
+            row_of = torch.repeat_interleave(torch.arange(len(answers)), lengths)
+            rows = per_token.new_zeros(len(answers))
+            row_losses.append(rows.index_add_(0, row_of.to(rows.device), per_token))
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
 def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
                      plan: list[WindowPlan], questions: list[torch.Tensor],
-                     answers: list[torch.Tensor], owner: torch.Tensor
+                     answers: list[torch.Tensor], owner: torch.Tensor,
+                     row_losses: list[torch.Tensor] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`build_memory` then `answers_loss`, computed one decoder layer at a time.
 
@@ -179,7 +197,7 @@ def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Ten
     (R, Q+A)] (`DecoderLayer.forward_sequence`): window w attends to the prompt and the VSTs
     of windows before w at that layer, the answers (row r reading memory row ``owner[r]``) to
     all of them. Returns the summed answer cross-entropy and the memory, pre-RoPE keys and
-    values (L, B, G, M, D), as `build_memory` gives it.
+    values (L, B, G, M, D), as `build_memory` gives it. ``row_losses``: as in `answers_loss`.
     """
     device, d = tokens.device, model.config.llm.dim_per_head
     theta = model.config.llm.rope_theta
@@ -216,7 +234,8 @@ def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Ten
         mem_k.append(k)
         mem_v.append(v)
     hidden = model.model.norm(xs[-1])  # (R, Q+A, C)
-    return _answer_ce(model, hidden, picked, targets), torch.stack(mem_k), torch.stack(mem_v)
+    loss = _answer_ce(model, hidden, picked, targets, answers, row_losses)
+    return loss, torch.stack(mem_k), torch.stack(mem_v)
 
 
 def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig,
@@ -251,13 +270,14 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     questions = [q for e in examples for q in e.questions]
     answers = [a for e in examples for a in e.answers]
     prefix = lead.prefix_ids.to(device)
+    rows: list[torch.Tensor] = []
     with merge_once(model):  # LoRA layers merge once, not once per chunk
         if schedule == "layers":
             loss, mem_k, _ = layer_major_loss(model, prefix, tokens, plan, questions, answers,
-                                              owner)
+                                              owner, rows)
         elif schedule == "windows":
             mem_k, mem_v, _ = build_memory(model, prefix, tokens, plan, window)
-            loss = answers_loss(model, mem_k, mem_v, questions, answers, owner)
+            loss = answers_loss(model, mem_k, mem_v, questions, answers, owner, rows)
         else:
             raise ValueError(f"schedule must be 'layers' or 'windows', not {schedule!r}")
     processed = prefix.numel() + sum(
@@ -267,8 +287,20 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
                     for q, a in zip(e.questions, e.answers, strict=True))
     counts = Counts(answer_tokens=sum(e.num_answer_tokens for e in examples),
                     llm_tokens=processed * b + qa_tokens, memory_tokens=mem_k.shape[3] * b,
-                    windows=len(plan) * b, intervals=len({w.interval for w in plan}) * b)
+                    windows=len(plan) * b, intervals=len({w.interval for w in plan}) * b,
+                    task_losses=[(task_keys(examples), rows[0], [a.numel() for a in answers])])
     return loss, counts
+
+
+def task_keys(examples: list[Example]) -> list[str]:
+    """"kind/task" of every answer of ``examples``, in their order (e.g. "image/needle": a
+    still's sign, as the reading stage asks)."""
+    keys = []
+    for e in examples:
+        if len(e.qa) != len(e.questions):
+            raise ValueError(f"an example has {len(e.qa)} QAs but {len(e.questions)} questions")
+        keys += [f"{e.kind}/{qa.task}" for qa in e.qa]
+    return keys
 
 
 def example_loss(model: VideoXL, example: Example, boundary: BoundaryConfig,
@@ -311,4 +343,4 @@ class TrainModule(nn.Module):
 
 __all__ = ["Counts", "Schedule", "TrainModule", "answer_loss", "answer_rows", "answers_loss",
            "build_memory", "encode_prefix", "example_loss", "group_examples", "group_loss",
-           "layer_major_loss", "text_embeddings"]
+           "layer_major_loss", "task_keys", "text_embeddings"]

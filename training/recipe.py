@@ -74,7 +74,7 @@ from training.parallel import (
     shard,
 )
 from training.prefetch import Prefetcher
-from training.world import WorldConfig
+from training.world import VIDEO_TASKS, WorldConfig
 
 log = logging.getLogger("training.recipe")
 
@@ -512,6 +512,28 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> float:
     return float(norm)
 
 
+TASK_KEYS: tuple[str, ...] = tuple(f"{kind}/{task}" for kind in ("video", "image", "multi_image")
+                                   for task in (*VIDEO_TASKS, "compare"))
+"""Every "kind/task" an answer can have (`training.forward.task_keys`): one fixed order, so
+ranks can sum their per-task losses as one vector."""
+
+
+def task_loss(counts: Counts, info: DistInfo) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean answer cross-entropy per token of each "kind/task" the step's answers had, and
+    their answer token counts, over all ranks (the step's ``loss`` is the token-weighted mean
+    of these)."""
+    sums = np.zeros((2, len(TASK_KEYS)))  # (loss, tokens) x key
+    for keys, losses, lengths in counts.task_losses:
+        for key, loss, tokens in zip(keys, losses.tolist(), lengths, strict=True):
+            i = TASK_KEYS.index(key)
+            sums[0, i] += loss
+            sums[1, i] += tokens
+    total = np.asarray(all_reduce_sum(sums.ravel().tolist(), info)).reshape(2, -1)
+    seen = [(i, k) for i, k in enumerate(TASK_KEYS) if total[1, i] > 0]
+    return ({k: float(total[0, i] / total[1, i]) for i, k in seen},
+            {k: int(total[1, i]) for i, k in seen})
+
+
 def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any,
                examples: list[Example], info: DistInfo, cfg: RecipeConfig
                ) -> dict[str, float]:
@@ -547,6 +569,7 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     row = {"loss": g_loss / total_targets, "grad_norm": grad_norm,
            "answer_tokens": total_targets, "llm_tokens": g_llm,
            "memory_tokens": g_mem / n, "windows": g_win / n, "intervals": g_int / n}
+    row["task_loss"], row["task_tokens"] = task_loss(counts, info)
     if info.device.type == "cuda":  # every rank's peak, in rank order
         mine = [0.0] * info.world_size
         mine[info.rank] = torch.cuda.max_memory_allocated(info.device) / 2**30
@@ -636,6 +659,8 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
                              "%.0f tok/s %.2f s/step (data %.2f s)", step, cfg.total_steps,
                              stage_index, stage.ratios, row["loss"], lr, row["grad_norm"],
                              row["memory_tokens"], row["tokens_per_s"], dt, t_data)
+                    log.info("loss per task: %s", " ".join(
+                        f"{k} {v:.3f}" for k, v in row["task_loss"].items()))
                     if "peak_gib" in row:
                         log.info("peak GPU memory per rank: %s GiB",
                                  " ".join(f"{g:.1f}" for g in row["peak_gib"]))

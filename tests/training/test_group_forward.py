@@ -5,6 +5,8 @@
 - Answers of different lengths, right-padded in one batch, give the per-answer losses.
 - `group_examples` groups by frame count, keeps order, and caps the group size.
 - Prefetching workers give the exact losses of in-process rendering.
+- Each answer's own loss, tagged "kind/task", adds up to the group's loss, and a step's
+  per-task means weighted by their tokens give the step's loss.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.testing import make_tokenizer, random_videoxl
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example
-from training.forward import answer_loss, answers_loss, group_examples, group_loss
-from training.recipe import RecipeConfig, train
+from training.forward import answer_loss, answers_loss, group_examples, group_loss, task_keys
+from training.recipe import TASK_KEYS, RecipeConfig, train
 from training.world import WorldConfig
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
@@ -106,3 +108,37 @@ def test_prefetching_workers_keep_the_numbers(tmp_path) -> None:
 
     # same examples in the same order: bit-identical losses
     assert run("prefetch", workers=2) == run("in_process")
+
+
+@pytest.mark.parametrize("schedule", ["layers", "windows"])
+def test_answer_losses_per_task_add_up(tokenizer, schedule: str) -> None:
+    model = random_videoxl(3).double()
+    examples = [_example(tokenizer, s) for s in range(2)]
+    for e in examples:
+        e.pixels = e.pixels.double()
+    plan = [WindowPlan(0, 0, 12, 2), WindowPlan(1, 12, 24, 4)]
+    loss, counts = group_loss(model, examples, BOUNDARY, window=16, plan=plan,
+                              schedule=schedule)
+    [(keys, rows, lengths)] = counts.task_losses
+    assert keys == [f"video/{qa.task}" for e in examples for qa in e.qa] == task_keys(examples)
+    assert lengths == [a.numel() for e in examples for a in e.answers]
+    assert rows.shape == (len(keys),) and not rows.requires_grad
+    torch.testing.assert_close(rows.sum(), loss.detach(), rtol=1e-12, atol=1e-12)
+    # each row is that answer's loss on its own (one example, one QA, the same plan)
+    first = examples[0]
+    first.questions, first.answers, first.qa = first.questions[:1], first.answers[:1], \
+        first.qa[:1]
+    alone, _ = group_loss(model, [first], BOUNDARY, window=16, plan=plan, schedule=schedule)
+    torch.testing.assert_close(rows[0], alone.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_step_rows_hold_the_loss_per_task(tmp_path) -> None:
+    mix = TaskMix(video=0.5, image=0.2, multi_image=0.1, reading=0.2)
+    cfg = RecipeConfig(stages=((2, (2, 4)),), batch=6, micro_batch=3, frames=6, lr=1e-3,
+                       warmup_steps=0, output_dir=str(tmp_path), device="cpu", mix=mix)
+    for row in train(cfg):
+        losses, tokens = row["task_loss"], row["task_tokens"]
+        assert losses and losses.keys() == tokens.keys() <= set(TASK_KEYS)
+        assert sum(tokens.values()) == row["answer_tokens"]
+        weighted = sum(losses[k] * tokens[k] for k in losses) / row["answer_tokens"]
+        assert weighted == pytest.approx(row["loss"], rel=1e-6)  # float32 sums

@@ -181,7 +181,8 @@ def test_an_uncompressed_example_is_one_causal_forward(tokenizer) -> None:
     model = random_videoxl(2).double()
     example = _example(tokenizer, seed=3, ratios=())
     example = dataclasses.replace(example, pixels=example.pixels.double(),
-                                  questions=example.questions[:1], answers=example.answers[:1])
+                                  questions=example.questions[:1], answers=example.answers[:1],
+                                  qa=example.qa[:1])
     with torch.no_grad():
         got, counts = example_loss(model, example, BOUNDARY, window=12)
         tokens = model.encode_frames(example.pixels).tokens.reshape(1, -1, 64)  # (1, N*T, C)
