@@ -98,6 +98,10 @@ class PretrainConfig:
     probe: bool = False
     """Train the heads only, on a frozen ``init_tower``: a linear probe that measures what a
     given tower already encodes (e.g. the reading of the shipped tower against a new one)."""
+    probe_projector: bool = False
+    """With ``probe``: read the delta's ``mm_projector`` output instead of the tower's -- the
+    very vectors the LLM's visual tokens average. Do the characters' order survive the
+    projector, or is it the LLM that cannot read them? ``init_tower`` must be a delta."""
     seed: int = 0
     """Seeds the tower, the heads and every episode."""
     world: dict | None = None
@@ -120,6 +124,8 @@ class PretrainConfig:
                 raise ValueError(f"PretrainConfig.{name} must be >= 1")
         if self.probe and self.init_tower is None:
             raise ValueError("PretrainConfig.probe needs init_tower: a probe reads a given tower")
+        if self.probe_projector and not self.probe:
+            raise ValueError("PretrainConfig.probe_projector is a probe: set probe too")
         if self.workers < 0:
             raise ValueError("PretrainConfig.workers must be >= 0 (0: no worker processes)")
         if not self.lr > 0 or self.warmup_steps < 0:
@@ -350,6 +356,24 @@ def load_tower_state(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in state.items()}
 
 
+def load_projector(path: str | Path) -> nn.Module:
+    """A delta's ``mm_projector`` (float32): Linear, or Linear-GELU-Linear, as its tensors
+    say (`streamvxl.model.vision.build_projector`'s two layouts)."""
+    prefix = "model.mm_projector."
+    state = {k.removeprefix(prefix): v.float() for k, v in load_file(str(path)).items()
+             if k.startswith(prefix)}
+    if not state:
+        raise ValueError(f"{path} holds no {prefix}* tensors: probe_projector needs a delta")
+    if "2.weight" in state:
+        out, hidden = state["2.weight"].shape[0], state["0.weight"].shape
+        projector: nn.Module = nn.Sequential(nn.Linear(hidden[1], hidden[0]), nn.GELU(),
+                                             nn.Linear(hidden[0], out))
+    else:
+        projector = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+    projector.load_state_dict(state)
+    return projector
+
+
 def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
     """Train a tower (the streamvxl-tiny shape; fresh or ``cfg.init_tower``) and its heads;
     returns the tower and one row of held-out scores per evaluation (the last: the end of the
@@ -364,7 +388,18 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         if cfg.init_tower is not None:
             tower.load_state_dict(load_tower_state(cfg.init_tower))  # strict: same shape only
         tower = tower.to(device).train(not cfg.probe).requires_grad_(not cfg.probe)
-        heads = Heads(vision.hidden_size).to(device).train()
+        if cfg.probe_projector:
+            projector = load_projector(cfg.init_tower).to(device).requires_grad_(False)
+            width = projector(torch.zeros(1, vision.hidden_size, device=device)).shape[-1]
+        else:
+            projector, width = None, vision.hidden_size
+        heads = Heads(width).to(device).train()
+
+    def features_of(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        patches, cls = tower(x)  # (N, P, Cv), (N, Cv)
+        if projector is None:
+            return patches, cls
+        return projector(patches), projector(cls)  # (N, P, C): what the LLM tokens average
     params = [p for m in (tower, heads) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
 
@@ -387,7 +422,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         tower.eval()
         with torch.no_grad():
             row = {"step": step, "train_loss": train_loss,
-                   **scores(heads(*tower(eval_x)), eval_y)}
+                   **scores(heads(*features_of(eval_x)), eval_y)}
         tower.train(not cfg.probe)
         history.append(row)
         log.info("step %d/%d loss %.4f | held-out: %s", step, cfg.steps, train_loss,
@@ -410,7 +445,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             pixels, y = batch_of(step)
             x = preprocess(list(pixels)).to(device)
             with torch.set_grad_enabled(not cfg.probe):  # a probe needs no tower backward
-                features = tower(x)
+                features = features_of(x)
             parts = losses(heads(*features), _to(y, device))
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
@@ -443,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "probe":
             p.add_argument("--probe", action="store_true", help="train the heads only (a "
                            "linear probe of --init-tower)")
+        elif name == "probe_projector":
+            p.add_argument("--probe-projector", action="store_true", help="with --probe: read "
+                           "the delta's projector output (what the LLM's tokens average)")
         elif name == "init_tower":
             p.add_argument("--init-tower", help="start from this tower file or exported delta")
         else:

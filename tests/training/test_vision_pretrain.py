@@ -182,3 +182,37 @@ def test_a_probe_trains_the_heads_and_leaves_the_tower(tmp_path) -> None:
     assert history[-1]["count_acc"] > history[0]["count_acc"] + 0.2  # the heads did learn
     with pytest.raises(ValueError, match="init_tower"):
         PretrainConfig(probe=True)
+
+
+def test_a_probe_can_read_the_projector_output(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from streamvxl.model.vision import VisionTower
+    from training.default_model import tiny_vision_config
+    from training.vision_pretrain import load_projector
+
+    torch.manual_seed(2)
+    vision = tiny_vision_config()
+    tower = VisionTower(vision, -2)
+    projector = torch.nn.Sequential(torch.nn.Linear(vision.hidden_size, 48), torch.nn.GELU(),
+                                    torch.nn.Linear(48, 40))
+    delta = tmp_path / "d.safetensors"
+    save_file({**{"model.vision_tower." + k: v for k, v in tower.state_dict().items()},
+               **{"model.mm_projector." + k: v.contiguous()
+                  for k, v in projector.state_dict().items()}}, str(delta))
+    loaded = load_projector(delta)
+    x = torch.randn(3, vision.hidden_size)
+    torch.testing.assert_close(loaded(x), projector(x))
+    cfg = PretrainConfig(steps=20, batch=16, eval_frames=64, log_every=20, device="cpu",
+                         lr=3e-3, warmup_steps=0, init_tower=str(delta), probe=True,
+                         probe_projector=True)
+    probed, history = pretrain(cfg)
+    for k, v in probed.state_dict().items():
+        assert torch.equal(v, tower.state_dict()[k]), k
+    assert history[-1]["count_acc"] > history[0]["count_acc"] + 0.2  # heads on 40-d vectors
+    tower_only = tmp_path / "t.safetensors"
+    save_tower(tower, tower_only, {})
+    with pytest.raises(ValueError, match="no model.mm_projector"):
+        load_projector(tower_only)
+    with pytest.raises(ValueError, match="set probe too"):
+        PretrainConfig(init_tower=str(delta), probe_projector=True)
