@@ -41,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -198,6 +198,38 @@ def resolve_model(model, tokenizer, preprocess, device):
     return model, tokenizer, preprocess or Preprocessor(model.image_size)
 
 
+class Answering(NamedTuple):
+    """What answering questions from memories needs, resolved once (`answering`)."""
+
+    model: VideoXL
+    tokenizer: Any
+    preprocess: Preprocessor
+    prompt: PromptTemplate
+    boundary: BoundaryConfig
+    engine: MemoryEngine
+    decoding: Decoding
+    prefix_ids: torch.Tensor
+    """(P,) the prompt prefix: the sink."""
+
+
+def answering(model: VideoXL | str | Path, tokenizer: Any, methods: Sequence[str], *,
+              preprocess: Preprocessor | None, device: str | None,
+              prompt: PromptTemplate | None, boundary: BoundaryConfig | None,
+              window: int | None, max_new_tokens: int) -> Answering:
+    """The model (or a folder's), its tokenizer and preprocessing, the prompt, the interval
+    detector, the memory engine, greedy decoding and the sink's ids -- what `evaluate`,
+    `training.niah` and `training.reading_probe` share; ``methods`` are checked here."""
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
+    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
+    prompt = prompt or PromptTemplate()
+    return Answering(model, tokenizer, preprocess, prompt, boundary or DEFAULT_BOUNDARY,
+                     MemoryEngine.for_model(model, window),
+                     Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens),
+                     token_ids(tokenizer, prompt.prefix, model.config.llm.vocab_size))
+
+
 def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
              ratios: Sequence[int] = DEFAULT_RATIOS, methods: Sequence[Method] = METHODS,
              n_videos: int = 20, seed: int = 0, world: WorldConfig | None = None,
@@ -234,24 +266,18 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
         ``{"method", "ratio", "task", "n", "correct", "accuracy", "memory_tokens",
         "frames_kept"}``; the last two are means over videos (sink not counted).
     """
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ratios):
         raise ValueError(f"ratios must be positive ints, got {ratios}")
     bad = [t for t in tasks if t not in VIDEO_TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")
-    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
-    prompt = prompt or PromptTemplate()
-    boundary = boundary or DEFAULT_BOUNDARY
+    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
+        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
+        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
     world = world or WorldConfig(num_frames=frames, height=model.image_size,
                                  width=model.image_size, max_objects=2)
     ratios = tuple(ratios)
     vocab = model.config.llm.vocab_size
-    engine = MemoryEngine.for_model(model, window)
-    decoding = Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens)
-    prefix_ids = token_ids(tokenizer, prompt.prefix, vocab)
 
     # (method, ratio, task) -> [correct, asked]; (method, ratio) -> [tokens], [frames kept]
     tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -468,14 +494,21 @@ def str_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+def report_parser(module: str, doc: str | None, name: str) -> argparse.ArgumentParser:
+    """The command line every scoring script starts with: ``--model``, ``--tokenizer`` and
+    where the report goes (``--out``, ``--name``, default ``name``)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help="model folder, a streamvxl-tiny delta (.safetensors), or tiny-random")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
     p.add_argument("--out", default="docs/results", help="output folder")
-    p.add_argument("--name", default="eval", help="output file stem")
+    p.add_argument("--name", default=name, help="output file stem")
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    p = report_parser("training.evaluate", __doc__, "eval")
     p.add_argument("--ratios", type=int_list, default=DEFAULT_RATIOS, help="e.g. 2,4,8,16,32")
     p.add_argument("--methods", type=str_list, default=METHODS, help="e.g. vst,avg_pool")
     p.add_argument("--tasks", type=str_list, default=VIDEO_TASKS, help="e.g. count,needle")
@@ -525,9 +558,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 
-__all__ = ["Decoding", "answer_question", "eval_samples", "evaluate", "load_model_folder",
-           "form_rows", "markdown_report", "plot_accuracy", "stop_ids", "token_ids", "training_settings",
-           "write_report"]
+__all__ = ["Answering", "Decoding", "answer_question", "answering", "eval_samples", "evaluate",
+           "form_rows", "load_model_folder", "markdown_report", "plot_accuracy", "report_parser",
+           "stop_ids", "token_ids", "training_settings", "write_report"]
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -44,19 +43,17 @@ from typing import Any
 import numpy as np
 
 from streamvxl.intervals import BoundaryConfig
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
-from training.baselines import METHODS, Method, build_memory, encode_video
+from training.baselines import Method, build_memory, encode_video
 from training.evaluate import (
     DEFAULT_BOUNDARY,
-    Decoding,
     answer_question,
+    answering,
     int_list,
     load_model_folder,
-    resolve_model,
-    stop_ids,
+    report_parser,
     str_list,
     token_ids,
     training_settings,
@@ -237,18 +234,12 @@ def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
         One row per (method, frames, depth): ``{"method", "ratio", "frames", "depth", "n",
         "correct", "accuracy", "memory_tokens"}`` (memory tokens: mean, sink excluded).
     """
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
-    prompt = prompt or PromptTemplate()
-    boundary = boundary or DEFAULT_BOUNDARY
+    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
+        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
+        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
     vocab = model.config.llm.vocab_size
-    engine = MemoryEngine.for_model(model, window)
-    decoding = Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens)
-    prefix_ids = token_ids(tokenizer, prompt.prefix, vocab)
 
     tally: dict[tuple[str, int, float], list[float]] = defaultdict(lambda: [0, 0, 0.0])
     t0 = time.perf_counter()
@@ -345,13 +336,7 @@ def markdown_grid(rows: list[dict[str, Any]], notes: Sequence[str] = (),
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    p = argparse.ArgumentParser(prog="python -m training.niah", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="model folder, a streamvxl-tiny delta (.safetensors), or tiny-random")
-    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
-    p.add_argument("--out", default="docs/results", help="output folder")
-    p.add_argument("--name", default="niah", help="output file stem")
+    p = report_parser("training.niah", __doc__, "niah")
     p.add_argument("--frames", type=int_list, default=DEFAULT_FRAMES, help="e.g. 64,256,2048")
     p.add_argument("--depths", type=lambda s: tuple(float(x) for x in s.split(",")),
                    default=DEFAULT_DEPTHS, help="e.g. 0,0.5,1")

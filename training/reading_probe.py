@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -32,20 +31,17 @@ from typing import Any
 import numpy as np
 
 from streamvxl.intervals import BoundaryConfig
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
-from training.baselines import METHODS, Method, build_memory, encode_video
+from training.baselines import Method, build_memory, encode_video
 from training.batch import READING_FORMS
 from training.evaluate import (
-    DEFAULT_BOUNDARY,
-    Decoding,
     answer_question,
+    answering,
     int_list,
     load_model_folder,
-    resolve_model,
-    stop_ids,
+    report_parser,
     str_list,
     token_ids,
 )
@@ -76,18 +72,12 @@ def reading_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int 
     """One record per (still, method, ratio): ``{"still", "method", "ratio", "text", "kind",
     "length", "straddles", "answer", "prediction", "correct"}``; ``full`` (every raw token)
     is answered once per still, with ratio None. Stills are ``split="eval"``."""
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
-    prompt = prompt or PromptTemplate()
-    boundary = boundary or DEFAULT_BOUNDARY
+    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
+        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
+        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
     vocab = model.config.llm.vocab_size
-    engine = MemoryEngine.for_model(model, window)
-    decoding = Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens)
-    prefix_ids = token_ids(tokenizer, prompt.prefix, vocab)
     world = WorldConfig(num_frames=1, height=model.image_size, width=model.image_size,
                         max_objects=3, number_prob=number_prob)
     cell = model.image_size // int(round(model.tokens_per_frame ** 0.5))  # pixels per token
@@ -144,19 +134,14 @@ def markdown_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) ->
     for g in groups:
         vals = [cell.get((m, q, g)) for m, q in columns]
         lines.append(f"| {g} | " + " | ".join(
-            "-" if v is None else f"{v['correct']} / {v['n']} ({100 * v['correct'] / v['n']:.0f} %)"
-            for v in vals) + " |")
+            "-" if v is None else
+            f"{v['correct']} / {v['n']} ({100 * v['correct'] / v['n']:.0f} %)" for v in vals)
+            + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    p = argparse.ArgumentParser(prog="python -m training.reading_probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="model folder, a streamvxl-tiny delta (.safetensors), or tiny-random")
-    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
-    p.add_argument("--out", default="docs/results", help="output folder")
-    p.add_argument("--name", default="reading_stills", help="output file stem")
+    p = report_parser("training.reading_probe", __doc__, "reading_stills")
     p.add_argument("--n", type=int, default=200, help="stills")
     p.add_argument("--ratios", type=int_list, default=(2, 16))
     p.add_argument("--methods", type=str_list, default=("vst", "full"))
