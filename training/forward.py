@@ -176,14 +176,14 @@ def _answer_ce(model: VideoXL, hidden: torch.Tensor, picked: torch.Tensor,
     logits = model.logits(hidden[picked])  # (sum A, V)
     # at least float32 (bfloat16 logits under autocast), float64 stays float64 (tests)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if row_losses is not None:
-        with torch.no_grad():  # for logging: the loss below keeps its own exact reduction
-            per_token = F.cross_entropy(logits, targets, reduction="none")  # (sum A,)
-            lengths = torch.tensor([a.numel() for a in answers])  # host: no sync
-            row_of = torch.repeat_interleave(torch.arange(len(answers)), lengths)
-            rows = per_token.new_zeros(len(answers))
-            row_losses.append(rows.index_add_(0, row_of.to(rows.device), per_token))
-    return F.cross_entropy(logits, targets, reduction="sum")
+    if row_losses is None:
+        return F.cross_entropy(logits, targets, reduction="sum")
+    per_token = F.cross_entropy(logits, targets, reduction="none")  # (sum A,): one softmax
+    lengths = torch.tensor([a.numel() for a in answers])  # host: no sync
+    row_of = torch.repeat_interleave(torch.arange(len(answers)), lengths)
+    rows = per_token.new_zeros(len(answers))
+    row_losses.append(rows.index_add_(0, row_of.to(rows.device), per_token.detach()))
+    return per_token.sum()
 
 
 def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Tensor,
