@@ -39,6 +39,7 @@ from streamvxl.intervals import BoundaryConfig, segment
 from streamvxl.model.layout import split_windows
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from training.reading import sample_reading_labels
 from training.world import (
     QA,
     VIDEO_TASKS,
@@ -109,6 +110,9 @@ class Example:
     """Seeds the per-window ratio draws."""
     qa: tuple[QA, ...]
     """The ground truth the ids came from (for logging and evaluation)."""
+    reading: torch.Tensor | None = None
+    """(N, T, S) int64 reading labels of the frames' visual tokens (`training.reading`), for
+    the recipe's auxiliary reading loss; None: not asked for."""
 
     @property
     def num_answer_tokens(self) -> int:
@@ -145,9 +149,11 @@ def _ids(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
 
 def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: Preprocessor,
                  ratios: Sequence[int], seed: int, vocab_size: int,
-                 end_of_turn: str = "<|im_end|>") -> Example:
+                 end_of_turn: str = "<|im_end|>", reading_cell: int | None = None) -> Example:
     """Tokenise and preprocess a sample: every QA of it becomes one (question, answer) pair
-    over the same memory (compression is query-agnostic, so one memory serves them all)."""
+    over the same memory (compression is query-agnostic, so one memory serves them all).
+    ``reading_cell``: the px side of the cell one visual token pools; given, the example
+    carries its frames' reading labels (`training.reading.sample_reading_labels`)."""
     pixels = preprocess(list(sample.frames))  # (N, 3, S, S)
     return Example(
         kind=sample.kind,
@@ -159,6 +165,7 @@ def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: 
         ratios=tuple(ratios),
         seed=seed,
         qa=sample.qa,
+        reading=None if reading_cell is None else sample_reading_labels(sample, reading_cell),
     )
 
 

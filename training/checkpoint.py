@@ -7,6 +7,8 @@ A checkpoint is a folder ``<output_dir>/step_<NNNNNNN>/``:
 - ``optimizer.safetensors``: every optimizer state tensor, keyed ``<param name>/<state name>``
   (full, unsharded tensors: a checkpoint resumes on any number of ranks);
 - ``rng.safetensors``: each rank's torch RNG states (``rank<r>/cpu``, ``rank<r>/cuda``);
+- ``heads.safetensors``: the `TrainModule`'s own training-only heads (its keys outside
+  ``videoxl.``, e.g. the reading head), when it has any;
 - ``trainer.json``: step, stage, the optimizer's param groups, the LR scheduler's state and the
   recipe config.
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "videoxl."  # TrainModule's attribute holding the model
 LATEST = "latest.json"
+HEADS_FILE = "heads.safetensors"
 
 
 def checkpoint_name(step: int) -> str:
@@ -105,8 +108,12 @@ def save_checkpoint(output_dir: str | Path, step: int, module: TrainModule,
     barrier(info)
     save_file(rng, str(tmp / f"rng_rank{info.rank}.safetensors"))
     if info.is_main:
-        state = {k.removeprefix(PREFIX): v for k, v in model_state.items()}
+        state = {k.removeprefix(PREFIX): v for k, v in model_state.items()
+                 if k.startswith(PREFIX)}
+        heads = {k: v.contiguous() for k, v in model_state.items() if not k.startswith(PREFIX)}
         save_videoxl(_cpu_model(module, state), tmp / "model")
+        if heads:
+            save_file(heads, str(tmp / HEADS_FILE))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp / "model"))
         tensors, scalars = _optimizer_tensors(optim_state)
@@ -132,6 +139,23 @@ def _prune(out: Path, keep: int) -> None:
         return
     for old in sorted(out.glob("step_???????"))[:-keep]:
         shutil.rmtree(old)
+
+
+def load_heads(folder: str | Path, module: TrainModule) -> None:
+    """Load a checkpoint's training-only heads into ``module`` (before sharding); a module
+    with none needs none, one with heads needs exactly theirs."""
+    own = {k for k in module.state_dict() if not k.startswith(PREFIX)}
+    path = Path(folder) / HEADS_FILE
+    if not own:
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {HEADS_FILE}, but this run trains heads "
+                                f"{sorted(own)} (e.g. reading_loss > 0): start a new run from "
+                                f"{Path(folder) / 'model'} instead of resuming")
+    state = load_file(str(path))
+    if set(state) != own:
+        raise ValueError(f"{path} holds {sorted(state)}, the run's heads are {sorted(own)}")
+    module.load_state_dict(state, strict=False)
 
 
 def load_training_state(folder: str | Path, module: TrainModule,
@@ -165,4 +189,5 @@ def load_training_state(folder: str | Path, module: TrainModule,
     return meta
 
 
-__all__ = ["latest_checkpoint", "load_training_state", "save_checkpoint"]
+__all__ = ["HEADS_FILE", "latest_checkpoint", "load_heads", "load_training_state",
+           "save_checkpoint"]

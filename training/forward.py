@@ -23,6 +23,10 @@ normalise over a whole (accumulated, distributed) batch. `group_loss` also keeps
 own sum, detached and tagged "kind/task" (`Counts.task_losses`), so a run logs its loss per
 task: a mixed batch's mean says little about, say, whether the needles are being learnt.
 
+A `TrainModule` with a reading weight adds an auxiliary loss: a linear `ReadingHead` reads
+each visual token's sign characters in order (`training.reading`), so the projector has to
+keep them for the LLM.
+
 Letters: L layers, B examples in a group, R answers, G kv heads, M memory tokens, D head_dim, N frames,
 T visual tokens per frame, C hidden, Q question tokens, A answer tokens, V vocabulary.
 """
@@ -45,6 +49,7 @@ from streamvxl.model.rope import Rotation
 from streamvxl.model.videoxl import VideoXL
 from training.batch import Example, WindowPlan, plan_windows
 from training.lora import merge_once
+from training.reading import ReadingHead, reading_loss, signs_read, slots_for, token_cell
 
 Schedule = Literal["layers", "windows"]
 
@@ -65,6 +70,9 @@ class Counts:
     task_losses: list[tuple[list[str], torch.Tensor, list[int]]] = field(default_factory=list)
     """Per forward: each answer's "kind/task", its summed cross-entropy (R,) (detached, still
     on the device: read after the backward, so logging adds no sync) and its token count."""
+    reading: list[torch.Tensor] = field(default_factory=list)
+    """Per forward with a reading head: (4,) float64 on the device -- the reading loss summed
+    over frames (its mean times N), N, frames whose sign was read exactly, frames with a sign."""
 
     def __iadd__(self, other: Counts) -> Counts:
         for k, v in vars(other).items():
@@ -240,9 +248,15 @@ def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Ten
 
 def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig,
                window: int | None = None, plan: list[WindowPlan] | None = None,
-               schedule: Schedule = "layers") -> tuple[torch.Tensor, Counts]:
+               schedule: Schedule = "layers", reading_head: ReadingHead | None = None,
+               reading_weight: float = 0.0) -> tuple[torch.Tensor, Counts]:
     """Summed answer cross-entropy (float32 scalar) of examples run as one batch, and their
     `Counts` (summed over the examples).
+
+    With a ``reading_head``, the loss also holds ``reading_weight`` x (the group's answer
+    tokens) x the head's mean reading loss over the group's visual tokens: the recipe divides
+    the sum by the answer tokens, so its step loss is the answer mean plus ``reading_weight``
+    times the (answer-token weighted) reading mean, whatever the group sizes.
 
     The examples must have the same frame count and prompt prefix. They share one window
     plan: ``plan``, or the one the boundary detector draws from the *first* example's frames
@@ -266,6 +280,9 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
     if plan is None:
         plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed)
+    reading: list[torch.Tensor] = []
+    if reading_head is not None:
+        aux, reading = _reading_aux(reading_head, frames.tokens, examples)
     owner = torch.tensor([i for i, e in enumerate(examples) for _ in e.questions])
     questions = [q for e in examples for q in e.questions]
     answers = [a for e in examples for a in e.answers]
@@ -280,16 +297,42 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
             loss = answers_loss(model, mem_k, mem_v, questions, answers, owner, rows)
         else:
             raise ValueError(f"schedule must be 'layers' or 'windows', not {schedule!r}")
+    answer_tokens = sum(e.num_answer_tokens for e in examples)
+    if reading_head is not None:
+        loss = loss + reading_weight * answer_tokens * aux
     processed = prefix.numel() + sum(
         (w.end - w.start) + (window_layout(w.end - w.start, w.ratio).num_vst if w.ratio else 0)
         for w in plan)
     qa_tokens = sum(q.numel() + a.numel() for e in examples
                     for q, a in zip(e.questions, e.answers, strict=True))
-    counts = Counts(answer_tokens=sum(e.num_answer_tokens for e in examples),
+    counts = Counts(answer_tokens=answer_tokens,
                     llm_tokens=processed * b + qa_tokens, memory_tokens=mem_k.shape[3] * b,
                     windows=len(plan) * b, intervals=len({w.interval for w in plan}) * b,
-                    task_losses=[(task_keys(examples), rows[0], [a.numel() for a in answers])])
+                    task_losses=[(task_keys(examples), rows[0], [a.numel() for a in answers])],
+                    reading=reading)
     return loss, counts
+
+
+def _reading_aux(head: ReadingHead, tokens: torch.Tensor, examples: list[Example]
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The mean reading loss of the group's visual tokens (B*N, T, C) and its `Counts.reading`
+    row (detached, on the device)."""
+    if any(e.reading is None for e in examples):
+        raise ValueError("a reading head needs every example's reading labels: make them with "
+                         "make_example(..., reading_cell=token_cell(model))")
+    labels = torch.cat([e.reading for e in examples]).to(tokens.device)  # (B*N, T, S)
+    if labels.shape[:2] != tokens.shape[:2] or labels.shape[2] != head.slots:
+        raise ValueError(f"reading labels {tuple(labels.shape)} do not fit the visual tokens "
+                         f"{tuple(tokens.shape[:2])} and the head's {head.slots} slots")
+    logits = head(tokens)  # (B*N, T, S, K)
+    loss = reading_loss(logits, labels)
+    with torch.no_grad():
+        read, signed = signs_read(logits, labels)
+        row = torch.stack((loss.detach().double() * labels.shape[0],
+                           torch.tensor(float(labels.shape[0]), dtype=torch.float64,
+                                        device=labels.device),
+                           read.double(), signed.double()))
+    return loss, [row]
 
 
 def task_keys(examples: list[Example]) -> list[str]:
@@ -329,16 +372,24 @@ class TrainModule(nn.Module):
     schedule: each decoder layer is called once per forward, whatever the windows.
     """
 
-    def __init__(self, model: VideoXL, boundary: BoundaryConfig, window: int | None = None
-                 ) -> None:
+    def __init__(self, model: VideoXL, boundary: BoundaryConfig, window: int | None = None,
+                 reading_weight: float = 0.0) -> None:
         super().__init__()
         self.videoxl = model
         self.boundary = boundary
         self.window = window
+        self.reading_weight = reading_weight
+        self.reading_head: ReadingHead | None = None
+        """With a positive ``reading_weight``: reads each visual token's characters (a
+        training-only head; its weights are the module's only keys outside ``videoxl.``)."""
+        if reading_weight > 0:
+            self.reading_head = ReadingHead(model.config.llm.hidden_size,
+                                            slots_for(token_cell(model))).to(model.device)
 
     def forward(self, examples: Example | list[Example]) -> tuple[torch.Tensor, Counts]:
         group = [examples] if isinstance(examples, Example) else examples
-        return group_loss(self.videoxl, group, self.boundary, self.window)
+        return group_loss(self.videoxl, group, self.boundary, self.window,
+                          reading_head=self.reading_head, reading_weight=self.reading_weight)
 
 
 __all__ = ["Counts", "Schedule", "TrainModule", "answer_loss", "answer_rows", "answers_loss",

@@ -51,7 +51,12 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from training.batch import Example, TaskMix, draw_sample, make_example
-from training.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from training.checkpoint import (
+    latest_checkpoint,
+    load_heads,
+    load_training_state,
+    save_checkpoint,
+)
 from training.default_model import split_delta
 from training.forward import Counts, TrainModule, group_examples
 from training.lora import (
@@ -74,6 +79,7 @@ from training.parallel import (
     shard,
 )
 from training.prefetch import Prefetcher
+from training.reading import token_cell
 from training.world import VIDEO_TASKS, WorldConfig
 
 log = logging.getLogger("training.recipe")
@@ -148,6 +154,11 @@ class RecipeConfig:
     bound) is inside its training distribution. 0: every memory is compressed."""
     questions: int = 1
     """Questions per example, all answered over the same memory."""
+    reading_loss: float = 0.0
+    """Weight of the auxiliary reading loss: a linear head reads each visual token's sign
+    characters in order (`training.reading`), beside the answers, so the projector must keep
+    what the needles ask for. The step loss becomes answer mean + weight x reading mean. 0: no
+    head. The head is saved in checkpoints (``heads.safetensors``), never exported."""
     dataset_size: int | None = None
     """None: a fresh example every time; n: cycle through a fixed set of n examples."""
     boundary: BoundaryConfig = field(
@@ -240,6 +251,11 @@ class RecipeConfig:
                                            or self.lora_rank < 1):
             raise ValueError(f"RecipeConfig.lora_rank must be None or a positive int, got "
                              f"{self.lora_rank!r}")
+        if self.reading_loss < 0:
+            raise ValueError(f"RecipeConfig.reading_loss must be >= 0, got {self.reading_loss!r}")
+        if self.reading_loss > 0 and not (self.train_projector or self.train_vision):
+            raise ValueError("RecipeConfig.reading_loss teaches the projector (or the tower) to "
+                             "keep the characters' order: set train_projector or train_vision")
         if not 0.0 <= self.uncompressed_share <= 1.0:
             raise ValueError(f"RecipeConfig.uncompressed_share must be in [0, 1], got "
                              f"{self.uncompressed_share!r}")
@@ -469,6 +485,8 @@ class DataSource:
     preprocess: Preprocessor
     vocab_size: int
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
+    reading_cell: int | None = None
+    """Given: examples carry reading labels for cells of this many px (`token_cell`)."""
 
     def example(self, index: int, ratios: tuple[int, ...], mix: TaskMix | None = None
                 ) -> Example:
@@ -482,7 +500,8 @@ class DataSource:
                 self.cfg.uncompressed_share:
             ratios = ()  # every raw token kept (`training.batch.plan_windows`)
         return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
-                            seed=int(rng.integers(2**62)), vocab_size=self.vocab_size)
+                            seed=int(rng.integers(2**62)), vocab_size=self.vocab_size,
+                            reading_cell=self.reading_cell)
 
     def step_indices(self, step: int, info: DistInfo) -> range:
         """The example indices of this rank in 1-based ``step``."""
@@ -534,6 +553,15 @@ def task_loss(counts: Counts, info: DistInfo) -> tuple[dict[str, float], dict[st
             {k: int(total[1, i]) for i, k in seen})
 
 
+def reading_stats(counts: Counts, info: DistInfo) -> dict[str, float]:
+    """``reading_loss``: the reading head's mean loss per frame over all ranks;
+    ``sign_read``: the share of frames with a sign whose every character it read right."""
+    local = torch.stack(counts.reading).sum(0).tolist() if counts.reading else [0.0] * 4
+    loss_sum, frames, read, signed = all_reduce_sum(local, info)
+    return {"reading_loss": loss_sum / max(frames, 1.0),
+            "sign_read": read / signed if signed else float("nan")}
+
+
 def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any,
                examples: list[Example], info: DistInfo, cfg: RecipeConfig
                ) -> dict[str, float]:
@@ -570,6 +598,11 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
            "answer_tokens": total_targets, "llm_tokens": g_llm,
            "memory_tokens": g_mem / n, "windows": g_win / n, "intervals": g_int / n}
     row["task_loss"], row["task_tokens"] = task_loss(counts, info)
+    if module.reading_head is not None:  # "loss" holds the reading term too
+        tokens = row["task_tokens"]
+        row["answer_loss"] = sum(v * tokens[k] for k, v in row["task_loss"].items()) / max(
+            1, sum(tokens.values()))
+        row.update(reading_stats(counts, info))
     if info.device.type == "cuda":  # every rank's peak, in rank order
         mine = [0.0] * info.world_size
         mine[info.rank] = torch.cuda.max_memory_allocated(info.device) / 2**30
@@ -592,7 +625,10 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     torch.manual_seed(cfg.seed)
     model, tokenizer, preprocess = load_model(cfg, checkpoint, info.device)
     set_trainable(model, cfg)
-    module = TrainModule(model.to(info.device).train(), cfg.boundary, cfg.window)
+    module = TrainModule(model.to(info.device).train(), cfg.boundary, cfg.window,
+                         cfg.reading_loss)
+    if checkpoint is not None:
+        load_heads(checkpoint, module)  # before sharding, as the model's weights
     shard(module, info, cfg.fsdp_gather_dtype if info.device.type == "cuda" else None)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
                                   lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -603,7 +639,8 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
         log.info("resumed from %s at step %d", checkpoint, step)
     world = WorldConfig(num_frames=cfg.frames, height=model.image_size,
                         width=model.image_size, **cfg.world)
-    data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size)
+    data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size,
+                      reading_cell=token_cell(model) if cfg.reading_loss > 0 else None)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -661,6 +698,10 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
                              row["memory_tokens"], row["tokens_per_s"], dt, t_data)
                     log.info("loss per task: %s", " ".join(
                         f"{k} {v:.3f}" for k, v in row["task_loss"].items()))
+                    if "reading_loss" in row:
+                        log.info("answer loss %.4f; reading head: loss %.4f, signs read "
+                                 "exactly %.1f %%", row["answer_loss"], row["reading_loss"],
+                                 100 * row["sign_read"])
                     if "peak_gib" in row:
                         log.info("peak GPU memory per rank: %s GiB",
                                  " ".join(f"{g:.1f}" for g in row["peak_gib"]))

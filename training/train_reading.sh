@@ -15,6 +15,8 @@
 # from uncompressed memories, so the "full" bound learns to read too), SEED (3), WORKERS (12),
 # NUMBER_PROB (0.5, the world's: the share of signs that show a number rather than a word; the
 # fourth model read 29 of 30 words and 5 of 18 numbers, often with the digits out of order).
+# READING_LOSS (0.5; 0: none): weight of the auxiliary reading head on the visual tokens
+# (`training.reading`), which makes the projector keep each sign's characters in order.
 # TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
 # then learns to read the new one here. Writes WORK/reading/ (checkpoints, metrics.jsonl),
 # WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:
@@ -56,6 +58,7 @@ say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/reading" \
     --lora-init "$DELTA" --train-vision false --seed "${SEED:-3}" --lr "${LR:-1e-3}" \
     --warmup-steps 10 --world "$WORLD" --uncompressed-share "${UNCOMPRESSED:-0.15}" "${SIZE[@]}" \
+    --reading-loss "${READING_LOSS:-0.5}" \
     --stages "$STAGES" --max-minutes "$STOP_MINUTES" --resume $RESUME
 CKPT=$(ls -d "$WORK"/reading/step_* | tail -1)
 

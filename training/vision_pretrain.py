@@ -55,14 +55,13 @@ from streamvxl.model.vision import VisionTower, pool_patches
 from streamvxl.preprocess import Preprocessor
 from training.default_model import tiny_vision_config
 from training.prefetch import Prefetcher
+from training.reading import CHARS, READ_SLOTS, read_text, reading_labels, reading_loss
 from training.world import WorldConfig, render, sample_episode, sample_still
-from training.world.font import CHARSET, GLYPH_H, GLYPH_W
 from training.world.scene import COLOURS, INK, SHAPES, Episode
 
 log = logging.getLogger("training.vision_pretrain")
 
 COLOUR_NAMES = tuple(COLOURS)
-CHARS = tuple(sorted(CHARSET - {" "}))
 COMBOS = tuple((s, c) for s in SHAPES for c in COLOUR_NAMES)
 MAX_COUNT = 8
 """Counts above this are clipped into the last class."""
@@ -74,8 +73,6 @@ SELECT_LAYER = -2
 """The layer the projector reads (streamvxl-tiny's ``select_layer``)."""
 POOL_STRIDE: int = next(f.default for f in dataclass_fields(VisualConfig) if f.name == "pool_stride")
 """Patches per side that one LLM token averages (streamvxl-tiny keeps the default, 2)."""
-READ_SLOTS = 4
-"""Columns of a pooled cell in the reading labels (16 px cells: 4 px each)."""
 
 
 @dataclass
@@ -181,39 +178,6 @@ def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray
     return combos, min(len(visible), MAX_COUNT), chars
 
 
-def reading_labels(episode: Episode, t: int, cell: int) -> np.ndarray:
-    """(T, READ_SLOTS) int64 reading labels of frame t for pooled cells of ``cell`` px.
-
-    Glyph i of a sign at scale s spans x in [x0 + 2s + 6 s i, +5 s) (the board's margin is
-    2 font pixels) and y in [y0 + 2s, +7 s); its centre's cell and column get the character.
-    """
-    g_h, g_w = episode.height // cell, episode.width // cell
-    out = np.zeros((g_h * g_w, READ_SLOTS), dtype=np.int64)
-    for sign in episode.signs:
-        if not sign.visible(t):
-            continue
-        s = sign.scale
-        cy = sign.y + 2 * s + GLYPH_H * s / 2
-        for i, ch in enumerate(sign.text.upper()):
-            cx = sign.x + 2 * s + (GLYPH_W + 1) * s * i + GLYPH_W * s / 2
-            row, col = int(cy // cell), int(cx // cell)
-            if row >= g_h or col >= g_w:
-                continue  # a centre in the frame's ragged edge, which no token covers
-            slot = int((cx - col * cell) * READ_SLOTS // cell)
-            if out[row * g_w + col, slot]:
-                raise ValueError(f"two glyph centres in one reading slot (cell {cell} px, sign "
-                                 f"scale {s}): the slots must be narrower than the glyph pitch")
-            out[row * g_w + col, slot] = CHARS.index(ch) + 1
-    return out
-
-
-def read_text(logits: torch.Tensor) -> list[str]:
-    """The text each frame's reading logits (N, T, READ_SLOTS, 1 + len(CHARS)) spell: the
-    predicted characters in raster order (cells row-major, columns left to right)."""
-    best = logits.argmax(-1).flatten(1).tolist()  # (N, T * READ_SLOTS)
-    return ["".join(CHARS[k - 1] for k in row if k) for row in best]
-
-
 def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episode: int,
                 split: str = "train") -> tuple[np.ndarray, FrameLabels]:
     """n frames (N, H, W, 3) uint8 from fresh episodes, with their labels."""
@@ -296,16 +260,7 @@ def losses(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, torch.Tens
             "combos": bce(out["combos"], y.combos.float()),
             "count": F.cross_entropy(out["count"], y.count),
             "chars": bce(out["chars"], y.chars.float()),
-            "reading": F.cross_entropy(out["reading"].flatten(0, 2), y.reading.flatten(),
-                                       weight=_reading_weights(out["reading"]))}
-
-
-def _reading_weights(logits: torch.Tensor) -> torch.Tensor:
-    """Class weights of the reading loss: (1 + len(CHARS),), "none" 1, characters `POS_WEIGHT`
-    (most slots are empty)."""
-    w = torch.full((logits.shape[-1],), POS_WEIGHT, device=logits.device)
-    w[0] = 1.0
-    return w
+            "reading": reading_loss(out["reading"], y.reading)}
 
 
 def f1(pred: torch.Tensor, truth: torch.Tensor) -> float:

@@ -28,7 +28,6 @@ from training.vision_pretrain import (
     patch_labels,
     pretrain,
     read_text,
-    reading_labels,
     reading_scores,
     save_tower,
 )
@@ -110,22 +109,6 @@ def test_reading_labels_spell_each_visible_sign_in_raster_order() -> None:
     assert read_text(one_hot) == list(y.text)
     scores = reading_scores(one_hot, y)
     assert scores == {"reading_f1": 1.0, "sign_read_acc": 1.0}
-
-
-def test_reading_labels_place_glyph_centres_by_hand() -> None:
-    """A sign "7A" at x=13, y=3, scale 1: glyph centres at x = 13 + 2 + 2.5 = 17.5 and 23.5
-    (cell 1 of 16 px, columns 0 and 1 of 4 px), y = 3 + 2 + 3.5 = 8.5 (cell row 0)."""
-    from training.world.scene import Backdrop, Episode, Scene, Sign
-
-    scenes = (Scene(0, Backdrop("solid", ((120, 120, 120), (120, 120, 120)))),)
-    episode = Episode(1, 1.0, 64, 64, scenes, (), (Sign("7A", t_in=0, t_out=1, x=13, y=3),))
-    got = reading_labels(episode, 0, cell=16)
-    want = np.zeros((16, READ_SLOTS), dtype=np.int64)
-    want[1, 0] = CHARS.index("7") + 1
-    want[1, 1] = CHARS.index("A") + 1
-    assert np.array_equal(got, want)
-    later = Episode(2, 1.0, 64, 64, scenes, (), (Sign("7A", 1, 2, 13, 3),))
-    assert not reading_labels(later, 0, cell=16).any()  # not visible on frame 0
 
 
 def test_wrong_readings_score_below_one() -> None:
