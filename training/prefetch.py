@@ -17,18 +17,27 @@ A worker still re-runs the main module (multiprocessing's "prepare" step, so tha
 from ``__main__`` resolve). Under ``python -m training.recipe`` that module is the recipe itself:
 unless the server has imported it, and so torch, transformers and streamvxl, beforehand, every
 worker imports them on its own (seen on an H200 host: 12 workers took 158 s to make the first
-step, 3 took 41 s). So the server also preloads the main module, by its import name.
+step, 3 took 41 s). So the server also preloads the main module, by its import name. runpy
+then warns in every worker that the module it re-runs is already imported -- which is the point
+-- so the workers, forked from the server with this module loaded, ignore that one warning.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 __all__ = ["ExampleSource", "Prefetcher"]
+
+# The fork server imports this module, so its children start with this filter: runpy's
+# "'pkg.main' found in sys.modules after import of package 'pkg', but prior to execution"
+# is what preloading the main module (below) does on purpose, once per worker.
+warnings.filterwarnings("ignore", category=RuntimeWarning,
+                        message=r".*found in sys\.modules after import of package.*")
 
 
 class ExampleSource(Protocol):
