@@ -152,9 +152,20 @@ def load_heads(folder: str | Path, module: TrainModule) -> None:
         raise FileNotFoundError(f"{folder} has no {HEADS_FILE}, but this run trains heads "
                                 f"{sorted(own)} (e.g. reading_loss > 0): start a new run from "
                                 f"{Path(folder) / 'model'} instead of resuming")
+    load_heads_file(path, module)
+
+
+def load_heads_file(path: str | Path, module: TrainModule) -> None:
+    """Start ``module``'s training-only heads from a ``heads.safetensors`` (another run's
+    checkpoint): it must hold exactly the module's head tensors, in their shapes."""
+    own = {k: v for k, v in module.state_dict().items() if not k.startswith(PREFIX)}
     state = load_file(str(path))
-    if set(state) != own:
+    if set(state) != set(own):
         raise ValueError(f"{path} holds {sorted(state)}, the run's heads are {sorted(own)}")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise ValueError(f"{path}: {key} is {tuple(value.shape)}, the run's "
+                             f"{tuple(own[key].shape)}")
     module.load_state_dict(state, strict=False)
 
 
@@ -189,5 +200,5 @@ def load_training_state(folder: str | Path, module: TrainModule,
     return meta
 
 
-__all__ = ["HEADS_FILE", "latest_checkpoint", "load_heads", "load_training_state",
-           "save_checkpoint"]
+__all__ = ["HEADS_FILE", "latest_checkpoint", "load_heads", "load_heads_file",
+           "load_training_state", "save_checkpoint"]

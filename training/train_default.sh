@@ -24,7 +24,8 @@
 # READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
-# READING_LOSS=weight adds the auxiliary reading head on the visual tokens (`training.reading`).
+# READING_LOSS=weight adds the auxiliary reading head on the visual tokens (`training.reading`);
+# READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -106,6 +107,7 @@ say "curriculum $STAGES"
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
+[[ -n ${READING_HEAD:-} ]] && OVERRIDES+=(--reading-head-init "$READING_HEAD")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true

@@ -10,7 +10,8 @@
 # Trains at most MINUTES (default 3) of wall time over STEPS steps (default 60: the cosine is
 # sized to them; a run stopped by the time keeps its checkpoint and exports it). BATCH (32
 # videos) in forward groups of MICRO (16), LR (3e-4 peak), SEED (5), WORKERS (14),
-# READING_LOSS (0.5; 0: none: the auxiliary reading head, `training.reading`), NUMBER_PROB (0.5).
+# READING_LOSS (0.5; 0: none: the auxiliary reading head, `training.reading`), READING_HEAD
+# (a checkpoint's heads.safetensors to start that head from), NUMBER_PROB (0.5).
 # Writes WORK/needles/ (checkpoints, metrics.jsonl), WORK/needles.safetensors, WORK/log and
 # WORK/NEEDLES_DONE. QUICK=1 shrinks it to a CPU smoke run.
 set -euo pipefail
@@ -31,6 +32,8 @@ fi
 NEEDLES='{"video": 1, "image": 0, "multi_image": 0, "video_tasks": ["needle"]}'
 WORLD="{\"max_objects\": 3, \"sign_prob\": 1.0, \"number_prob\": ${NUMBER_PROB:-0.5}}"
 
+HEAD=()
+[[ -n ${READING_HEAD:-} ]] && HEAD=(--reading-head-init "$READING_HEAD")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" --delta "$DELTA"
 RESUME=false
 compgen -G "$WORK/needles/step_*" >/dev/null && RESUME=true
@@ -38,7 +41,7 @@ say "train $STEPS steps (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/needles" \
     --lora-init "$DELTA" --train-vision false --seed "${SEED:-5}" --lr "${LR:-3e-4}" \
     --warmup-steps 5 --world "$WORLD" --reading-loss "${READING_LOSS:-0.5}" "${SIZE[@]}" \
-    --stages "[[$STEPS, [8, 12, 16], $NEEDLES]]" --checkpoint-every 0 \
+    --stages "[[$STEPS, [8, 12, 16], $NEEDLES]]" --checkpoint-every 0 "${HEAD[@]}" \
     --max-minutes "$MINUTES" --resume $RESUME
 CKPT=$(ls -d "$WORK"/needles/step_* | tail -1)
 

@@ -16,7 +16,8 @@
 # NUMBER_PROB (0.5, the world's: the share of signs that show a number rather than a word; the
 # fourth model read 29 of 30 words and 5 of 18 numbers, often with the digits out of order).
 # READING_LOSS (0.5; 0: none): weight of the auxiliary reading head on the visual tokens
-# (`training.reading`), which makes the projector keep each sign's characters in order.
+# (`training.reading`), which makes the projector keep each sign's characters in order;
+# READING_HEAD=file starts that head from a checkpoint's heads.safetensors.
 # TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
 # then learns to read the new one here. Writes WORK/reading/ (checkpoints, metrics.jsonl),
 # WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:
@@ -48,6 +49,8 @@ EOF
 )
 say "reading stages $STAGES"
 
+HEAD=()
+[[ -n ${READING_HEAD:-} ]] && HEAD=(--reading-head-init "$READING_HEAD")
 INIT=(--delta "$DELTA")
 [[ -n ${TOWER:-} ]] && INIT+=(--vision-weights "$TOWER")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
@@ -58,7 +61,7 @@ say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/reading" \
     --lora-init "$DELTA" --train-vision false --seed "${SEED:-3}" --lr "${LR:-1e-3}" \
     --warmup-steps 10 --world "$WORLD" --uncompressed-share "${UNCOMPRESSED:-0.15}" "${SIZE[@]}" \
-    --reading-loss "${READING_LOSS:-0.5}" \
+    --reading-loss "${READING_LOSS:-0.5}" "${HEAD[@]}" \
     --stages "$STAGES" --max-minutes "$STOP_MINUTES" --resume $RESUME
 CKPT=$(ls -d "$WORK"/reading/step_* | tail -1)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.loading import load_videoxl
@@ -215,6 +215,27 @@ def test_a_run_with_the_reading_loss_learns_and_resumes(tmp_path: Path) -> None:
     resumed = [json.loads(line) for line in (broken / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in again]
     assert [r["reading_loss"] for r in resumed] == [r["reading_loss"] for r in again]
+
+
+def test_a_run_starts_its_head_from_another_runs_checkpoint(tmp_path: Path) -> None:
+    """An export keeps no head; ``reading_head_init`` hands a trained one to the next run,
+    whose first step then reads far better than a random head's."""
+    train(_run(tmp_path / "a", stages=[[60, [2, 4]]]))
+    heads = tmp_path / "a" / "step_0000060" / HEADS_FILE
+    still = {"stages": [[1, [2, 4]]], "lr": 1e-12}  # one step that moves nothing measurable
+    fresh = train(_run(tmp_path / "b", **still))
+    warm = train(_run(tmp_path / "c", **still, reading_head_init=str(heads)))
+    trained = load_file(str(heads))
+    for run, same in (("b", False), ("c", True)):
+        saved = load_file(str(tmp_path / run / "step_0000001" / HEADS_FILE))
+        assert all(torch.allclose(saved[k], trained[k], atol=1e-9) == same for k in trained)
+    assert warm[0]["reading_loss"] < fresh[0]["reading_loss"]
+    other = tmp_path / "other.safetensors"
+    save_file({"reading_head.proj.weight": torch.zeros(3, 3)}, str(other))
+    with pytest.raises(ValueError, match="heads are"):
+        train(_run(tmp_path / "d", stages=[[1, [2]]], reading_head_init=str(other)))
+    with pytest.raises(ValueError, match="reading_head_init"):
+        config_from_dict({"reading_head_init": str(heads)})
 
 
 def test_resuming_a_checkpoint_without_the_head_is_refused(tmp_path: Path) -> None:
