@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -71,21 +71,37 @@ class TaskMix:
     """Stills that always show a sign, asked only what it says (`READING_FORMS`): a reading
     stage teaches the model to copy characters out of visual tokens before it must keep them
     through compression (in the default mix needles are ~6 % of the questions)."""
+    long_video: float = 0.0
+    """Videos of ``long_frames`` frames asked only ``long_tasks`` (kind "long_video"): a
+    needle-only stage on long videos after the curriculum found long haystacks and lost the
+    rest (run 5), so long videos belong in the curriculum's own mix."""
+    long_frames: int = 128
+    """Frames of a long video."""
+    long_tasks: tuple[Task, ...] = ("needle",)
+    """What long videos are asked (a subset of `training.world.VIDEO_TASKS`)."""
 
     def __post_init__(self) -> None:
-        weights = (self.video, self.image, self.multi_image, self.reading)
+        weights = (self.video, self.image, self.multi_image, self.reading, self.long_video)
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"TaskMix weights must be >= 0 with a positive sum, got {weights}")
         bad = [t for t in self.video_tasks if t not in VIDEO_TASKS]
         if bad or not self.video_tasks:
             raise ValueError(f"TaskMix.video_tasks must be a non-empty subset of {VIDEO_TASKS}, "
                              f"got {self.video_tasks}")
+        bad = [t for t in self.long_tasks if t not in VIDEO_TASKS]
+        if bad or not self.long_tasks:
+            raise ValueError(f"TaskMix.long_tasks must be a non-empty subset of {VIDEO_TASKS}, "
+                             f"got {self.long_tasks}")
+        if self.long_frames < 1:
+            raise ValueError(f"TaskMix.long_frames must be >= 1, got {self.long_frames}")
 
     @property
     def probabilities(self) -> np.ndarray:
-        """(4,) chances of video, image, multi-image, reading. A zero reading share draws
-        exactly what the three-kind mix drew (its cumulative sum ends on the same 1.0)."""
-        w = np.array([self.video, self.image, self.multi_image, self.reading], dtype=np.float64)
+        """(5,) chances of video, image, multi-image, reading, long video. Zero shares of the
+        later kinds draw exactly what the three-kind mix drew (the cumulative sum ends on the
+        same 1.0)."""
+        w = np.array([self.video, self.image, self.multi_image, self.reading, self.long_video],
+                     dtype=np.float64)
         return w / w.sum()
 
 
@@ -94,7 +110,7 @@ class Example:
     """One training example: frames and the token ids around them."""
 
     kind: str
-    """"video", "image" or "multi_image"."""
+    """"video", "image", "multi_image" or "long_video"."""
     pixels: torch.Tensor
     """(N, 3, S, S) preprocessed frames."""
     prefix_ids: torch.Tensor
@@ -124,15 +140,19 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
     """One composite sample with at least one QA (kinds drawn by ``mix``; redrawn when a
     sample happens to have no unambiguous question)."""
     while True:
-        kind = int(rng.choice(4, p=mix.probabilities))
+        kind = int(rng.choice(5, p=mix.probabilities))
         if kind == 0:
             sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions)
         elif kind == 1:
             sample = single_image_sample(rng, world, n=questions)
         elif kind == 2:
             sample = multi_image_sample(rng, world, n=questions)
-        else:
+        elif kind == 3:
             sample = single_image_sample(rng, world, n=questions, sign=True, forms=READING_FORMS)
+        else:
+            long_world = replace(world, num_frames=mix.long_frames)
+            sample = replace(video_sample(rng, long_world, tasks=mix.long_tasks, n=questions),
+                             kind="long_video")
         if sample.qa:
             return sample
 

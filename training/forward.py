@@ -352,15 +352,23 @@ def example_loss(model: VideoXL, example: Example, boundary: BoundaryConfig,
     return group_loss(model, [example], boundary, window)
 
 
-def group_examples(examples: list[Example], size: int) -> list[list[Example]]:
+def group_examples(examples: list[Example], size: int, max_frames: int | None = None
+                   ) -> list[list[Example]]:
     """Split a step's examples into forward groups of at most ``size`` with equal frame counts
     (and image sizes) and the same kind of memory (compressed or not: a group shares its
-    lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone."""
+    lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone.
+    ``max_frames`` also caps a group's frames (at least one example a group): a mix of short
+    and long videos then fills each forward with about the same work, where a size fit for
+    24-frame videos would put 80 of 128 frames in one forward."""
     by_shape: dict[tuple[int, ...], list[Example]] = {}
     for e in examples:
         by_shape.setdefault((*e.pixels.shape, bool(e.ratios)), []).append(e)
-    return [members[i:i + size] for members in by_shape.values()
-            for i in range(0, len(members), size)]
+    groups = []
+    for members in by_shape.values():
+        cap = size if max_frames is None else max(1, min(size, max_frames //
+                                                         members[0].pixels.shape[0]))
+        groups += [members[i:i + cap] for i in range(0, len(members), cap)]
+    return groups
 
 
 class TrainModule(nn.Module):

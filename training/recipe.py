@@ -138,6 +138,9 @@ class RecipeConfig:
     """Examples per forward pass: a step's examples of equal frame count run in groups of up
     to this many, sharing the first one's window plan (`training.forward.group_loss`). 1: each
     example alone, with its own dynamic intervals. Larger groups fill a GPU."""
+    micro_batch_frames: int | None = None
+    """Also cap a forward group at this many frames (None: no cap): with long videos in the
+    mix (`TaskMix.long_video`), a group of ``micro_batch`` of them would not fit a GPU."""
     workers: int = 0
     """Processes that render the next steps' examples while the model trains (0: render in
     the training process). Examples stay a pure function of (seed, index)."""
@@ -246,6 +249,8 @@ class RecipeConfig:
                 raise ValueError(f"RecipeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("RecipeConfig.min_lr_ratio must lie in [0, 1]")
+        if self.micro_batch_frames is not None and self.micro_batch_frames < 1:
+            raise ValueError("RecipeConfig.micro_batch_frames must be None or >= 1")
         if self.dataset_size is not None and self.dataset_size < 1:
             raise ValueError("RecipeConfig.dataset_size must be None or >= 1")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -313,8 +318,9 @@ def _mix(spec: TaskMix | dict[str, Any] | None) -> TaskMix | None:
     if spec is None or isinstance(spec, TaskMix):
         return spec
     mix = dict(spec)
-    if "video_tasks" in mix:
-        mix["video_tasks"] = tuple(mix["video_tasks"])
+    for key in ("video_tasks", "long_tasks"):
+        if key in mix:
+            mix[key] = tuple(mix[key])
     return TaskMix(**mix)
 
 
@@ -540,7 +546,8 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> float:
     return float(norm)
 
 
-TASK_KEYS: tuple[str, ...] = tuple(f"{kind}/{task}" for kind in ("video", "image", "multi_image")
+TASK_KEYS: tuple[str, ...] = tuple(f"{kind}/{task}" for kind in ("video", "image", "multi_image",
+                                                                 "long_video")
                                    for task in (*VIDEO_TASKS, "compare"))
 """Every "kind/task" an answer can have (`training.forward.task_keys`): one fixed order, so
 ranks can sum their per-task losses as one vector."""
@@ -583,7 +590,7 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     if info.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(info.device)
     loss_sum, counts = 0.0, Counts()
-    groups = group_examples(examples, cfg.micro_batch)
+    groups = group_examples(examples, cfg.micro_batch, cfg.micro_batch_frames)
     if info.distributed:  # the same number of forwards on every rank (see balance_groups)
         (most,) = all_reduce_max([len(groups)], info)
         groups = balance_groups(groups, int(most))

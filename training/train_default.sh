@@ -26,6 +26,8 @@
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
 # READING_LOSS=weight adds the auxiliary reading head on the visual tokens (`training.reading`);
 # READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head).
+# Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
+# each: `TaskMix.long_video`); MICRO_FRAMES=1920 then caps a forward group's frames.
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -108,6 +110,7 @@ say "curriculum $STAGES"
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
 [[ -n ${READING_HEAD:-} ]] && OVERRIDES+=(--reading-head-init "$READING_HEAD")
+[[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true

@@ -3,7 +3,8 @@
 - A group of examples run as one batch, with a shared window plan, has the loss and the
   gradients of the examples run one by one with that plan (float64).
 - Answers of different lengths, right-padded in one batch, give the per-answer losses.
-- `group_examples` groups by frame count, keeps order, and caps the group size.
+- `group_examples` groups by frame count, keeps order, and caps the group size (and, given,
+  its frames).
 - Prefetching workers give the exact losses of in-process rendering.
 - Each answer's own loss, tagged "kind/task", adds up to the group's loss, and a step's
   per-task means weighted by their tokens give the step's loss.
@@ -98,6 +99,14 @@ def test_group_examples_by_frame_count(tokenizer) -> None:
         positions = [next(i for i, x in enumerate(examples) if x is e) for e in g]
         assert positions == sorted(positions)  # order kept within a group
     assert all(len(g) == 1 for g in group_examples(examples, 1))
+
+
+def test_a_frame_cap_splits_long_groups_only(tokenizer) -> None:
+    long = [_example(tokenizer, s, frames=6) for s in range(5)]
+    short = [_example(tokenizer, s, frames=2) for s in range(5, 10)]
+    groups = group_examples(long + short, 4, max_frames=12)
+    assert [len(g) for g in groups] == [2, 2, 1, 4, 1]  # 6-frame videos 2 a group, 2-frame 4
+    assert group_examples(long, 4, max_frames=3) == [[e] for e in long]  # never empty
 
 
 def test_prefetching_workers_keep_the_numbers(tmp_path) -> None:

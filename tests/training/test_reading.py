@@ -238,6 +238,19 @@ def test_a_run_starts_its_head_from_another_runs_checkpoint(tmp_path: Path) -> N
         config_from_dict({"reading_head_init": str(heads)})
 
 
+def test_a_run_mixes_long_videos_into_its_steps(tmp_path: Path) -> None:
+    """Long needle videos ride in the same steps as the short ones, in their own forward
+    groups (capped by frames), with their own per-task loss and reading labels."""
+    mix = {"video": 1, "image": 1, "multi_image": 0, "long_video": 1, "long_frames": 6,
+           "long_tasks": ["needle"]}
+    rows = train(_run(tmp_path, stages=[[3, [2, 4]]], frames=2, batch=6, micro_batch=6,
+                      micro_batch_frames=6, mix=mix, world={"max_objects": 1,
+                                                            "sign_prob": 1.0}))
+    seen = set().union(*(r["task_loss"] for r in rows))
+    assert "long_video/needle" in seen and any(k.startswith("video/") for k in seen)
+    assert all(r["reading_loss"] > 0 for r in rows)
+
+
 def test_resuming_a_checkpoint_without_the_head_is_refused(tmp_path: Path) -> None:
     train(_run(tmp_path, stages=[[2, [2]]], reading_loss=0.0))
     with pytest.raises(FileNotFoundError, match="heads"):

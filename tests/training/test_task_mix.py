@@ -2,7 +2,8 @@
 
 - A reading sample is one still that shows a sign, with only needle questions, answered by the
   sign's text.
-- A zero reading share draws exactly the samples the three-kind mix drew (runs reproduce).
+- Zero reading and long-video shares draw exactly the samples the three-kind mix drew (runs
+  reproduce); long videos have their own frame count and tasks.
 - A stage's own mix reaches the examples, in the training process and through the prefetching
   workers alike; stages with a mix parse from JSON and round-trip through a checkpoint's config.
 """
@@ -33,14 +34,31 @@ def test_reading_samples_ask_what_the_sign_says() -> None:
             assert qa.answer == sign.answer
 
 
-def test_a_zero_reading_share_changes_no_draw() -> None:
+def test_zero_reading_and_long_shares_change_no_draw() -> None:
     mix = TaskMix()
     p3 = np.array([mix.video, mix.image, mix.multi_image]) / (mix.video + mix.image
                                                                 + mix.multi_image)
     for seed in range(200):
         a, b = np.random.default_rng(seed), np.random.default_rng(seed)
-        assert int(a.choice(4, p=mix.probabilities)) == int(b.choice(3, p=p3))
+        assert int(a.choice(5, p=mix.probabilities)) == int(b.choice(3, p=p3))
         assert a.random() == b.random()  # the streams stay in step
+
+
+def test_long_videos_have_their_own_length_and_tasks() -> None:
+    mix = TaskMix(video=1.0, image=0.0, multi_image=0.0, long_video=1.0, long_frames=40)
+    kinds = set()
+    for seed in range(30):
+        sample = draw_sample(np.random.default_rng(seed), WORLD, mix, questions=3)
+        kinds.add(sample.kind)
+        if sample.kind == "long_video":
+            assert sample.frames.shape[0] == 40 and sample.episodes[0].num_frames == 40
+            assert {qa.task for qa in sample.qa} == {"needle"}
+        else:
+            assert sample.kind == "video" and sample.frames.shape[0] == WORLD.num_frames
+    assert kinds == {"video", "long_video"}
+    for bad in ({"long_tasks": ()}, {"long_tasks": ("colour",)}, {"long_frames": 0}):
+        with pytest.raises(ValueError, match="long_"):
+            TaskMix(**bad)
 
 
 def _config(tmp_path, stages) -> RecipeConfig:

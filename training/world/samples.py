@@ -39,7 +39,8 @@ from .scene import PLURALS, SHAPES, Episode, Split, WorldConfig, sample_episode,
 
 logger = logging.getLogger(__name__)
 
-SampleKind = Literal["image", "multi_image", "video"]
+SampleKind = Literal["image", "multi_image", "video", "long_video"]
+""""long_video": a video longer than the run's others (`training.batch.TaskMix.long_video`)."""
 
 
 @dataclass(frozen=True)
