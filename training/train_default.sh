@@ -32,7 +32,7 @@ set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
 # shellcheck source=training/run_log.sh
-source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, output to WORK/log, say
+source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, HEAD, export_latest, output to WORK/log, say
 
 if [[ ${QUICK:-0} == 1 ]]; then
     VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10 --workers 2)
@@ -109,7 +109,7 @@ say "curriculum $STAGES"
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
-[[ -n ${READING_HEAD:-} ]] && OVERRIDES+=(--reading-head-init "$READING_HEAD")
+OVERRIDES+=("${HEAD[@]}")  # READING_HEAD (run_log.sh)
 [[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
@@ -118,10 +118,7 @@ say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
     --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "$STOP_MINUTES" \
     --resume $RESUME
-CKPT=$(ls -d "$WORK"/run/step_* | tail -1)
-
-say "export $CKPT"
-$PY -m training.default_model export "$CKPT/model" "$WORK/streamvxl-tiny.safetensors" --visual-fp16
+export_latest "$WORK/run" "$WORK/streamvxl-tiny.safetensors"
 
 PARTS=${EVAL_PARTS-accuracy,niah}
 if [[ ,$PARTS, == *,accuracy,* ]]; then

@@ -19,7 +19,7 @@ WORK=${1:?usage: training/train_needles.sh WORK DELTA [MINUTES]}
 DELTA=${2:?usage: training/train_needles.sh WORK DELTA [MINUTES]}
 MINUTES=${3:-3}
 # shellcheck source=training/run_log.sh
-source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, output to WORK/log, say
+source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, HEAD, export_latest, output to WORK/log, say
 
 if [[ ${QUICK:-0} == 1 ]]; then
     SIZE=(--batch 2 --micro-batch 2 --workers 2 --frames 16 --log-every 1)
@@ -32,8 +32,6 @@ fi
 NEEDLES='{"video": 1, "image": 0, "multi_image": 0, "video_tasks": ["needle"]}'
 WORLD="{\"max_objects\": 3, \"sign_prob\": 1.0, \"number_prob\": ${NUMBER_PROB:-0.5}}"
 
-HEAD=()
-[[ -n ${READING_HEAD:-} ]] && HEAD=(--reading-head-init "$READING_HEAD")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" --delta "$DELTA"
 RESUME=false
 compgen -G "$WORK/needles/step_*" >/dev/null && RESUME=true
@@ -43,9 +41,6 @@ $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK
     --warmup-steps 5 --world "$WORLD" --reading-loss "${READING_LOSS:-0.5}" "${SIZE[@]}" \
     --stages "[[$STEPS, [8, 12, 16], $NEEDLES]]" --checkpoint-every 0 "${HEAD[@]}" \
     --max-minutes "$MINUTES" --resume $RESUME
-CKPT=$(ls -d "$WORK"/needles/step_* | tail -1)
-
-say "export $CKPT"
-$PY -m training.default_model export "$CKPT/model" "$WORK/needles.safetensors" --visual-fp16
+export_latest "$WORK/needles" "$WORK/needles.safetensors"
 say "done"
 touch "$WORK/NEEDLES_DONE"

@@ -28,7 +28,7 @@ WORK=${1:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
 DELTA=${2:?usage: training/train_reading.sh WORK DELTA [MINUTES]}
 MINUTES=${3:-7}
 # shellcheck source=training/run_log.sh
-source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, output to WORK/log, say
+source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, HEAD, export_latest, output to WORK/log, say
 
 if [[ ${QUICK:-0} == 1 ]]; then
     SIZE=(--batch 4 --micro-batch 4 --workers 2 --log-every 1 --checkpoint-every 2)
@@ -49,8 +49,6 @@ EOF
 )
 say "reading stages $STAGES"
 
-HEAD=()
-[[ -n ${READING_HEAD:-} ]] && HEAD=(--reading-head-init "$READING_HEAD")
 INIT=(--delta "$DELTA")
 [[ -n ${TOWER:-} ]] && INIT+=(--vision-weights "$TOWER")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
@@ -63,9 +61,6 @@ $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK
     --warmup-steps 10 --world "$WORLD" --uncompressed-share "${UNCOMPRESSED:-0.15}" "${SIZE[@]}" \
     --reading-loss "${READING_LOSS:-0.5}" "${HEAD[@]}" \
     --stages "$STAGES" --max-minutes "$STOP_MINUTES" --resume $RESUME
-CKPT=$(ls -d "$WORK"/reading/step_* | tail -1)
-
-say "export $CKPT"
-$PY -m training.default_model export "$CKPT/model" "$WORK/reading.safetensors" --visual-fp16
+export_latest "$WORK/reading" "$WORK/reading.safetensors"
 say "done"
 touch "$WORK/READ_DONE"
