@@ -249,7 +249,8 @@ def layer_major_loss(model: VideoXL, prefix_ids: torch.Tensor, tokens: torch.Ten
 def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig,
                window: int | None = None, plan: list[WindowPlan] | None = None,
                schedule: Schedule = "layers", reading_head: ReadingHead | None = None,
-               reading_weight: float = 0.0) -> tuple[torch.Tensor, Counts]:
+               reading_weight: float = 0.0, reading_head_only: bool = False
+               ) -> tuple[torch.Tensor, Counts]:
     """Summed answer cross-entropy (float32 scalar) of examples run as one batch, and their
     `Counts` (summed over the examples).
 
@@ -257,6 +258,8 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
     tokens) x the head's mean reading loss over the group's visual tokens: the recipe divides
     the sum by the answer tokens, so its step loss is the answer mean plus ``reading_weight``
     times the (answer-token weighted) reading mean, whatever the group sizes.
+    ``reading_head_only``: the head reads detached tokens, so the reading term trains the head
+    alone (a fresh head's first gradients into the projector would be noise).
 
     The examples must have the same frame count and prompt prefix. They share one window
     plan: ``plan``, or the one the boundary detector draws from the *first* example's frames
@@ -282,7 +285,8 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
         plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed)
     reading: list[torch.Tensor] = []
     if reading_head is not None:
-        aux, reading = _reading_aux(reading_head, frames.tokens, examples)
+        read_from = frames.tokens.detach() if reading_head_only else frames.tokens
+        aux, reading = _reading_aux(reading_head, read_from, examples)
     owner = torch.tensor([i for i, e in enumerate(examples) for _ in e.questions])
     questions = [q for e in examples for q in e.questions]
     answers = [a for e in examples for a in e.answers]
@@ -387,6 +391,8 @@ class TrainModule(nn.Module):
         self.boundary = boundary
         self.window = window
         self.reading_weight = reading_weight
+        self.reading_head_only = False
+        """Set by the recipe while the reading head warms up: it then learns alone."""
         self.reading_head: ReadingHead | None = None
         """With a positive ``reading_weight``: reads each visual token's characters (a
         training-only head; its weights are the module's only keys outside ``videoxl.``)."""
@@ -397,7 +403,8 @@ class TrainModule(nn.Module):
     def forward(self, examples: Example | list[Example]) -> tuple[torch.Tensor, Counts]:
         group = [examples] if isinstance(examples, Example) else examples
         return group_loss(self.videoxl, group, self.boundary, self.window,
-                          reading_head=self.reading_head, reading_weight=self.reading_weight)
+                          reading_head=self.reading_head, reading_weight=self.reading_weight,
+                          reading_head_only=self.reading_head_only)
 
 
 __all__ = ["Counts", "Schedule", "TrainModule", "answer_loss", "answer_rows", "answers_loss",

@@ -163,6 +163,9 @@ class RecipeConfig:
     characters in order (`training.reading`), beside the answers, so the projector must keep
     what the needles ask for. The step loss becomes answer mean + weight x reading mean. 0: no
     head. The head is saved in checkpoints (``heads.safetensors``), never exported."""
+    reading_warmup_steps: int = 0
+    """For this many first steps the reading head learns alone, on detached visual tokens: a
+    fresh head's gradients into the projector are noise until it reads something."""
     reading_head_init: str | None = None
     """A checkpoint's ``heads.safetensors`` to start the reading head from (an export keeps
     no head). A run continued from an export otherwise starts a random head, whose first
@@ -244,7 +247,7 @@ class RecipeConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"RecipeConfig.{name} must be > 0, got {getattr(self, name)}")
         for name in ("warmup_steps", "checkpoint_every", "keep_checkpoints", "grad_clip",
-                     "weight_decay", "workers"):
+                     "weight_decay", "workers", "reading_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RecipeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -700,6 +703,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
             else:
                 examples = prefetch.get(step)
             t_data = time.perf_counter() - t0
+            module.reading_head_only = step <= cfg.reading_warmup_steps
             stats = train_step(module, optimizer, scheduler, examples, info, cfg)
             dt = time.perf_counter() - t0
             row = {"step": step, "stage": stage_index, "ratios": list(stage.ratios), "lr": lr,

@@ -1,7 +1,8 @@
 # Sourced by the training scripts, after they set WORK: the config and interpreter they share,
 # every command's output appended to WORK/log, WORK/FAILED marked on an error, `say` for a
-# timestamped progress line, HEAD (the recipe flag for READING_HEAD=<a checkpoint's
-# heads.safetensors>, which starts the reading head: an export keeps none) and `export_latest`.
+# timestamped progress line, HEAD (recipe flags for the reading head: READING_HEAD=<a
+# checkpoint's heads.safetensors> starts it, as an export keeps none; READING_WARMUP=N lets a
+# fresh one learn alone for N steps) and `export_latest`.
 CONFIG=training/configs/streamvxl_tiny.json
 PY=${PYTHON:-python3}
 mkdir -p "$WORK"
@@ -11,7 +12,8 @@ exec >>"$WORK/log" 2>&1
 say() { echo "== $(date +%H:%M:%S) $*"; }
 
 HEAD=()
-[[ -n ${READING_HEAD:-} ]] && HEAD=(--reading-head-init "$READING_HEAD")
+[[ -n ${READING_HEAD:-} ]] && HEAD+=(--reading-head-init "$READING_HEAD")
+[[ -n ${READING_WARMUP:-} ]] && HEAD+=(--reading-warmup-steps "$READING_WARMUP")
 
 # export_latest RUN_DIR OUT: the delta of RUN_DIR's last checkpoint, as streamvxl-tiny ships it
 export_latest() {

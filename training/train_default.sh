@@ -25,7 +25,8 @@
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
 # READING_LOSS=weight adds the auxiliary reading head on the visual tokens (`training.reading`);
-# READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head).
+# READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head);
+# READING_WARMUP=N lets a fresh head learn alone, on detached tokens, for the first N steps.
 # Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
 # each: `TaskMix.long_video`); MICRO_FRAMES=1920 then caps a forward group's frames.
 set -euo pipefail
@@ -109,7 +110,7 @@ say "curriculum $STAGES"
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
-OVERRIDES+=("${HEAD[@]}")  # READING_HEAD (run_log.sh)
+OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
 [[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false

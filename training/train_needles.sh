@@ -11,7 +11,8 @@
 # sized to them; a run stopped by the time keeps its checkpoint and exports it). BATCH (32
 # videos) in forward groups of MICRO (16), LR (3e-4 peak), SEED (5), WORKERS (14),
 # READING_LOSS (0.5; 0: none: the auxiliary reading head, `training.reading`), READING_HEAD
-# (a checkpoint's heads.safetensors to start that head from), NUMBER_PROB (0.5).
+# (a checkpoint's heads.safetensors to start that head from), READING_WARMUP (steps a fresh
+# head first learns alone), NUMBER_PROB (0.5).
 # Writes WORK/needles/ (checkpoints, metrics.jsonl), WORK/needles.safetensors, WORK/log and
 # WORK/NEEDLES_DONE. QUICK=1 shrinks it to a CPU smoke run.
 set -euo pipefail

@@ -17,7 +17,8 @@
 # fourth model read 29 of 30 words and 5 of 18 numbers, often with the digits out of order).
 # READING_LOSS (0.5; 0: none): weight of the auxiliary reading head on the visual tokens
 # (`training.reading`), which makes the projector keep each sign's characters in order;
-# READING_HEAD=file starts that head from a checkpoint's heads.safetensors.
+# READING_HEAD=file starts that head from a checkpoint's heads.safetensors; READING_WARMUP=N
+# lets a fresh one learn alone for N steps.
 # TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
 # then learns to read the new one here. Writes WORK/reading/ (checkpoints, metrics.jsonl),
 # WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:

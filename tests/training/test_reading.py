@@ -173,6 +173,34 @@ def test_group_loss_adds_the_weighted_reading_term() -> None:
                if p.grad is not None) < 1e-10
 
 
+def test_a_warming_head_learns_alone() -> None:
+    """With ``reading_head_only`` the reading term has the same value but sends nothing into
+    the projector; the head itself still learns."""
+    model = random_videoxl(1).double().train()
+    world = WorldConfig(num_frames=4, height=56, width=56, sign_prob=1.0)
+    sample = draw_sample(np.random.default_rng(3), world, TaskMix(1.0, 0.0, 0.0), 1)
+    e = make_example(sample, make_tokenizer(), PromptTemplate(), Preprocessor(56), (2,),
+                     seed=3, vocab_size=512, reading_cell=token_cell(model))
+    e.pixels = e.pixels.double()
+    head = ReadingHead(model.config.llm.hidden_size, slots_for(token_cell(model))).double()
+    boundary = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
+    plan = [WindowPlan(0, 0, 16, 2)]
+    losses, grads = [], []
+    for only in (False, True):
+        model.zero_grad()
+        head.zero_grad()
+        plain, _ = group_loss(model, [e], boundary, window=16, plan=plan)
+        both, _ = group_loss(model, [e], boundary, window=16, plan=plan, reading_head=head,
+                             reading_weight=1.0, reading_head_only=only)
+        (both - plain).backward()
+        losses.append(both.detach())
+        grads.append((next(model.model.mm_projector.parameters()).grad.abs().max(),
+                      head.proj.weight.grad.abs().max()))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
+    assert grads[0][0] > 1e-6 and grads[1][0] < 1e-10  # projector: reached, then not
+    assert grads[0][1] > 0 and torch.equal(grads[0][1], grads[1][1])  # the head learns alike
+
+
 def test_group_loss_without_labels_is_refused() -> None:
     model = random_videoxl(0).train()
     sample = draw_sample(np.random.default_rng(0), WorldConfig(num_frames=4, height=56,
@@ -249,6 +277,19 @@ def test_a_run_mixes_long_videos_into_its_steps(tmp_path: Path) -> None:
     seen = set().union(*(r["task_loss"] for r in rows))
     assert "long_video/needle" in seen and any(k.startswith("video/") for k in seen)
     assert all(r["reading_loss"] > 0 for r in rows)
+
+
+def test_the_recipe_warms_the_head_up_first(tmp_path: Path) -> None:
+    """During ``reading_warmup_steps`` the model gets no reading gradient, so its answer
+    losses follow a run without the reading loss (no clipping: the global norm would mix the
+    head's gradient in); after the warm-up they part."""
+    plain = train(_run(tmp_path / "plain", stages=[[5, [2]]], reading_loss=0.0, grad_clip=0))
+    warm = train(_run(tmp_path / "warm", stages=[[5, [2]]], reading_warmup_steps=3,
+                      grad_clip=0))
+    # a step's loss is measured before its update: steps 1-4 see only warm-up updates
+    for p, w in zip(plain[:4], warm[:4], strict=True):
+        assert w["answer_loss"] == pytest.approx(p["loss"], rel=1e-6)
+    assert warm[4]["answer_loss"] != pytest.approx(plain[4]["loss"], rel=1e-4)
 
 
 def test_resuming_a_checkpoint_without_the_head_is_refused(tmp_path: Path) -> None:
