@@ -150,7 +150,11 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
         elif kind == 3:
             sample = single_image_sample(rng, world, n=questions, sign=True, forms=READING_FORMS)
         else:
-            long_world = replace(world, num_frames=mix.long_frames)
+            # a needle-only long video with no sign has no question and would be redrawn,
+            # shrinking the configured share: give every such video a sign
+            needles_only = set(mix.long_tasks) == {"needle"}
+            long_world = replace(world, num_frames=mix.long_frames,
+                                 sign_prob=1.0 if needles_only else world.sign_prob)
             sample = replace(video_sample(rng, long_world, tasks=mix.long_tasks, n=questions),
                              kind="long_video")
         if sample.qa:

@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -536,9 +537,10 @@ class DataSource:
 # Train
 
 
-def clip_gradients(module: torch.nn.Module, max_norm: float) -> float:
-    """Global gradient norm (over all ranks' shards) before clipping; clips when max_norm > 0."""
-    params = [p for p in module.parameters() if p.grad is not None]
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Global gradient norm of ``parameters`` (over all ranks' shards) before clipping; clips
+    when max_norm > 0."""
+    params = [p for p in parameters if p.grad is not None]
     if not params:
         return 0.0
     norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0)
@@ -573,12 +575,14 @@ def task_loss(counts: Counts, info: DistInfo) -> tuple[dict[str, float], dict[st
 
 
 def reading_stats(counts: Counts, info: DistInfo) -> dict[str, float]:
-    """``reading_loss``: the reading head's mean loss per frame over all ranks;
-    ``sign_read``: the share of frames with a sign whose every character it read right."""
+    """``reading_loss``: the reading head's mean loss per frame over all ranks (the objective
+    weighs each forward group's mean by its answer tokens instead: the two agree when the
+    groups' frames per answer token do); ``sign_read``: the share of frames with a sign whose
+    every character it read right (None: no frame had one -- JSON has no NaN)."""
     local = torch.stack(counts.reading).sum(0).tolist() if counts.reading else [0.0] * 4
     loss_sum, frames, read, signed = all_reduce_sum(local, info)
     return {"reading_loss": loss_sum / max(frames, 1.0),
-            "sign_read": read / signed if signed else float("nan")}
+            "sign_read": read / signed if signed else None}
 
 
 def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -605,7 +609,12 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
         (loss * scale).backward()
         loss_sum += float(loss.detach())
         counts += c
-    grad_norm = clip_gradients(module, cfg.grad_clip)
+    # the reading head is clipped on its own: a fresh head's large gradients would otherwise
+    # shrink the model's step through the shared norm (its warm-up would not be "alone")
+    head = set(module.reading_head.parameters()) if module.reading_head is not None else set()
+    grad_norm = clip_gradients((p for p in module.parameters() if p not in head), cfg.grad_clip)
+    if head:
+        clip_gradients(head, cfg.grad_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -721,9 +730,10 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
                     log.info("loss per task: %s", " ".join(
                         f"{k} {v:.3f}" for k, v in row["task_loss"].items()))
                     if "reading_loss" in row:
+                        read = "-" if row["sign_read"] is None else \
+                            f"{100 * row['sign_read']:.1f} %"
                         log.info("answer loss %.4f; reading head: loss %.4f, signs read "
-                                 "exactly %.1f %%", row["answer_loss"], row["reading_loss"],
-                                 100 * row["sign_read"])
+                                 "exactly %s", row["answer_loss"], row["reading_loss"], read)
                     if "peak_gib" in row:
                         log.info("peak GPU memory per rank: %s GiB",
                                  " ".join(f"{g:.1f}" for g in row["peak_gib"]))

@@ -6,6 +6,7 @@
 CONFIG=training/configs/streamvxl_tiny.json
 PY=${PYTHON:-python3}
 mkdir -p "$WORK"
+set -E  # the ERR trap also fires inside functions (export_latest)
 trap 'echo "failed at line $LINENO" >>"$WORK/log"; touch "$WORK/FAILED"' ERR
 exec >>"$WORK/log" 2>&1
 

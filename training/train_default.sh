@@ -82,6 +82,12 @@ fi
 say "init"
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
 
+# before the probe: a step with long videos or the reading head takes longer
+[[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
+[[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
+[[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
+OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
+[[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
 if [[ -z ${STEP_S:-} ]]; then
     say "probe: $PROBE steps at the run's settings"
     rm -rf "$WORK/probe"
@@ -107,11 +113,6 @@ EOF
 )
 say "curriculum $STAGES"
 
-[[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
-[[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
-[[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
-OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
-[[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true

@@ -56,6 +56,10 @@ def test_long_videos_have_their_own_length_and_tasks() -> None:
         else:
             assert sample.kind == "video" and sample.frames.shape[0] == WORLD.num_frames
     assert kinds == {"video", "long_video"}
+    # every needle-only long video shows a sign, so none is redrawn: the share holds
+    rng = np.random.default_rng(0)
+    draws = [draw_sample(rng, WORLD, mix).kind for _ in range(300)]
+    assert 0.42 < draws.count("long_video") / len(draws) < 0.58
     for bad in ({"long_tasks": ()}, {"long_tasks": ("colour",)}, {"long_frames": 0}):
         with pytest.raises(ValueError, match="long_"):
             TaskMix(**bad)
