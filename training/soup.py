@@ -1,0 +1,157 @@
+"""Interpolate two exported deltas of one base: ``(1 - alpha) * A + alpha * B`` per weight.
+
+Run 6 continued the fifth model with long needle videos in the mix: it found the long
+haystacks (55 -> 75 %) and, cut off half-way down its cosine, lost 3.6 points on the short
+videos. Averaging the weights of a fine-tuned model with its start (WiSE-FT, Wortsman et al.
+2022) keeps much of both when one run continues the other, as here; a soup costs no training
+and is measured like any export (`training.evaluate`, `training.niah`).
+
+Full tensors interpolate elementwise (in float64, stored back in their own dtype). A low-rank
+entry is the product ``B @ A`` laid over the base, and the interpolation of two products has
+up to twice their rank; it is re-factored to the rank the inputs had by a truncated SVD, the
+best approximation of that rank (Eckart-Young), so the file keeps its size. The relative
+error of every re-factored product is measured and logged, and the soup is refused above
+``max_lowrank_error``: then the two runs are too far apart for a soup of that rank.
+
+Run it::
+
+    python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors run6.safetensors \\
+        --alpha 0.5 --out soup.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streamvxl.errors import CheckpointError
+from streamvxl.model.default import CAVEAT_KEY, LORA_A, LORA_B, read_delta, write_delta
+
+log = logging.getLogger(__name__)
+
+SHAPE_KEYS = ("base", "model_type", "name", "vision", "visual", "vst", "low_rank")
+"""Metadata both deltas must share: the same base and architecture, the same low-rank names."""
+
+
+@dataclass(frozen=True)
+class SoupReport:
+    path: Path
+    alpha: float
+    low_rank_error_max: float
+    """Largest relative Frobenius error of a re-factored low-rank product (0 when none)."""
+    low_rank_error_median: float
+
+
+def interpolate_low_rank(a_pair: tuple[torch.Tensor, torch.Tensor],
+                         b_pair: tuple[torch.Tensor, torch.Tensor], alpha: float
+                         ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(A, B, relative error): rank-r factors of ``(1 - alpha) Ba @ Aa + alpha Bb @ Ab``.
+
+    ``a_pair`` and ``b_pair`` are (A (r, I), B (O, r)) as the delta stores them; the result
+    has rank ``r = max(ra, rb)``; the singular values are split evenly between the factors."""
+    (aa, ba), (ab, bb) = a_pair, b_pair
+    exact = (1 - alpha) * (ba.double() @ aa.double()) + alpha * (bb.double() @ ab.double())  # (O, I)
+    rank = max(aa.shape[0], ab.shape[0])
+    u, s, vh = torch.linalg.svd(exact, full_matrices=False)  # (O, k), (k,), (k, I)
+    root = s[:rank].sqrt()
+    b = u[:, :rank] * root  # (O, r)
+    a = root[:, None] * vh[:rank]  # (r, I)
+    norm = exact.norm()
+    error = float((exact - b @ a).norm() / norm) if norm > 0 else 0.0
+    return a.to(aa.dtype), b.to(ba.dtype), error
+
+
+def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor],
+                 meta_b: Mapping[str, Any], tensors_b: Mapping[str, torch.Tensor],
+                 alpha: float) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The interpolated tensors and the relative error of each re-factored low-rank product."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    for key in SHAPE_KEYS:
+        if meta_a.get(key) != meta_b.get(key):
+            raise CheckpointError(f"the deltas differ in {key!r}: they are not two trainings of "
+                                  "one model, and their weights cannot be averaged")
+    if tensors_a.keys() != tensors_b.keys():
+        only = sorted(tensors_a.keys() ^ tensors_b.keys())
+        raise CheckpointError(f"the deltas change different tensors (e.g. {only[:3]}); a tensor "
+                              "one leaves at the base would need the base to average")
+    out: dict[str, torch.Tensor] = {}
+    errors: list[float] = []
+    for name in meta_a.get("low_rank", []):
+        a, b, err = interpolate_low_rank((tensors_a[name + LORA_A], tensors_a[name + LORA_B]),
+                                         (tensors_b[name + LORA_A], tensors_b[name + LORA_B]),
+                                         alpha)
+        out[name + LORA_A], out[name + LORA_B] = a, b
+        errors.append(err)
+    for name, ta in tensors_a.items():
+        if name in out:
+            continue
+        tb = tensors_b[name]
+        if ta.shape != tb.shape:
+            raise CheckpointError(f"{name!r} has shape {tuple(ta.shape)} in one delta and "
+                                  f"{tuple(tb.shape)} in the other")
+        out[name] = ((1 - alpha) * ta.double() + alpha * tb.double()).to(ta.dtype)
+    return out, errors
+
+
+def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, *,
+         training: Mapping[str, Any] | None = None, caveat: str | None = None,
+         max_lowrank_error: float = 0.05) -> SoupReport:
+    """Write the soup of two deltas to ``out``: B's metadata, with ``training`` recording both
+    inputs and alpha (and the given record, e.g. the runs' commands) and ``caveat`` (None keeps
+    B's; "" drops it)."""
+    meta_a, tensors_a = read_delta(path_a)
+    meta_b, tensors_b = read_delta(path_b)
+    tensors, errors = soup_tensors(meta_a, tensors_a, meta_b, tensors_b, alpha)
+    worst = max(errors, default=0.0)
+    median = sorted(errors)[len(errors) // 2] if errors else 0.0
+    log.info("soup of %s and %s at alpha %.3f: %d tensors, %d low-rank re-factored (relative "
+             "error median %.2e, max %.2e)", path_a, path_b, alpha, len(tensors), len(errors),
+             median, worst)
+    if worst > max_lowrank_error:
+        raise CheckpointError(f"a re-factored low-rank product is off by {worst:.1%} (limit "
+                              f"{max_lowrank_error:.1%}): the runs are too far apart for a "
+                              "soup of this rank")
+    meta = dict(meta_b)
+    meta["training"] = {**dict(training or {}),
+                        "soup": {"a": str(path_a), "b": str(path_b), "alpha": alpha,
+                                 "a_training": meta_a.get("training"),
+                                 "b_training": meta_b.get("training"),
+                                 "low_rank_error_max": worst}}
+    if caveat is not None:
+        if caveat:
+            meta[CAVEAT_KEY] = caveat
+        else:
+            meta.pop(CAVEAT_KEY, None)
+    path = write_delta(out, tensors, meta)
+    return SoupReport(path, alpha, worst, median)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.soup", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="the first delta (alpha 0 gives it back)")
+    p.add_argument("b", help="the second delta (alpha 1 gives it back); its metadata is kept")
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--out", required=True)
+    p.add_argument("--training", help="JSON: a record of how the inputs were made")
+    p.add_argument("--caveat", help="the soup's known limitation (default: B's)")
+    p.add_argument("--max-lowrank-error", type=float, default=0.05)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    report = soup(args.a, args.b, args.alpha, args.out,
+                  training=json.loads(args.training) if args.training else None,
+                  caveat=args.caveat, max_lowrank_error=args.max_lowrank_error)
+    log.info("wrote %s", report.path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
