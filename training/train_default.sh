@@ -28,7 +28,8 @@
 # READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head);
 # READING_WARMUP=N lets a fresh head learn alone, on detached tokens, for the first N steps.
 # Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
-# each: `TaskMix.long_video`); MICRO_FRAMES=1920 then caps a forward group's frames. WORKERS=N
+# each: `TaskMix.long_video`; "long_frames" and "long_number_prob" in MIX set their length and
+# number share); MICRO_FRAMES=1920 then caps a forward group's frames. WORKERS=N
 # sets the data processes (the config's 3 starve a step of long videos).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}

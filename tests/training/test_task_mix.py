@@ -65,6 +65,33 @@ def test_long_videos_have_their_own_length_and_tasks() -> None:
             TaskMix(**bad)
 
 
+
+def test_long_videos_can_show_mostly_numbers() -> None:
+    """``long_number_prob`` sets the long videos' number share only; None keeps the world's."""
+    def signs(mix: TaskMix, kind: str) -> list[bool]:
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(40):
+            sample = draw_sample(rng, WORLD, mix)
+            if sample.kind == kind:
+                out += [g.is_number for g in sample.episodes[0].signs]
+        return out
+
+    base = dict(video=1.0, image=0.0, multi_image=0.0, long_video=1.0, long_frames=16)
+    numbers = signs(TaskMix(**base, long_number_prob=1.0), "long_video")
+    assert numbers and all(numbers)
+    words = signs(TaskMix(**base, long_number_prob=0.0), "long_video")
+    assert words and not any(words)
+    long_default = signs(TaskMix(**base), "long_video")
+    assert 0 < sum(long_default) < len(long_default)  # the world's 50 %: both kinds
+    assert long_default == signs(TaskMix(**base, long_number_prob=WORLD.number_prob),
+                                 "long_video")
+    short = signs(TaskMix(**base, long_number_prob=1.0), "video")
+    assert short and not all(short)  # the short videos keep the world's share
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="long_number_prob"):
+            TaskMix(long_number_prob=bad)
+
 def _config(tmp_path, stages) -> RecipeConfig:
     return config_from_dict({
         "model": "tiny-random", "device": "cpu", "output_dir": str(tmp_path), "seed": 0,
