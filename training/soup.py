@@ -61,11 +61,11 @@ def interpolate_low_rank(a_pair: tuple[torch.Tensor, torch.Tensor],
     rank = max(aa.shape[0], ab.shape[0])
     u, s, vh = torch.linalg.svd(exact, full_matrices=False)  # (O, k), (k,), (k, I)
     root = s[:rank].sqrt()
-    b = u[:, :rank] * root  # (O, r)
-    a = root[:, None] * vh[:rank]  # (r, I)
-    norm = exact.norm()
-    error = float((exact - b @ a).norm() / norm) if norm > 0 else 0.0
-    return a.to(aa.dtype), b.to(ba.dtype), error
+    b = (u[:, :rank] * root).to(ba.dtype)  # (O, r), as stored
+    a = (root[:, None] * vh[:rank]).to(aa.dtype)  # (r, I)
+    norm = exact.norm()  # the error of the stored factors, rounding included
+    error = float((exact - b.double() @ a.double()).norm() / norm) if norm > 0 else 0.0
+    return a, b, error
 
 
 def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor],
@@ -84,7 +84,13 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
                               "one leaves at the base would need the base to average")
     out: dict[str, torch.Tensor] = {}
     errors: list[float] = []
+    bad = [k for k, t in (*tensors_a.items(), *tensors_b.items())
+           if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"non-finite values in {bad[:3]}: a damaged delta cannot be averaged")
     for name in meta_a.get("low_rank", []):
+        if name + LORA_A not in tensors_a or name + LORA_B not in tensors_a:
+            raise CheckpointError(f"low-rank entry {name!r} lacks its factors; the file is damaged")
         a, b, err = interpolate_low_rank((tensors_a[name + LORA_A], tensors_a[name + LORA_B]),
                                          (tensors_b[name + LORA_A], tensors_b[name + LORA_B]),
                                          alpha)
@@ -115,7 +121,7 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
     log.info("soup of %s and %s at alpha %.3f: %d tensors, %d low-rank re-factored (relative "
              "error median %.2e, max %.2e)", path_a, path_b, alpha, len(tensors), len(errors),
              median, worst)
-    if worst > max_lowrank_error:
+    if not worst <= max_lowrank_error:  # a NaN limit refuses too
         raise CheckpointError(f"a re-factored low-rank product is off by {worst:.1%} (limit "
                               f"{max_lowrank_error:.1%}): the runs are too far apart for a "
                               "soup of this rank")
@@ -124,7 +130,8 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
                         "soup": {"a": str(path_a), "b": str(path_b), "alpha": alpha,
                                  "a_training": meta_a.get("training"),
                                  "b_training": meta_b.get("training"),
-                                 "low_rank_error_max": worst}}
+                                 "low_rank_error_max": worst,
+                                 "low_rank_error_median": median}}
     if caveat is not None:
         if caveat:
             meta[CAVEAT_KEY] = caveat

@@ -138,6 +138,10 @@ def test_refusals(pair, tmp_path: Path) -> None:
     reshaped = write_delta(tmp_path / "r.safetensors", {**tb, FULL[0]: torch.zeros(6)}, META)
     with pytest.raises(CheckpointError, match="shape"):
         soup(pa, reshaped, 0.5, out)
+    broken = write_delta(tmp_path / "n.safetensors", {**tb, FULL[0]: torch.full((12,), torch.inf)},
+                         META)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        soup(pa, broken, 0.0, out)
     far = write_delta(tmp_path / "x.safetensors", _delta(9), META)  # an unrelated run
     with pytest.raises(CheckpointError, match="too far apart"):
         soup(pa, far, 0.5, out)
