@@ -16,7 +16,7 @@ error of every re-factored product is measured and logged, and the soup is refus
 Run it::
 
     python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors run6.safetensors \\
-        --alpha 0.5 --out soup.safetensors
+        --alpha 0.5 --out soup.safetensors --caveat "preview: ..."
 """
 
 from __future__ import annotations
@@ -68,6 +68,13 @@ def interpolate_low_rank(a_pair: tuple[torch.Tensor, torch.Tensor],
     return a, b, error
 
 
+def _same_dtype(name: str, ta: torch.Tensor, tb: torch.Tensor) -> None:
+    # the soup is stored in A's dtype: a float16 B laid into float32 (or back) would silently
+    # change what one input was trained as, so two exports of one model must agree
+    if ta.dtype != tb.dtype:
+        raise CheckpointError(f"{name!r} is {ta.dtype} in one delta and {tb.dtype} in the other")
+
+
 def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor],
                  meta_b: Mapping[str, Any], tensors_b: Mapping[str, torch.Tensor],
                  alpha: float) -> tuple[dict[str, torch.Tensor], list[float]]:
@@ -91,6 +98,8 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
     for name in meta_a.get("low_rank", []):
         if name + LORA_A not in tensors_a or name + LORA_B not in tensors_a:
             raise CheckpointError(f"low-rank entry {name!r} lacks its factors; the file is damaged")
+        for factor in (LORA_A, LORA_B):
+            _same_dtype(name + factor, tensors_a[name + factor], tensors_b[name + factor])
         a, b, err = interpolate_low_rank((tensors_a[name + LORA_A], tensors_a[name + LORA_B]),
                                          (tensors_b[name + LORA_A], tensors_b[name + LORA_B]),
                                          alpha)
@@ -103,16 +112,19 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
         if ta.shape != tb.shape:
             raise CheckpointError(f"{name!r} has shape {tuple(ta.shape)} in one delta and "
                                   f"{tuple(tb.shape)} in the other")
+        _same_dtype(name, ta, tb)
         out[name] = ((1 - alpha) * ta.double() + alpha * tb.double()).to(ta.dtype)
     return out, errors
 
 
 def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, *,
-         training: Mapping[str, Any] | None = None, caveat: str | None = None,
+         caveat: str, training: Mapping[str, Any] | None = None,
          max_lowrank_error: float = 0.05) -> SoupReport:
     """Write the soup of two deltas to ``out``: B's metadata, with ``training`` recording both
-    inputs and alpha (and the given record, e.g. the runs' commands) and ``caveat`` (None keeps
-    B's; "" drops it)."""
+    inputs and alpha (and the given record, e.g. the runs' commands).
+
+    ``caveat`` is the soup's own known limitation ("" for none): neither input's describes the
+    soup, so it is never inherited."""
     meta_a, tensors_a = read_delta(path_a)
     meta_b, tensors_b = read_delta(path_b)
     tensors, errors = soup_tensors(meta_a, tensors_a, meta_b, tensors_b, alpha)
@@ -132,11 +144,9 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
                                  "b_training": meta_b.get("training"),
                                  "low_rank_error_max": worst,
                                  "low_rank_error_median": median}}
-    if caveat is not None:
-        if caveat:
-            meta[CAVEAT_KEY] = caveat
-        else:
-            meta.pop(CAVEAT_KEY, None)
+    meta.pop(CAVEAT_KEY, None)
+    if caveat:
+        meta[CAVEAT_KEY] = caveat
     path = write_delta(out, tensors, meta)
     return SoupReport(path, alpha, worst, median)
 
@@ -149,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--out", required=True)
     p.add_argument("--training", help="JSON: a record of how the inputs were made")
-    p.add_argument("--caveat", help="the soup's known limitation (default: B's)")
+    p.add_argument("--caveat", required=True,
+                   help="the soup's own known limitation, shown when it loads ('' for none)")
     p.add_argument("--max-lowrank-error", type=float, default=0.05)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

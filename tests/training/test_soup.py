@@ -13,7 +13,6 @@ from streamvxl.model.default import (
     LORA_A,
     LORA_B,
     apply_delta,
-    merge_low_rank,
     read_delta,
     write_delta,
 )
@@ -47,14 +46,15 @@ def pair(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
     ta = _delta(0)
     tb = _delta(1, start=ta)
     pa = write_delta(tmp_path / "a.safetensors", ta, META)
-    pb = write_delta(tmp_path / "b.safetensors", tb, {**META, "training": {"steps": 2}})
+    pb = write_delta(tmp_path / "b.safetensors", tb,  # told apart from A in every field
+                     {**META, "training": {"steps": 2}, CAVEAT_KEY: "b's own caveat"})
     return pa, pb, ta, tb
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_the_ends_give_the_inputs_back(pair, tmp_path: Path, alpha: float) -> None:
     pa, pb, ta, tb = pair
-    report = soup(pa, pb, alpha, tmp_path / "s.safetensors")
+    report = soup(pa, pb, alpha, tmp_path / "s.safetensors", caveat="")
     _, ts = read_delta(report.path)
     want = tb if alpha else ta
     for name in FULL:
@@ -67,7 +67,7 @@ def test_the_ends_give_the_inputs_back(pair, tmp_path: Path, alpha: float) -> No
 def test_full_tensors_interpolate_and_products_are_the_best_rank_r_fit(pair, tmp_path) -> None:
     pa, pb, ta, tb = pair
     alpha = 0.3
-    report = soup(pa, pb, alpha, tmp_path / "s.safetensors")
+    report = soup(pa, pb, alpha, tmp_path / "s.safetensors", caveat="")
     _, ts = read_delta(report.path)
     want = 0.7 * ta[FULL[0]].double() + 0.3 * tb[FULL[0]].double()
     torch.testing.assert_close(ts[FULL[0]].double(), want, rtol=0, atol=1e-6)
@@ -86,7 +86,7 @@ def test_full_tensors_interpolate_and_products_are_the_best_rank_r_fit(pair, tmp
     naive = ((ta[LOW + LORA_B] + tb[LOW + LORA_B]).double() * 0.5) @ \
         ((ta[LOW + LORA_A] + tb[LOW + LORA_A]).double() * 0.5)
     exact_half = 0.5 * (_product(ta) + _product(tb))
-    half = read_delta(soup(pa, pb, 0.5, tmp_path / "h.safetensors").path)[1]
+    half = read_delta(soup(pa, pb, 0.5, tmp_path / "h.safetensors", caveat="").path)[1]
     assert (_product(half) - exact_half).norm() <= (naive - exact_half).norm() + 1e-9
 
 
@@ -101,11 +101,18 @@ def test_the_soup_lays_over_a_base_as_the_interpolated_models(pair, tmp_path: Pa
         apply_delta(state, tensors, [LOW], base.keys(), "test")
         return state
 
-    ts = read_delta(soup(pa, pb, 0.5, tmp_path / "s.safetensors").path)[1]
+    ts = read_delta(soup(pa, pb, 0.5, tmp_path / "s.safetensors", caveat="").path)[1]
     sa, sb, ss = laid(ta), laid(tb), laid(ts)
     # close runs: the rank-3 fit of their mean update is near exact
     torch.testing.assert_close(ss[LOW], 0.5 * (sa[LOW] + sb[LOW]), rtol=0, atol=2e-2)
-    assert torch.equal(merge_low_rank(base[LOW], ts[LOW + LORA_A], ts[LOW + LORA_B]), ss[LOW])
+    # in float64 by hand: base + B @ A of the soup's own factors
+    by_hand = base[LOW].double() + _product(ts)
+    torch.testing.assert_close(ss[LOW].double(), by_hand, rtol=0, atol=1e-5)
+    # full tensors replace the base's: the laid model holds the mean of the two laid models
+    for name in FULL:
+        assert ss[name].dtype == base[name].dtype
+        torch.testing.assert_close(ss[name].double(), 0.5 * (sa[name].double() + sb[name].double()),
+                                   rtol=0, atol=1e-3)
 
 
 def test_metadata_records_both_inputs(pair, tmp_path: Path) -> None:
@@ -119,32 +126,39 @@ def test_metadata_records_both_inputs(pair, tmp_path: Path) -> None:
     assert rec["command"] == "run 6"
     assert rec["soup"]["alpha"] == 0.25 and rec["soup"]["a_training"] == {"steps": 1}
     assert rec["soup"]["b_training"] == {"steps": 2}
+    assert rec["soup"]["a"] == str(pa) and rec["soup"]["b"] == str(pb)
+    assert 0.0 <= rec["soup"]["low_rank_error_median"] <= rec["soup"]["low_rank_error_max"] < 0.05
     meta = read_delta(soup(pa, pb, 0.5, tmp_path / "t.safetensors", caveat="").path)[0]
-    assert CAVEAT_KEY not in meta
+    assert CAVEAT_KEY not in meta  # B's caveat describes B, not the soup
+    with pytest.raises(SystemExit):  # the CLI asks for the soup's own caveat
+        main([str(pa), str(pb), "--out", str(tmp_path / "u.safetensors")])
 
 
 def test_refusals(pair, tmp_path: Path) -> None:
     pa, pb, ta, tb = pair
     out = tmp_path / "s.safetensors"
     with pytest.raises(ValueError, match="alpha"):
-        soup(pa, pb, 1.5, out)
+        soup(pa, pb, 1.5, out, caveat="")
     other = write_delta(tmp_path / "o.safetensors", tb, {**META, "base": {"name": "b1"}})
     with pytest.raises(CheckpointError, match="'base'"):
-        soup(pa, other, 0.5, out)
+        soup(pa, other, 0.5, out, caveat="")
     fewer = write_delta(tmp_path / "f.safetensors", {k: v for k, v in tb.items() if k != FULL[0]},
                         META)
     with pytest.raises(CheckpointError, match="different tensors"):
-        soup(pa, fewer, 0.5, out)
+        soup(pa, fewer, 0.5, out, caveat="")
     reshaped = write_delta(tmp_path / "r.safetensors", {**tb, FULL[0]: torch.zeros(6)}, META)
     with pytest.raises(CheckpointError, match="shape"):
-        soup(pa, reshaped, 0.5, out)
+        soup(pa, reshaped, 0.5, out, caveat="")
     broken = write_delta(tmp_path / "n.safetensors", {**tb, FULL[0]: torch.full((12,), torch.inf)},
                          META)
     with pytest.raises(CheckpointError, match="non-finite"):
-        soup(pa, broken, 0.0, out)
+        soup(pa, broken, 0.0, out, caveat="")
+    halved = write_delta(tmp_path / "d.safetensors", {**tb, FULL[0]: tb[FULL[0]].half()}, META)
+    with pytest.raises(CheckpointError, match="float16"):
+        soup(pa, halved, 0.5, out, caveat="")
     far = write_delta(tmp_path / "x.safetensors", _delta(9), META)  # an unrelated run
     with pytest.raises(CheckpointError, match="too far apart"):
-        soup(pa, far, 0.5, out)
+        soup(pa, far, 0.5, out, caveat="")
     assert not out.exists()
 
 
