@@ -50,6 +50,7 @@ from streamvxl.model.default import (
     merge_low_rank,
     read_delta,
     skeleton,
+    tensors_digest,
     write_delta,
 )
 from streamvxl.model.loading import load_state, load_videoxl, read_config
@@ -359,11 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--caveat", help="a known limitation, logged as a warning on every load "
                    "(\"\": remove it)")
     n.add_argument("--training", type=json.loads, help="JSON: how the weights were made")
+    d = sub.add_parser("digest", help="print the SHA-256 of a delta's tensors (metadata "
+                       "ignored): the model_tensors_sha256 that evaluations record")
+    d.add_argument("delta", type=Path)
     sub.add_parser("budget", help="print the size of each part")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "annotate":  # metadata only: no base needed
         annotate_delta(args.delta, args.caveat, args.training)
+        return 0
+    if args.command == "digest":
+        print(tensors_digest(read_delta(args.delta)[1]))  # the command's output, not a log
         return 0
     base = Path(args.base) if args.base else base_llm_folder()
     if args.command == "init":

@@ -38,7 +38,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -107,6 +107,22 @@ def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
         raise ValueError(f"{folder} has no vision tower; evaluation needs a Video-XL model")
     tok = AutoTokenizer.from_pretrained(str(tokenizer or folder))
     return model, tok, Preprocessor.from_folder(folder, model.image_size)
+
+
+def model_digest(path: str | Path) -> str | None:
+    """`tensors_digest` of a delta file given as ``--model`` (None for a folder or the random
+    test model): the results name the very weights they scored, whatever the file is called."""
+    if not str(path).endswith(".safetensors"):
+        return None
+    from streamvxl.model.default import read_delta, tensors_digest
+
+    return tensors_digest(read_delta(path)[1])
+
+
+def digest_note(settings: Mapping[str, Any]) -> str:
+    """" (tensors sha256 <16 hex>)" for a report's model line, "" when there is no digest."""
+    digest = settings.get("model_tensors_sha256")
+    return f" (tensors sha256 {digest[:16]})" if digest else ""
 
 
 def training_settings(model_folder: str | Path) -> dict[str, Any]:
@@ -543,13 +559,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     questions_per_task=args.questions_per_task, boundary=boundary,
                     window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
                     predictions=predictions)
-    settings = {"model": str(args.model), "n_videos": args.n_videos, "seed": args.seed,
+    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+                "n_videos": args.n_videos, "seed": args.seed,
                 "ratios": list(args.ratios), "methods": list(args.methods),
                 "tasks": list(args.tasks), "questions_per_task": args.questions_per_task,
                 "world": asdict(world), "boundary": asdict(boundary),
                 "window": window or model.config.vst.window,
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
-    notes = [f"model `{args.model}`; {args.n_videos} held-out videos (split \"eval\") of "
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos (split \"eval\") of "
              f"{frames} frames, seed {args.seed}; greedy answers of <= {args.max_new_tokens} "
              "tokens scored with `is_correct`",
              "avg_pool and last_n get the token count vst keeps at each ratio; full keeps "
@@ -558,9 +575,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 
-__all__ = ["Answering", "Decoding", "answer_question", "answering", "eval_samples", "evaluate",
-           "form_rows", "load_model_folder", "markdown_report", "plot_accuracy", "report_parser",
-           "stop_ids", "token_ids", "training_settings", "write_report"]
+__all__ = ["Answering", "Decoding", "answer_question", "answering", "digest_note", "eval_samples",
+           "evaluate", "form_rows", "load_model_folder", "markdown_report", "model_digest",
+           "plot_accuracy", "report_parser", "stop_ids", "token_ids", "training_settings",
+           "write_report"]
 
 
 if __name__ == "__main__":

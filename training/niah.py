@@ -51,8 +51,10 @@ from training.evaluate import (
     DEFAULT_BOUNDARY,
     answer_question,
     answering,
+    digest_note,
     int_list,
     load_model_folder,
+    model_digest,
     report_parser,
     str_list,
     token_ids,
@@ -370,7 +372,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 world=world, boundary=boundary, window=window,
                 max_new_tokens=args.max_new_tokens, preprocess=preprocess,
                 predictions=predictions)
-    settings = {"model": str(args.model), "frames": list(args.frames),
+    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+                "frames": list(args.frames),
                 "depths": list(args.depths), "ratio": args.ratio, "methods": list(args.methods),
                 "trials": args.trials, "seed": args.seed, "segment_frames": args.segment_frames,
                 "needle_frames": args.needle_frames, "world": world,
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     js, md = out / f"{args.name}.json", out / f"{args.name}.md"
     js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": predictions},
                              indent=1))
-    notes = [f"model `{args.model}`; {args.trials} haystack(s) per cell, seed {args.seed}; "
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.trials} haystack(s) per cell, seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
     md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions)))

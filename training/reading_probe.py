@@ -39,8 +39,10 @@ from training.batch import READING_FORMS
 from training.evaluate import (
     answer_question,
     answering,
+    digest_note,
     int_list,
     load_model_folder,
+    model_digest,
     report_parser,
     str_list,
     token_ids,
@@ -161,12 +163,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    settings = {"model": str(args.model), "n": args.n, "ratios": list(args.ratios),
+    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+                "n": args.n, "ratios": list(args.ratios),
                 "methods": list(args.methods), "number_prob": args.number_prob,
                 "seed": args.seed}
     js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": records},
                              indent=1))
-    notes = [f"model `{args.model}`; {args.n} held-out stills (split \"eval\"), one sign each, "
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills (split \"eval\"), one sign each, "
              f"{100 * args.number_prob:.0f} % numbers, seed {args.seed}; \"straddles\": the "
              "characters span two token columns"]
     md.write_text(markdown_table(rows, notes))

@@ -32,7 +32,14 @@ from typing import Any
 import torch
 
 from streamvxl.errors import CheckpointError
-from streamvxl.model.default import CAVEAT_KEY, LORA_A, LORA_B, read_delta, write_delta
+from streamvxl.model.default import (
+    CAVEAT_KEY,
+    LORA_A,
+    LORA_B,
+    read_delta,
+    tensors_digest,
+    write_delta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class SoupReport:
     low_rank_error_max: float
     """Largest relative Frobenius error of a re-factored low-rank product (0 when none)."""
     low_rank_error_median: float
+    tensors_sha256: str
+    """`tensors_digest` of the soup: what evaluations of it record as model_tensors_sha256."""
 
 
 def interpolate_low_rank(a_pair: tuple[torch.Tensor, torch.Tensor],
@@ -140,6 +149,9 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
     meta = dict(meta_b)
     meta["training"] = {**dict(training or {}),
                         "soup": {"a": str(path_a), "b": str(path_b), "alpha": alpha,
+                                 # the paths are local; the digests name the inputs anywhere
+                                 "a_tensors_sha256": tensors_digest(tensors_a),
+                                 "b_tensors_sha256": tensors_digest(tensors_b),
                                  "a_training": meta_a.get("training"),
                                  "b_training": meta_b.get("training"),
                                  "low_rank_error_max": worst,
@@ -148,7 +160,9 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
     if caveat:
         meta[CAVEAT_KEY] = caveat
     path = write_delta(out, tensors, meta)
-    return SoupReport(path, alpha, worst, median)
+    digest = tensors_digest(tensors)
+    log.info("the soup's tensors: sha256 %s", digest)
+    return SoupReport(path, alpha, worst, median, digest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ No pickle anywhere: tensors are safetensors, the metadata is JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -65,7 +66,8 @@ VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_a
 """The `CLIPVisionConfig` fields a delta records: everything that shapes the tower's outputs."""
 
 __all__ = ["DEFAULT_DELTA", "apply_delta", "base_state", "config_from_metadata", "delta_metadata",
-           "load_default_model", "merge_low_rank", "read_delta", "skeleton", "write_delta"]
+           "load_default_model", "merge_low_rank", "read_delta", "skeleton", "tensors_digest",
+           "write_delta"]
 
 
 # -- the model skeleton and the base it is relative to -------------------------------------------
@@ -199,6 +201,20 @@ def read_delta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch
     path = Path(path)
     meta = read_delta_metadata(path)
     return meta, read_tensors([path])
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a delta's tensors: names, dtypes, shapes and bytes, in name order.
+
+    Unlike the file's hash it ignores the metadata, so a delta keeps its digest when its
+    caveat or training record is edited (``training.default_model annotate``): an evaluation
+    that records it names the very weights it scored."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes, any dtype
+    return h.hexdigest()
 
 
 def apply_delta(state: dict[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],

@@ -111,3 +111,27 @@ def test_apply_delta() -> None:
     with pytest.raises(CheckpointError, match="have shapes"):
         apply_delta(dict(base), {"w" + LORA_A: a.T, "w" + LORA_B: b}, ["w"],
                     expected={"w", "n"}, where="d")
+
+
+def test_tensors_digest_names_the_tensors_not_the_file(tmp_path: Path) -> None:
+    from streamvxl.model.default import tensors_digest
+
+    g = torch.Generator().manual_seed(0)
+    t = {"b.weight": torch.randn(3, 4, generator=g), "a.scale": torch.tensor(2.0),
+         "c.half": torch.randn(5, generator=g).half()}
+    digest = tensors_digest(t)
+    assert len(digest) == 64 and digest == tensors_digest(dict(reversed(t.items())))
+    meta = {"format": "streamvxl-delta", "format_version": 1}
+    one = write_delta(tmp_path / "one.safetensors", t, {**meta, "caveat": "x"})
+    two = write_delta(tmp_path / "two.safetensors", t, {**meta, "training": {"steps": 9}})
+    assert one.read_bytes() != two.read_bytes()  # other metadata, other file
+    assert tensors_digest(read_delta(one)[1]) == tensors_digest(read_delta(two)[1]) == digest
+    flipped = {**t, "b.weight": t["b.weight"].clone()}
+    flipped["b.weight"][2, 3] = torch.nextafter(flipped["b.weight"][2, 3], torch.tensor(9.0))
+    assert tensors_digest(flipped) != digest  # one ulp of one element
+    same_bytes = {**t, "b.weight": t["b.weight"].view(torch.int32)}
+    assert tensors_digest(same_bytes) != digest  # the dtype counts, not only the bytes
+    assert tensors_digest({**t, "b.weight": t["b.weight"].reshape(4, 3)}) != digest  # and shape
+    renamed = {("d.weight" if k == "b.weight" else k): v for k, v in t.items()}
+    assert tensors_digest(renamed) != digest
+    assert tensors_digest({**t, "b.weight": t["b.weight"].t().contiguous().t()}) == digest

@@ -204,10 +204,14 @@ def test_float16_llm_changes_round_to_float16(trained, base: Path, cache_dir: Pa
 
 def test_evaluation_reads_a_delta_as_video_memory_would(trained, cache_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from training.evaluate import load_model_folder
+    from streamvxl.model.default import read_delta, tensors_digest
+    from training.evaluate import load_model_folder, model_digest
 
     monkeypatch.setenv("STREAMVXL_CACHE", str(cache_dir))
     model, report = trained
+    # the results of an evaluation name the tensors they scored (a folder or the test model: none)
+    assert model_digest(report.path) == tensors_digest(read_delta(report.path)[1])
+    assert model_digest("tiny-random") is None and model_digest(report.path.parent) is None
     loaded, tokenizer, preprocess = load_model_folder(report.path, device="cpu")
     ours, theirs = model.state_dict(), loaded.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
@@ -282,14 +286,18 @@ def test_a_continued_run_can_take_a_further_trained_tower(trained, base: Path) -
             assert torch.equal(v, plain[k]), k
 
 
-def test_annotating_a_delta_changes_its_metadata_only(trained, tmp_path: Path) -> None:
-    from streamvxl.model.default import read_delta
+def test_annotating_a_delta_changes_its_metadata_only(trained, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from streamvxl.model.default import read_delta, tensors_digest
     from training.default_model import annotate_delta, main
 
     _, report = trained
     path = tmp_path / "d.safetensors"
     path.write_bytes(report.path.read_bytes())
     meta0, tensors0 = read_delta(path)
+    assert main(["digest", str(path)]) == 0
+    digest0 = capsys.readouterr().out.strip()
+    assert digest0 == tensors_digest(tensors0)
     assert main(["annotate", str(path), "--caveat", "cannot read signs",
                  "--training", '{"steps": 3}']) == 0
     meta, tensors = read_delta(path)
@@ -300,3 +308,5 @@ def test_annotating_a_delta_changes_its_metadata_only(trained, tmp_path: Path) -
     annotate_delta(path, caveat="")
     meta, _ = read_delta(path)
     assert "caveat" not in meta and meta["training"] == {"steps": 3}
+    assert main(["digest", str(path)]) == 0  # the file changed; its tensors' digest did not
+    assert capsys.readouterr().out.strip() == digest0 and path.read_bytes() != report.path.read_bytes()

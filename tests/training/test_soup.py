@@ -14,6 +14,7 @@ from streamvxl.model.default import (
     LORA_B,
     apply_delta,
     read_delta,
+    tensors_digest,
     write_delta,
 )
 from training.soup import interpolate_low_rank, main, soup
@@ -56,6 +57,7 @@ def test_the_ends_give_the_inputs_back(pair, tmp_path: Path, alpha: float) -> No
     pa, pb, ta, tb = pair
     report = soup(pa, pb, alpha, tmp_path / "s.safetensors", caveat="")
     _, ts = read_delta(report.path)
+    assert report.tensors_sha256 == tensors_digest(ts)  # the digest of what was written
     want = tb if alpha else ta
     for name in FULL:
         assert ts[name].dtype == want[name].dtype and torch.equal(ts[name], want[name])
@@ -127,6 +129,9 @@ def test_metadata_records_both_inputs(pair, tmp_path: Path) -> None:
     assert rec["soup"]["alpha"] == 0.25 and rec["soup"]["a_training"] == {"steps": 1}
     assert rec["soup"]["b_training"] == {"steps": 2}
     assert rec["soup"]["a"] == str(pa) and rec["soup"]["b"] == str(pb)
+    assert rec["soup"]["a_tensors_sha256"] == tensors_digest(read_delta(pa)[1])
+    assert rec["soup"]["b_tensors_sha256"] == tensors_digest(read_delta(pb)[1])
+    assert rec["soup"]["a_tensors_sha256"] != rec["soup"]["b_tensors_sha256"]
     assert 0.0 <= rec["soup"]["low_rank_error_median"] <= rec["soup"]["low_rank_error_max"] < 0.05
     meta = read_delta(soup(pa, pb, 0.5, tmp_path / "t.safetensors", caveat="").path)[0]
     assert CAVEAT_KEY not in meta  # B's caveat describes B, not the soup
