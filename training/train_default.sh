@@ -30,7 +30,10 @@
 # Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
 # each: `TaskMix.long_video`; "long_frames" and "long_number_prob" in MIX set their length and
 # number share); MICRO_FRAMES=1920 then caps a forward group's frames. WORKERS=N
-# sets the data processes (the config's 3 starve a step of long videos).
+# sets the data processes (the config's 3 starve a step of long videos). TRAIN_WORLD=JSON replaces
+# the config's training world (all its fields: e.g. '{"max_objects": 3, "sign_prob": 0.5,
+# "number_prob": 0.8}' makes 80 % of the short videos', stills' and reading stills' signs numbers;
+# the evaluations keep their own world).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -87,6 +90,7 @@ say "init"
 # before the probe: a step with long videos or the reading head takes longer
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
+[[ -n ${TRAIN_WORLD:-} ]] && OVERRIDES+=(--world "$TRAIN_WORLD")
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
 OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
 [[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")
