@@ -545,6 +545,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if trained:
         log.info("settings of the training run: %s", trained)
     device = None if args.device == "auto" else args.device
+    digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
     frames = args.frames or trained.get("frames", 16)
     world_fields = {"max_objects": 2, **trained.get("world", {}), **(args.world or {})}
@@ -559,7 +560,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     questions_per_task=args.questions_per_task, boundary=boundary,
                     window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
                     predictions=predictions)
-    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+    settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n_videos": args.n_videos, "seed": args.seed,
                 "ratios": list(args.ratios), "methods": list(args.methods),
                 "tasks": list(args.tasks), "questions_per_task": args.questions_per_task,

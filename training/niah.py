@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
     trained = training_settings(args.model)
     device = None if args.device == "auto" else args.device
+    digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
     world = {k: v for k, v in trained.get("world", {}).items()
              if k not in ("cut_prob", "sign_prob", "max_signs")} | (args.world or {})
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 world=world, boundary=boundary, window=window,
                 max_new_tokens=args.max_new_tokens, preprocess=preprocess,
                 predictions=predictions)
-    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+    settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "frames": list(args.frames),
                 "depths": list(args.depths), "ratio": args.ratio, "methods": list(args.methods),
                 "trials": args.trials, "seed": args.seed, "segment_frames": args.segment_frames,

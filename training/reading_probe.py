@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     device = None if args.device == "auto" else args.device
+    digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
     records = reading_probe(model, tokenizer, n=args.n, ratios=args.ratios,
                             methods=args.methods, number_prob=args.number_prob,
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    settings = {"model": str(args.model), "model_tensors_sha256": model_digest(args.model),
+    settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n": args.n, "ratios": list(args.ratios),
                 "methods": list(args.methods), "number_prob": args.number_prob,
                 "seed": args.seed}

@@ -219,6 +219,22 @@ def test_evaluation_reads_a_delta_as_video_memory_would(trained, cache_dir: Path
     assert tokenizer("red")["input_ids"]
 
 
+def test_an_evaluation_of_a_delta_names_its_tensors(trained, cache_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamvxl.model.default import read_delta, tensors_digest
+    from training.evaluate import main
+
+    monkeypatch.setenv("STREAMVXL_CACHE", str(cache_dir))
+    _, report = trained
+    digest = tensors_digest(read_delta(report.path)[1])
+    main(["--model", str(report.path), "--device", "cpu", "--n-videos", "1", "--ratios", "16",
+          "--methods", "vst", "--tasks", "needle", "--frames", "8", "--out", str(tmp_path),
+          "--name", "e"])
+    settings = json.loads((tmp_path / "e.json").read_text())["settings"]
+    assert settings["model_tensors_sha256"] == digest
+    assert f"tensors sha256 {digest[:16]}" in (tmp_path / "e.md").read_text()
+
+
 def test_a_caveat_is_logged_whenever_the_delta_loads(trained, base: Path, cache_dir: Path,
                                                      tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
