@@ -567,9 +567,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "world": asdict(world), "boundary": asdict(boundary),
                 "window": window or model.config.vst.window,
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
-    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos (split \"eval\") of "
-             f"{frames} frames, seed {args.seed}; greedy answers of <= {args.max_new_tokens} "
-             "tokens scored with `is_correct`",
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos "
+             f"(split \"eval\") of {frames} frames, seed {args.seed}; greedy answers of <= "
+             f"{args.max_new_tokens} tokens scored with `is_correct`",
              "avg_pool and last_n get the token count vst keeps at each ratio; full keeps "
              "every raw token (the same at every ratio)"]
     return write_report(rows, args.out, args.name, settings, predictions, notes)

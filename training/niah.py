@@ -386,7 +386,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     js, md = out / f"{args.name}.json", out / f"{args.name}.md"
     js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": predictions},
                              indent=1))
-    notes = [f"model `{args.model}`{digest_note(settings)}; {args.trials} haystack(s) per cell, seed {args.seed}; "
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.trials} haystack(s) per cell, "
+             f"seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
     md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions)))

@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "seed": args.seed}
     js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": records},
                              indent=1))
-    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills (split \"eval\"), one sign each, "
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills "
+             "(split \"eval\"), one sign each, "
              f"{100 * args.number_prob:.0f} % numbers, seed {args.seed}; \"straddles\": the "
              "characters span two token columns"]
     md.write_text(markdown_table(rows, notes))
