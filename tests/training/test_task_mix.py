@@ -65,7 +65,6 @@ def test_long_videos_have_their_own_length_and_tasks() -> None:
             TaskMix(**bad)
 
 
-
 def test_long_videos_can_show_mostly_numbers() -> None:
     """``long_number_prob`` sets the long videos' number share only; None keeps the world's."""
     def signs(mix: TaskMix, kind: str) -> list[bool]:
@@ -91,6 +90,7 @@ def test_long_videos_can_show_mostly_numbers() -> None:
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="long_number_prob"):
             TaskMix(long_number_prob=bad)
+
 
 def _config(tmp_path, stages) -> RecipeConfig:
     return config_from_dict({
