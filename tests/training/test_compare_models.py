@@ -1,0 +1,85 @@
+"""Pooling evaluation samples per model and pairing questions across models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.compare_models import compare, load_answers, main, markdown_table
+
+
+def _report(path: Path, seed: int, outcomes: dict[tuple[str, int | None], list[bool]],
+            model: str = "m.safetensors") -> Path:
+    """An evaluation JSON: outcomes per (method, ratio), one question per entry and video."""
+    predictions = [{"video": f"eval-{i}", "method": method, "ratio": ratio,
+                    "question": "What was on the sign?", "correct": c}
+                   for (method, ratio), cs in outcomes.items() for i, c in enumerate(cs)]
+    path.write_text(json.dumps({"settings": {"model": model, "model_tensors_sha256": model,
+                                             "seed": seed, "n_videos": 4},
+                                "predictions": predictions}))
+    return path
+
+
+def test_samples_pool_and_models_pair_on_the_same_questions(tmp_path: Path) -> None:
+    a = [_report(tmp_path / "a1.json", 1, {("vst", 16): [True] * 4, ("avg_pool", 16): [False] * 4,
+                                          ("vst", 2): [False] * 4, ("full", None): [True] * 4},
+                 model="a"),
+         _report(tmp_path / "a2.json", 2, {("vst", 16): [True, True, False, False],
+                                          ("avg_pool", 16): [False] * 4,
+                                          ("full", None): [True] * 4}, model="a")]
+    b = [_report(tmp_path / "b1.json", 1, {("vst", 16): [False] * 4, ("avg_pool", 16): [False] * 4,
+                                          ("full", None): [True, False, True, False]}, model="b"),
+         _report(tmp_path / "b2.json", 2, {("vst", 16): [False] * 4,
+                                          ("avg_pool", 16): [True] * 4,
+                                          ("full", None): [True] * 4}, model="b")]
+    result = compare({"a": load_answers(a), "b": load_answers(b)}, resamples=200)
+    # the model's name and digest do not split the samples; the 2x answers are left out
+    assert result["n"] == {"avg_pool": 8, "full": 8, "vst": 8}
+    assert result["accuracy"]["a"] == {"avg_pool": 0.0, "full": 1.0, "vst": 0.75}
+    assert result["accuracy"]["b"] == {"avg_pool": 0.5, "full": 0.75, "vst": 0.0}
+    assert result["lead"]["a"]["diff"] == pytest.approx(0.75)
+    assert result["lead"]["b"]["diff"] == pytest.approx(-0.5)
+    for lead in result["lead"].values():
+        assert lead["low"] <= lead["diff"] <= lead["high"] and lead["n"] == 8
+    vst = result["versus"]["b"]["vst"]
+    assert vst["diff"] == pytest.approx(0.75) and vst["low"] <= 0.75 <= vst["high"]
+    assert result["versus"]["b"]["full"]["diff"] == pytest.approx(0.25)
+    table = markdown_table(result)
+    assert "| a | 0.0 | 100.0 | 75.0 | +75.0 (" in table and "| b | 50.0 | 75.0 | 0.0 | -50.0 (" in table
+
+
+def test_only_questions_every_model_answered_count(tmp_path: Path) -> None:
+    a = load_answers([_report(tmp_path / "a.json", 1, {("vst", 16): [True] * 4})])
+    b = load_answers([_report(tmp_path / "b.json", 1, {("vst", 16): [False] * 2})])
+    result = compare({"a": a, "b": b}, resamples=50)
+    assert result["n"] == {"vst": 2}  # eval-2 and eval-3 only a answered
+    other_sample = load_answers([_report(tmp_path / "c.json", 9, {("vst", 16): [True] * 4})])
+    with pytest.raises(ValueError, match="no question in common"):
+        compare({"a": a, "c": other_sample})
+    with pytest.raises(ValueError, match="no models"):
+        compare({})
+
+
+def test_a_sample_given_twice_or_a_file_without_answers_is_refused(tmp_path: Path) -> None:
+    one = _report(tmp_path / "one.json", 1, {("vst", 16): [True] * 3})
+    with pytest.raises(ValueError, match="same sample given twice"):
+        load_answers([one, one])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"settings": {}, "rows": []}))
+    with pytest.raises(ValueError, match="no predictions"):
+        load_answers([empty])
+
+
+def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a = _report(tmp_path / "a.json", 1, {("vst", 16): [True] * 3, ("avg_pool", 16): [False] * 3})
+    b = _report(tmp_path / "b.json", 1, {("vst", 16): [True] * 3, ("avg_pool", 16): [True] * 3})
+    out = tmp_path / "t.md"
+    main(["--model", f"new={a}", "--model", f"old={b}", "--markdown", str(out)])
+    printed = capsys.readouterr().out
+    assert printed == out.read_text() and "| old | 100.0 | 100.0 | +0.0" in printed
+    with pytest.raises(SystemExit):
+        main(["--model", f"x={a}", "--model", f"x={b}"])
+    with pytest.raises(SystemExit):
+        main(["--model", str(a)])
