@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     names = [name for name, _ in args.model]
     if len(set(names)) != len(names):
         parser.error("model names must differ")
-    result = compare({name: load_answers(files, args.ratio) for name, files in args.model}, args.baseline)
+    try:
+        result = compare({name: load_answers(files, args.ratio) for name, files in args.model},
+                         args.baseline)
+    except (OSError, ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError
+        parser.error(f"{type(e).__name__}: {e}")
     table = markdown_table(result)
     print(table, end="")
     if args.markdown:

@@ -83,3 +83,7 @@ def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureF
         main(["--model", f"x={a}", "--model", f"x={b}"])
     with pytest.raises(SystemExit):
         main(["--model", str(a)])
+    for bad in (tmp_path / "missing.json", tmp_path / "t.md"):  # absent; not JSON
+        with pytest.raises(SystemExit):
+            main(["--model", f"new={bad}"])
+        assert "Error" in capsys.readouterr().err
