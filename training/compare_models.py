@@ -95,7 +95,9 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     shared = set.intersection(*(set(a) for a in models.values()))
     if not shared:
         raise ValueError("the models answered no question in common (different samples?)")
-    keys = sorted(shared, key=repr)
+    # the first model's file order: the bootstrap resamples questions by position, so one
+    # sample at one ratio gets the very interval its evaluation wrote
+    keys = [k for k in models[names[0]] if k in shared]
     methods = sorted({k[3] for k in keys})
     n = {m: sum(k[3] == m for k in keys) for m in methods}
     accuracy = {name: {m: sum(models[name][k] for k in keys if k[3] == m) / n[m]

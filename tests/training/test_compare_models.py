@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.compare_models import compare, load_answers, main, markdown_table
+from training.significance import paired_differences
 
 
 def _report(path: Path, seed: int, outcomes: dict[tuple[str, int | None], list[bool]],
@@ -48,6 +50,18 @@ def test_samples_pool_and_models_pair_on_the_same_questions(tmp_path: Path) -> N
     assert result["versus"]["b"]["full"]["diff"] == pytest.approx(0.25)
     table = markdown_table(result)
     assert "| a | 0.0 | 100.0 | 75.0 | +75.0 (" in table and "| b | 50.0 | 75.0 | 0.0 | -50.0 (" in table
+
+
+def test_one_sample_gets_the_interval_its_evaluation_wrote(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    outcomes = {key: [bool(x) for x in rng.random(60) < p]
+                for key, p in ((("vst", 16), 0.6), (("avg_pool", 16), 0.4), (("full", None), 0.6))}
+    path = _report(tmp_path / "a.json", 1, outcomes)
+    written = [r for r in paired_differences(json.loads(path.read_text())["predictions"])
+               if r["method"] == "avg_pool"]  # what training.evaluate records
+    lead = compare({"a": load_answers([path])})["lead"]["a"]
+    assert (lead["diff"], lead["low"], lead["high"]) == pytest.approx(
+        (written[0]["diff"], written[0]["low"], written[0]["high"]))
 
 
 def test_only_questions_every_model_answered_count(tmp_path: Path) -> None:
