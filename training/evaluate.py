@@ -53,6 +53,7 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
+from training.misreads import markdown_misreads, misread_rows
 from training.significance import paired_differences
 from training.world import (
     VIDEO_TASKS,
@@ -489,7 +490,9 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     md = out / f"{name}.md"
     # needles split by sign kind: a word is one of 32, a number needs its digits in order
     forms = form_rows(predictions or [], "needle")
-    md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms))
+    misreads = markdown_misreads(misread_rows(predictions or [], task="needle"))
+    md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
+                  + ("\n" + misreads if misreads else ""))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
     if png is not None:

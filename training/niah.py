@@ -60,6 +60,7 @@ from training.evaluate import (
     token_ids,
     training_settings,
 )
+from training.misreads import markdown_misreads, misread_rows
 from training.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
 from training.world.questions import FORMS, number_variants
 from training.world.scene import BOARD_COLOURS, SIGN_WORDS, sign_size
@@ -390,7 +391,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
              f"seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
-    md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions)))
+    misreads = markdown_misreads(misread_rows(predictions))
+    md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions))
+                  + ("\n" + misreads if misreads else ""))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 

@@ -47,6 +47,7 @@ from training.evaluate import (
     str_list,
     token_ids,
 )
+from training.misreads import markdown_misreads, misread_rows
 from training.world import Sign, WorldConfig, is_correct, single_image_sample
 from training.world.font import text_size
 
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
              "(split \"eval\"), one sign each, "
              f"{100 * args.number_prob:.0f} % numbers, seed {args.seed}; \"straddles\": the "
              "characters span two token columns"]
-    md.write_text(markdown_table(rows, notes))
+    misreads = markdown_misreads(misread_rows(records))
+    md.write_text(markdown_table(rows, notes) + ("\n" + misreads if misreads else ""))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 
