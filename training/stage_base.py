@@ -20,7 +20,8 @@ outside the repository copy (it survives while the machine stays warm)::
 Two parts are 45 MB each: with the repository (21.5 MB tracked at the fourth model) that is 66.8
 of the 67.1 MB a call may carry. Once the repository grows further, cut three parts (30 MB each,
 three calls; the first two copy, the third also assembles); at the seventh model (31 MB
-tracked) three parts leave 6 MB, so cut four (22.6 MB each).
+tracked) three parts leave 6 MB, so cut four (22.6 MB each); at the eighth (36.6 MB tracked)
+four leave 4 MB beside a reading head, so cut five (18.1 MB each).
 
 Nothing is unpickled; the hash check refuses a part that was cut or mixed up.
 """
