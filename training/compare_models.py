@@ -12,27 +12,63 @@ counts only where every model answered it (same evaluation settings, video, ques
 
 The first model is the reference: each other model's accuracy with each method is set against
 it (paired bootstrap interval, `training.significance`), and every model's lead over average
-pooling is given the same way.
+pooling is given the same way. Refused, with the reason: one model's files from different
+tensors (by digest), a sample given twice, a ratio a file lacks, and models that answered the
+same questions under different conditions (boundary detector, window, answer length).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from training.significance import paired_differences
 
-__all__ = ["load_answers", "compare", "markdown_table"]
+__all__ = ["Answers", "Question", "load_answers", "compare", "markdown_table"]
 
-# Settings that name the model, not the questions: left out of the question's identity.
-_MODEL_SETTINGS = ("model", "model_tensors_sha256")
+log = logging.getLogger(__name__)
 
-# (evaluation settings, video, ratio, method, question, occurrence) -> correct
-Answers = dict[tuple, bool]
+# Evaluation settings that say which model answered or what was computed, not which questions
+# were asked: left out of a question's identity.
+_NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods")
+# Settings that shape the answers (the memory's intervals, its window, the answer length): not
+# the questions either, but models compared on one sample must share them.
+_CONDITIONS = ("boundary", "window", "max_new_tokens")
+
+
+class Question(NamedTuple):
+    """One question of one evaluation sample, as every model that was asked it names it."""
+
+    sample: str  # the settings that chose the questions (JSON)
+    video: str
+    ratio: int | None  # None: a method that does not compress (``full``)
+    method: str
+    text: str
+    occurrence: int  # the same text asked twice about one video stays two questions
+
+
+@dataclass
+class Answers:
+    """One model's answers: right or wrong per question, and each sample's conditions."""
+
+    correct: dict[Question, bool] = field(default_factory=dict)
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # sample -> settings
+
+
+def _predictions(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    report = json.loads(Path(path).read_text())
+    if not isinstance(report, dict) or not isinstance(report.get("predictions"), list) \
+            or not report["predictions"]:
+        raise ValueError(f"{path}: no predictions (an evaluation JSON of training.evaluate "
+                         "or training.niah is expected)")
+    return report.get("settings", {}), report["predictions"]
 
 
 def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
@@ -42,39 +78,57 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
     recorded without a ratio).
 
     Raises:
-        ValueError: a file without predictions, or two files holding the same questions
-            (one sample counted twice would narrow the intervals falsely).
+        ValueError: a file without predictions or without answers at ``ratio``, a prediction
+            without its fields, files of different models (their tensors' digests differ), or
+            two files holding the same questions (one sample counted twice would narrow the
+            intervals falsely).
     """
-    answers: Answers = {}
+    answers = Answers()
+    digests: dict[str, Path] = {}
     for path in paths:
-        report = json.loads(Path(path).read_text())
-        if not report.get("predictions"):
-            raise ValueError(f"{path}: no predictions (an evaluation JSON of training.evaluate "
-                             "or training.niah is expected)")
-        settings = {k: v for k, v in report.get("settings", {}).items()
-                    if k not in _MODEL_SETTINGS}
-        sample = json.dumps(settings, sort_keys=True)
-        seen: Counter = Counter()
-        for p in report["predictions"]:
-            if p["ratio"] not in (ratio, None):
-                continue
-            question = (p["video"], p["ratio"], p["method"], p.get("question", ""))
-            seen[question] += 1  # the same text asked twice about one video stays two questions
-            key = (sample, *question, seen[question])
-            if key in answers:
+        settings, predictions = _predictions(path)
+        if settings.get("model_tensors_sha256"):
+            digests.setdefault(settings["model_tensors_sha256"], path)
+        if len(digests) > 1:
+            files = ", ".join(map(str, digests.values()))
+            raise ValueError(f"files of different models given as one: {files} (their "
+                             "tensors' digests differ)")
+        chosen = {k: v for k, v in settings.items()
+                  if k not in _NOT_THE_QUESTIONS + _CONDITIONS}
+        sample = json.dumps(chosen, sort_keys=True)
+        answers.conditions[sample] = {k: settings.get(k) for k in _CONDITIONS}
+        seen: Counter[tuple] = Counter()
+        at_ratio = 0
+        for i, p in enumerate(predictions):
+            try:
+                if p["ratio"] not in (ratio, None):
+                    continue
+                at_ratio += p["ratio"] == ratio
+                asked = (p["video"], p["ratio"], p["method"], p.get("question", ""))
+                correct = bool(p["correct"])
+            except (KeyError, TypeError) as e:
+                raise ValueError(f"{path}: prediction {i} has no {e} (an evaluation JSON of "
+                                 "training.evaluate or training.niah is expected)") from None
+            seen[asked] += 1
+            question = Question(sample, *asked, seen[asked])
+            if question in answers.correct:
                 raise ValueError(f"{path}: repeats questions of an earlier file (the same "
                                  "sample given twice)")
-            answers[key] = bool(p["correct"])
+            answers.correct[question] = correct
+        if not at_ratio:
+            ratios = sorted({p["ratio"] for p in predictions if p.get("ratio") is not None})
+            raise ValueError(f"{path}: no answers at {ratio}x (it has {ratios or 'none'})")
     return answers
 
 
-def _rows(answers: Answers, keys: Sequence[tuple], label: str | None = None
+def _rows(answers: Answers, questions: Sequence[Question], label: str | None = None
           ) -> list[dict[str, Any]]:
-    """significance rows: the question identity becomes the row's video; the method is
+    """significance rows: the question's identity becomes the row's video; the method is
     ``label`` (a model's name) or, without one, the evaluation's method."""
-    # one ratio per comparison (load_answers), so uncompressed answers share the compressed ones'
-    return [{"video": repr(key[:2] + key[4:]), "ratio": 0, "question": "",
-             "method": label or key[3], "correct": answers[key]} for key in keys]
+    # one ratio per comparison (load_answers), so uncompressed answers pair with compressed ones
+    return [{"video": repr((q.sample, q.video, q.text, q.occurrence)), "ratio": 0,
+             "question": "", "method": label or q.method, "correct": answers.correct[q]}
+            for q in questions]
 
 
 def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
@@ -83,31 +137,49 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
 
     Returns:
         ``n`` (shared questions per method), ``accuracy`` (model -> method -> fraction),
-        ``lead`` (model -> vst minus ``baseline``: diff, low, high) and ``versus`` (each
-        model after the first -> method -> the first model minus it: diff, low, high).
+        ``lead`` (model -> vst minus ``baseline`` over the questions both answered: diff, low,
+        high, n) and ``versus`` (each model after the first -> method -> the first model
+        minus it: diff, low, high).
 
     Raises:
-        ValueError: no models, or the models share no question.
+        ValueError: no models, the models share no question, they answered a shared sample
+            under different conditions (intervals, window, answer length), or ``baseline`` is
+            "vst" or none of the methods (when there are methods besides vst).
     """
     if not models:
         raise ValueError("no models to compare")
     names = list(models)
-    shared = set.intersection(*(set(a) for a in models.values()))
+    shared = set.intersection(*(set(a.correct) for a in models.values()))
     if not shared:
         raise ValueError("the models answered no question in common (different samples?)")
-    # the first model's file order: the bootstrap resamples questions by position, so one
-    # sample at one ratio gets the very interval its evaluation wrote
-    keys = [k for k in models[names[0]] if k in shared]
-    methods = sorted({k[3] for k in keys})
-    n = {m: sum(k[3] == m for k in keys) for m in methods}
-    accuracy = {name: {m: sum(models[name][k] for k in keys if k[3] == m) / n[m]
+    for name in names:
+        left_out = len(models[name].correct) - len(shared)
+        if left_out:
+            log.warning("%s: %d answers to questions not every model was asked are left out",
+                        name, left_out)
+    for sample in {q.sample for q in shared}:
+        first = models[names[0]].conditions[sample]
+        for name in names[1:]:
+            differ = [k for k, v in models[name].conditions[sample].items() if first[k] != v]
+            if differ:
+                raise ValueError(f"{names[0]} and {name} answered the same questions with "
+                                 f"different {', '.join(differ)}: not a like-for-like comparison")
+    # the first model's file order: the bootstrap resamples questions by position, so a lone
+    # single-ratio sample gets the very interval its evaluation wrote for avg_pool (the first
+    # row `training.significance` draws; later rows follow from one generator in turn)
+    questions = [q for q in models[names[0]].correct if q in shared]
+    methods = sorted({q.method for q in questions})
+    if baseline == "vst" or (baseline not in methods and set(methods) - {"vst"}):
+        raise ValueError(f"baseline {baseline!r} must be one of the other methods: "
+                         f"{', '.join(m for m in methods if m != 'vst')}")
+    n = {m: sum(q.method == m for q in questions) for m in methods}
+    accuracy = {name: {m: sum(models[name].correct[q] for q in questions if q.method == m) / n[m]
                        for m in methods} for name in names}
     lead = {}
-    for name in names:
-        if {"vst", baseline} <= set(methods):
-            picked = [k for k in keys if k[3] in ("vst", baseline)]
-            for row in paired_differences(_rows(models[name], picked),
-                                          "vst", resamples):
+    if "vst" in methods:
+        picked = [q for q in questions if q.method in ("vst", baseline)]
+        for name in names:
+            for row in paired_differences(_rows(models[name], picked), "vst", resamples):
                 if row["method"] == baseline:
                     lead[name] = {x: row[x] for x in ("diff", "low", "high", "n")}
     versus: dict[str, dict[str, dict[str, float]]] = {}
@@ -115,7 +187,7 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     for name in names[1:]:
         versus[name] = {}
         for m in methods:
-            picked = [k for k in keys if k[3] == m]
+            picked = [q for q in questions if q.method == m]
             rows = _rows(models[reference], picked, reference) + _rows(models[name], picked, name)
             (row,) = paired_differences(rows, reference, resamples)
             versus[name][m] = {x: row[x] for x in ("diff", "low", "high")}
@@ -136,8 +208,8 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for name, acc in result["accuracy"].items():
         lead = result["lead"].get(name)
-        lead_s = f"{_pct(lead['diff'])} ({_pct(lead['low'])} ... {_pct(lead['high'])})" \
-            if lead else "-"
+        lead_s = (f"{_pct(lead['diff'])} ({_pct(lead['low'])} ... {_pct(lead['high'])}; "
+                  f"n = {lead['n']})") if lead else "-"
         vs = result["versus"].get(name, {}).get("vst")
         vs_s = f"{_pct(vs['diff'])} ({_pct(vs['low'])} ... {_pct(vs['high'])})" if vs else "-"
         lines.append("| " + " | ".join([name, *(f"{100 * acc[m]:.1f}" for m in methods),
@@ -161,13 +233,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", default="avg_pool", help="the method vst's lead is over")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     names = [name for name, _ in args.model]
     if len(set(names)) != len(names):
         parser.error("model names must differ")
     try:
         result = compare({name: load_answers(files, args.ratio) for name, files in args.model},
                          args.baseline)
-    except (OSError, ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         parser.error(f"{type(e).__name__}: {e}")
     table = markdown_table(result)
     print(table, end="")

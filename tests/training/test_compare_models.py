@@ -13,13 +13,15 @@ from training.significance import paired_differences
 
 
 def _report(path: Path, seed: int, outcomes: dict[tuple[str, int | None], list[bool]],
-            model: str = "m.safetensors") -> Path:
+            model: str = "m.safetensors", **settings) -> Path:
     """An evaluation JSON: outcomes per (method, ratio), one question per entry and video."""
     predictions = [{"video": f"eval-{i}", "method": method, "ratio": ratio,
                     "question": "What was on the sign?", "correct": c}
                    for (method, ratio), cs in outcomes.items() for i, c in enumerate(cs)]
+    ratios = sorted({r for _, r in outcomes if r is not None})
     path.write_text(json.dumps({"settings": {"model": model, "model_tensors_sha256": model,
-                                             "seed": seed, "n_videos": 4},
+                                             "seed": seed, "n_videos": 4, "ratios": ratios,
+                                             "window": 160, **settings},
                                 "predictions": predictions}))
     return path
 
@@ -64,11 +66,41 @@ def test_one_sample_gets_the_interval_its_evaluation_wrote(tmp_path: Path) -> No
         (written[0]["diff"], written[0]["low"], written[0]["high"]))
 
 
-def test_only_questions_every_model_answered_count(tmp_path: Path) -> None:
+def test_questions_pair_by_identity_not_by_position(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    outcomes = {("vst", 16): [bool(x) for x in rng.random(40) < 0.5]}
+    a = _report(tmp_path / "a.json", 1, outcomes, model="a")
+    shuffled = json.loads(a.read_text())
+    shuffled["predictions"].reverse()
+    shuffled["settings"]["model_tensors_sha256"] = "b"
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(shuffled))
+    result = compare({"a": load_answers([a]), "b": load_answers([b])}, resamples=200)
+    assert result["versus"]["b"]["vst"] == {"diff": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_the_same_text_asked_twice_about_one_video_is_two_questions(tmp_path: Path) -> None:
+    def report(name: str, first: bool, second: bool) -> Path:
+        rows = [{"video": "v", "method": "vst", "ratio": 16, "question": "Which sign?",
+                 "correct": c} for c in (first, second)]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"settings": {"seed": 0, "model_tensors_sha256": name},
+                                    "predictions": rows}))
+        return path
+
+    result = compare({"a": load_answers([report("a", True, False)]),
+                      "b": load_answers([report("b", True, True)])}, resamples=50)
+    assert result["n"] == {"vst": 2}
+    assert result["versus"]["b"]["vst"]["diff"] == pytest.approx(-0.5)
+
+
+def test_only_questions_every_model_answered_count(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     a = load_answers([_report(tmp_path / "a.json", 1, {("vst", 16): [True] * 4})])
     b = load_answers([_report(tmp_path / "b.json", 1, {("vst", 16): [False] * 2})])
     result = compare({"a": a, "b": b}, resamples=50)
     assert result["n"] == {"vst": 2}  # eval-2 and eval-3 only a answered
+    assert "a: 2 answers to questions not every model was asked are left out" in caplog.text
     other_sample = load_answers([_report(tmp_path / "c.json", 9, {("vst", 16): [True] * 4})])
     with pytest.raises(ValueError, match="no question in common"):
         compare({"a": a, "c": other_sample})
@@ -86,6 +118,29 @@ def test_a_sample_given_twice_or_a_file_without_answers_is_refused(tmp_path: Pat
         load_answers([empty])
 
 
+def test_unlike_comparisons_are_refused(tmp_path: Path) -> None:
+    plain = {("vst", 16): [True] * 3, ("avg_pool", 16): [False] * 3}
+    a = load_answers([_report(tmp_path / "a.json", 1, plain, model="a")])
+    with pytest.raises(ValueError, match="different window"):
+        compare({"a": a, "b": load_answers([_report(tmp_path / "b.json", 1, plain, model="b",
+                                                     window=64)])})
+    with pytest.raises(ValueError, match="no answers at 8x"):
+        load_answers([tmp_path / "a.json"], ratio=8)
+    with pytest.raises(ValueError, match="baseline 'avgpool'"):
+        compare({"a": a}, baseline="avgpool")
+    with pytest.raises(ValueError, match="baseline 'vst'"):
+        compare({"a": a}, baseline="vst")
+    other = _report(tmp_path / "other.json", 2, plain, model="someone else")
+    with pytest.raises(ValueError, match="different models"):
+        load_answers([tmp_path / "a.json", other])
+    # one sample's uncompressed answers, given again in the same sample's 2x file
+    full = {("full", None): [True] * 3}
+    sixteen = _report(tmp_path / "s16.json", 3, {("vst", 16): [True] * 3, **full})
+    two = _report(tmp_path / "s2.json", 3, {("vst", 2): [True] * 3, **full})
+    with pytest.raises(ValueError, match="same sample given twice"):
+        load_answers([sixteen, two])
+
+
 def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     a = _report(tmp_path / "a.json", 1, {("vst", 16): [True] * 3, ("avg_pool", 16): [False] * 3})
     b = _report(tmp_path / "b.json", 1, {("vst", 16): [True] * 3, ("avg_pool", 16): [True] * 3})
@@ -97,7 +152,12 @@ def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureF
         main(["--model", f"x={a}", "--model", f"x={b}"])
     with pytest.raises(SystemExit):
         main(["--model", str(a)])
-    for bad in (tmp_path / "missing.json", tmp_path / "t.md"):  # absent; not JSON
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    no_fields = tmp_path / "no_fields.json"
+    no_fields.write_text(json.dumps({"predictions": [{"ratio": 16, "method": "vst"}]}))
+    # absent; not JSON; JSON of another shape; predictions without their fields
+    for bad in (tmp_path / "missing.json", tmp_path / "t.md", listed, no_fields):
         with pytest.raises(SystemExit):
             main(["--model", f"new={bad}"])
         assert "Error" in capsys.readouterr().err
