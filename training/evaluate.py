@@ -490,9 +490,8 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     md = out / f"{name}.md"
     # needles split by sign kind: a word is one of 32, a number needs its digits in order
     forms = form_rows(predictions or [], "needle")
-    misreads = markdown_misreads(misread_rows(predictions or [], task="needle"))
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
-                  + ("\n" + misreads if misreads else ""))
+                  + markdown_misreads(misread_rows(predictions or [], task="needle")))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
     if png is not None:

@@ -1,11 +1,12 @@
 """How a sign was misread: the wrong answers to needle questions, sorted by what went wrong.
 
 "Numbers 28 / 35" says how often a number is missed, not why. The remedies differ: a number
-whose digits all came back in the wrong order (344 -> "434") was read but lost its order in
-compression, which the reading loss is about; one digit off (985 -> "995") is a glyph misread
-by the tower; another sign word for a word, or a number that is none of these, means the sign
-was not kept at all. Evaluations (`training.niah`, `training.evaluate`) add this table to their
-reports, and ``python -m training.misreads FILE.json ...`` prints it for results already made.
+whose digits all came back in the wrong order (344 -> "434") was read but lost its order,
+which the reading loss is about; one digit off (985 -> "995") is a glyph misread by the tower;
+the right sign among other words or numbers is an answer-form slip; another sign word for a
+word, or a number that is none of these, means the sign was not kept at all. The reports of
+`training.evaluate`, `training.niah` and `training.reading_probe` end with this table, and
+``python -m training.misreads FILE.json ...`` prints it for reports made before.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["MISREADS", "misread", "misread_rows", "markdown_misreads"]
 # Every kind `misread` returns, numbers first, in the order reports list them.
 MISREADS: tuple[str, ...] = (
     "digits out of order", "one digit wrong", "a digit missing or extra", "another number",
-    "no number", "another sign word", "not a sign word",
+    "no number", "the right sign, said otherwise", "another sign word", "not a sign word",
 )
 
 _SIGN_WORDS = frozenset(w.lower() for w in SIGN_WORDS)  # answers are compared normalised
@@ -37,26 +38,40 @@ def _is_subsequence(short: str, long: str) -> bool:
     return all(ch in rest for ch in short)
 
 
+def _numbers(said: str) -> list[str]:
+    """The digit runs of a normalised answer, leading zeros dropped; digits said one at a time
+    ("3 4 4") are one number."""
+    runs = re.findall(r"\d+", said)
+    if len(runs) > 1 and all(len(r) == 1 for r in runs):
+        runs = ["".join(runs)]
+    return [r.lstrip("0") or "0" for r in runs]
+
+
 def misread(answer: str, prediction: str) -> str:
     """What kind of wrong answer ``prediction`` is to a sign reading ``answer``.
 
-    Assumes the answer was judged wrong. A number's digits are the prediction's first run of
-    digits (answers are short: "434", "the sign said 434").
+    Assumes the answer was judged wrong. A number is compared with the prediction's first
+    number, unless the right one is among them.
 
     Example:
         >>> misread("344", "434"), misread("985", "995"), misread("774", "74")
         ('digits out of order', 'one digit wrong', 'a digit missing or extra')
-        >>> misread("cat", "jar"), misread("cat", "a red circle"), misread("421", "a cat")
-        ('another sign word', 'not a sign word', 'no number')
+        >>> misread("342", "342, 234"), misread("cat", "the sign said dog")
+        ('the right sign, said otherwise', 'another sign word')
+        >>> misread("cat", "a red circle"), misread("421", "a cat")
+        ('not a sign word', 'no number')
     """
     truth = normalize_answer(answer)
     said = normalize_answer(prediction)
     if truth.isdigit():
-        digits = re.search(r"\d+", said)
-        if digits is None:
+        truth = truth.lstrip("0") or "0"
+        numbers = _numbers(said)
+        if not numbers:
             return "no number"
-        got = digits.group()
-        if got != truth and sorted(got) == sorted(truth):
+        if truth in numbers:
+            return "the right sign, said otherwise"
+        got = numbers[0]
+        if sorted(got) == sorted(truth):
             return "digits out of order"
         if len(got) == len(truth) and sum(a != b for a, b in zip(got, truth, strict=True)) == 1:
             return "one digit wrong"
@@ -65,42 +80,48 @@ def misread(answer: str, prediction: str) -> str:
             return "a digit missing or extra"
         return "another number"
     words = said.split()
-    return "another sign word" if words and words[0] in _SIGN_WORDS else "not a sign word"
+    if truth in words:
+        return "the right sign, said otherwise"
+    return "another sign word" if _SIGN_WORDS.intersection(words) else "not a sign word"
 
 
 def misread_rows(predictions: Iterable[Mapping[str, Any]], task: str | None = "needle"
                  ) -> list[dict[str, Any]]:
-    """Wrong answers counted per method, ratio, sign kind and `misread` kind.
+    """Wrong answers counted per method, ratio and `misread` kind.
 
     Args:
         predictions: evaluation rows (``method``, ``ratio``, ``answer``, ``prediction``,
             ``correct``; ``task`` where the evaluation has several).
-        task: only rows of this task; rows without a task (a haystack's) always count.
+        task: only rows of this task; rows without a task (a haystack's, a still's) always
+            count.
 
     Returns:
-        ``{"method", "ratio", "sign", "kind", "n"}`` rows; ``sign`` is "number" or "word".
+        ``{"method", "ratio", "kind", "n"}`` rows.
+
+    Example:
+        >>> misread_rows([{"method": "vst", "ratio": 16, "answer": "344", "prediction": "434",
+        ...                "correct": False, "task": "needle"}])
+        [{'method': 'vst', 'ratio': 16, 'kind': 'digits out of order', 'n': 1}]
     """
-    counts: Counter = Counter()
+    counts: Counter[tuple[str, int | None, str]] = Counter()
     for p in predictions:
         if p["correct"] or (task is not None and p.get("task", task) != task):
             continue
-        sign = "number" if normalize_answer(str(p["answer"])).isdigit() else "word"
-        counts[(p["method"], p["ratio"], sign,
-                misread(str(p["answer"]), str(p["prediction"])))] += 1
-    return [{"method": m, "ratio": r, "sign": s, "kind": k, "n": n}
-            for (m, r, s, k), n in counts.items()]
+        counts[(p["method"], p["ratio"], misread(str(p["answer"]), str(p["prediction"])))] += 1
+    return [{"method": m, "ratio": r, "kind": k, "n": n} for (m, r, k), n in counts.items()]
 
 
 def markdown_misreads(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The misread rows as one table: a line per method and ratio, a column per kind."""
+    """The misread rows as a markdown section (a line per method and ratio, a column per kind),
+    opening with a blank line so that it can follow another table; "" without rows."""
     if not rows:
         return ""
     kinds = [k for k in MISREADS if any(r["kind"] == k for r in rows)]
     keys = list(dict.fromkeys((r["method"], r["ratio"]) for r in rows))
-    n = Counter()
+    n: Counter[tuple[str, int | None, str]] = Counter()
     for r in rows:
         n[(r["method"], r["ratio"], r["kind"])] += r["n"]
-    lines = ["## wrong sign readings, by what went wrong", "",
+    lines = ["", "## wrong sign readings, by what went wrong", "",
              "| method | wrong | " + " | ".join(kinds) + " |", "|---|---:|" + "---:|" * len(kinds)]
     for method, ratio in keys:
         label = method + (f" {ratio}x" if ratio else "")
@@ -111,22 +132,25 @@ def markdown_misreads(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the misread table of one or more evaluation JSONs, their wrong answers together."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reports", nargs="+", type=Path,
-                        help="evaluation JSONs (training.niah or training.evaluate)")
+                        help="evaluation JSONs (training.niah, training.evaluate, "
+                             "training.reading_probe)")
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for path in args.reports:
         try:
-            predictions = json.loads(path.read_text())["predictions"]
-        except (OSError, ValueError, KeyError) as e:
-            parser.error(f"{path}: {type(e).__name__}: {e}")
-        rows += misread_rows(predictions)
-    merged: Counter = Counter()
+            rows += misread_rows(json.loads(path.read_text())["predictions"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"{path}: {type(e).__name__}: {e} (an evaluation JSON with "
+                         "predictions is expected)")
+    merged: Counter[tuple[str, int | None, str]] = Counter()
     for r in rows:
-        merged[(r["method"], r["ratio"], r["sign"], r["kind"])] += r["n"]
-    print(markdown_misreads([{"method": m, "ratio": ra, "sign": s, "kind": k, "n": c}
-                             for (m, ra, s, k), c in merged.items()]), end="")
+        merged[(r["method"], r["ratio"], r["kind"])] += r["n"]
+    table = markdown_misreads([{"method": m, "ratio": ra, "kind": k, "n": c}
+                               for (m, ra, k), c in merged.items()])
+    print(table.lstrip("\n") if table else "no wrong sign readings", end="\n" if not table else "")
 
 
 if __name__ == "__main__":

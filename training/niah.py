@@ -391,9 +391,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
              f"seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
-    misreads = markdown_misreads(misread_rows(predictions))
     md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions))
-                  + ("\n" + misreads if misreads else ""))
+                  + markdown_misreads(misread_rows(predictions)))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 

@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
              "(split \"eval\"), one sign each, "
              f"{100 * args.number_prob:.0f} % numbers, seed {args.seed}; \"straddles\": the "
              "characters span two token columns"]
-    misreads = markdown_misreads(misread_rows(records))
-    md.write_text(markdown_table(rows, notes) + ("\n" + misreads if misreads else ""))
+    md.write_text(markdown_table(rows, notes) + markdown_misreads(misread_rows(records)))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 

@@ -27,6 +27,13 @@ from training.misreads import MISREADS, main, markdown_misreads, misread, misrea
     ("421", "cat", "no number"),
     ("421", "", "no number"),
     ("42", "forty-one", "one digit wrong"),  # number words are numbers
+    ("342", "342, 234", "the right sign, said otherwise"),  # right, then more
+    ("344", "3 4 4", "the right sign, said otherwise"),  # digits said one at a time
+    ("344", "three four four", "the right sign, said otherwise"),
+    ("42", "042", "the right sign, said otherwise"),  # leading zeros
+    ("421", "124 and 999", "digits out of order"),  # the first number is the reading
+    ("cat", "cat dog", "the right sign, said otherwise"),
+    ("cat", "the sign said dog", "another sign word"),
     ("cat", "Jar.", "another sign word"),
     ("CAT", "cup", "another sign word"),  # sign texts are upper case, answers are not
     ("cat", "a red circle", "not a sign word"),
@@ -40,7 +47,7 @@ def test_each_kind_of_misread(answer: str, prediction: str, kind: str) -> None:
 
 def test_docstring_examples() -> None:
     result = doctest.testmod(misreads)
-    assert result.failed == 0 and result.attempted == 2
+    assert result.failed == 0 and result.attempted == 4
 
 
 def _p(answer: str, prediction: str, correct: bool = False, method: str = "vst",
@@ -53,10 +60,9 @@ def test_rows_count_only_wrong_needle_answers() -> None:
     preds = [_p("344", "434"), _p("344", "434"), _p("344", "344", correct=True),
              _p("cat", "dog", task="needle"), _p("cat", "dog", task="attribute"),
              _p("985", "995", method="full", ratio=None)]
-    rows = {(r["method"], r["ratio"], r["sign"], r["kind"]): r["n"] for r in misread_rows(preds)}
-    assert rows == {("vst", 16, "number", "digits out of order"): 2,
-                    ("vst", 16, "word", "another sign word"): 1,
-                    ("full", None, "number", "one digit wrong"): 1}
+    rows = {(r["method"], r["ratio"], r["kind"]): r["n"] for r in misread_rows(preds)}
+    assert rows == {("vst", 16, "digits out of order"): 2, ("vst", 16, "another sign word"): 1,
+                    ("full", None, "one digit wrong"): 1}
     every_task = misread_rows(preds, task=None)
     assert sum(r["n"] for r in every_task) == 5
 
@@ -79,9 +85,15 @@ def test_cli_merges_reports_and_refuses_bad_files(tmp_path: Path,
     for name, preds in (("a", [_p("344", "434")]), ("b", [_p("344", "443"), _p("1", "1", True)])):
         (tmp_path / f"{name}.json").write_text(json.dumps({"predictions": preds}))
     main([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
-    assert "| vst 16x | 2 | 2 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("## wrong sign readings") and "| vst 16x | 2 | 2 |" in out
+    (tmp_path / "right.json").write_text(json.dumps({"predictions": [_p("1", "1", True)]}))
+    main([str(tmp_path / "right.json")])
+    assert capsys.readouterr().out == "no wrong sign readings\n"
     (tmp_path / "bad.json").write_text("{")
-    for bad in ("bad.json", "missing.json"):
+    (tmp_path / "probe.json").write_text(json.dumps([{"step": 400, "sign_read_acc": 0.7}]))
+    (tmp_path / "fields.json").write_text(json.dumps({"predictions": [{"correct": False}]}))
+    for bad in ("bad.json", "missing.json", "probe.json", "fields.json"):
         with pytest.raises(SystemExit):
             main([str(tmp_path / bad)])
         assert bad in capsys.readouterr().err
