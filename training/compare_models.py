@@ -126,14 +126,14 @@ def _rows(answers: Answers, questions: Sequence[Question], label: str | None = N
     """significance rows: the question's identity becomes the row's video; the method is
     ``label`` (a model's name) or, without one, the evaluation's method."""
     # one ratio per comparison (load_answers), so uncompressed answers pair with compressed ones
-    return [{"video": repr((q.sample, q.video, q.text, q.occurrence)), "ratio": 0,
-             "question": "", "method": label or q.method, "correct": answers.correct[q]}
-            for q in questions]
+    return [{"video": repr((q.sample, q.video)), "ratio": 0, "question": repr((q.text, q.occurrence)),
+             "method": label or q.method, "correct": answers.correct[q]} for q in questions]
 
 
 def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
-            resamples: int = 2000) -> dict[str, Any]:
-    """Accuracy per model and method over the questions every model answered, with intervals.
+            resamples: int = 2000, by_video: bool = False) -> dict[str, Any]:
+    """Accuracy per model and method over the questions every model answered, with intervals
+    (questions resampled; whole videos with ``by_video``, `training.significance`).
 
     Returns:
         ``n`` (shared questions per method), ``accuracy`` (model -> method -> fraction),
@@ -179,7 +179,8 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     if "vst" in methods:
         picked = [q for q in questions if q.method in ("vst", baseline)]
         for name in names:
-            for row in paired_differences(_rows(models[name], picked), "vst", resamples):
+            for row in paired_differences(_rows(models[name], picked), "vst", resamples,
+                                          by_video=by_video):
                 if row["method"] == baseline:
                     lead[name] = {x: row[x] for x in ("diff", "low", "high", "n")}
     versus: dict[str, dict[str, dict[str, float]]] = {}
@@ -189,7 +190,7 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
         for m in methods:
             picked = [q for q in questions if q.method == m]
             rows = _rows(models[reference], picked, reference) + _rows(models[name], picked, name)
-            (row,) = paired_differences(rows, reference, resamples)
+            (row,) = paired_differences(rows, reference, resamples, by_video=by_video)
             versus[name][m] = {x: row[x] for x in ("diff", "low", "high")}
     return {"n": n, "accuracy": accuracy, "lead": lead, "versus": versus,
             "reference": reference, "baseline": baseline}
@@ -231,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
                              "model is the reference")
     parser.add_argument("--ratio", type=int, default=16, help="the compression compared")
     parser.add_argument("--baseline", default="avg_pool", help="the method vst's lead is over")
+    parser.add_argument("--by-video", action="store_true",
+                        help="resample whole videos, not questions (a video's questions may "
+                             "move together)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("model names must differ")
     try:
         result = compare({name: load_answers(files, args.ratio) for name, files in args.model},
-                         args.baseline)
+                         args.baseline, by_video=args.by_video)
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         parser.error(f"{type(e).__name__}: {e}")
     table = markdown_table(result)

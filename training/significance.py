@@ -48,8 +48,8 @@ def _paired(predictions: Iterable[Mapping[str, Any]], reference: str
 
 
 def paired_differences(predictions: Iterable[Mapping[str, Any]], reference: str = "vst",
-                       resamples: int = 2000, level: float = 0.95, seed: int = 0
-                       ) -> list[dict[str, Any]]:
+                       resamples: int = 2000, level: float = 0.95, seed: int = 0,
+                       by_video: bool = False) -> list[dict[str, Any]]:
     """``reference`` minus each other method, per ratio, over the questions both answered.
 
     Args:
@@ -59,6 +59,10 @@ def paired_differences(predictions: Iterable[Mapping[str, Any]], reference: str 
         resamples: bootstrap resamples of the questions.
         level: the interval's coverage.
         seed: seeds the resampling (the intervals are reproducible).
+        by_video: resample whole videos instead of questions: the questions about one video
+            may move together (a video that is hard is hard for all of them), which a
+            question bootstrap would not see. The same draws as the question bootstrap when
+            every video has one question.
 
     Returns:
         One row per (method, ratio): ``diff``, ``low``, ``high`` (accuracy fractions) and
@@ -75,8 +79,16 @@ def paired_differences(predictions: Iterable[Mapping[str, Any]], reference: str 
     out = []
     for (method, ratio), questions in sorted(_paired(predictions, reference).items()):
         d = np.array([int(a["ref"]) - int(a["other"]) for a in questions.values()], dtype=float)
-        picks = rng.integers(0, len(d), size=(resamples, len(d)))  # (resamples, n)
-        means = d[picks].mean(axis=1)
+        if by_video:
+            index: dict[Any, int] = {}
+            video = np.array([index.setdefault(key[1], len(index)) for key in questions])
+            sums = np.bincount(video, weights=d)  # (videos,)
+            counts = np.bincount(video).astype(float)  # (videos,)
+            picks = rng.integers(0, len(sums), size=(resamples, len(sums)))  # (resamples, v)
+            means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+        else:
+            picks = rng.integers(0, len(d), size=(resamples, len(d)))  # (resamples, n)
+            means = d[picks].mean(axis=1)
         out.append({"reference": reference, "method": method, "ratio": ratio, "n": len(d),
                     "diff": float(d.mean()), "low": float(np.quantile(means, tail)),
                     "high": float(np.quantile(means, 1 - tail))})

@@ -148,6 +148,10 @@ def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureF
     main(["--model", f"new={a}", "--model", f"old={b}", "--markdown", str(out)])
     printed = capsys.readouterr().out
     assert printed == out.read_text() and "| old | 100.0 | 100.0 | +0.0" in printed
+    by_video = tmp_path / "v.md"
+    main(["--model", f"new={a}", "--model", f"old={b}", "--by-video",
+          "--markdown", str(by_video)])
+    assert by_video.read_text() == out.read_text()  # one question per video: the same draws
     with pytest.raises(SystemExit):
         main(["--model", f"x={a}", "--model", f"x={b}"])
     with pytest.raises(SystemExit):

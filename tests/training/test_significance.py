@@ -59,3 +59,20 @@ def test_the_report_shows_the_differences() -> None:
              "memory_tokens": 24.0} for m, c in (("vst", 3), ("avg_pool", 0))]
     md = markdown_report(rows, differences=paired_differences(preds))
     assert "vst minus each method" in md and "| avg_pool | +100.0 (+100.0 ... +100.0) |" in md
+
+
+def test_resampling_videos_widens_the_interval_only_when_their_questions_move_together() -> None:
+    rng = np.random.default_rng(1)
+    ref, other = rng.random(80) < 0.6, rng.random(80) < 0.4
+    one_each = _rows({"vst": list(ref), "avg_pool": list(other)})
+    for r in one_each:
+        r["video"] = r["question"]  # one question per video: the same draws either way
+    assert paired_differences(one_each, by_video=True) == paired_differences(one_each)
+    # 20 videos of 4 questions each, every question of a video answered alike
+    together = [{"video": f"v{i // 4}", "ratio": 16, "question": f"q{i}", "method": m,
+                 "correct": bool(ref[i // 4]) if m == "vst" else bool(other[i // 4])}
+                for i in range(80) for m in ("vst", "avg_pool")]
+    (by_question,) = paired_differences(together)
+    (by_video,) = paired_differences(together, by_video=True)
+    assert by_video["diff"] == by_question["diff"]
+    assert by_video["high"] - by_video["low"] > 1.5 * (by_question["high"] - by_question["low"])
