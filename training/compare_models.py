@@ -123,11 +123,13 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
 
 def _rows(answers: Answers, questions: Sequence[Question], label: str | None = None
           ) -> list[dict[str, Any]]:
-    """significance rows: the question's identity becomes the row's video; the method is
-    ``label`` (a model's name) or, without one, the evaluation's method."""
+    """`training.significance` rows: the sample and video become the row's video (what
+    ``by_video`` resamples), the text and its occurrence its question; the method is ``label``
+    (a model's name) or, without one, the evaluation's method."""
     # one ratio per comparison (load_answers), so uncompressed answers pair with compressed ones
-    return [{"video": repr((q.sample, q.video)), "ratio": 0, "question": repr((q.text, q.occurrence)),
-             "method": label or q.method, "correct": answers.correct[q]} for q in questions]
+    return [{"video": repr((q.sample, q.video)), "ratio": 0,
+             "question": repr((q.text, q.occurrence)), "method": label or q.method,
+             "correct": answers.correct[q]} for q in questions]
 
 
 def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
