@@ -143,6 +143,17 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
         high, n) and ``versus`` (each model after the first -> method -> the first model
         minus it: diff, low, high).
 
+    Example:
+        >>> asked = [Question("seed 1", f"v{i}", 16, m, "What did the sign say?", 1)
+        ...          for i in range(4) for m in ("vst", "avg_pool")]
+        >>> one = Answers({q: q.method == "vst" for q in asked}, {"seed 1": {}})
+        >>> two = Answers({q: q.video != "v0" for q in asked}, {"seed 1": {}})
+        >>> result = compare({"one": one, "two": two}, resamples=100)
+        >>> result["accuracy"]["two"], result["lead"]["one"]["diff"]
+        ({'avg_pool': 0.75, 'vst': 0.75}, 1.0)
+        >>> result["versus"]["two"]["vst"]["diff"]  # one minus two, vst
+        0.25
+
     Raises:
         ValueError: no models, the models share no question, they answered a shared sample
             under different conditions (intervals, window, answer length), or ``baseline`` is

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from training import compare_models
 from training.compare_models import compare, load_answers, main, markdown_table
 from training.significance import paired_differences
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(compare_models)
+    assert result.failed == 0 and result.attempted == 6
 
 
 def _report(path: Path, seed: int, outcomes: dict[tuple[str, int | None], list[bool]],
