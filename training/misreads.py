@@ -145,12 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         except (OSError, ValueError, KeyError, TypeError) as e:
             parser.error(f"{path}: {type(e).__name__}: {e} (an evaluation JSON with "
                          "predictions is expected)")
-    merged: Counter[tuple[str, int | None, str]] = Counter()
-    for r in rows:
-        merged[(r["method"], r["ratio"], r["kind"])] += r["n"]
-    table = markdown_misreads([{"method": m, "ratio": ra, "kind": k, "n": c}
-                               for (m, ra, k), c in merged.items()])
-    print(table.lstrip("\n") if table else "no wrong sign readings", end="\n" if not table else "")
+    # markdown_misreads sums the files' rows of one method, ratio and kind
+    print(markdown_misreads(rows).lstrip("\n") or "no wrong sign readings\n", end="")
 
 
 if __name__ == "__main__":

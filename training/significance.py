@@ -79,16 +79,14 @@ def paired_differences(predictions: Iterable[Mapping[str, Any]], reference: str 
     out = []
     for (method, ratio), questions in sorted(_paired(predictions, reference).items()):
         d = np.array([int(a["ref"]) - int(a["other"]) for a in questions.values()], dtype=float)
-        if by_video:
-            index: dict[Any, int] = {}
-            video = np.array([index.setdefault(key[1], len(index)) for key in questions])
-            sums = np.bincount(video, weights=d)  # (videos,)
-            counts = np.bincount(video).astype(float)  # (videos,)
-            picks = rng.integers(0, len(sums), size=(resamples, len(sums)))  # (resamples, v)
-            means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
-        else:
-            picks = rng.integers(0, len(d), size=(resamples, len(d)))  # (resamples, n)
-            means = d[picks].mean(axis=1)
+        # the resampled units: whole videos, or each question its own unit
+        index: dict[Any, int] = {}
+        unit = np.array([index.setdefault(key[1] if by_video else key, len(index))
+                         for key in questions])
+        sums = np.bincount(unit, weights=d)  # (units,)
+        counts = np.bincount(unit).astype(float)  # (units,)
+        picks = rng.integers(0, len(sums), size=(resamples, len(sums)))  # (resamples, units)
+        means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
         out.append({"reference": reference, "method": method, "ratio": ratio, "n": len(d),
                     "diff": float(d.mean()), "low": float(np.quantile(means, tail)),
                     "high": float(np.quantile(means, 1 - tail))})
