@@ -23,7 +23,9 @@ colour, ink pixels come from a sign's text):
 
 Heads are linear: on the selected layer's patch features (what the projector reads), on their
 2 x 2 average (what one LLM token is made of) and on their mean with the CLS. Only the tower is
-kept.
+kept. A probe (``--probe``) trains the heads alone on a given tower or projector; with
+``--probe-cells side_by_side`` its reading head sees each cell's four patches concatenated, so
+comparing the two tells what the average loses (docs/results.md, "What is still wrong").
 
 Run it::
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from contextlib import ExitStack
@@ -99,6 +102,10 @@ class PretrainConfig:
     """With ``probe``: read the delta's ``mm_projector`` output instead of the tower's -- the
     very vectors the LLM's visual tokens average. Do the characters' order survive the
     projector, or is it the LLM that cannot read them? ``init_tower`` must be a delta."""
+    probe_cells: str = "mean"
+    """How the reading head sees a pooled cell (`CELL_READS`): "side_by_side" reads its 2 x 2
+    patches concatenated, so a probe can tell what the average loses from what was never
+    there. The tower's own training keeps "mean" (the LLM's tokens are averages)."""
     seed: int = 0
     """Seeds the tower, the heads and every episode."""
     world: dict | None = None
@@ -123,6 +130,10 @@ class PretrainConfig:
             raise ValueError("PretrainConfig.probe needs init_tower: a probe reads a given tower")
         if self.probe_projector and not self.probe:
             raise ValueError("PretrainConfig.probe_projector is a probe: set probe too")
+        if self.probe_cells not in CELL_READS:
+            raise ValueError(f"PretrainConfig.probe_cells must be one of {CELL_READS}")
+        if self.probe_cells != "mean" and not self.probe:
+            raise ValueError("PretrainConfig.probe_cells is for probes: set probe too")
         if self.workers < 0:
             raise ValueError("PretrainConfig.workers must be >= 0 (0: no worker processes)")
         if not self.lr > 0 or self.warmup_steps < 0:
@@ -227,21 +238,45 @@ class FrameBatches:
                            self.per_episode)
 
 
+def cells_side_by_side(patches: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, P, C) -> (N, T, stride^2 C): the patches of each pooled cell concatenated in raster
+    order instead of averaged -- what a cell holds before the average can mix its columns."""
+    n, p, c = patches.shape
+    side = math.isqrt(p)
+    if side * side != p or side % stride:
+        raise ValueError(f"{p} patches do not form a square grid of {stride} x {stride} cells")
+    g = side // stride
+    grid = patches.view(n, g, stride, g, stride, c)  # (N, row, dy, col, dx, C)
+    return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, g * g, stride * stride * c)
+
+
+CELL_READS = ("mean", "side_by_side")
+"""How the reading head sees a pooled cell: its patches' average (what one LLM token is made
+of) or its patches side by side (what the tower holds before the average)."""
+
+
 class Heads(nn.Module):
     """Linear read-outs of the tower's selected layer: per patch and per frame."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, cells: str = "mean") -> None:
         super().__init__()
+        if cells not in CELL_READS:
+            raise ValueError(f"cells must be one of {CELL_READS}, not {cells!r}")
+        self.cells = cells
         self.patch = nn.Linear(width, len(COLOUR_NAMES) + 1)  # colours + ink
         self.combos = nn.Linear(2 * width, len(COMBOS))
         self.count = nn.Linear(2 * width, MAX_COUNT + 1)
         self.chars = nn.Linear(2 * width, len(CHARS))
-        self.reading = nn.Linear(width, READ_SLOTS * (1 + len(CHARS)))
+        cell_width = width if cells == "mean" else POOL_STRIDE * POOL_STRIDE * width
+        self.reading = nn.Linear(cell_width, READ_SLOTS * (1 + len(CHARS)))
 
     def forward(self, patches: torch.Tensor, cls: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = torch.cat((patches.mean(1), cls), dim=-1)  # (N, 2 Cv)
         per_patch = self.patch(patches)  # (N, P, 9)
-        cells = pool_patches(patches, POOL_STRIDE)  # (N, T, Cv): what one LLM token averages
+        if self.cells == "mean":
+            cells = pool_patches(patches, POOL_STRIDE)  # (N, T, Cv): what one LLM token averages
+        else:
+            cells = cells_side_by_side(patches, POOL_STRIDE)  # (N, T, 4 Cv)
         n, t, _ = cells.shape
         reading = self.reading(cells).view(n, t, READ_SLOTS, 1 + len(CHARS))
         return {"colours": per_patch[..., :-1], "ink": per_patch[..., -1],
@@ -348,7 +383,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             width = projector(torch.zeros(1, vision.hidden_size, device=device)).shape[-1]
         else:
             projector, width = None, vision.hidden_size
-        heads = Heads(width).to(device).train()
+        heads = Heads(width, cfg.probe_cells).to(device).train()
 
     def features_of(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches, cls = tower(x)  # (N, P, Cv), (N, Cv)
@@ -436,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "probe_projector":
             p.add_argument("--probe-projector", action="store_true", help="with --probe: read "
                            "the delta's projector output (what the LLM's tokens average)")
+        elif name == "probe_cells":
+            p.add_argument("--probe-cells", choices=CELL_READS, default=default,
+                           help="with --probe: how the reading head sees a cell")
         elif name == "init_tower":
             p.add_argument("--init-tower", help="start from this tower file or exported delta")
         else:
