@@ -46,6 +46,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -76,6 +77,10 @@ SELECT_LAYER = -2
 """The layer the projector reads (streamvxl-tiny's ``select_layer``)."""
 POOL_STRIDE: int = next(f.default for f in dataclass_fields(VisualConfig) if f.name == "pool_stride")
 """Patches per side that one LLM token averages (streamvxl-tiny keeps the default, 2)."""
+CellRead = Literal["mean", "side_by_side"]
+CELL_READS: tuple[CellRead, ...] = get_args(CellRead)
+"""How the reading head sees a pooled cell: its patches' average (what one LLM token is made
+of) or its patches side by side (what the tower holds before the average)."""
 
 
 @dataclass
@@ -102,7 +107,7 @@ class PretrainConfig:
     """With ``probe``: read the delta's ``mm_projector`` output instead of the tower's -- the
     very vectors the LLM's visual tokens average. Do the characters' order survive the
     projector, or is it the LLM that cannot read them? ``init_tower`` must be a delta."""
-    probe_cells: str = "mean"
+    probe_cells: CellRead = "mean"
     """How the reading head sees a pooled cell (`CELL_READS`): "side_by_side" reads its 2 x 2
     patches concatenated, so a probe can tell what the average loses from what was never
     there. The tower's own training keeps "mean" (the LLM's tokens are averages)."""
@@ -250,15 +255,10 @@ def cells_side_by_side(patches: torch.Tensor, stride: int) -> torch.Tensor:
     return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, g * g, stride * stride * c)
 
 
-CELL_READS = ("mean", "side_by_side")
-"""How the reading head sees a pooled cell: its patches' average (what one LLM token is made
-of) or its patches side by side (what the tower holds before the average)."""
-
-
 class Heads(nn.Module):
     """Linear read-outs of the tower's selected layer: per patch and per frame."""
 
-    def __init__(self, width: int, cells: str = "mean") -> None:
+    def __init__(self, width: int, cells: CellRead = "mean") -> None:
         super().__init__()
         if cells not in CELL_READS:
             raise ValueError(f"cells must be one of {CELL_READS}, not {cells!r}")
