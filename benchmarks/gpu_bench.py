@@ -28,10 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamvxl import BoundaryConfig, MemoryConfig, VideoMemory  # noqa: E402
+from streamvxl import BoundaryConfig, MemoryConfig, Runtime, RuntimeConfig, VideoMemory  # noqa: E402
 from streamvxl.model import tiny_config  # noqa: E402
 from streamvxl.model.generate import Sampling  # noqa: E402
 from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
+from streamvxl.runtime.question import prepare_question  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 log = logging.getLogger("gpu_bench")
@@ -124,19 +125,19 @@ def llm_bytes(mem: VideoMemory) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def make_memory(model, tokenizer, ratio, budget=None, max_frames=60, batch=20) -> VideoMemory:
+def make_memory(runtime: Runtime, ratio, budget=None, max_frames=60) -> VideoMemory:
     # threshold 10 never cuts (depth <= 4), so intervals are closed at max_frames: every interval
-    # is max_frames frames, a whole number of 10-frame windows.
-    cfg = MemoryConfig(ratio=ratio, token_budget=budget, vision_batch_size=batch,
+    # is max_frames frames, a whole number of 10-frame windows. Synchronous: this measures the
+    # runtime's throughput, not the worker's scheduling (benchmarks/streams_bench.py does).
+    cfg = MemoryConfig(ratio=ratio, token_budget=budget,
                        boundary=BoundaryConfig(threshold=10.0, max_frames=max_frames,
                                                min_frames=1))
-    return VideoMemory(model, tokenizer, cfg)
+    return VideoMemory.on(runtime, cfg, background=False)
 
 
 def fill_memory(mem: VideoMemory, vsts: int) -> None:
     """Put ``vsts`` random VST K/V into the store as intervals of 540 (60 frames at r=16)."""
-    mem._ensure_sink()
-    store = mem.engine.store
+    store = mem.state.store
     llm = mem.model.config.llm
     left, t = vsts, 0.0
     while left > 0:
@@ -155,7 +156,8 @@ def frames(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
 
 
 # -- sections ----------------------------------------------------------------------------------
-def bench_ingest(model, tok, res: Results, args, peak_flops: float) -> None:
+def bench_ingest(runtime: Runtime, res: Results, args, peak_flops: float) -> None:
+    model = runtime.model
     mem_sizes = [0, 2048, 8192, 18432] if not args.tiny else [0, 64]
     n = args.ingest_frames
     clip = frames(n, args.height, args.width)
@@ -165,10 +167,10 @@ def bench_ingest(model, tok, res: Results, args, peak_flops: float) -> None:
             # thousands of tokens over the stream, so the first pass meets new shapes (cuDNN
             # plans per 2048-token bucket, GEMM heuristics) that a long-running stream has long
             # seen; the first pass's rate is kept in the note.
-            passes = [_ingest_pass(model, tok, ratio, vsts, clip) for _ in range(2)]
+            passes = [_ingest_pass(runtime, ratio, vsts, clip) for _ in range(2)]
             (_, _, first), (mem, before, t) = passes
             fps = n / t
-            win_raw = mem.engine.window
+            win_raw = mem.state.settings.window
             per_frame = vision_flops(mem) + window_flops(mem, win_raw, ratio, before) * (
                 mem.model.tokens_per_frame / win_raw)
             res.add("ingest", f"r={ratio} mem={vsts} VSTs", fps, "frames/s",
@@ -178,36 +180,38 @@ def bench_ingest(model, tok, res: Results, args, peak_flops: float) -> None:
             torch.cuda.empty_cache() if model.device.type == "cuda" else None
 
 
-def _ingest_pass(model, tok, ratio: int, vsts: int, clip: list[np.ndarray]
+def _ingest_pass(runtime: Runtime, ratio: int, vsts: int, clip: list[np.ndarray]
                  ) -> tuple[VideoMemory, int, float]:
     """A memory holding ``vsts`` VSTs and one warm-up interval, its token count, and the
     seconds to ``extend`` it by ``clip``."""
-    mem = make_memory(model, tok, ratio)
+    mem = make_memory(runtime, ratio)
     fill_memory(mem, vsts)
-    mem.extend(clip[:mem.config.boundary.max_frames])  # warm-up: one interval
+    mem.extend(clip[:mem.state.settings.boundary.max_frames])  # warm-up: one interval
     mem.flush()
-    before = mem.engine.store.num_tokens
-    return mem, before, timed(lambda: mem.extend(clip), model.device)
+    before = mem.state.store.num_tokens
+    return mem, before, timed(lambda: mem.extend(clip), runtime.model.device)
 
 
-def bench_ask(model, tok, res: Results, args, bandwidth: float) -> None:
+def bench_ask(runtime: Runtime, res: Results, args, bandwidth: float) -> None:
+    model = runtime.model
     counts = [128, 1024, 2048] if not args.tiny else [16, 64]
     for n_frames in counts:
-        mem = make_memory(model, tok, 16)
+        mem = make_memory(runtime, 16)
         fill_memory(mem, n_frames * model.tokens_per_frame // 16)
-        ids = mem._question_ids(QUESTION)
-        engine = mem.engine
+        ids = prepare_question(runtime.tokenizer, mem.config.prompt, 512, QUESTION, 4, 0.0,
+                               1.0, None, False).ids
+        store = mem.state.store
         for _ in range(2):  # warm-up (captures the decode graphs)
-            engine.answer(None, ids, 4, (), Sampling(), keep_logits=False)
+            runtime.decode(store, None, ids, 4, (), Sampling(), keep_logits=False)
         new = args.decode_tokens
 
-        def answer(n: int, engine=engine, ids=ids) -> None:
-            engine.answer(None, ids, n, (), Sampling(), keep_logits=False)
+        def answer(n: int, store=store, ids=ids) -> None:
+            runtime.decode(store, None, ids, n, (), Sampling(), keep_logits=False)
 
         ttft = timed(lambda: answer(1), model.device, 5)
         total = timed(lambda new=new: answer(new), model.device, 3)
         tps = (new - 1) / (total - ttft)
-        ctx = engine.store.num_tokens + len(ids)
+        ctx = store.num_tokens + len(ids)
         llm = model.config.llm
         kv_bytes = ctx * llm.num_hidden_layers * 2 * llm.num_key_value_heads * \
             llm.dim_per_head * model.dtype.itemsize
@@ -220,9 +224,10 @@ def bench_ask(model, tok, res: Results, args, bandwidth: float) -> None:
         del mem
 
 
-def stream_peak(model, tok, res: Results, args, ratio, budget, label, total, step,
+def stream_peak(runtime: Runtime, res: Results, args, ratio, budget, label, total, step,
                 oom_ok: bool) -> None:
-    mem = make_memory(model, tok, ratio, budget=budget)
+    model = runtime.model
+    mem = make_memory(runtime, ratio, budget=budget)
     clip = frames(step, args.height, args.width, seed=1)
     done = 0
     t0 = time.perf_counter()
@@ -235,7 +240,7 @@ def stream_peak(model, tok, res: Results, args, ratio, budget, label, total, ste
             if not oom_ok:
                 raise
             res.add("memory", f"{label} @ {done + step} frames", float("nan"), "GiB",
-                    f"OUT OF MEMORY ({mem.engine.store.num_tokens} tokens retained)")
+                    f"OUT OF MEMORY ({mem.state.store.num_tokens} tokens retained)")
             break
         done += step
         peak = torch.cuda.max_memory_allocated() / 2**30 if model.device.type == "cuda" else 0
@@ -279,21 +284,21 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     model = random_model(cfg, vision, device, dtype)
-    tok = make_tokenizer()
+    runtime = Runtime(model, make_tokenizer(), config=RuntimeConfig(vision_batch=20))
     log.info("model built in %.1fs", time.perf_counter() - t0)
     peak_flops, bandwidth = measure_roofline(device, dtype, args.tiny)
     res.add("roofline", "matmul rate", peak_flops / 1e12, "TFLOP/s", "bf16 8192^3, measured")
     res.add("roofline", "copy bandwidth", bandwidth / 1e12, "TB/s", "read+write, measured")
     with torch.no_grad():
         if "ingest" in sections:
-            bench_ingest(model, tok, res, args, peak_flops)
+            bench_ingest(runtime, res, args, peak_flops)
         if "ask" in sections:
-            bench_ask(model, tok, res, args, bandwidth)
+            bench_ask(runtime, res, args, bandwidth)
         if "memory" in sections:
-            stream_peak(model, tok, res, args, 16, args.budget, f"budget {args.budget} r=16",
+            stream_peak(runtime, res, args, 16, args.budget, f"budget {args.budget} r=16",
                         stream, 500 if not args.quick else 50, oom_ok=False)
         if "fullkv" in sections:
-            stream_peak(model, tok, res, args, None, None, "full KV (no compression)", stream,
+            stream_peak(runtime, res, args, None, None, "full KV (no compression)", stream,
                         500 if not args.quick else 50, oom_ok=True)
     print(res.table())
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -11,16 +11,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gpu_bench import fill_memory, frames, make_memory  # noqa: E402
 from streamvxl.model import decoder  # noqa: E402
 from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
+from streamvxl.runtime import Runtime  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 events = []
 orig = decoder.full_coverage_attention
 
 
-def wrapped(q, k, v):
+def wrapped(q, k, v, kernels=None):
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     s.record()
-    out = orig(q, k, v)
+    out = orig(q, k, v, kernels)
     e.record()
     events.append((q.shape[2], s, e))
     return out
@@ -28,7 +29,7 @@ def wrapped(q, k, v):
 
 dev = torch.device("cuda")
 model = random_model(*videoxl_7b(), dev, torch.bfloat16)
-mem = make_memory(model, make_tokenizer(), 16)
+mem = make_memory(Runtime(model, make_tokenizer()), 16)
 fill_memory(mem, 18432)
 clip = frames(120, 360, 640)
 with torch.no_grad():

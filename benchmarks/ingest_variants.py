@@ -25,6 +25,7 @@ from benchmarks.gpu_bench import fill_memory, frames, make_memory, timed  # noqa
 from streamvxl.model import decoder, rope, tiny_config  # noqa: E402
 from streamvxl.model.encoder import encode_interval  # noqa: E402
 from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
+from streamvxl.runtime import Runtime  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     vsts = 64 if args.tiny else args.vsts
     model = random_model(cfg, vision, dev, dtype)
     hidden = cfg.llm.hidden_size
-    mem = make_memory(model, make_tokenizer(), args.ratio)
+    mem = make_memory(Runtime(model, make_tokenizer()), args.ratio)
     fill_memory(mem, vsts)
     clip = frames(120, h, w)
 
@@ -92,7 +93,7 @@ def main() -> None:
         row("vision 20 frames: torch.compile(truncated)", lambda: compiled_tower(pixels))
         row("vision+projector+pool 20 frames", lambda: model.encode_frames(pixels))
         tokens = model.encode_frames(pixels).tokens[:10].reshape(1, -1, hidden)
-        k, v = mem.engine.store.keys(), mem.engine.store.values()
+        k, v = mem.state.store.keys(), mem.state.store.values()
         window = cfg.vst.window
         for label, ctx in (("eager", nothing), ("fused SiLU*up (compiled)", fused_mlp),
                            ("compiled RoPE", compiled_rope)):

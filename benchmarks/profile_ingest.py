@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gpu_bench import fill_memory, frames, make_memory, timed  # noqa: E402
 from streamvxl.model.encoder import encode_interval  # noqa: E402
 from streamvxl.model.shapes import random_model, videoxl_7b  # noqa: E402
+from streamvxl.runtime import Runtime  # noqa: E402
 from streamvxl.testing import make_tokenizer  # noqa: E402
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     dev = torch.device("cuda")
     model = random_model(*videoxl_7b(), dev, torch.bfloat16)
-    mem = make_memory(model, make_tokenizer(), args.ratio)
+    mem = make_memory(Runtime(model, make_tokenizer()), args.ratio)
     fill_memory(mem, args.vsts)
     clip = frames(60, 360, 640)
     with torch.no_grad():
@@ -37,7 +38,7 @@ def main() -> None:
             "vision 20 frames": lambda: model.encode_frames(pixels),
         }
         tokens = model.encode_frames(pixels).tokens[:10].reshape(1, -1, 3584)
-        k, v = mem.engine.store.keys(), mem.engine.store.values()
+        k, v = mem.state.store.keys(), mem.state.store.values()
         stages["one window (10 frames)"] = lambda: encode_interval(
             model, k, v, tokens, args.ratio, 1440)
         stages["extend 60 frames"] = lambda: mem.extend(clip)

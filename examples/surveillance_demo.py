@@ -37,7 +37,6 @@ import numpy as np  # noqa: E402
 
 from streamvxl import (  # noqa: E402
     Answer,
-    BoundaryConfig,
     CheckpointError,
     IntervalSpan,
     MemoryConfig,
@@ -63,9 +62,6 @@ SIZE = 64
 """Frame height and width, pixels (streamvxl-tiny's image size)."""
 DEMO_SEED_TAG = 0x5C3E
 """First word of every clip's seed: apart from training's and evaluation's streams."""
-BOUNDARY = BoundaryConfig(window=2, min_frames=4, max_frames=16)
-"""The interval cutting streamvxl-tiny was trained with (`training.evaluate.DEFAULT_BOUNDARY`).
-The ratio (8) and the encoder window (the model's ``vst.window``) are `MemoryConfig`'s defaults."""
 MAX_NEW_TOKENS = 16
 """Longest answer, tokens (as in `training.evaluate`): a 4-object order answer needs ~12."""
 MAX_TRIES = 200
@@ -143,7 +139,9 @@ def run_demo(frames: int = 160, seed: int = 0, max_new_tokens: int = MAX_NEW_TOK
     episode, qas = surveillance_clip(frames, seed)
     video = render(episode)  # (F, H, W, 3) uint8
     stamps = episode.timestamps()  # (F,) seconds
-    config = MemoryConfig(boundary=BOUNDARY)
+    # MemoryConfig's defaults: ratio 8, the model's encoder window, and the interval cutting
+    # the model was trained with (streamvxl-tiny names it in its weights' metadata)
+    config = MemoryConfig()
     t0 = time.perf_counter()
     mem = (memory_factory or default_memory)(config)
     load_s = time.perf_counter() - t0
@@ -152,23 +150,26 @@ def run_demo(frames: int = 160, seed: int = 0, max_new_tokens: int = MAX_NEW_TOK
 
     every = max(1, frames // 8)
     t0 = time.perf_counter()
-    for i, (frame, ts) in enumerate(zip(video, stamps, strict=True)):
-        mem.push(frame, timestamp=float(ts))
-        if (i + 1) % every == 0 or i + 1 == frames:
-            s = mem.stats()
-            log.info("frame %d/%d (t=%.1f s): intervals closed %d, memory tokens %d, "
-                     "%.1f frames/s", i + 1, frames, ts, s.intervals_closed, s.memory_tokens,
-                     (i + 1) / (time.perf_counter() - t0))
-    mem.flush()  # end of the clip: the last interval is compressed too
-    ingest_s = time.perf_counter() - t0
+    with mem:
+        # push returns at once: the memory's worker takes the frames in behind it
+        for i, (frame, ts) in enumerate(zip(video, stamps, strict=True)):
+            mem.push(frame, timestamp=float(ts))
+            if (i + 1) % every == 0 or i + 1 == frames:
+                s = mem.stats()
+                log.info("pushed %d/%d (t=%.1f s): %d in memory, %d intervals closed, "
+                         "%d memory tokens, %.1f s behind", i + 1, frames, ts, s.frames_seen,
+                         s.intervals_closed, s.memory_tokens, s.lag)
+        mem.flush()  # end of the clip: waits for the backlog, then the last interval
+        ingest_s = time.perf_counter() - t0
 
-    rows = []
-    for qa in qas:
-        answer = mem.ask(qa.question, max_new_tokens=max_new_tokens)
-        rows.append(Row(qa, answer, is_correct(answer.text, qa)))
-        log.info("%s: %r -> %r (%.0f ms)", qa.task, qa.question, answer.text,
-                 1000 * answer.timings.total)
-    return DemoResult(episode, rows, load_s, ingest_s, mem.stats().memory_tokens)
+        rows = []
+        for qa in qas:
+            answer = mem.ask(qa.question, max_new_tokens=max_new_tokens)
+            rows.append(Row(qa, answer, is_correct(answer.text, qa)))
+            log.info("%s: %r -> %r (%.0f ms)", qa.task, qa.question, answer.text,
+                     1000 * answer.timings.total)
+        tokens = mem.stats().memory_tokens
+    return DemoResult(episode, rows, load_s, ingest_s, tokens)
 
 
 # -- the printed report ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ Example:
     >>> from streamvxl import VideoMemory, open_source      # doctest: +SKIP
     >>> mem = VideoMemory.from_pretrained("VideoXL_weight_8")  # doctest: +SKIP
     >>> for frame in open_source("lot.mp4", fps=1):            # doctest: +SKIP
-    ...     mem.push(frame)
+    ...     mem.push(frame)                                     # returns at once
     >>> print(mem.ask("When did the red car leave?").text)     # doctest: +SKIP
 """
 
@@ -16,14 +16,17 @@ from .answer import Answer, IntervalSpan, MemoryStats
 from .config import MemoryConfig
 from .errors import (
     CheckpointError,
+    ClosedError,
     ConfigError,
     FrameError,
     QuestionError,
     SourceError,
     StreamVXLError,
+    WorkerError,
 )
 from .frames import Frame
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
+from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
 from .sources import open_source
 from .video_memory import VideoMemory
 
@@ -33,17 +36,23 @@ __all__ = [
     "Answer",
     "BoundaryConfig",
     "CheckpointError",
+    "ClosedError",
     "ConfigError",
     "DensityRatio",
     "FixedRatio",
     "Frame",
     "FrameError",
+    "Hub",
     "IntervalSpan",
     "MemoryConfig",
     "MemoryStats",
     "QuestionError",
+    "Runtime",
+    "RuntimeConfig",
     "SourceError",
+    "StreamHandle",
     "StreamVXLError",
     "VideoMemory",
+    "WorkerError",
     "open_source",
 ]

@@ -28,8 +28,20 @@ class Timings:
     """Where the time of one `ask` went, seconds."""
 
     prefill: float
+    """Memory into the decode cache, then the open frames and the question: up to the first
+    token."""
     decode: float
+    """The tokens after the first."""
     total: float
+    """From the call to the last token: ``wait + prefill + decode``."""
+    wait: float = 0.0
+    """From the call until the runtime took the question (the step in progress, questions
+    ahead of it, and with ``wait=True`` the backlog)."""
+
+    @property
+    def first_token(self) -> float:
+        """From the call to the first token: what a caller waits before an answer starts."""
+        return self.wait + self.prefill
 
 
 @dataclass(frozen=True)
@@ -54,13 +66,16 @@ class Answer:
 
 @dataclass(frozen=True)
 class MemoryStats:
-    """A snapshot of a memory's size and history."""
+    """A snapshot of a memory's size, history and backlog."""
 
     frames_seen: int
+    """Frames in memory so far: through the vision tower, raw or compressed."""
     intervals_closed: int
+    """Intervals closed and stored (evicted ones included)."""
     intervals_in_memory: int
     intervals_evicted: int
     open_frames: int
+    """Frames of the interval still open (raw tokens, seen by questions)."""
     sink_tokens: int
     memory_tokens: int
     """Retained tokens: sink + VSTs (what the budget counts)."""
@@ -69,3 +84,13 @@ class MemoryStats:
     """Bytes of the retained K/V."""
     allocated_bytes: int
     """Bytes the K/V storage holds (the whole budget when one is set)."""
+    intervals_pending: int = 0
+    """Intervals closed but not yet compressed (their frames are seen raw meanwhile)."""
+    frames_pushed: int = 0
+    """Frames accepted by ``push`` / ``extend`` (queued, dropped or in memory)."""
+    frames_dropped: int = 0
+    """Frames the overflow policy dropped: never seen by the memory."""
+    queue_depth: int = 0
+    """Frames waiting for the vision tower."""
+    lag: float = 0.0
+    """Seconds of stream time between the newest frame pushed and the newest in memory."""

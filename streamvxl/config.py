@@ -1,15 +1,20 @@
-"""`MemoryConfig`: how a `VideoMemory` cuts, compresses, bounds and answers."""
+"""`MemoryConfig`: how one stream's memory cuts, compresses, bounds, queues and answers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from .errors import ConfigError
 from .intervals.boundary import BoundaryConfig
 from .intervals.ratio import RatioPolicy, as_ratio_policy
 from .memory.store import EvictionPolicy
-from .model.layout import RemainderRule, split_windows, window_layout
+from .model.layout import RemainderRule
 from .prompt import PromptTemplate
+
+OverflowPolicy = Literal["block", "drop_oldest", "drop_newest"]
+"""What `push` does when a stream's queue is full: wait for room, drop the oldest queued frame,
+or drop the frame being pushed. Drops are counted (`MemoryStats.frames_dropped`)."""
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,13 @@ class MemoryConfig:
     window: int | None = None
     """Most raw tokens per interval-encoder forward; None takes the checkpoint's
     ``beacon_window`` (Video-XL: 1440 = 10 frames of 144 tokens)."""
-    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
-    """Online interval cutting: depth-score threshold, window, min/max frames per interval."""
+    boundary: BoundaryConfig | None = None
+    """Online interval cutting: depth-score threshold, window, min/max frames per interval.
+    None: the settings the model was trained with when it names them (streamvxl-tiny: window 2,
+    4 to 16 frames), else ``BoundaryConfig()``."""
     token_budget: int | None = None
     """Hard cap on retained tokens (sink + VSTs); None is unbounded. The K/V storage is
-    allocated once at the budget (plus two windows of encoder scratch), so it stays flat."""
+    allocated once at the budget when the stream starts, so it stays flat."""
     eviction: EvictionPolicy = "drop_oldest"
     """What makes room when a new interval does not fit the budget."""
     remainder: RemainderRule = "summarize"
@@ -39,16 +46,20 @@ class MemoryConfig:
     token is lost) or 'drop' (the reference's rule: the tail is not summarised)."""
     max_question_tokens: int = 512
     """Longest question accepted, in tokens."""
-    vision_batch_size: int = 16
-    """Frames per vision-tower forward when frames come in bulk (`VideoMemory.extend`)."""
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
     """Chat template around the video."""
+    queue_frames: int = 64
+    """Frames a stream's queue holds before its overflow policy acts (background mode)."""
+    overflow: OverflowPolicy | None = None
+    """When the queue is full: ``"block"``, ``"drop_oldest"`` or ``"drop_newest"``. None:
+    ``drop_oldest`` for frames of a live source (``Frame.live``: cameras, network streams),
+    ``block`` for everything else; `VideoMemory.extend` always blocks."""
 
     def __post_init__(self) -> None:
         if self.ratio is not None:
             object.__setattr__(self, "ratio", as_ratio_policy(self.ratio))
         for name, optional in (("window", True), ("token_budget", True),
-                               ("max_question_tokens", False), ("vision_batch_size", False)):
+                               ("max_question_tokens", False), ("queue_frames", False)):
             value = getattr(self, name)
             if value is None and optional:
                 continue
@@ -61,16 +72,16 @@ class MemoryConfig:
         if self.remainder not in ("summarize", "drop"):
             raise ConfigError(f"MemoryConfig.remainder must be 'summarize' or 'drop', got "
                               f"{self.remainder!r}")
+        if self.boundary is not None and not isinstance(self.boundary, BoundaryConfig):
+            raise ConfigError(f"MemoryConfig.boundary must be a BoundaryConfig or None, got "
+                              f"{type(self.boundary).__name__}")
+        if self.overflow is not None and self.overflow not in get_args(OverflowPolicy):
+            raise ConfigError(f"MemoryConfig.overflow must be one of {get_args(OverflowPolicy)} "
+                              f"or None, got {self.overflow!r}")
+        if not isinstance(self.prompt, PromptTemplate):
+            raise ConfigError(f"MemoryConfig.prompt must be a PromptTemplate, got "
+                              f"{type(self.prompt).__name__}")
 
     @property
     def ratio_policy(self) -> RatioPolicy | None:
         return self.ratio  # normalised in __post_init__
-
-    def max_interval_tokens(self, tokens_per_frame: int, window: int) -> int:
-        """Most tokens one interval can retain (longest interval at the smallest ratio)."""
-        raw = self.boundary.max_frames * tokens_per_frame
-        if self.ratio is None:
-            return raw
-        r = min(self.ratio.ratios)
-        return sum(window_layout(e - s, r, self.remainder).num_vst
-                   for s, e in split_windows(raw, window))

@@ -39,8 +39,17 @@ class MissingDependencyError(StreamVXLError, ImportError):
     """An optional dependency is needed for this feature; the message names the pip extra."""
 
 
+class ClosedError(StreamVXLError, RuntimeError):
+    """The memory, stream or hub was closed; open a new one."""
+
+
+class WorkerError(StreamVXLError, RuntimeError):
+    """The runtime's worker thread stopped on an unexpected error; the memory cannot go on."""
+
+
 __all__ = [
     "CheckpointError",
+    "ClosedError",
     "ConfigError",
     "FrameError",
     "MemoryFileError",
@@ -48,4 +57,5 @@ __all__ = [
     "QuestionError",
     "SourceError",
     "StreamVXLError",
+    "WorkerError",
 ]

@@ -55,6 +55,11 @@ class Frame:
     index: int
     """0-based position of this frame among the frames its source delivered."""
 
+    live: bool = False
+    """True for a frame of a live source (camera, network stream, a file read in real time):
+    a memory whose queue is full then drops its oldest frame rather than wait
+    (`MemoryConfig.overflow`)."""
+
     def __post_init__(self) -> None:
         image = self.image
         if (

@@ -128,8 +128,10 @@ class FrameSource:
         fps: float | None,
         max_frames: int | None,
         realtime: bool,
+        live: bool = False,
     ) -> None:
         self._container = container
+        self._live = live or realtime
         self._stream = stream
         self._uri = uri
         self._fps = fps
@@ -153,6 +155,12 @@ class FrameSource:
     def uri(self) -> str:
         """The URI as given to ``open_source``."""
         return self._uri
+
+    @property
+    def live(self) -> bool:
+        """True for cameras, network streams and files read in real time: their frames say so
+        (``Frame.live``), and a memory that falls behind drops its oldest queued frames."""
+        return self._live
 
     @property
     def native_fps(self) -> float | None:
@@ -282,7 +290,7 @@ class FrameSource:
                     if self._closed:
                         break
 
-                yield Frame(to_rgb_uint8(av_frame), float(timestamp), delivered)
+                yield Frame(to_rgb_uint8(av_frame), float(timestamp), delivered, self._live)
                 delivered += 1
         finally:
             self._closed = True
@@ -379,7 +387,8 @@ def open_source(
         container.close()
         raise
 
-    source = FrameSource(container, stream, text, fps=fps, max_frames=max_frames, realtime=realtime)
+    source = FrameSource(container, stream, text, fps=fps, max_frames=max_frames, realtime=realtime,
+                         live=kind in ("network stream", "camera"))
     logger.info(
         "opened %s %s: %sx%s at %s fps%s",
         kind,

@@ -10,6 +10,15 @@ from streamvxl.testing import make_checkpoint
 
 torch.set_num_threads(2)
 
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A CPU runtime picks its own torch thread count (process-wide); later tests get theirs
+    back, whatever order they run in."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 CONFORMANCE_DIR = Path(os.environ.get(
     "STREAMVXL_CONFORMANCE_DIR",
     Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "videoxl_tiny"))

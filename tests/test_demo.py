@@ -60,9 +60,13 @@ def check_result(result: demo.DemoResult, printed: str) -> None:
     assert f"{sum(r.correct for r in result.rows)}/{len(qas)} correct" in printed
 
 
-def test_demo_uses_the_training_boundary() -> None:
-    """The clip is cut as streamvxl-tiny was trained; ratio and window are the defaults."""
-    assert demo.BOUNDARY == DEFAULT_BOUNDARY
+@pytest.mark.skipif(not default.DEFAULT_DELTA.is_file(), reason="no shipped weights")
+def test_default_model_brings_its_training_boundary() -> None:
+    """The demo leaves MemoryConfig at its defaults: streamvxl-tiny's weights name the interval
+    cutting it was trained with, and that is the recipe's (and the evaluations') boundary."""
+    from streamvxl.intervals import BoundaryConfig
+
+    assert BoundaryConfig(**default.trained_settings()["boundary"]) == DEFAULT_BOUNDARY
 
 
 def test_demo_on_tiny_model(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:

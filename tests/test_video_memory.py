@@ -1,6 +1,8 @@
-"""VideoMemory: streaming equals offline, accounting, budget, bad input, reset."""
+"""VideoMemory: streaming equals offline (in both modes), accounting, budget, bad input, reset."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -10,8 +12,8 @@ from streamvxl.config import MemoryConfig
 from streamvxl.errors import CheckpointError, ConfigError, FrameError, QuestionError
 from streamvxl.intervals.boundary import BoundaryConfig
 from streamvxl.intervals.ratio import DensityRatio
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.layout import split_windows, window_layout
+from streamvxl.runtime.question import prepare_question
 from streamvxl.video_memory import VideoMemory
 
 BOUNDARY = BoundaryConfig(window=2, threshold=0.02, min_frames=3, max_frames=10)
@@ -30,20 +32,28 @@ def scenes(n_scenes: int = 4, per_scene: int = 9, seed: int = 0) -> list[np.ndar
     return frames
 
 
-def memory(ckpt, **kw) -> VideoMemory:
+MODES = [pytest.param(False, id="sync"), pytest.param(True, id="worker")]
+
+
+def memory(ckpt, background: bool = False, **kw) -> VideoMemory:
     kw.setdefault("boundary", BOUNDARY)
     kw.setdefault("ratio", 2)
-    return VideoMemory.from_pretrained(ckpt, config=MemoryConfig(**kw), device="cpu")
+    return VideoMemory.from_pretrained(ckpt, config=MemoryConfig(**kw), device="cpu",
+                                       background=background)
 
 
 def kv(mem: VideoMemory) -> tuple[torch.Tensor, torch.Tensor]:
-    return mem.engine.store.keys().clone(), mem.engine.store.values().clone()
+    mem.wait()
+    return mem.state.store.keys().clone(), mem.state.store.values().clone()
 
 
-def test_streaming_equals_offline(tiny_checkpoint) -> None:
+@pytest.mark.parametrize("background", MODES)
+def test_streaming_equals_offline(tiny_checkpoint, background: bool) -> None:
+    """Frames pushed one by one -- in the caller's thread or through the worker, questions
+    between them -- give the memory and answers of the same frames added at once."""
     frames = scenes()
     times = [0.5 * i for i in range(len(frames))]
-    streamed = memory(tiny_checkpoint)
+    streamed = memory(tiny_checkpoint, background)
     mid_answers = []
     for i, (f, t) in enumerate(zip(frames, times, strict=True)):
         streamed.push(f, timestamp=t)
@@ -66,31 +76,33 @@ def test_streaming_equals_offline(tiny_checkpoint) -> None:
     assert a.token_ids == b.token_ids
     torch.testing.assert_close(a.logits, b.logits, atol=1e-4, rtol=0)
     assert all(m.logits is not None for m in mid_answers)
+    streamed.close()
 
 
-def test_mid_stream_answer_sees_open_interval(tiny_checkpoint) -> None:
+@pytest.mark.parametrize("background", MODES)
+def test_mid_stream_answer_sees_open_interval(tiny_checkpoint, background: bool) -> None:
     """An answer mid-stream equals [sink | closed intervals | open frames raw | question],
-    rebuilt from scratch with the engine from the frames' tokens."""
+    rebuilt from scratch with the runtime's tensor-level operations from the frames' tokens."""
     frames = scenes(3, 8, seed=1)
-    mem = memory(tiny_checkpoint)
+    mem = memory(tiny_checkpoint, background)
     for i, f in enumerate(frames[:23]):
         mem.push(f, timestamp=float(i))
+    got = mem.ask(QUESTION, max_new_tokens=3, output_logits=True, wait=True)
     assert mem.stats().open_frames > 0 and mem.intervals
-    got = mem.ask(QUESTION, max_new_tokens=3, output_logits=True)
 
-    model = mem.model
+    runtime = mem.runtime
     with torch.no_grad():
-        tokens = model.encode_frames(mem.preprocessor(frames[:23])).tokens  # (F, T, C)
-    engine = MemoryEngine.for_model(model, remainder="summarize")
-    prefix = mem.tokenizer(mem.config.prompt.prefix, add_special_tokens=False)["input_ids"]
-    engine.set_prefix(torch.tensor(prefix))
+        tokens = mem.model.encode_frames(mem.preprocessor(frames[:23])).tokens  # (F, T, C)
+    store = runtime.new_store()
+    runtime.set_sink(store, torch.tensor(mem.state.settings.prefix_ids))
     for r in mem.intervals:
-        engine.compress(tokens[r.frame_start:r.frame_end + 1], r.ratio, t_start=0, t_end=0,
-                        frame_start=r.frame_start, frame_end=r.frame_end)
+        runtime.compress(store, tokens[r.frame_start:r.frame_end + 1], r.ratio,
+                         mem.state.settings.window)
     open_from = mem.intervals[-1].frame_end + 1
     assert 23 - open_from == mem.stats().open_frames
-    q = mem._question_ids(QUESTION)
-    want = engine.answer(tokens[open_from:], q, 3, mem._eos_ids)
+    q = prepare_question(mem.tokenizer, mem.config.prompt, 512, QUESTION, 3, 0.0, 1.0, None,
+                         True)
+    want = runtime.decode(store, tokens[open_from:], q.ids, 3, mem.state.settings.stop_ids)
     assert got.token_ids == want.generation.ids
     torch.testing.assert_close(got.logits, torch.stack(want.generation.step_logits), atol=1e-4,
                                rtol=0)
@@ -134,7 +146,7 @@ def test_memory_accounting(tiny_checkpoint) -> None:
     # The raw tokens' K/V are gone: what is kept is far less than their plain K/V cache.
     raw_bytes = len(frames) * tpf * kv_token
     assert stats.memory_bytes < raw_bytes * 0.6
-    assert stats.allocated_bytes == mem.engine.store.arena.capacity * kv_token * 3 // 2
+    assert stats.allocated_bytes == mem.state.store.arena.capacity * kv_token * 3 // 2
     assert sum(r.num_frames for r in mem.intervals) == len(frames) == stats.frames_seen
 
 
@@ -143,14 +155,17 @@ def test_budget_drop_oldest_keeps_memory_flat(tiny_checkpoint) -> None:
     mem = memory(tiny_checkpoint, ratio=2, token_budget=budget)
     llm = mem.model.config.llm
     per_token = 3 * llm.num_hidden_layers * llm.num_key_value_heads * llm.dim_per_head * 4
-    allocated = set()
+    allocated, scratch = set(), set()
     for i, f in enumerate(scenes(8, 9, seed=3)):
         mem.push(f, timestamp=float(i))
         s = mem.stats()
         assert s.memory_tokens <= budget
         allocated.add(s.allocated_bytes)
-    # budget + encoder scratch (2 windows), K, rotated K and V: allocated once, never grows
-    assert allocated == {(budget + 2 * mem.engine.window) * per_token}
+        scratch.add(mem.runtime.device_bytes)
+    # K, rotated K and V at the budget: allocated when the stream starts, never grows; the
+    # runtime's encoder workspace was sized for this stream then, and stays as it is
+    assert allocated == {budget * per_token}
+    assert len(scratch) == 1
     s = mem.stats()
     assert s.intervals_evicted > 0
     ids = [r.id for r in mem.intervals]
@@ -191,7 +206,7 @@ def test_reset_forgets_and_reproduces(tiny_checkpoint) -> None:
     first = kv(mem)
     mem.reset()
     s = mem.stats()
-    assert (s.frames_seen, s.memory_tokens, s.intervals_in_memory) == (0, 0, 0)
+    assert (s.frames_seen, s.memory_tokens, s.intervals_in_memory) == (0, s.sink_tokens, 0)
     mem.extend(frames, timestamps=[float(i) for i in range(len(frames))])
     second = kv(mem)
     assert torch.equal(first[0], second[0])
@@ -307,14 +322,22 @@ def test_budget_must_hold_the_prompt_and_one_interval(tiny_checkpoint) -> None:
     memory(tiny_checkpoint, ratio=2, token_budget=34)
 
 
-def test_failed_compression_leaves_memory_as_it_was(tiny_checkpoint, monkeypatch) -> None:
-    import streamvxl.memory.engine as engine_mod
+@pytest.mark.parametrize("background", MODES)
+@pytest.mark.parametrize("budget", [None, 50])
+def test_failed_compression_leaves_memory_as_it_was(tiny_checkpoint, monkeypatch,
+                                                    background: bool, budget: int | None) -> None:
+    """A model error in an interval's third window reaches the caller (at once, or at the next
+    call through the worker); the memory is exactly as before the interval -- with a budget,
+    the intervals it would have evicted included -- and later intervals still go in."""
+    import streamvxl.runtime.runtime as runtime_mod
 
-    mem = memory(tiny_checkpoint, ratio=2, window=8)
-    frames = scenes(3, 10, seed=4)
-    mem.extend(frames[:10], timestamps=[float(i) for i in range(10)])  # one interval closed
+    mem = memory(tiny_checkpoint, background, ratio=2, window=8, token_budget=budget)
+    frames = scenes(5, 10, seed=4)
+    mem.extend(frames[:30], timestamps=[float(i) for i in range(30)])  # three intervals closed
     before, stats = kv(mem), mem.stats()
-    real, calls = engine_mod.encode_window, []
+    if budget is not None:
+        assert stats.intervals_evicted >= 1  # the next interval must evict to fit
+    real, calls = runtime_mod.encode_window, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -322,17 +345,23 @@ def test_failed_compression_leaves_memory_as_it_was(tiny_checkpoint, monkeypatch
             raise RuntimeError("simulated device failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_mod, "encode_window", failing)
+    monkeypatch.setattr(runtime_mod, "encode_window", failing)
     with pytest.raises(RuntimeError, match="simulated"):
-        mem.extend(frames[10:20], timestamps=[float(i) for i in range(10, 20)])
+        mem.extend(frames[30:40], timestamps=[float(i) for i in range(30, 40)])
+        mem.wait()  # through the worker, the error reaches this next call
     after = kv(mem)
-    assert torch.equal(before[0], after[0]) and mem.stats().memory_tokens == stats.memory_tokens
-    monkeypatch.setattr(engine_mod, "encode_window", real)
-    mem.extend(frames[20:30], timestamps=[float(i) for i in range(20, 30)])  # not wedged
-    assert mem.stats().intervals_in_memory == 2
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert mem.intervals == [r for r in mem.intervals if r.id < stats.intervals_closed]
+    assert mem.stats().intervals_closed == stats.intervals_closed
+    monkeypatch.setattr(runtime_mod, "encode_window", real)
+    mem.extend(frames[40:50], timestamps=[float(i) for i in range(40, 50)])  # not wedged
+    mem.wait()
+    assert mem.stats().intervals_closed == stats.intervals_closed + 1
+    mem.close()
 
 
 def test_frame_with_unusable_embedding_changes_nothing(tiny_checkpoint, monkeypatch) -> None:
+    """(Synchronous mode: the error is raised by the push that carried the frame.)"""
     mem = memory(tiny_checkpoint)
     mem.push(scenes(1, 1)[0], timestamp=0.0)
     before = mem.stats()
@@ -346,7 +375,9 @@ def test_frame_with_unusable_embedding_changes_nothing(tiny_checkpoint, monkeypa
     monkeypatch.setattr(mem.model, "encode_frames", zero_cls)
     with pytest.raises(FrameError):
         mem.push(scenes(1, 1)[0], timestamp=1.0)
-    assert mem.stats() == before
+    after = mem.stats()
+    assert after.frames_pushed == 2  # it was accepted, then refused by the memory
+    assert dataclasses.replace(after, frames_pushed=1) == before
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
@@ -366,8 +397,9 @@ def test_bad_timestamps(tiny_checkpoint, stamp) -> None:
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"token_budget": -5}, "token_budget"), ({"token_budget": 4000.0}, "token_budget"),
-    ({"vision_batch_size": 2.5}, "vision_batch_size"), ({"window": 0}, "window"),
-    ({"eviction": "recompress"}, "eviction"),
+    ({"queue_frames": 2.5}, "queue_frames"), ({"window": 0}, "window"),
+    ({"eviction": "recompress"}, "eviction"), ({"overflow": "drop_all"}, "overflow"),
+    ({"boundary": {"window": 2}}, "boundary"), ({"prompt": "You are"}, "prompt"),
 ])
 def test_bad_memory_config(kwargs, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
@@ -390,14 +422,16 @@ def test_corrupt_checkpoint_files(tiny_checkpoint, tmp_path, name, text, fragmen
         VideoMemory.from_pretrained(folder, device="cpu")
 
 
-def test_questions_from_another_thread_while_frames_arrive(tiny_checkpoint) -> None:
+@pytest.mark.parametrize("background", MODES)
+def test_questions_from_another_thread_while_frames_arrive(tiny_checkpoint,
+                                                           background: bool) -> None:
     """Asks interleave with pushes from another thread without corrupting the memory: the
     result equals the same frames pushed with no questions at all."""
     import threading
 
     frames = scenes(3, 10, seed=6)
     times = [float(i) for i in range(len(frames))]
-    mem = memory(tiny_checkpoint)
+    mem = memory(tiny_checkpoint, background)
     errors: list[BaseException] = []
     answers = []
     stop = threading.Event()

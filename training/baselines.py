@@ -1,9 +1,10 @@
 """Video memories at equal budgets: the VST method and the baselines it is measured against.
 
-Every builder turns one encoded video into the memory a question is answered from, inside a
-`MemoryEngine` (sink = the prompt prefix, then the video's retained K/V). All four use the *same*
-intervals (the boundary detector over the frames' CLS embeddings, `streamvxl.intervals.segment`)
-and the same encoder windows, so at ratio r they differ only in what they keep:
+Every builder turns one encoded video into the memory a question is answered from: a
+`MemoryStore` filled through the product's `Runtime` (sink = the prompt prefix, then the video's
+retained K/V). The video goes through the runtime's own vision path (`Runtime.encode_images`)
+and the product's interval segmenter. All four use the *same* intervals and the same encoder
+windows, so at ratio r they differ only in what they keep:
 
 - ``vst`` (the method): each interval compressed at ratio r; keeps the VSTs' K/V, one VST after
   every r raw tokens of each window (ceil for a window's tail: the "summarize" rule).
@@ -17,24 +18,23 @@ and the same encoder windows, so at ratio r they differ only in what they keep:
   token count at r (possibly 0 frames: then the memory is the sink alone).
 - ``full``: every raw token's K/V (ratio None): the uncompressed upper bound, independent of r.
 
-With ratio None the engine keeps every token of each window, and each window attends causally to
-all the memory before it, so ``full`` equals one causal forward over the whole token sequence.
+With ratio None the runtime keeps every token of each window, and each window attends causally
+to all the memory before it, so ``full`` equals one causal forward over the whole token sequence.
 
 Letters: N frames, T visual tokens per frame, C hidden, Cv vision width, n raw tokens of a span.
 
 Example:
     >>> import numpy as np
+    >>> from streamvxl import MemoryConfig
     >>> from streamvxl.intervals import BoundaryConfig
-    >>> from streamvxl.memory.engine import MemoryEngine
-    >>> from streamvxl.preprocess import Preprocessor
-    >>> from streamvxl.testing import random_videoxl
-    >>> model = random_videoxl(0)
+    >>> from streamvxl.runtime import Runtime, StreamSettings
+    >>> from streamvxl.testing import make_tokenizer, random_videoxl
+    >>> runtime = Runtime(random_videoxl(0), make_tokenizer())
     >>> frames = np.zeros((12, 56, 56, 3), np.uint8)
-    >>> video = encode_video(model, [frames], Preprocessor(model.image_size),
-    ...                      BoundaryConfig(window=1, min_frames=2, max_frames=6))
-    >>> engine = MemoryEngine.for_model(model, window=16)
-    >>> prefix = torch.tensor([1, 5, 6])
-    >>> [build_memory(engine, video, prefix, m, 4).memory_tokens for m in METHODS]
+    >>> video = encode_video(runtime, [frames], BoundaryConfig(window=1, min_frames=2,
+    ...                                                        max_frames=6))
+    >>> settings = runtime.settings(MemoryConfig(window=16))
+    >>> [build_memory(runtime, settings, video, m, 4).memory_tokens for m in METHODS]
     [12, 12, 12, 48]
 """
 
@@ -49,11 +49,10 @@ import numpy as np
 import torch
 
 from streamvxl.intervals import BoundaryConfig, ClosedInterval, segment
-from streamvxl.memory.engine import MemoryEngine
+from streamvxl.memory.store import MemoryStore
 from streamvxl.model.encoder import retained, window_plan
 from streamvxl.model.layout import RemainderRule, split_windows, window_layout
-from streamvxl.model.videoxl import VideoXL
-from streamvxl.preprocess import Preprocessor
+from streamvxl.runtime import Runtime, StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +86,18 @@ class EncodedVideo:
 
 
 @torch.no_grad()
-def encode_video(model: VideoXL, chunks: Iterable[np.ndarray], preprocess: Preprocessor,
-                 boundary: BoundaryConfig, fps: float = 2.0, name: str = "video",
-                 batch_frames: int = 64) -> EncodedVideo:
+def encode_video(runtime: Runtime, chunks: Iterable[np.ndarray], boundary: BoundaryConfig,
+                 fps: float = 2.0, name: str = "video") -> EncodedVideo:
     """Encode frames arriving in chunks of (f, H, W, 3) uint8 (any sizes: a renderer can
-    stream them), at most ``batch_frames`` through the vision tower at a time, then cut the
-    whole video into intervals. Only the visual tokens are kept, never the pixels."""
+    stream them) through the runtime's vision path, then cut the whole video into intervals
+    with the product's segmenter. Only the visual tokens are kept, never the pixels."""
     tokens: list[torch.Tensor] = []
     embeds: list[torch.Tensor] = []
     for chunk in chunks:
-        for s in range(0, len(chunk), batch_frames):
-            part = list(chunk[s:s + batch_frames])
-            pixels = preprocess(part, model.device, model.dtype)  # (f, 3, S, S)
-            out = model.encode_frames(pixels)  # tokens (f, T, C), embeddings (f, Cv)
+        if len(chunk):
+            out = runtime.encode_images(list(chunk))  # tokens (f, T, C), embeddings (f, Cv)
             tokens.append(out.tokens)
-            embeds.append(out.embeddings.float().cpu())
+            embeds.append(out.embeddings)
     if not tokens:
         raise ValueError("encode_video got no frames")
     all_tokens = torch.cat(tokens)  # (N, T, C)
@@ -114,12 +110,9 @@ def encode_video(model: VideoXL, chunks: Iterable[np.ndarray], preprocess: Prepr
 
 @dataclass
 class Memory:
-    """A built memory: the engine holding it (ready for `MemoryEngine.answer`), and its size.
+    """A built memory: its store (ready for `Runtime.decode`), and its size."""
 
-    The engine is shared: the next `build_memory` on it replaces this memory.
-    """
-
-    engine: MemoryEngine
+    store: MemoryStore
     video: EncodedVideo
     method: Method
     ratio: int | None
@@ -172,18 +165,11 @@ def last_n_frames(budget: int, video: EncodedVideo) -> int:
     return min(video.num_frames, budget // video.tokens_per_frame)
 
 
-def _store(engine: MemoryEngine, video: EncodedVideo, tokens: torch.Tensor, ratio: int | None,
-           first: int, last: int) -> None:
-    engine.compress(tokens, ratio, t_start=float(video.timestamps[first]),
-                    t_end=float(video.timestamps[last]), frame_start=first, frame_end=last,
-                    embedding=video.embeddings[first:last + 1].mean(0))
-
-
-def build_memory(engine: MemoryEngine, video: EncodedVideo, prefix_ids: torch.Tensor,
+def build_memory(runtime: Runtime, settings: StreamSettings, video: EncodedVideo,
                  method: Method, ratio: int | None) -> Memory:
-    """Clear ``engine``'s memory and fill it with the sink (``prefix_ids`` (P,)) and
-    ``method``'s memory of ``video`` at ``ratio`` (see the module docstring). ``ratio`` may be
-    None only for ``full``."""
+    """A new memory of ``video``, laid out as a stream with ``settings`` lays it out (its sink,
+    window and remainder rule): the sink and ``method``'s memory at ``ratio`` (see the module
+    docstring). ``ratio`` may be None only for ``full``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     if ratio is None and method != "full":
@@ -191,30 +177,33 @@ def build_memory(engine: MemoryEngine, video: EncodedVideo, prefix_ids: torch.Te
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int)
                               or ratio < 1):
         raise ValueError(f"ratio must be an int >= 1 or None, got {ratio!r}")
-    if engine.store.token_budget is not None:
-        raise ValueError("build_memory needs an engine without a token budget: evicting would "
-                         "change the memory sizes being compared")
-    engine.store.clear()
-    engine.set_prefix(prefix_ids)
+    store = runtime.new_store()  # no budget: evicting would change the sizes being compared
+    runtime.set_sink(store, torch.tensor(settings.prefix_ids, dtype=torch.long))
+    window, remainder = settings.window, settings.config.remainder
+
+    def add(tokens: torch.Tensor, r: int | None, first: int, last: int) -> None:
+        runtime.compress(store, tokens, r, window, remainder,
+                         t_start=float(video.timestamps[first]),
+                         t_end=float(video.timestamps[last]), frame_start=first, frame_end=last,
+                         embedding=video.embeddings[first:last + 1].mean(0))
+
     n, t, c = video.tokens.shape
     kept = n
     for iv in video.intervals:
         span = video.tokens[iv.start:iv.end + 1]  # (f, T, C)
         if method == "vst":
-            _store(engine, video, span, ratio, iv.start, iv.end)
+            add(span, ratio, iv.start, iv.end)
         elif method == "avg_pool":
-            pooled = pool_like_vsts(span.reshape(-1, c), ratio, engine.window,
-                                    engine.remainder)  # (m, C)
-            _store(engine, video, pooled, None, iv.start, iv.end)
+            pooled = pool_like_vsts(span.reshape(-1, c), ratio, window, remainder)  # (m, C)
+            add(pooled, None, iv.start, iv.end)
         elif method == "full":
-            _store(engine, video, span, None, iv.start, iv.end)
+            add(span, None, iv.start, iv.end)
     if method == "last_n":
-        budget = vst_token_count(video, ratio, engine.window, engine.remainder)
+        budget = vst_token_count(video, ratio, window, remainder)
         kept = last_n_frames(budget, video)
         if kept:
-            _store(engine, video, video.tokens[n - kept:], None, n - kept, n - 1)
-    store = engine.store
-    memory = Memory(engine, video, method, None if method == "full" else ratio,
+            add(video.tokens[n - kept:], None, n - kept, n - 1)
+    memory = Memory(store, video, method, None if method == "full" else ratio,
                     store.interval_tokens(), store.sink_tokens, kept)
     log.debug("%s %s r=%s: %d tokens from %d frames", video.name, method, ratio,
               memory.memory_tokens, kept)

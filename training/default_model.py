@@ -45,6 +45,7 @@ from streamvxl.model.default import (
     CAVEAT_KEY,
     LORA_A,
     LORA_B,
+    MEMORY_KEY,
     base_state,
     delta_metadata,
     merge_low_rank,
@@ -200,8 +201,8 @@ def _tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
 def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, *,
                  llm_dtype: torch.dtype | None = None, visual_dtype: torch.dtype | None = None,
                  low_rank: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 max_bytes: int | None = DELTA_BUDGET_BYTES, caveat: str | None = None
-                 ) -> DeltaReport:
+                 max_bytes: int | None = DELTA_BUDGET_BYTES, caveat: str | None = None,
+                 memory: Mapping[str, object] | None = None) -> DeltaReport:
     """Write what ``model`` changed relative to the base as one safetensors file.
 
     Stored: the vision tower and projector (new, always in full), and every LLM / VST tensor
@@ -221,6 +222,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
         max_bytes: refuse to write a larger file (None: no limit).
         caveat: a known limitation of the weights (e.g. measured accuracy), logged as a warning
             whenever the delta loads.
+        memory: the memory settings the weights were trained with, as JSON of `MemoryConfig`
+            fields (e.g. ``{"boundary": {...}}``): streams that leave them unset use these.
 
     Raises:
         ValueError: the model is not built on this base, a low-rank entry does not reproduce
@@ -275,6 +278,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
     meta = delta_metadata(model, folder.name, low_rank)
     if caveat:
         meta[CAVEAT_KEY] = caveat
+    if memory:
+        meta[MEMORY_KEY] = dict(memory)
     path = write_delta(out_file, tensors, meta)
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:  # only the header can tip it over
@@ -301,11 +306,30 @@ def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | P
     return export_delta(model, base_folder, out_file, low_rank=low_rank, **kwargs)
 
 
+def trained_memory(model_folder: Path) -> dict[str, object]:
+    """The memory settings of the recipe run that wrote ``model_folder`` (the boundary in its
+    ``../trainer.json``; the recipe's default when there is none): what `MEMORY_KEY` records."""
+    from dataclasses import asdict
+
+    from training.recipe import RecipeConfig
+
+    meta = model_folder.parent / "trainer.json"
+    boundary = json.loads(meta.read_text()).get("config", {}).get("boundary") \
+        if meta.is_file() else None
+    if not isinstance(boundary, dict):
+        boundary = asdict(RecipeConfig().boundary)
+    return {"boundary": boundary}
+
+
 def annotate_delta(path: str | Path, caveat: str | None = None,
-                   training: Mapping[str, object] | None = None) -> None:
-    """Set the caveat and/or the ``training`` record (how the weights were made) of an exported
-    delta in place; its tensors are written back unchanged. An empty caveat removes it."""
+                   training: Mapping[str, object] | None = None,
+                   memory: Mapping[str, object] | None = None) -> None:
+    """Set the caveat, the ``training`` record (how the weights were made) and/or the memory
+    settings it was trained with (`MEMORY_KEY`) of an exported delta in place; its tensors are
+    written back unchanged. An empty caveat removes it."""
     meta, tensors = read_delta(path)
+    if memory is not None:
+        meta[MEMORY_KEY] = dict(memory)
     if caveat is not None:
         if caveat:
             meta[CAVEAT_KEY] = caveat
@@ -360,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--caveat", help="a known limitation, logged as a warning on every load "
                    "(\"\": remove it)")
     n.add_argument("--training", type=json.loads, help="JSON: how the weights were made")
+    n.add_argument("--memory", type=json.loads, help="JSON: the memory settings it was trained "
+                   'with, e.g. {"boundary": {"window": 2, "min_frames": 4, "max_frames": 16}}')
     d = sub.add_parser("digest", help="print the SHA-256 of a delta's tensors (metadata "
                        "ignored): the model_tensors_sha256 that evaluations record")
     d.add_argument("delta", type=Path)
@@ -367,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "annotate":  # metadata only: no base needed
-        annotate_delta(args.delta, args.caveat, args.training)
+        annotate_delta(args.delta, args.caveat, args.training, args.memory)
         return 0
     if args.command == "digest":
         print(tensors_digest(read_delta(args.delta)[1]))  # the command's output, not a log
@@ -395,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         lora = args.lora or args.model.parent / "lora.safetensors"
         dtypes = {"llm_dtype": torch.float16 if args.llm_fp16 else None,
                   "visual_dtype": torch.float16 if args.visual_fp16 else None,
-                  "caveat": args.caveat}
+                  "caveat": args.caveat, "memory": trained_memory(args.model)}
         if args.lora is not None or lora.is_file():
             load_lora(model, lora)
             export_lora_delta(model, base, args.out, **dtypes)

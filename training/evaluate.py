@@ -46,12 +46,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from streamvxl.config import MemoryConfig
 from streamvxl.intervals import BoundaryConfig
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.loading import load_videoxl
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.runtime import Runtime, RuntimeConfig, StreamSettings
+from streamvxl.runtime.question import answer_text
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
 from training.significance import paired_differences
@@ -145,25 +147,13 @@ def token_ids(tokenizer: Any, text: str, vocab_size: int) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.int64)
 
 
-def stop_ids(model: VideoXL, tokenizer: Any, prompt: PromptTemplate) -> tuple[int, ...]:
-    """Tokens that end an answer: the model's EOS ids, the tokenizer's, and each of the
-    prompt's stop strings that is a single token (what `VideoMemory` stops on)."""
-    ids = set(model.config.llm.eos_ids)
-    if getattr(tokenizer, "eos_token_id", None) is not None:
-        ids.add(tokenizer.eos_token_id)
-    for s in prompt.stop_strings:
-        enc = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if len(enc) == 1:
-            ids.add(enc[0])
-    return tuple(sorted(ids))
-
-
 @dataclass(frozen=True)
 class Decoding:
-    """How answers are generated and turned into text."""
+    """How answers are generated and turned into text: the product's runtime and stop ids."""
 
-    tokenizer: Any
-    eos_ids: tuple[int, ...]
+    runtime: Runtime
+    stop_ids: tuple[int, ...]
+    """What `StreamSettings.stop_ids` says for the evaluation's prompt."""
     max_new_tokens: int = 16
     """Greedy tokens at most; answers are a few words."""
 
@@ -171,10 +161,10 @@ class Decoding:
 def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
                     decoding: Decoding) -> str:
     """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory``."""
-    result = memory.engine.answer(None, question_ids, decoding.max_new_tokens, decoding.eos_ids,
-                                  keep_logits=False)
-    ids = [t for t in result.generation.ids if t not in decoding.eos_ids]
-    text = decoding.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    runtime = decoding.runtime
+    out = runtime.decode(memory.store, None, question_ids, decoding.max_new_tokens,
+                         decoding.stop_ids, keep_logits=False)
+    text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
     log.debug("%s %s r=%s | %s -> %r", memory.video.name, memory.method, memory.ratio,
               question, text)
     return text
@@ -218,33 +208,38 @@ def resolve_model(model, tokenizer, preprocess, device):
 class Answering(NamedTuple):
     """What answering questions from memories needs, resolved once (`answering`)."""
 
-    model: VideoXL
-    tokenizer: Any
-    preprocess: Preprocessor
-    prompt: PromptTemplate
-    boundary: BoundaryConfig
-    engine: MemoryEngine
+    runtime: Runtime
+    """The model, its tokenizer and preprocessing, as the product runs them."""
+    settings: StreamSettings
+    """The prompt, interval detection, window, sink and stop ids, as a stream resolves them."""
     decoding: Decoding
-    prefix_ids: torch.Tensor
-    """(P,) the prompt prefix: the sink."""
 
 
 def answering(model: VideoXL | str | Path, tokenizer: Any, methods: Sequence[str], *,
               preprocess: Preprocessor | None, device: str | None,
               prompt: PromptTemplate | None, boundary: BoundaryConfig | None,
               window: int | None, max_new_tokens: int) -> Answering:
-    """The model (or a folder's), its tokenizer and preprocessing, the prompt, the interval
-    detector, the memory engine, greedy decoding and the sink's ids -- what `evaluate`,
+    """The product's runtime over the model (or a folder's), a stream's settings for the
+    prompt, interval detection and window, and greedy decoding -- what `evaluate`,
     `training.niah` and `training.reading_probe` share; ``methods`` are checked here."""
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     model, tokenizer, preprocess = resolve_model(model, tokenizer, preprocess, device)
-    prompt = prompt or PromptTemplate()
-    return Answering(model, tokenizer, preprocess, prompt, boundary or DEFAULT_BOUNDARY,
-                     MemoryEngine.for_model(model, window),
-                     Decoding(tokenizer, stop_ids(model, tokenizer, prompt), max_new_tokens),
-                     token_ids(tokenizer, prompt.prefix, model.config.llm.vocab_size))
+    # cpu_threads=0: an evaluation's command line keeps torch's thread setting as it is; the
+    # vision batch is the one the evaluations have always used
+    runtime = Runtime(model, tokenizer, preprocess, RuntimeConfig(vision_batch=64, cpu_threads=0))
+    settings = runtime.settings(MemoryConfig(ratio=None, window=window,
+                                             boundary=boundary or DEFAULT_BOUNDARY,
+                                             prompt=prompt or PromptTemplate()))
+    return Answering(runtime, settings, Decoding(runtime, settings.stop_ids, max_new_tokens))
+
+
+def question_ids(answering: Answering, question: str) -> torch.Tensor:
+    """(Q,) the chat-wrapped ids of ``question``, checked against the model's vocabulary."""
+    prompt = answering.settings.config.prompt
+    return token_ids(answering.runtime.tokenizer, prompt.format_question(question),
+                     answering.runtime.model.config.llm.vocab_size)
 
 
 def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
@@ -288,13 +283,14 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     bad = [t for t in tasks if t not in VIDEO_TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")
-    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
-        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
-        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
+    answer_with = answering(model, tokenizer, methods, preprocess=preprocess, device=device,
+                            prompt=prompt, boundary=boundary, window=window,
+                            max_new_tokens=max_new_tokens)
+    runtime, settings, decoding = answer_with
+    model = runtime.model
     world = world or WorldConfig(num_frames=frames, height=model.image_size,
                                  width=model.image_size, max_objects=2)
     ratios = tuple(ratios)
-    vocab = model.config.llm.vocab_size
 
     # (method, ratio, task) -> [correct, asked]; (method, ratio) -> [tokens], [frames kept]
     tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -302,13 +298,12 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     samples = eval_samples(world, n_videos, seed, tasks, questions_per_task)
     t0 = time.perf_counter()
     for i, sample in enumerate(samples):
-        video = encode_video(model, [sample.frames], preprocess, boundary, world.fps,
+        video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
                              name=f"eval-{i}")
-        q_ids = [token_ids(tokenizer, prompt.format_question(qa.question), vocab)
-                 for qa in sample.qa]
+        q_ids = [question_ids(answer_with, qa.question) for qa in sample.qa]
         for method in methods:
             for ratio in ((None,) if method == "full" else ratios):
-                memory = build_memory(engine, video, prefix_ids, method, ratio)
+                memory = build_memory(runtime, settings, video, method, ratio)
                 rows_of = ratios if ratio is None else (ratio,)  # full: every ratio's row
                 for r in rows_of:
                     sizes[(method, r)].append((memory.memory_tokens, memory.frames_kept))
@@ -580,7 +575,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 __all__ = ["Answering", "Decoding", "answer_question", "answering", "digest_note", "eval_samples",
            "evaluate", "form_rows", "load_model_folder", "markdown_report", "model_digest",
-           "plot_accuracy", "report_parser", "stop_ids", "token_ids", "training_settings",
+           "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
            "write_report"]
 
 

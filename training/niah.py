@@ -55,9 +55,9 @@ from training.evaluate import (
     int_list,
     load_model_folder,
     model_digest,
+    question_ids,
     report_parser,
     str_list,
-    token_ids,
     training_settings,
 )
 from training.misreads import markdown_misreads, misread_rows
@@ -239,10 +239,11 @@ def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
-        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
-        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
-    vocab = model.config.llm.vocab_size
+    answer_with = answering(model, tokenizer, methods, preprocess=preprocess, device=device,
+                            prompt=prompt, boundary=boundary, window=window,
+                            max_new_tokens=max_new_tokens)
+    runtime, settings, decoding = answer_with
+    model = runtime.model
 
     tally: dict[tuple[str, int, float], list[float]] = defaultdict(lambda: [0, 0, 0.0])
     t0 = time.perf_counter()
@@ -254,11 +255,11 @@ def niah(model: VideoXL | str | Path, tokenizer: Any = None, *,
                                     segment_frames=segment_frames, needle_frames=needle_frames,
                                     world=world)
                 name = f"niah-{n}-{depth:g}-{trial}"
-                video = encode_video(model, hay.chunks(), preprocess, boundary, fps, name=name)
+                video = encode_video(runtime, hay.chunks(), settings.boundary, fps, name=name)
                 qa = hay.qa
-                q_ids = token_ids(tokenizer, prompt.format_question(qa.question), vocab)
+                q_ids = question_ids(answer_with, qa.question)
                 for method in methods:
-                    memory = build_memory(engine, video, prefix_ids, method,
+                    memory = build_memory(runtime, settings, video, method,
                                           None if method == "full" else ratio)
                     text = answer_question(memory, qa.question, q_ids, decoding)
                     ok = is_correct(text, qa)

@@ -43,9 +43,9 @@ from training.evaluate import (
     int_list,
     load_model_folder,
     model_digest,
+    question_ids,
     report_parser,
     str_list,
-    token_ids,
 )
 from training.misreads import markdown_misreads, misread_rows
 from training.world import Sign, WorldConfig, is_correct, single_image_sample
@@ -77,10 +77,11 @@ def reading_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int 
     is answered once per still, with ratio None. Stills are ``split="eval"``."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    model, tokenizer, preprocess, prompt, boundary, engine, decoding, prefix_ids = answering(
-        model, tokenizer, methods, preprocess=preprocess, device=device, prompt=prompt,
-        boundary=boundary, window=window, max_new_tokens=max_new_tokens)
-    vocab = model.config.llm.vocab_size
+    answer_with = answering(model, tokenizer, methods, preprocess=preprocess, device=device,
+                            prompt=prompt, boundary=boundary, window=window,
+                            max_new_tokens=max_new_tokens)
+    runtime, settings, decoding = answer_with
+    model = runtime.model
     world = WorldConfig(num_frames=1, height=model.image_size, width=model.image_size,
                         max_objects=3, number_prob=number_prob)
     cell = model.image_size // int(round(model.tokens_per_frame ** 0.5))  # pixels per token
@@ -93,12 +94,12 @@ def reading_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int 
         first, last = sign_cells(sign, cell)
         about = {"still": i, "text": sign.text, "kind": "number" if sign.is_number else "word",
                  "length": len(sign.text), "straddles": first != last}
-        video = encode_video(model, [sample.frames], preprocess, boundary, world.fps,
+        video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
                              name=f"still-{i}")
-        q_ids = token_ids(tokenizer, prompt.format_question(qa.question), vocab)
+        q_ids = question_ids(answer_with, qa.question)
         for method in methods:
             for ratio in (None,) if method == "full" else ratios:
-                memory = build_memory(engine, video, prefix_ids, method, ratio)
+                memory = build_memory(runtime, settings, video, method, ratio)
                 text = answer_question(memory, qa.question, q_ids, decoding)
                 records.append({**about, "method": method, "ratio": ratio,
                                 "answer": qa.answer, "prediction": text,

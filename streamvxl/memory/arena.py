@@ -4,9 +4,9 @@ Memory is read far more often (every window and every question) than it changes 
 interval), so it lives in contiguous (L, B, G, capacity, D) buffers handed to attention as views,
 never re-concatenated. Three buffers: pre-RoPE keys (the source of truth: positions are re-packed
 on eviction, and saved memories are position-free), keys rotated to their current positions (what
-attention reads), and values. Slots past ``length`` are scratch: an interval-encoder window
-writes its own K/V there so that attention reads [memory | window] as one view.
-With a token budget the capacity is allocated once, so device memory stays flat.
+attention reads), and values. With a token budget the capacity is allocated once, so device
+memory stays flat. (An interval-encoder window's own K/V go to the runtime's workspace, one for
+all streams: `streamvxl.runtime.workspace`.)
 """
 
 from __future__ import annotations
@@ -48,20 +48,20 @@ class KVArena:
 
     @property
     def allocated_bytes(self) -> int:
-        """Bytes the arena's storage really holds (all three buffers, scratch included)."""
+        """Bytes the arena's storage really holds (all three buffers)."""
         return sum(t.untyped_storage().nbytes() for t in (self._k, self._kr, self._v))
 
     def keys(self) -> torch.Tensor:
         """(L, B, G, N, D) view of the retained pre-RoPE keys."""
         return self._k[:, :, :, : self.length]
 
-    def rotated_keys(self, extra: int = 0) -> torch.Tensor:
-        """(L, B, G, N+extra, D) view of the rotated keys (``extra`` scratch slots included)."""
-        return self._kr[:, :, :, : self.length + extra]
+    def rotated_keys(self) -> torch.Tensor:
+        """(L, B, G, N, D) view of the rotated keys."""
+        return self._kr[:, :, :, : self.length]
 
-    def values(self, extra: int = 0) -> torch.Tensor:
-        """(L, B, G, N+extra, D) view of the retained values (plus ``extra`` scratch slots)."""
-        return self._v[:, :, :, : self.length + extra]
+    def values(self) -> torch.Tensor:
+        """(L, B, G, N, D) view of the retained values."""
+        return self._v[:, :, :, : self.length]
 
     def reserve(self, n: int) -> None:
         """Make sure ``n`` slots past the retained tokens exist (grows unless fixed)."""
@@ -102,12 +102,6 @@ class KVArena:
     def set_rotated(self, start: int, rotated: torch.Tensor) -> None:
         """Overwrite rotated keys of tokens [start, start + n)."""
         self._kr[:, :, :, start:start + rotated.shape[3]] = rotated
-
-    def write_scratch(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor) -> None:
-        """Write a chunk's rotated keys/values (B, G, T, D) at the scratch slots after memory."""
-        s = self.length
-        self._kr[layer, :, :, s:s + k_rot.shape[2]] = k_rot
-        self._v[layer, :, :, s:s + v.shape[2]] = v
 
     def clear(self) -> None:
         self.length = 0

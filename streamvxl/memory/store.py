@@ -2,7 +2,12 @@
 
 Layout of the retained tokens (what every window and question attends to, positions re-packed
 0..M-1): ``[sink | interval 0 VSTs | interval 1 VSTs | ...]``. The sink is the prompt prefix,
-kept raw. Each interval is one `IntervalRecord` plus its span of the `KVArena`.
+kept raw (the word means nothing else in streamvxl). Each interval is one `IntervalRecord` plus
+its span of the `KVArena`.
+
+An interval enters in one step (`add`), after all of its windows have been encoded elsewhere
+(the runtime's workspace): until then the store is untouched, so a question served between two
+windows sees a consistent memory, and a failed interval leaves it exactly as it was.
 """
 
 from __future__ import annotations
@@ -14,13 +19,31 @@ from typing import Literal
 import torch
 
 from ..errors import ConfigError
-from ..model.decoder import KVSink
 from ..model.rope import apply_rope, rope_cos_sin
 from .arena import KVArena
 
 log = logging.getLogger(__name__)
 
+# Shapes: L layers, G kv heads, M retained tokens, n an interval's tokens, D head_dim.
+
 EvictionPolicy = Literal["drop_oldest"]
+"""What makes room for a new interval: ``drop_oldest`` removes whole intervals, oldest first."""
+
+
+def check_budget(token_budget: int | None, sink_tokens: int, interval_tokens: int) -> None:
+    """The budget rule, in one place: the sink plus one interval must fit.
+
+    Raises:
+        ConfigError: they do not; the message says what to change.
+    """
+    if token_budget is None:
+        return
+    need = sink_tokens + max(interval_tokens, 1)
+    if need > token_budget:
+        raise ConfigError(
+            f"token_budget={token_budget} cannot hold the {sink_tokens}-token prompt plus one "
+            f"interval of up to {interval_tokens} tokens; raise token_budget to at least {need}, "
+            "raise the ratio, or lower boundary.max_frames")
 
 
 @dataclass(frozen=True)
@@ -50,37 +73,32 @@ class IntervalRecord:
 
 
 class MemoryStore:
-    """Sink + intervals in a `KVArena`, evicting by a named policy to respect ``token_budget``.
+    """Sink + intervals in a `KVArena`, dropping the oldest intervals to respect ``token_budget``.
 
     Keys come in pre-RoPE; the store also keeps them rotated to their packed positions (0..M-1)
     and re-rotates the shifted ones after an eviction, so attention never rotates memory.
 
     Args:
         rope_theta: RoPE base of the model.
-        token_budget: most retained tokens (sink included); None for unbounded.
-        policy: what to do when a new interval does not fit; ``"drop_oldest"`` removes whole
-            intervals, oldest first (the sink is never evicted).
-        scratch_tokens: slots kept free past the budget for an encoder window's own K/V.
+        token_budget: most retained tokens (sink included); None for unbounded. With a budget
+            the arena is allocated once, at the budget.
     """
 
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device, rope_theta: float, token_budget: int | None = None,
-                 policy: EvictionPolicy = "drop_oldest", scratch_tokens: int = 0) -> None:
-        if token_budget is not None and token_budget < 1:
-            raise ConfigError(f"token_budget must be positive or None, got {token_budget}")
-        if policy != "drop_oldest":
-            raise ConfigError(f"eviction policy {policy!r} is not available; use 'drop_oldest'")
+                 device: torch.device, rope_theta: float, token_budget: int | None = None) -> None:
+        if token_budget is not None and (isinstance(token_budget, bool)
+                                         or not isinstance(token_budget, int) or token_budget < 1):
+            raise ConfigError(f"token_budget must be a positive int or None, got {token_budget!r}")
         self.token_budget = token_budget
-        self.policy = policy
         self.rope_theta = rope_theta
-        capacity = token_budget + scratch_tokens if token_budget is not None else 0
         self.arena = KVArena(num_layers, 1, kv_heads, head_dim, dtype, device,
-                             capacity=capacity, fixed_capacity=token_budget is not None)
+                             capacity=token_budget or 0, fixed_capacity=token_budget is not None)
         self.sink_tokens = 0
         self.records: list[IntervalRecord] = []
         self.evicted = 0
-        self._next_id = 0
-        self._open_start: int | None = None  # arena offset of the interval being written
+        self.next_id = 0
+        """Intervals ever stored (the next record's id): the stream's count of closed and
+        compressed intervals."""
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -98,14 +116,23 @@ class MemoryStore:
     def values(self) -> torch.Tensor:
         return self.arena.values()
 
-    def window_sink(self, chunk: int) -> KVSink:
-        """A `KVSink` for a chunk of ``chunk`` tokens at positions M..: its K/V go to scratch
-        slots right after memory, and attention reads [memory | chunk] as one view."""
-        self.arena.reserve(chunk)
-        return _ScratchSink(self.arena)
-
     def interval_tokens(self) -> int:
         return self.arena.length - self.sink_tokens
+
+    def to_evict(self, n: int) -> int:
+        """How many of the oldest intervals must go for an interval of ``n`` tokens to fit.
+
+        Raises:
+            ConfigError: it cannot fit even in an otherwise empty memory (`check_budget`).
+        """
+        if self.token_budget is None:
+            return 0
+        check_budget(self.token_budget, self.sink_tokens, n)
+        free, k = self.token_budget - self.arena.length, 0
+        while free < n:
+            free += self.records[k].num_tokens
+            k += 1
+        return k
 
     # -- writing ------------------------------------------------------------------------------
     def set_sink(self, keys: torch.Tensor, values: torch.Tensor) -> None:
@@ -118,49 +145,34 @@ class MemoryStore:
         self._append(keys, values)
         self.sink_tokens = keys.shape[3]
 
-    def begin_interval(self, max_tokens: int) -> list[IntervalRecord]:
-        """Start writing an interval of at most ``max_tokens``; evicts to make room first."""
-        if self._open_start is not None:
-            raise RuntimeError("an interval is already being written")
-        evicted = self._make_room(max_tokens)
-        self._open_start = self.arena.length
-        return evicted
-
-    def append_tokens(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Add pre-RoPE K/V (L, 1, G, n, D) to the interval being written (visible at once)."""
-        if self._open_start is None:
-            raise RuntimeError("begin_interval first")
-        self._append(keys, values)
-
-    def abort_interval(self) -> None:
-        """Drop the interval being written (its partial K/V included), e.g. after an error."""
-        if self._open_start is not None:
-            self.arena.length = self._open_start
-            self._open_start = None
-
-    def end_interval(self, *, t_start: float, t_end: float, frame_start: int, frame_end: int,
-                     ratio: int | None, embedding: torch.Tensor | None = None) -> IntervalRecord:
-        """Close the interval being written and record it."""
-        if self._open_start is None:
-            raise RuntimeError("begin_interval first")
-        n = self.arena.length - self._open_start
-        self._open_start = None
-        record = IntervalRecord(self._next_id, t_start, t_end, frame_start, frame_end, ratio, n,
-                                embedding)
-        self._next_id += 1
-        self.records.append(record)
-        return record
-
     def add(self, keys: torch.Tensor, values: torch.Tensor, *, t_start: float, t_end: float,
             frame_start: int, frame_end: int, ratio: int | None,
-            embedding: torch.Tensor | None = None) -> tuple[IntervalRecord, list[IntervalRecord]]:
-        """Store one interval's retained K/V (L, 1, G, n, D); returns it and what was evicted."""
-        evicted = self.begin_interval(keys.shape[3])
-        self.append_tokens(keys, values)
-        record = self.end_interval(t_start=t_start, t_end=t_end, frame_start=frame_start,
-                                   frame_end=frame_end, ratio=ratio, embedding=embedding)
+            embedding: torch.Tensor | None = None, evict: int | None = None
+            ) -> tuple[IntervalRecord, list[IntervalRecord]]:
+        """Store one interval's retained pre-RoPE K/V (L, 1, G, n, D), first dropping the
+        ``evict`` oldest intervals (None: as many as `to_evict` says). Returns the new record
+        and the evicted ones."""
+        n = keys.shape[3]
+        evict = self.to_evict(n) if evict is None else evict
+        evicted = self._drop_oldest(evict)
+        if self.token_budget is not None and self.arena.length + n > self.token_budget:
+            raise RuntimeError(f"evicting {evict} intervals leaves no room for {n} tokens")
+        self._append(keys, values)
+        record = IntervalRecord(self.next_id, t_start, t_end, frame_start, frame_end, ratio, n,
+                                embedding)
+        self.next_id += 1
+        self.records.append(record)
         return record, evicted
 
+    def clear(self) -> None:
+        """Forget everything, the sink included (the budget's buffer is kept)."""
+        self.arena.clear()
+        self.sink_tokens = 0
+        self.records.clear()
+        self.evicted = 0
+        self.next_id = 0
+
+    # -- internals ----------------------------------------------------------------------------
     def _rotate(self, keys: torch.Tensor, start: int) -> torch.Tensor:
         d = keys.shape[-1]
         positions = torch.arange(start, start + keys.shape[3], device=keys.device)
@@ -170,44 +182,14 @@ class MemoryStore:
     def _append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         self.arena.append(keys, self._rotate(keys, self.arena.length), values)
 
-    def _make_room(self, n: int) -> list[IntervalRecord]:
-        if self.token_budget is None:
+    def _drop_oldest(self, k: int) -> list[IntervalRecord]:
+        if k <= 0:
             return []
-        if self.sink_tokens + n > self.token_budget:
-            raise ConfigError(f"an interval of {n} tokens cannot fit token_budget "
-                              f"{self.token_budget} with a {self.sink_tokens}-token sink; raise "
-                              "the budget, the ratio or lower boundary.max_frames")
-        evicted = []
-        while self.arena.length + n > self.token_budget:
-            old = self.records.pop(0)
-            self.arena.remove(self.sink_tokens, old.num_tokens)
-            evicted.append(old)
-        if evicted:
-            # the survivors moved down: rotate them (exactly, from pre-RoPE) for their new slots
-            tail = self.arena.keys()[:, :, :, self.sink_tokens:]
-            self.arena.set_rotated(self.sink_tokens, self._rotate(tail, self.sink_tokens))
-            self.evicted += len(evicted)
-            log.debug("evicted %d intervals (drop_oldest) to fit %d tokens", len(evicted), n)
+        evicted, self.records = self.records[:k], self.records[k:]
+        self.arena.remove(self.sink_tokens, sum(r.num_tokens for r in evicted))
+        # the survivors moved down: rotate them (exactly, from pre-RoPE) for their new slots
+        tail = self.arena.keys()[:, :, :, self.sink_tokens:]
+        self.arena.set_rotated(self.sink_tokens, self._rotate(tail, self.sink_tokens))
+        self.evicted += len(evicted)
+        log.debug("evicted %d intervals (drop_oldest)", len(evicted))
         return evicted
-
-    def clear(self) -> None:
-        """Forget everything, the sink included (the budget's buffer is kept)."""
-        self.arena.clear()
-        self._open_start = None
-        self.sink_tokens = 0
-        self.records.clear()
-        self.evicted = 0
-        self._next_id = 0
-
-
-class _ScratchSink(KVSink):
-    """Writes a chunk's K/V into the arena's scratch slots; attention reads memory + chunk."""
-
-    def __init__(self, arena: KVArena) -> None:
-        self.arena = arena
-
-    def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        t = k_rot.shape[2]
-        self.arena.write_scratch(layer, k_rot, v)
-        return self.arena.rotated_keys(t)[layer], self.arena.values(t)[layer]

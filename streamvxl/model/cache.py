@@ -4,8 +4,8 @@ Memory is stored *pre-RoPE* (positions get re-packed when the retained set chang
 hold the *rotated* view a forward pass needs for the positions valid right now (0..M-1).
 
 - `ConcatCache`: functional (``torch.cat``), autograd-safe; the differentiable `encode_interval`
-  and `encode_text` use it (training, tests). The memory store encodes in place instead
-  (`MemoryStore.window_sink`).
+  and `encode_text` use it (training, tests). The runtime encodes intervals in place instead
+  (`streamvxl.runtime.workspace`).
 - `RotatedCache`: preallocated buffers written in place (gpt-fast style); used for answering,
   where a question is followed by many one-token decode steps.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .decoder import KVSink
+from .attention import AttentionKernels
+from .decoder import KVCache
 from .rope import apply_rope, rope_cos_sin
 
 # Shapes: L layers, B batch, G key/value heads, M cached tokens, T chunk tokens, D head_dim.
@@ -27,12 +28,12 @@ def rotate_memory(keys: torch.Tensor, theta: float) -> torch.Tensor:
     return apply_rope(keys, cos, sin)
 
 
-class ConcatCache(KVSink):
+class ConcatCache(KVCache):
     """Memory (L, B, G, M, D) pre-RoPE keys and values; a chunk attends to memory + itself."""
 
     def __init__(self, keys: torch.Tensor | None, values: torch.Tensor | None,
-                 theta: float) -> None:
-        self.keys, self.values, self.theta = keys, values, theta
+                 theta: float, kernels: AttentionKernels | None = None) -> None:
+        self.keys, self.values, self.theta, self.kernels = keys, values, theta, kernels
 
     @property
     def length(self) -> int:
@@ -46,14 +47,15 @@ class ConcatCache(KVSink):
         return torch.cat((mem_k, k_rot), dim=2), torch.cat((self.values[layer], v), dim=2)
 
 
-class RotatedCache(KVSink):
+class RotatedCache(KVCache):
     """Preallocated rotated K/V of capacity ``capacity`` tokens; chunks are appended in place.
 
     Call `advance` after each forward pass: every layer writes its chunk at the same offset.
     """
 
     def __init__(self, num_layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+                 dtype: torch.dtype, device: torch.device,
+                 kernels: AttentionKernels | None = None) -> None:
         shape = (num_layers, batch, kv_heads, capacity, head_dim)
         # zeros, not empty: CUDA-graph decoding attends over every slot with the unused ones
         # masked, and a NaN left there by an earlier allocation survives masking (0 * NaN)
@@ -61,6 +63,7 @@ class RotatedCache(KVSink):
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
         self.capacity = capacity
+        self.kernels = kernels
 
     @classmethod
     def from_memory(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import full_coverage_attention
+from .attention import AttentionKernels, full_coverage_attention
 from .config import LLMConfig
 from .rope import Rotation, apply_rope, rope_cos_sin
 
@@ -61,17 +61,22 @@ def _routed(x: torch.Tensor, route: TokenRoute | None, regular: nn.Linear,
     return out.index_copy_(1, route.vst, beacon(x.index_select(1, route.vst)))
 
 
-class KVSink:
-    """Where a forward pass reads cached keys/values and writes the chunk's own.
+class KVCache:
+    """Where a forward pass reads cached keys/values, writes the chunk's own, and how it attends.
 
     ``extend`` receives the chunk's rotated keys (B, G, T, D) and values for one layer and returns
     keys/values (B, G, M+T, D) to attend over. ``mask`` is None for the default full-coverage
     mask (bottom-right causal), or, for one-token decoding over a cache whose buffers hold more
     slots than are valid (CUDA graphs), an additive (M+T,) float bias: 0 visible, -inf not.
-    Implementations: `streamvxl.model.cache`, `streamvxl.model.graphs`.
+    ``kernels`` are the attention kernels of the runtime running the pass (None: portable SDPA);
+    ``fused_qkv`` an optional per-layer snapshot of the concatenated q/k/v weights (graph
+    decoding). Implementations: `streamvxl.model.cache`, `streamvxl.model.graphs`,
+    `streamvxl.runtime.workspace`.
     """
 
     mask: torch.Tensor | None = None
+    kernels: AttentionKernels | None = None
+    fused_qkv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - protocol
@@ -116,11 +121,12 @@ class SequenceChunk:
     """False when only its K/V matter: attention and the MLP are skipped for it."""
 
 
-class _RotatedMemory(KVSink):
+class _RotatedMemory(KVCache):
     """One layer's memory, keys already rotated to 0..M-1, for a chunk of `forward_sequence`."""
 
-    def __init__(self, keys: torch.Tensor | None, values: torch.Tensor | None) -> None:
-        self.keys, self.values = keys, values
+    def __init__(self, keys: torch.Tensor | None, values: torch.Tensor | None,
+                 kernels: AttentionKernels | None = None) -> None:
+        self.keys, self.values, self.kernels = keys, values, kernels
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,25 +150,25 @@ class Attention(nn.Module):
         self.beacon_k_proj = nn.Linear(c, g * d, bias=True)
         self.beacon_v_proj = nn.Linear(c, g * d, bias=True)
 
-    fused_qkv: tuple[torch.Tensor, torch.Tensor] | None = None
-    """A concatenated q/k/v weight and bias (a detached snapshot, not a parameter): one GEMM
-    instead of three for VST-free chunks. Only `GraphDecoder` sets it, while it records its
-    graphs, where a kernel launch costs about as much as the small k/v products themselves."""
-
     def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A snapshot of the q/k/v weights and biases, concatenated."""
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight)).detach()
         bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)).detach()
         return w, bias
 
-    def project(self, x: torch.Tensor, route: TokenRoute | None, need_q: bool = True
+    def project(self, x: torch.Tensor, route: TokenRoute | None, need_q: bool = True,
+                fused: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Pre-RoPE queries (B, H, T, D) (None unless ``need_q``), keys and values (B, G, T, D)
-        of x (B, T, C); VST rows use the beacon projections."""
+        of x (B, T, C); VST rows use the beacon projections.
+
+        ``fused``: a `fused_weights` snapshot, for one GEMM instead of three on VST-free chunks
+        (graph decoding, where a kernel launch costs about as much as the small k/v products).
+        """
         b, t, _ = x.shape
-        if self.fused_qkv is not None and route is None and need_q:
+        if fused is not None and route is None and need_q:
             hd, gd = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-            q, k, v = F.linear(x, *self.fused_qkv).split((hd, gd, gd), dim=-1)
+            q, k, v = F.linear(x, *fused).split((hd, gd, gd), dim=-1)
         else:
             q = _routed(x, route, self.q_proj, self.beacon_q_proj) if need_q else None
             k = _routed(x, route, self.k_proj, self.beacon_k_proj)
@@ -174,19 +180,21 @@ class Attention(nn.Module):
         return q, k, v
 
     def attend(self, q: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor,
-               rotate: Rotation, visible: torch.Tensor | None = None) -> torch.Tensor:
+               rotate: Rotation, visible: torch.Tensor | None = None,
+               kernels: AttentionKernels | None = None) -> torch.Tensor:
         """Pre-RoPE queries (B, H, T, D) attend to k_all/v_all (B, G, M+T, D); returns the
         heads' outputs (B, T, H*D), the input of ``o_proj``.
 
         ``visible``: None for full-coverage (all memory + causal chunk); for one-token decoding
-        an additive (M+T,) bias of the valid keys.
+        an additive (M+T,) bias of the valid keys. ``kernels``: the runtime's attention kernels
+        (None: portable SDPA).
         """
         b, _, t, _ = q.shape
         q = rotate.queries(q)
         if t == 1:  # decoding: one query sees every valid key
             o = decode_attention(q, k_all, v_all, visible, scaled=rotate.scales_queries)
         else:
-            o = full_coverage_attention(q, k_all, v_all)
+            o = full_coverage_attention(q, k_all, v_all, kernels)
         return o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (B, T, H*D)
 
 
@@ -209,7 +217,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, index: int, rotate: Rotation, cache: KVSink,
+    def forward(self, x: torch.Tensor, index: int, rotate: Rotation, cache: KVCache,
                 route: TokenRoute | None = None, keep: torch.Tensor | None = None,
                 need_output: bool = True
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -223,18 +231,20 @@ class DecoderLayer(nn.Module):
         pre-RoPE keys and values (B, G, T', D) of the ``keep`` rows (all rows when None).
         """
         h = self.input_layernorm(x)
-        q, k, v = self.self_attn.project(h, route, need_q=need_output)  # pre-RoPE
+        fused = cache.fused_qkv[index] if cache.fused_qkv is not None else None
+        q, k, v = self.self_attn.project(h, route, need_q=need_output, fused=fused)  # pre-RoPE
         kept_k = k if keep is None else k.index_select(2, keep)
         kept_v = v if keep is None else v.index_select(2, keep)
         if not need_output:
             return None, kept_k, kept_v
         k_all, v_all = cache.extend(index, rotate(k), v)
-        heads = self.self_attn.attend(q, k_all, v_all, rotate, cache.mask)
+        heads = self.self_attn.attend(q, k_all, v_all, rotate, cache.mask, cache.kernels)
         x = x + self.self_attn.o_proj(heads)
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, kept_k, kept_v
 
-    def forward_sequence(self, xs: list[torch.Tensor], chunks: list[SequenceChunk], theta: float
+    def forward_sequence(self, xs: list[torch.Tensor], chunks: list[SequenceChunk], theta: float,
+                         kernels: AttentionKernels | None = None
                          ) -> tuple[list[torch.Tensor | None], torch.Tensor, torch.Tensor]:
         """This layer over a sequence of chunks, in order ("layer-major"): chunk i attends,
         full-coverage, to the rows the chunks before it kept, as if each had been one
@@ -249,6 +259,7 @@ class DecoderLayer(nn.Module):
             xs: chunk inputs (B_i, T_i, C); a chunk's B_i is 1 (shared) or the memory's rows.
             chunks: how each attends and what it keeps (`SequenceChunk`).
             theta: RoPE base, to rotate kept keys to their packed memory positions.
+            kernels: attention kernels to use (None: portable SDPA).
 
         Returns:
             Each chunk's output (B_i, T_i, C) (None where ``need_output`` is False) and the
@@ -267,7 +278,7 @@ class DecoderLayer(nn.Module):
                 view = tuple(t.expand(b, -1, -1, -1) for t in view)  # one shared prompt row
             # `forward`, not `self(...)`: module hooks (FSDP's gather) run once, around this
             # whole method, not once per chunk
-            out, k, v = self.forward(x, 0, chunk.rotate, _RotatedMemory(*view), chunk.route,
+            out, k, v = self.forward(x, 0, chunk.rotate, _RotatedMemory(*view, kernels), chunk.route,
                                      chunk.keep, chunk.need_output)
             outs.append(out)
             if k.shape[2] == 0:
@@ -307,7 +318,7 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward_chunk(self, embeds: torch.Tensor, start: int | torch.Tensor, cache: KVSink,
+    def forward_chunk(self, embeds: torch.Tensor, start: int | torch.Tensor, cache: KVCache,
                       route: TokenRoute | None = None, need_hidden: bool = True,
                       keep: torch.Tensor | None = None) -> tuple[torch.Tensor | None, ChunkKV]:
         """Run a chunk of T tokens at positions start..start+T-1 over the cached tokens.

@@ -58,6 +58,10 @@ META_KEY = "streamvxl"
 """The safetensors metadata key holding the JSON description."""
 CAVEAT_KEY = "caveat"
 """Optional metadata field: a known limitation of these weights, logged as a warning on load."""
+MEMORY_KEY = "memory"
+"""Optional metadata field: the memory settings the weights were trained with, as JSON of
+`MemoryConfig` fields (``{"boundary": {"window": 2, "min_frames": 4, "max_frames": 16}}``); a
+stream that leaves them unset uses these."""
 LORA_A, LORA_B = ".lora_A", ".lora_B"
 """Suffixes of the factors of a low-rank change: ``W = W_base + B @ A``."""
 VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -67,7 +71,7 @@ VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_a
 
 __all__ = ["DEFAULT_DELTA", "apply_delta", "base_state", "config_from_metadata", "delta_metadata",
            "load_default_model", "merge_low_rank", "read_delta", "skeleton", "tensors_digest",
-           "write_delta"]
+           "trained_settings", "write_delta"]
 
 
 # -- the model skeleton and the base it is relative to -------------------------------------------
@@ -194,6 +198,20 @@ def read_delta_metadata(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} has {FORMAT} version {version!r}; this streamvxl reads up "
                               f"to version {FORMAT_VERSION}: upgrade streamvxl")
     return meta
+
+
+def trained_settings(delta_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The memory settings a delta was trained with (`MEMORY_KEY`; empty if it names none).
+
+    Raises:
+        CheckpointError: the delta is unreadable, or the field is not a JSON object.
+    """
+    path = Path(delta_path) if delta_path is not None else DEFAULT_DELTA
+    settings = read_delta_metadata(path).get(MEMORY_KEY, {})
+    if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+        raise CheckpointError(f"{path}: its {MEMORY_KEY!r} metadata must map MemoryConfig fields "
+                              f"to JSON objects, got {settings!r}")
+    return settings
 
 
 def read_delta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from .attention import AttentionKernels
 from .cache import ConcatCache
-from .decoder import ChunkKV, KVSink, TokenRoute
+from .decoder import ChunkKV, KVCache, TokenRoute
 from .layout import RemainderRule, WindowLayout, split_windows, window_layout
 from .videoxl import VideoXL
 
@@ -31,13 +32,13 @@ def window_embeddings(model: VideoXL, raw: torch.Tensor, layout: WindowLayout) -
     return out
 
 
-def encode_window(model: VideoXL, cache: KVSink, start: int, raw: torch.Tensor,
+def encode_window(model: VideoXL, cache: KVCache, start: int, raw: torch.Tensor,
                   layout: WindowLayout) -> ChunkKV:
     """One window after ``start`` cached tokens; returns the K/V to retain (L, B, G, n, D).
 
     n is the VST count, or the raw-token count when ``layout.ratio`` is None (no compression).
     ``cache`` supplies memory to attend to: a `ConcatCache` (functional, autograd-safe) or the
-    memory store's in-place scratch sink.
+    runtime's in-place encoder workspace.
     """
     embeds = window_embeddings(model, raw, layout)
     if layout.ratio is None:
@@ -67,7 +68,8 @@ def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
 
 def encode_interval(model: VideoXL, memory_k: torch.Tensor | None,
                     memory_v: torch.Tensor | None, tokens: torch.Tensor, ratio: int | None,
-                    window: int, remainder: RemainderRule = "summarize") -> ChunkKV:
+                    window: int, remainder: RemainderRule = "summarize",
+                    kernels: AttentionKernels | None = None) -> ChunkKV:
     """Compress an interval's raw tokens (B, N, C) into retained K/V (L, B, G, n, D).
 
     Memory (pre-RoPE, L x B x G x M x D, or None when empty) is what the interval may attend to:
@@ -79,7 +81,7 @@ def encode_interval(model: VideoXL, memory_k: torch.Tensor | None,
     for start, end, layout in window_plan(tokens.shape[1], ratio, window, remainder):
         mem_k = memory_k if kept_k is None else _cat(memory_k, kept_k)
         mem_v = memory_v if kept_v is None else _cat(memory_v, kept_v)
-        cache = ConcatCache(mem_k, mem_v, theta)
+        cache = ConcatCache(mem_k, mem_v, theta, kernels)
         kv = encode_window(model, cache, cache.length, tokens[:, start:end], layout)
         kept_k, kept_v = _cat(kept_k, kv.keys), _cat(kept_v, kv.values)
     assert kept_k is not None and kept_v is not None
@@ -87,9 +89,9 @@ def encode_interval(model: VideoXL, memory_k: torch.Tensor | None,
 
 
 def encode_text(model: VideoXL, memory_k: torch.Tensor | None, memory_v: torch.Tensor | None,
-                ids: torch.Tensor) -> ChunkKV:
+                ids: torch.Tensor, kernels: AttentionKernels | None = None) -> ChunkKV:
     """Text ids (B, T) after memory; returns all their pre-RoPE K/V (the sink uses this)."""
-    cache = ConcatCache(memory_k, memory_v, model.config.llm.rope_theta)
+    cache = ConcatCache(memory_k, memory_v, model.config.llm.rope_theta, kernels)
     _, kv = model.model.forward_chunk(model.embed_ids(ids), cache.length, cache,
                                       need_hidden=False)
     return kv

@@ -8,21 +8,26 @@ valid ones, and the write position and token are device tensors updated before e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from .attention import AttentionKernels
 from .cache import RotatedCache
-from .decoder import KVSink
+from .decoder import KVCache
 from .generate import _logits
 from .videoxl import VideoXL
 
 # Shapes: L layers, B batch (1), G kv heads, N capacity, D head_dim, V vocabulary.
 
 
-class _StaticSlots(KVSink):
-    """Writes the step's K/V at slot ``pos`` and attends over all slots, biased to <= pos."""
+class _StaticSlots(KVCache):
+    """Writes the step's K/V at slot ``pos`` and attends over all slots, biased to <= pos;
+    q/k/v come from one fused GEMM per layer (``fused``)."""
 
-    def __init__(self, cache: RotatedCache, pos: torch.Tensor) -> None:
-        self.cache, self.pos = cache, pos
+    def __init__(self, cache: RotatedCache, pos: torch.Tensor,
+                 fused: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.cache, self.pos, self.fused_qkv = cache, pos, fused
         self.mask: torch.Tensor | None = None
 
     def extend(self, layer: int, k_rot: torch.Tensor, v: torch.Tensor
@@ -36,11 +41,12 @@ class GraphDecoder:
     """A `RotatedCache` of fixed capacity plus a captured one-token decode step (CUDA only).
 
     Reused across questions: `load` puts the memory in, the question is prefilled eagerly into
-    the same buffers, then `step` replays the graph once per token.
+    the same buffers (through ``kernels``), then `step` replays the graph once per token.
     """
 
     def __init__(self, model: VideoXL, capacity: int,
-                 fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+                 fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 kernels: AttentionKernels | None = None) -> None:
         if model.device.type != "cuda":
             raise RuntimeError("GraphDecoder needs a CUDA model")
         llm = model.config.llm
@@ -52,11 +58,11 @@ class GraphDecoder:
         self.fused = fused or [layer.self_attn.fused_weights() for layer in model.model.layers]
         self.capacity = capacity
         self.cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
-                                  llm.dim_per_head, capacity, model.dtype, dev)
+                                  llm.dim_per_head, capacity, model.dtype, dev, kernels)
         self._token = torch.zeros(1, dtype=torch.long, device=dev)
         self._pos = torch.zeros(1, dtype=torch.long, device=dev)
         self._slots = torch.arange(capacity, device=dev)
-        self._sink = _StaticSlots(self.cache, self._pos)
+        self._slots_cache = _StaticSlots(self.cache, self._pos, self.fused)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._logits: torch.Tensor | None = None
         self._greedy_graph: torch.cuda.CUDAGraph | None = None
@@ -76,12 +82,14 @@ class GraphDecoder:
 
     @torch.no_grad()
     def greedy(self, token: torch.Tensor, n: int, eos_ids: tuple[int, ...],
-               check_every: int = 8) -> list[int]:
+               check_every: int = 8, on_token: Callable[[int], None] | None = None
+               ) -> list[int]:
         """Feed ``token`` (1,) and decode up to ``n`` more greedily; ids after ``token``.
 
         The argmax and the position update run inside the graph, so replays queue back to back
         with no host round trip per token; the host looks for a stop token every
-        ``check_every`` tokens (the few extra decoded steps are discarded).
+        ``check_every`` tokens (the few extra decoded steps are discarded) and hands each kept
+        id to ``on_token`` then.
         """
         n = min(n, self.capacity - self.cache.length)
         if n <= 0:
@@ -99,7 +107,11 @@ class GraphDecoder:
                 ids[i] = self._token[0]
             chunk = ids[start:stop].tolist()
             hit = next((j for j, t in enumerate(chunk) if t in eos_ids), None)
-            out += chunk if hit is None else chunk[:hit + 1]
+            kept = chunk if hit is None else chunk[:hit + 1]
+            out += kept
+            if on_token is not None:
+                for t in kept:
+                    on_token(t)
             if hit is not None:
                 break
         self.cache.advance(len(out))
@@ -108,9 +120,9 @@ class GraphDecoder:
     def _forward(self) -> torch.Tensor:
         x = self.model.embed_ids(self._token[None])  # (1, 1, C)
         visible = self._slots <= self._pos  # (N,)
-        self._sink.mask = torch.zeros(visible.shape, device=visible.device).masked_fill_(
+        self._slots_cache.mask = torch.zeros(visible.shape, device=visible.device).masked_fill_(
             ~visible, float("-inf"))  # additive bias, computed once for all layers
-        hidden, _ = self.model.model.forward_chunk(x, self._pos, self._sink)
+        hidden, _ = self.model.model.forward_chunk(x, self._pos, self._slots_cache)
         return _logits(self.model, hidden[:, -1])
 
     def _greedy_forward(self) -> None:
@@ -125,16 +137,6 @@ class GraphDecoder:
         self._greedy_graph, _ = self._record(self._greedy_forward)
 
     def _record(self, fn):
-        attns = [layer.self_attn for layer in self.model.model.layers]
-        for attn, fused in zip(attns, self.fused, strict=True):
-            attn.fused_qkv = fused
-        try:
-            return self._record_fused(fn)
-        finally:  # the eager paths never see the snapshot
-            for attn in attns:
-                attn.fused_qkv = None
-
-    def _record_fused(self, fn):
         # Warm-up runs write K/V into slots the real replays rewrite before anything reads them.
         pos, token = self._pos.clone(), self._token.clone()
         side = torch.cuda.Stream()
@@ -148,7 +150,9 @@ class GraphDecoder:
         self._pos.copy_(pos)
         self._token.copy_(token)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the runtime's worker thread captures while other threads of the
+        # process (producers, callers) may still be running CUDA-free Python
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             out = fn()
         self._pos.copy_(pos)
         self._token.copy_(token)

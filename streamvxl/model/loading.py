@@ -215,3 +215,28 @@ def load_videoxl(path: str | os.PathLike, *, device: str | torch.device | None =
     log.info("loaded %s: %d layers, hidden %d, %s on %s", folder, cfg.llm.num_hidden_layers,
              cfg.llm.hidden_size, dtype, device)
     return model
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer saved in a checkpoint folder (tokenizer.json / tokenizer_config.json)."""
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                  "vocab.json", "tokenizer.model")):
+        raise CheckpointError(f"{folder} has no tokenizer files (tokenizer.json or "
+                              "tokenizer_config.json); copy the model's tokenizer into it")
+    import warnings
+
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # AutoTokenizer also parses config.json, whose llava_qwen type it does not know; the
+    # warnings that causes say nothing about the tokenizer.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # transformers raises many types here
+        raise CheckpointError(f"cannot load the tokenizer in {folder}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -51,8 +51,23 @@ def test_rotated_keys_follow_packed_positions_after_eviction() -> None:
 def test_interval_larger_than_budget_is_a_config_error() -> None:
     store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=10)
     store.set_sink(*kv(4, 0.0))
-    with pytest.raises(ConfigError, match="cannot fit"):
+    with pytest.raises(ConfigError, match="at least 11"):
         add(store, 7, 1.0)
+    assert store.num_tokens == 4 and not store.records  # refused before anything changed
+
+
+def test_to_evict_counts_whole_oldest_intervals() -> None:
+    """`to_evict` is the least number of oldest intervals whose removal makes room, and adding
+    with that count leaves the budget full but not over."""
+    store = MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=20)
+    store.set_sink(*kv(2, -1.0))
+    for i, n in enumerate([6, 5, 4]):
+        add(store, n, float(i))  # 2 + 15 = 17 used, 3 free
+    assert [store.to_evict(n) for n in (3, 4, 9, 10, 14, 18)] == [0, 1, 1, 2, 2, 3]
+    record, evicted = store.add(*kv(10, 9.0), t_start=9, t_end=9, frame_start=9, frame_end=9,
+                                ratio=2, evict=store.to_evict(10))
+    assert [r.id for r in evicted] == [0, 1] and store.num_tokens == 16
+    assert store.next_id == 4 and store.evicted == 2
 
 
 def test_sink_must_leave_room() -> None:
@@ -61,6 +76,7 @@ def test_sink_must_leave_room() -> None:
         store.set_sink(*kv(4, 0.0))
 
 
-def test_unknown_policy() -> None:
-    with pytest.raises(ConfigError, match="drop_oldest"):
-        MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, policy="lru")  # type: ignore[arg-type]
+@pytest.mark.parametrize("budget", [0, -3, 2.5, True])
+def test_bad_budget(budget) -> None:
+    with pytest.raises(ConfigError, match="token_budget"):
+        MemoryStore(2, 2, 4, torch.float32, torch.device("cpu"), 1e4, token_budget=budget)

@@ -1,7 +1,7 @@
 """Conformance to the official Video-XL code's golden outputs (shared/conformance/videoxl_tiny).
 
 Every ``case_*.safetensors`` in ``$STREAMVXL_CONFORMANCE_DIR`` is checked against ``checkpoint/``
-there, through the same engine `VideoMemory` uses: vision (<= 1e-5), layout and memory sizes
+there, through the same `Runtime` every stream uses: vision (<= 1e-5), layout and memory sizes
 (exact), memory K/V and logits (<= 1e-4), greedy ids (exact). A new case file needs no code.
 """
 
@@ -14,9 +14,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.layout import split_windows, window_layout
 from streamvxl.model.loading import load_videoxl
+from streamvxl.runtime import Runtime
 from tests.conftest import CONFORMANCE_DIR
 
 CASES = sorted(CONFORMANCE_DIR.glob("case_*.safetensors"))
@@ -97,14 +97,15 @@ def test_case(model, path: Path) -> None:
     assert counts == case["layout.step_beacon_counts"].tolist()
     assert ranges == case["layout.step_raw_ranges"].tolist()
 
-    # Memory after the video: sink + VSTs, through the engine VideoMemory uses.
-    engine = MemoryEngine.for_model(model, window=window, remainder="drop")
-    engine.set_prefix(prefix)
-    engine.compress(tokens, ratio, t_start=0.0, t_end=1.0, frame_start=0,
-                    frame_end=tokens.shape[0] - 1)
+    # Memory after the video: sink + VSTs, through the runtime every stream uses.
+    runtime = Runtime(model)
+    store = runtime.new_store()
+    runtime.set_sink(store, prefix)
+    runtime.compress(store, tokens, ratio, window, "drop", t_start=0.0, t_end=1.0,
+                     frame_start=0, frame_end=tokens.shape[0] - 1)
     sizes = case["memory.sizes_after_prefill"].tolist()
-    assert [engine.store.sink_tokens, engine.store.interval_tokens(), len(question)] == sizes
-    keys, values = engine.store.keys()[:, 0], engine.store.values()[:, 0]  # (L, G, M, D)
+    assert [store.sink_tokens, store.interval_tokens(), len(question)] == sizes
+    keys, values = store.keys()[:, 0], store.values()[:, 0]  # (L, G, M, D)
     s = sizes[0]
     _close(keys[:, :, :s], _layer_stack(case, "memory.sink.k", layers), 1e-4, "sink K")
     _close(values[:, :, :s], _layer_stack(case, "memory.sink.v", layers), 1e-4, "sink V")
@@ -113,7 +114,7 @@ def test_case(model, path: Path) -> None:
 
     # Question and greedy decoding.
     n_new = case["output.generated_ids"].numel()
-    out = engine.answer(None, question, n_new, all_logits=True)
+    out = runtime.decode(store, None, question, n_new, all_logits=True)
     _close(out.prefill_logits, case["output.prefill_question_logits"][:, :VOCAB], 1e-4,
            "question logits")
     _close(out.prefill_logits[-1], case["output.prefill_last_logits"][:VOCAB], 1e-4,
@@ -122,7 +123,7 @@ def test_case(model, path: Path) -> None:
     _close(torch.stack(out.generation.step_logits),
            case["output.generate_step_logits"][:, :VOCAB], 1e-4, "decode logits")
     # Answering leaves the memory as it was (query-agnostic compression).
-    assert engine.store.num_tokens == sizes[0] + sizes[1]
+    assert store.num_tokens == sizes[0] + sizes[1]
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
@@ -133,14 +134,15 @@ def test_question_memory_matches_raw_memory(model, path: Path) -> None:
     ids = case["input.input_ids"]
     skip = int(case["derived.beacon_skip_first"][0])
     ratio = int(case["input.compression_ratio"][0])
-    engine = MemoryEngine.for_model(model, remainder="drop")
-    engine.set_prefix(ids[:skip])
+    runtime = Runtime(model)
+    store = runtime.new_store()
+    runtime.set_sink(store, ids[:skip])
     with torch.no_grad():
         tokens = model.encode_frames(case["input.pixel_values"]).tokens
-    engine.compress(tokens, ratio, t_start=0, t_end=1, frame_start=0, frame_end=0)
+    runtime.compress(store, tokens, ratio, remainder="drop")
     from streamvxl.model.encoder import encode_text
 
-    kv = encode_text(model, engine.store.keys(), engine.store.values(), ids[skip + 1:][None])
+    kv = encode_text(model, store.keys(), store.values(), ids[skip + 1:][None])
     _close(kv.keys[:, 0], _layer_stack(case, "memory.raw.k", layers), 1e-4, "question K")
     _close(kv.values[:, 0], _layer_stack(case, "memory.raw.v", layers), 1e-4, "question V")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamvxl.memory.engine import MemoryEngine
+from streamvxl.runtime import Runtime, RuntimeConfig
 from streamvxl.testing import random_videoxl
 
 pytestmark = [pytest.mark.gpu,
@@ -21,20 +21,21 @@ def test_graph_decode_equals_eager(dtype: torch.dtype) -> None:
     question = torch.randint(0, 400, (6,), generator=gen)
     outs = []
     for graphs in (False, True):
-        engine = MemoryEngine.for_model(model, window=12)
-        engine.cuda_graphs = graphs
-        engine.set_prefix(prefix)
-        engine.compress(tokens, 4, t_start=0, t_end=1, frame_start=0, frame_end=0)
+        runtime = Runtime(model, config=RuntimeConfig(cuda_graphs=graphs))
+        assert (runtime.graphs is not None) == graphs
+        store = runtime.new_store()
+        runtime.set_sink(store, prefix)
+        runtime.compress(store, tokens, 4, 12)
         # twice: the second answer replays the graph captured by the first
-        engine.answer(tokens[:5], question, 5)
-        outs.append(engine.answer(tokens[:5], question, 12))
+        runtime.decode(store, tokens[:5], question, 5)
+        outs.append(runtime.decode(store, tokens[:5], question, 12))
         if graphs:  # the in-graph greedy loop gives the same ids as the step-by-step one
-            fast = engine.answer(tokens[:5], question, 12, keep_logits=False)
+            fast = runtime.decode(store, tokens[:5], question, 12, keep_logits=False)
             if dtype == torch.float32:
                 ids = outs[-1].generation.ids
                 assert fast.generation.ids == ids
                 stop = ids[5]  # a stop token mid-answer ends it at its first occurrence
-                cut = engine.answer(tokens[:5], question, 12, (stop,), keep_logits=False)
+                cut = runtime.decode(store, tokens[:5], question, 12, (stop,), keep_logits=False)
                 assert cut.generation.ids == ids[:ids.index(stop) + 1]
                 assert cut.generation.stopped_on_eos
     eager, graph = outs
@@ -57,15 +58,15 @@ def test_graph_decoding_ignores_garbage_in_fresh_allocations() -> None:
     poison = torch.full((64 << 20,), float("nan"), device="cuda")  # 256 MB of NaN, then freed
     del poison
     gen = torch.Generator().manual_seed(2)
-    engine = MemoryEngine.for_model(model, window=12)
-    engine.set_prefix(torch.randint(0, 400, (9,), generator=gen))
-    engine.compress(torch.randn(37, 64, generator=gen), 4, t_start=0, t_end=1, frame_start=0,
-                    frame_end=0)
+    runtime = Runtime(model)
+    store = runtime.new_store()
+    runtime.set_sink(store, torch.randint(0, 400, (9,), generator=gen))
+    runtime.compress(store, torch.randn(37, 64, generator=gen), 4, 12)
     question = torch.randint(0, 400, (6,), generator=gen)
-    out = engine.answer(None, question, 10)
+    out = runtime.decode(store, None, question, 10)
     assert torch.isfinite(torch.stack(out.generation.step_logits)).all()
-    engine.cuda_graphs = False
-    assert engine.answer(None, question, 10).generation.ids == out.generation.ids
+    eager = Runtime(model, config=RuntimeConfig(cuda_graphs=False))
+    assert eager.decode(store, None, question, 10).generation.ids == out.generation.ids
 
 
 @pytest.mark.parametrize(("t", "m"), [(40, 0), (40, 300), (1530, 2048), (1530, 4100),
@@ -85,7 +86,10 @@ def test_split_attention_equals_bottom_right_causal(t: int, m: int) -> None:
                                           v.double().repeat_interleave(7, 1),
                                           attn_mask=causal_lower_right(t, m + t) if m else None,
                                           is_causal=m == 0)
-    got = attention.full_coverage_attention(q, k, v)
+    kernels = attention.AttentionKernels()
+    got = attention.full_coverage_attention(q, k, v, kernels)
     assert (got.double() - want).norm() / want.norm() < 1e-2
     if m >= attention.BUCKET:
-        assert attention._split_ok is True, "the cuDNN split path should run on this GPU"
+        assert kernels.split_ok is True, "the cuDNN split path should run on this GPU"
+    portable = attention.full_coverage_attention(q, k, v)
+    assert (portable.double() - want).norm() / want.norm() < 1e-2

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
-from streamvxl.memory.engine import MemoryEngine
+from streamvxl.model.cache import RotatedCache
+from streamvxl.model.generate import decode_one_token, prefill
 from streamvxl.model.rope import Rotation, apply_rope, rope_cos_sin
 from streamvxl.testing import random_videoxl
 
 
 def test_fused_qkv_gives_the_same_answer() -> None:
+    """A cache carrying the fused q/k/v snapshot (what graph decoding uses) computes what the
+    three separate projections compute, prefill and one-token steps alike."""
     model = random_videoxl(seed=5).double()
-    fused = copy.deepcopy(model)
-    for layer in fused.model.layers:
-        layer.self_attn.fused_qkv = layer.self_attn.fused_weights()
+    llm = model.config.llm
+    fused = [layer.self_attn.fused_weights() for layer in model.model.layers]
     gen = torch.Generator().manual_seed(1)
-    prefix, question = torch.randint(0, 400, (6,), generator=gen), torch.randint(0, 400, (5,),
-                                                                                  generator=gen)
-    tokens = torch.randn(30, 64, generator=gen, dtype=torch.float64)
+    memory = [torch.randn(llm.num_hidden_layers, 1, llm.num_key_value_heads, 9,
+                          llm.dim_per_head, generator=gen, dtype=torch.float64) for _ in range(2)]
+    prompt = torch.randn(1, 5, llm.hidden_size, generator=gen, dtype=torch.float64)
     outs = []
-    for m in (model, fused):
-        engine = MemoryEngine.for_model(m, window=12)
-        engine.set_prefix(prefix)
-        engine.compress(tokens, 3, t_start=0, t_end=1, frame_start=0, frame_end=0)
-        outs.append(engine.answer(tokens[:4], question, 4, all_logits=True))
-    torch.testing.assert_close(outs[1].prefill_logits, outs[0].prefill_logits, atol=1e-10, rtol=0)
-    assert outs[1].generation.ids == outs[0].generation.ids
+    for snapshot in (None, fused):
+        cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
+                             llm.dim_per_head, 32, torch.float64, torch.device("cpu"))
+        cache.fused_qkv = snapshot
+        cache.load(*memory)
+        logits = prefill(model, cache, prompt, all_logits=True)  # (1, 5, V)
+        step = decode_one_token(model, cache, logits[:, -1].argmax(-1))  # (1, V)
+        outs.append((logits, step))
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(outs[1][1], outs[0][1], atol=1e-10, rtol=0)
 
 
 def test_one_token_rotation_matrix_equals_rotate_half() -> None:

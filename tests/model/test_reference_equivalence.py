@@ -1,4 +1,4 @@
-"""The fast path (`MemoryEngine` over the SDPA decoder) equals the slow float64 reference.
+"""The fast path (`Runtime` over the SDPA decoder) equals the slow float64 reference.
 
 `tests.model.reference` is an independent re-implementation (explicit mask, complex RoPE, no KV
 cache in generation, its own window layout). It is itself checked against the official Video-XL
@@ -16,8 +16,8 @@ import json
 import pytest
 import torch
 
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.layout import window_layout
+from streamvxl.runtime import Runtime
 from streamvxl.testing import random_videoxl
 from tests.conftest import CONFORMANCE_DIR
 from tests.model.reference import (
@@ -63,12 +63,13 @@ def _run(models: dict, dtype: torch.dtype, intervals: list[tuple[int, int | None
     open_tokens = _tokens(n_open, gen) if n_open else None
     question = torch.randint(0, 400, (5,), generator=gen)
 
-    engine = MemoryEngine.for_model(models[dtype], window=window, remainder=remainder)
-    engine.set_prefix(prefix)
+    runtime = Runtime(models[dtype])
+    store = runtime.new_store()
+    runtime.set_sink(store, prefix)
     for i, ((_, ratio), raw) in enumerate(zip(intervals, raws, strict=True)):
-        engine.compress(raw, ratio, t_start=float(i), t_end=i + 0.5, frame_start=i,
-                        frame_end=i)
-    fast = engine.answer(open_tokens, question, N_NEW, all_logits=True)
+        runtime.compress(store, raw, ratio, window, remainder, t_start=float(i), t_end=i + 0.5,
+                         frame_start=i, frame_end=i)
+    fast = runtime.decode(store, open_tokens, question, N_NEW, all_logits=True)
 
     ref: RefModel = models["ref"]
     mem_k, mem_v = ref_text_kv(ref, prefix)
@@ -78,13 +79,12 @@ def _run(models: dict, dtype: torch.dtype, intervals: list[tuple[int, int | None
         mem_k, mem_v = torch.cat((mem_k, k), dim=2), torch.cat((mem_v, v), dim=2)
         sizes.append(k.shape[2])
     answer = ref_answer(ref, mem_k, mem_v, open_tokens, question, N_NEW)
-    return dict(engine=engine, fast=fast, mem_k=mem_k, mem_v=mem_v, sizes=sizes, ref=answer)
+    return dict(store=store, fast=fast, mem_k=mem_k, mem_v=mem_v, sizes=sizes, ref=answer)
 
 
 def _check(out: dict, tol_kv: float, tol_logits: float) -> dict[str, float]:
     """Assert fast == reference; returns the max differences."""
-    engine, fast, ref = out["engine"], out["fast"], out["ref"]
-    store = engine.store
+    store, fast, ref = out["store"], out["fast"], out["ref"]
     # Memory: layout (sizes per interval) exactly, then pre-RoPE K/V.
     assert [store.sink_tokens] + [r.num_tokens for r in store.records] == out["sizes"]
     fast_k = store.keys()[:, 0].to(F64)  # (L, G, M, D)
@@ -240,8 +240,8 @@ def test_question_on_empty_memory(models: dict) -> None:
     ref = models["ref"]
     gen = torch.Generator().manual_seed(7)
     open_tokens, question = _tokens(11, gen), torch.randint(0, 400, (4,), generator=gen)
-    engine = MemoryEngine.for_model(models[torch.float32], window=12)
-    fast = engine.answer(open_tokens, question, N_NEW, all_logits=True)
+    runtime = Runtime(models[torch.float32])
+    fast = runtime.decode(runtime.new_store(), open_tokens, question, N_NEW, all_logits=True)
     mem_k, mem_v = empty_memory(ref)
     answer = ref_answer(ref, mem_k, mem_v, open_tokens, question, N_NEW)
     torch.testing.assert_close(fast.prefill_logits.to(F64), answer.prefill_logits, atol=1e-4,

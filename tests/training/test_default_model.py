@@ -21,10 +21,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from streamvxl.errors import CheckpointError
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.base_llm import base_llm_folder
 from streamvxl.model.default import LORA_A, LORA_B, META_KEY, load_default_model, merge_low_rank
 from streamvxl.model.loading import read_tensors, safetensors_files
+from streamvxl.runtime import Runtime, RuntimeConfig
 from tests.conftest import base_llm_unavailable
 from training.default_model import DELTA_BUDGET_BYTES, build_default_model, export_delta
 
@@ -79,10 +79,11 @@ def trained(base: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def _compress_and_ask(model, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Compress the frames as one interval at ratio 4, then prefill a question: (Q, V) logits."""
-    engine = MemoryEngine.for_model(model)
+    runtime = Runtime(model, config=RuntimeConfig(cpu_threads=0))
+    store = runtime.new_store()
     tokens = model.encode_frames(pixels).tokens  # (F, T, C)
-    engine.compress(tokens, 4, t_start=0.0, t_end=1.0, frame_start=0, frame_end=FRAMES - 1)
-    return engine.answer(None, ids, max_new_tokens=1, all_logits=True).prefill_logits
+    runtime.compress(store, tokens, 4, frame_end=FRAMES - 1)
+    return runtime.decode(store, None, ids, max_new_tokens=1, all_logits=True).prefill_logits
 
 
 def test_untrained_model_is_the_base_plus_fresh_vision(fresh, base: Path) -> None:
@@ -117,14 +118,14 @@ def test_frames_encode_and_an_interval_compresses(fresh, frames: torch.Tensor) -
         out = fresh.encode_frames(frames)
     assert out.tokens.shape == (FRAMES, 16, fresh.config.llm.hidden_size)  # (F, T, C)
     assert out.embeddings.shape == (FRAMES, fresh.vision_config.hidden_size)  # (F, Cv)
-    engine = MemoryEngine.for_model(fresh)
+    runtime = Runtime(fresh, config=RuntimeConfig(cpu_threads=0))
+    store = runtime.new_store()
     raw = FRAMES * 16
     for ratio in (4, 16):
-        record, evicted = engine.compress(out.tokens, ratio, t_start=0.0, t_end=1.0,
-                                          frame_start=0, frame_end=FRAMES - 1)
+        record, evicted = runtime.compress(store, out.tokens, ratio, frame_end=FRAMES - 1)
         assert record.num_tokens == raw // ratio and not evicted
-    assert engine.store.num_tokens == raw // 4 + raw // 16
-    assert torch.isfinite(engine.store.values()).all()
+    assert store.num_tokens == raw // 4 + raw // 16
+    assert torch.isfinite(store.values()).all()
 
 
 def test_delta_holds_only_what_changed(trained) -> None:

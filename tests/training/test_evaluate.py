@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import torch
 
+from streamvxl.config import MemoryConfig
 from streamvxl.intervals import BoundaryConfig
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.cache import ConcatCache
 from streamvxl.model.layout import split_windows, window_layout
-from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.runtime import Runtime, RuntimeConfig
 from streamvxl.testing import make_tokenizer, random_videoxl
 from training import evaluate as ev
 from training import niah as nh
@@ -65,15 +65,28 @@ def world(model) -> WorldConfig:
 
 
 @pytest.fixture(scope="module")
-def video(model, world):
+def runtime(model, tokenizer) -> Runtime:
+    return Runtime(model, tokenizer, config=RuntimeConfig(cpu_threads=0))
+
+
+@pytest.fixture(scope="module")
+def settings(runtime):
+    return runtime.settings(MemoryConfig(window=WINDOW, boundary=BOUNDARY))
+
+
+@pytest.fixture(scope="module")
+def video(runtime, world):
     sample = ev.eval_samples(world, 1, seed=1)[0]
-    return encode_video(model, [sample.frames[:5], sample.frames[5:]],
-                        Preprocessor(model.image_size), BOUNDARY, name="v")
+    return encode_video(runtime, [sample.frames[:5], sample.frames[5:]], BOUNDARY, name="v")
 
 
 @pytest.fixture(scope="module")
 def prefix(tokenizer, model) -> torch.Tensor:
     return ev.token_ids(tokenizer, PromptTemplate().prefix, model.config.llm.vocab_size)
+
+
+def test_the_sink_is_the_streams_prompt(settings, prefix) -> None:
+    assert settings.prefix_ids == tuple(prefix.tolist())
 
 
 def test_docstring_examples() -> None:
@@ -99,16 +112,16 @@ def test_intervals_tile_the_video(video) -> None:
 
 
 @pytest.mark.parametrize("ratio", [2, 4, 3])
-def test_memories_hold_the_tokens_they_claim(model, video, prefix, ratio: int) -> None:
-    engine = MemoryEngine.for_model(model, WINDOW)
+def test_memories_hold_the_tokens_they_claim(runtime, settings, video, prefix,
+                                              ratio: int) -> None:
     n, t = video.num_frames, video.tokens_per_frame
     budget = _layout_count(video, ratio)
     assert vst_token_count(video, ratio, WINDOW) == budget
     got = {}
     for method in METHODS:
-        mem = build_memory(engine, video, prefix, method, ratio)
-        assert mem.memory_tokens == engine.store.interval_tokens()  # what is really stored
-        assert mem.sink_tokens == prefix.numel() == engine.store.sink_tokens
+        mem = build_memory(runtime, settings, video, method, ratio)
+        assert mem.memory_tokens == mem.store.interval_tokens()  # what is really stored
+        assert mem.sink_tokens == prefix.numel() == mem.store.sink_tokens
         got[method] = mem
     assert got["vst"].memory_tokens == budget
     assert got["avg_pool"].memory_tokens == budget  # equal memory, whatever r
@@ -118,8 +131,7 @@ def test_memories_hold_the_tokens_they_claim(model, video, prefix, ratio: int) -
     assert last.memory_tokens == last.frames_kept * t <= budget
     assert (last.frames_kept + 1) * t > budget or last.frames_kept == n
     assert got["full"].memory_tokens == n * t and got["full"].ratio is None
-    # the same engine, rebuilt: no leftovers from the previous memory
-    assert build_memory(engine, video, prefix, "vst", ratio).memory_tokens == budget
+    assert build_memory(runtime, settings, video, "vst", ratio).memory_tokens == budget
 
 
 def test_pooling_is_the_per_frame_mean_when_r_divides_t() -> None:
@@ -149,9 +161,9 @@ def _one_forward(model, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
 
 
 @pytest.mark.parametrize("method", ["full", "avg_pool"])
-def test_raw_memories_equal_one_causal_forward(model, video, prefix, method: str) -> None:
-    engine = MemoryEngine.for_model(model, WINDOW)
-    build_memory(engine, video, prefix, method, 2)
+def test_raw_memories_equal_one_causal_forward(model, runtime, settings, video, prefix,
+                                               method: str) -> None:
+    memory = build_memory(runtime, settings, video, method, 2)
     c = video.tokens.shape[-1]
     if method == "full":
         tokens = video.tokens.reshape(-1, c)  # (N*T, C)
@@ -160,18 +172,14 @@ def test_raw_memories_equal_one_causal_forward(model, video, prefix, method: str
                                            WINDOW) for iv in video.intervals])
     with torch.no_grad():
         want = _one_forward(model, prefix, tokens)
-    torch.testing.assert_close(engine.store.keys(), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(memory.store.keys(), want, rtol=1e-4, atol=1e-5)
 
 
-def test_bad_requests_are_refused(model, video, prefix) -> None:
-    engine = MemoryEngine.for_model(model, WINDOW)
+def test_bad_requests_are_refused(model, runtime, settings, video) -> None:
     with pytest.raises(ValueError, match="needs a ratio"):
-        build_memory(engine, video, prefix, "vst", None)
+        build_memory(runtime, settings, video, "vst", None)
     with pytest.raises(ValueError, match="unknown method"):
-        build_memory(engine, video, prefix, "mean", 2)
-    with pytest.raises(ValueError, match="token budget"):
-        build_memory(MemoryEngine.for_model(model, WINDOW, token_budget=500), video, prefix,
-                     "vst", 2)
+        build_memory(runtime, settings, video, "mean", 2)
     with pytest.raises(ValueError, match="methods"):
         ev.evaluate(model, make_tokenizer(), methods=("vst", "oracle"), n_videos=1)
 

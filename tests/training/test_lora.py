@@ -22,7 +22,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from streamvxl.memory.engine import MemoryEngine
 from streamvxl.model.default import (
     apply_delta,
     base_state,
@@ -34,6 +33,7 @@ from streamvxl.model.default import (
 from streamvxl.model.loading import load_state
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
+from streamvxl.runtime import Runtime, RuntimeConfig
 from streamvxl.testing import make_tokenizer, random_videoxl
 from training.default_model import VISUAL_PREFIXES, export_lora_delta
 from training.forward import example_loss
@@ -65,12 +65,12 @@ def _logits(model: VideoXL) -> torch.Tensor:
     size = model.image_size
     pixels = torch.randn(FRAMES, 3, size, size, generator=g)
     ids = torch.randint(3, model.config.llm.vocab_size, (7,), generator=g)
-    engine = MemoryEngine.for_model(model)
+    runtime = Runtime(model, config=RuntimeConfig(cpu_threads=0))
+    store = runtime.new_store()
     with torch.no_grad():
         tokens = model.encode_frames(pixels).tokens  # (F, T, C)
-        engine.compress(tokens, 4, t_start=0.0, t_end=1.0, frame_start=0,
-                        frame_end=FRAMES - 1)
-        return engine.answer(None, ids, max_new_tokens=1, all_logits=True).prefill_logits
+        runtime.compress(store, tokens, 4, frame_end=FRAMES - 1)
+        return runtime.decode(store, None, ids, max_new_tokens=1, all_logits=True).prefill_logits
 
 
 def _trained_adapters(model: VideoXL, seed: int = 1) -> None:

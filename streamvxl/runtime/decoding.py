@@ -1,0 +1,119 @@
+"""Answering over a memory: the one place that chooses how tokens are decoded.
+
+Three paths, by device and request:
+
+- CUDA, greedy, no logits wanted: a captured graph runs the argmax on the device; the host looks
+  for a stop token every few tokens (`GraphDecoder.greedy`).
+- CUDA otherwise: one graph replay per token, sampled on the host (`GraphDecoder.step`).
+- CPU (or graphs off): eager decoding over a `RotatedCache` (`decode_one_token`).
+
+The graph decoders belong to the runtime: one set per model, their buffers sized in buckets and
+sharing one fused q/k/v snapshot (~1 GB at 7B), whatever the number of streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from ..model.attention import AttentionKernels
+from ..model.cache import RotatedCache
+from ..model.generate import GREEDY, Generation, Sampling, decode_one_token, generate, prefill
+from ..model.graphs import GraphDecoder
+from ..model.videoxl import VideoXL
+
+# Shapes: L layers, G kv heads, M memory tokens, Q prompt tokens after memory, C hidden,
+# D head_dim, V vocabulary.
+
+
+@dataclass
+class Decoded:
+    """What `decode` produced."""
+
+    generation: Generation
+    prefill_logits: torch.Tensor | None
+    """(Q, V) logits of every prefilled position when asked for, else None."""
+    context_tokens: int
+    """Tokens the answer attended to before generating: memory + prompt (M + Q)."""
+
+
+class DecodeGraphs:
+    """The CUDA-graph decoders of one model: capacities rounded up to `BUCKET` tokens, the two
+    most recently used kept, one q/k/v snapshot shared by all of them."""
+
+    BUCKET = 2048
+    KEEP = 2
+
+    def __init__(self, model: VideoXL, kernels: AttentionKernels | None) -> None:
+        self.model, self.kernels = model, kernels
+        self._decoders: dict[int, GraphDecoder] = {}
+        self._fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def get(self, need: int) -> GraphDecoder:
+        """The decoder for the smallest bucket holding ``need`` tokens."""
+        capacity = -(-need // self.BUCKET) * self.BUCKET
+        decoder = self._decoders.pop(capacity, None)
+        if decoder is None:
+            decoder = GraphDecoder(self.model, capacity, self._fused, self.kernels)
+            self._fused = decoder.fused
+        self._decoders[capacity] = decoder  # most recently used last
+        while len(self._decoders) > self.KEEP:
+            del self._decoders[next(iter(self._decoders))]
+        return decoder
+
+    @property
+    def allocated_bytes(self) -> int:
+        caches = sum(d.cache.k.untyped_storage().nbytes() * 2 for d in self._decoders.values())
+        fused = sum(w.untyped_storage().nbytes() + b.untyped_storage().nbytes()
+                    for w, b in self._fused or [])
+        return caches + fused
+
+
+@torch.no_grad()
+def decode(model: VideoXL, memory_k: torch.Tensor, memory_v: torch.Tensor,
+           prompt: torch.Tensor, max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+           sampling: Sampling = GREEDY, *, graphs: DecodeGraphs | None = None,
+           kernels: AttentionKernels | None = None, all_logits: bool = False,
+           on_token: Callable[[int], None] | None = None, keep_logits: bool = True) -> Decoded:
+    """Prefill ``prompt`` (1, Q, C) after the memory (L, 1, G, M, D; keys rotated to 0..M-1),
+    then generate up to ``max_new_tokens``.
+
+    ``graphs``: decode with CUDA graphs (None: eagerly). ``keep_logits=False`` drops the
+    per-step logits, which lets greedy decoding run the argmax inside the graph.
+    ``on_token`` sees each id as it is decided. The memory is not modified.
+    """
+    m = memory_k.shape[3]
+    need = m + prompt.shape[1] + max_new_tokens
+    if graphs is not None:
+        decoder = graphs.get(need)
+        cache, step = decoder.cache, decoder.step
+    else:
+        decoder = None
+        llm = model.config.llm
+        cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
+                             llm.dim_per_head, need, model.dtype, model.device, kernels)
+        step = partial(decode_one_token, model, cache)
+    cache.load(memory_k, memory_v)
+
+    logits = prefill(model, cache, prompt, all_logits=all_logits)
+    last = logits[:, -1] if all_logits else logits
+    if decoder is not None and not keep_logits and sampling.temperature == 0:
+        gen = _greedy_on_device(decoder, last, max_new_tokens, eos_ids, on_token)
+    else:
+        gen = generate(last, step, max_new_tokens, eos_ids, sampling, on_token)
+    return Decoded(gen, logits[0] if all_logits else None, m + prompt.shape[1])
+
+
+def _greedy_on_device(decoder: GraphDecoder, first_logits: torch.Tensor, max_new: int,
+                      eos_ids: tuple[int, ...], on_token: Callable[[int], None] | None
+                      ) -> Generation:
+    first = first_logits.argmax(dim=-1)  # (1,)
+    ids = [int(first.item())]
+    if on_token is not None:
+        on_token(ids[0])
+    if ids[0] not in eos_ids and max_new > 1:
+        ids += decoder.greedy(first, max_new - 1, eos_ids, on_token=on_token)
+    return Generation(ids, [], ids[-1] in eos_ids)

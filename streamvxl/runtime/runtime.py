@@ -1,0 +1,348 @@
+"""`Runtime`: one model and every device-side resource, and the operations streams need from it.
+
+A runtime owns the model, its tokenizer and preprocessing, the attention kernels it probed, the
+CUDA-graph decoders with their fused-weights snapshot, and the encoder workspace -- one of each,
+however many streams it serves. A stream is plain data (`StreamState`); ingest, compress and
+answer are methods here that take one. Only one thread may call them at a time: the hub's worker,
+or the caller under the hub's lock in synchronous mode.
+
+Tensor-level methods (`compress`, `decode`, `set_sink`) serve the conformance tests and the
+training evaluations, which bring their own visual tokens and ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..answer import Answer, IntervalSpan, Timings
+from ..config import MemoryConfig
+from ..errors import CheckpointError
+from ..intervals.boundary import BoundaryConfig
+from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
+from ..memory.store import IntervalRecord, MemoryStore, check_budget
+from ..model.attention import AttentionKernels
+from ..model.decoder import ChunkKV
+from ..model.encoder import encode_text, encode_window, window_plan
+from ..model.generate import GREEDY, Sampling
+from ..model.layout import RemainderRule
+from ..model.videoxl import VideoXL
+from ..model.vision import FrameTokens
+from ..preprocess import Preprocessor
+from .config import RuntimeConfig, apply_cpu_threads
+from .decoding import Decoded, DecodeGraphs, decode
+from .job import IntervalJob
+from .question import Question, answer_text, stop_ids
+from .stream import StreamSettings, StreamState
+from .workspace import EncoderWorkspace
+
+log = logging.getLogger(__name__)
+
+# Shapes: F frames, T tokens per frame, N raw tokens, Q question tokens, C hidden, L layers,
+# G kv heads, M memory tokens, D head_dim.
+
+
+class Runtime:
+    """A model with its device resources, serving any number of streams.
+
+    Args:
+        model: a `VideoXL` (with a vision tower for frame ingest).
+        tokenizer: its tokenizer (needed for streams and questions; tensor-level use works
+            without).
+        preprocessor: frame preprocessing (CLIP defaults at the tower's size if None).
+        config: threads, vision batch and decoding settings.
+        trained_boundary: the interval cutting the model was trained with; streams whose
+            `MemoryConfig.boundary` is None use it.
+
+    Example:
+        >>> from streamvxl.testing import make_tokenizer, random_videoxl
+        >>> runtime = Runtime(random_videoxl(0), make_tokenizer())
+        >>> stream = runtime.new_stream(MemoryConfig(ratio=2))
+        >>> stream.store.sink_tokens > 0
+        True
+    """
+
+    def __init__(self, model: VideoXL, tokenizer: Any = None,
+                 preprocessor: Preprocessor | None = None, config: RuntimeConfig | None = None,
+                 *, trained_boundary: BoundaryConfig | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or RuntimeConfig()
+        self.preprocessor = preprocessor or (Preprocessor(model.image_size) if model.has_vision
+                                             else None)
+        self.trained_boundary = trained_boundary
+        self.kernels = AttentionKernels()
+        llm = model.config.llm
+        self.workspace = EncoderWorkspace(llm.num_hidden_layers, llm.num_key_value_heads,
+                                          llm.dim_per_head, model.dtype, model.device,
+                                          llm.rope_theta, self.kernels)
+        cuda = model.device.type == "cuda"
+        self.graphs = DecodeGraphs(model, self.kernels) if cuda and self.config.cuda_graphs \
+            else None
+        self._sinks: dict[tuple[int, ...], ChunkKV] = {}
+        if not cuda:
+            apply_cpu_threads(self.config.cpu_threads)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def default(cls, config: RuntimeConfig | None = None,
+                device: str | torch.device | None = None) -> Runtime:
+        """The embedded default model, streamvxl-tiny, with the settings it was trained with.
+
+        Raises:
+            CheckpointError: the installation lacks its weights or its base wheel.
+        """
+        from ..model.default import load_default_model, trained_settings
+
+        model, tokenizer = load_default_model(device=device)
+        boundary = trained_settings().get("boundary")
+        return cls(model, tokenizer, config=config,
+                   trained_boundary=BoundaryConfig(**boundary) if boundary else None)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, config: RuntimeConfig | None = None,
+                        device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> Runtime:
+        """Load a Video-XL checkpoint folder (config.json, safetensors, tokenizer files).
+
+        Raises:
+            CheckpointError: the folder is not a Video-XL checkpoint or lacks a tokenizer.
+        """
+        from ..model.loading import load_tokenizer, load_videoxl
+
+        folder = Path(path)
+        model = load_videoxl(folder, device=device, dtype=dtype)
+        return cls(model, load_tokenizer(folder), Preprocessor.from_folder(folder, model.image_size),
+                   config)
+
+    # -- streams --------------------------------------------------------------------------------
+    def settings(self, config: MemoryConfig) -> StreamSettings:
+        """``config`` resolved against this model: window, boundary, prompt ids, stop ids.
+
+        Raises:
+            CheckpointError: there is no tokenizer or vision tower for a stream.
+            ConfigError: the token budget cannot hold the prompt and one interval.
+        """
+        if self.tokenizer is None:
+            raise CheckpointError("a stream needs the model's tokenizer; put tokenizer files in "
+                                  "the checkpoint folder or pass tokenizer=")
+        if not self.model.has_vision:
+            raise CheckpointError("this model has no vision tower (text-only checkpoint); load a "
+                                  "Video-XL checkpoint")
+        prompt = config.prompt
+        prefix = tuple(self.tokenizer(prompt.prefix, add_special_tokens=False)["input_ids"])
+        settings = StreamSettings(
+            config=config,
+            boundary=config.boundary or self.trained_boundary or BoundaryConfig(),
+            window=config.window or self.model.config.vst.window,
+            tokens_per_frame=self.model.tokens_per_frame, prefix_ids=prefix,
+            stop_ids=stop_ids(self.model.config.llm.eos_ids, self.tokenizer, prompt))
+        check_budget(config.token_budget, len(prefix), settings.max_interval_tokens)
+        return settings
+
+    @torch.no_grad()
+    def new_stream(self, config: MemoryConfig, settings: StreamSettings | None = None
+                   ) -> StreamState:
+        """A fresh stream: its store allocated at its budget, the prompt in its sink, and the
+        workspace grown to hold its memory and one window (so nothing grows later)."""
+        settings = settings or self.settings(config)
+        store = self.new_store(config.token_budget)
+        self.set_sink(store, torch.tensor(settings.prefix_ids, dtype=torch.long))
+        if config.token_budget is not None:
+            self.workspace.reserve(config.token_budget + 2 * settings.window)
+        return StreamState(settings, store, IntervalSegmenter(settings.boundary))
+
+    def ingest(self, state: StreamState, images: list[np.ndarray], stamps: list[float]) -> None:
+        """Frames through the vision tower into ``state`` (closed intervals join its pending
+        ones; `compress_next` compresses them)."""
+        frames = self.encode_images(images)
+        state.admit(frames.tokens, frames.embeddings, stamps)
+
+    def compress_next(self, state: StreamState) -> IntervalRecord | None:
+        """Encode one window of the oldest pending interval; after its last window, store it.
+
+        Returns the stored record, or None while the interval has windows left.
+
+        Raises:
+            Whatever the model raised; the interval is then dropped and the store is exactly as
+            before it (no window's work reached it).
+        """
+        job = state.pending[0]
+        try:
+            self.encode_next(state.store, job)
+            if not job.done:
+                return None
+            record, evicted = self.commit(state.store, job)
+        except BaseException:
+            state.pending.popleft()
+            raise
+        state.pending.popleft()
+        log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
+                  record.frame_start, record.frame_end, record.ratio, record.num_tokens,
+                  len(evicted))
+        return record
+
+    def compress_all(self, state: StreamState) -> None:
+        """Compress every pending interval."""
+        while state.pending:
+            self.compress_next(state)
+
+    @torch.no_grad()
+    def answer(self, state: StreamState, question: Question,
+               on_token: Callable[[int], None] | None = None,
+               asked_at: float | None = None) -> Answer:
+        """Answer from everything ``state`` holds now: its stored intervals, then every frame
+        not yet compressed, raw. The memory is not changed.
+
+        ``asked_at``: `time.perf_counter()` when the caller asked (for `Timings.wait`).
+        """
+        start = time.perf_counter()
+        asked_at = start if asked_at is None else asked_at
+        first: list[float] = []
+
+        def seen(token: int) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            if on_token is not None:
+                on_token(token)
+
+        out = self.decode(state.store, state.raw_tokens(), question.ids, question.max_new_tokens,
+                          state.settings.stop_ids, question.sampling, on_token=seen,
+                          keep_logits=question.output_logits)
+        self._sync()
+        end = time.perf_counter()
+        gen = out.generation
+        prefill = (first[0] if first else end) - start
+        return Answer(
+            text=answer_text(self.tokenizer, gen.ids, state.settings.stop_ids),
+            token_ids=gen.ids, intervals=spans(state),
+            timings=Timings(prefill=prefill, decode=end - start - prefill, total=end - asked_at,
+                            wait=start - asked_at),
+            context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
+            logits=torch.stack(gen.step_logits) if question.output_logits else None)
+
+    # -- tensor level ---------------------------------------------------------------------------
+    def new_store(self, token_budget: int | None = None) -> MemoryStore:
+        llm = self.model.config.llm
+        return MemoryStore(llm.num_hidden_layers, llm.num_key_value_heads, llm.dim_per_head,
+                           self.model.dtype, self.model.device, llm.rope_theta, token_budget)
+
+    @torch.no_grad()
+    def set_sink(self, store: MemoryStore, prefix_ids: torch.Tensor) -> None:
+        """Put the prompt prefix (S,) ids into an empty store's sink (encoded once per prefix
+        for all streams)."""
+        key = tuple(prefix_ids.tolist())
+        kv = self._sinks.get(key)
+        if kv is None:
+            kv = encode_text(self.model, None, None, prefix_ids.to(self.model.device)[None],
+                             self.kernels)
+            self._sinks[key] = kv
+        store.set_sink(kv.keys, kv.values)
+
+    @torch.no_grad()
+    def encode_images(self, images: list[np.ndarray]) -> FrameTokens:
+        """RGB uint8 frames -> tokens (F, T, C) on the device and CLS embeddings (F, E) float32
+        on the CPU, at most ``vision_batch`` frames per forward."""
+        if self.preprocessor is None:
+            raise CheckpointError("this model has no vision tower (text-only checkpoint)")
+        tokens, embeddings = [], []
+        batch = self.config.vision_batch
+        for s in range(0, len(images), batch):
+            pixels = self.preprocessor(images[s:s + batch], self.model.device, self.model.dtype)
+            out = self.model.encode_frames(pixels)  # tokens (f, T, C), embeddings (f, E)
+            tokens.append(out.tokens)
+            # One host copy per batch, before any interval is encoded: a per-frame copy would
+            # wait for the interval encoder each time and leave the GPU idle meanwhile.
+            embeddings.append(out.embeddings.float().cpu())
+        if len(tokens) == 1:
+            return FrameTokens(tokens[0], embeddings[0])
+        return FrameTokens(torch.cat(tokens), torch.cat(embeddings))
+
+    def job(self, tokens: torch.Tensor, ratio: int | None, window: int,
+            remainder: RemainderRule = "summarize", *, t_start: float, t_end: float,
+            frame_start: int, frame_end: int, embedding: torch.Tensor | None = None
+            ) -> IntervalJob:
+        """An interval of raw tokens (F, T, C) or (N, C) to compress at ``ratio``."""
+        raw = tokens.reshape(1, -1, tokens.shape[-1]).to(self.model.device, self.model.dtype)
+        return IntervalJob(ClosedInterval(frame_start, frame_end, ()), raw, t_start, t_end,
+                           ratio, window_plan(raw.shape[1], ratio, window, remainder), embedding)
+
+    @torch.no_grad()
+    def encode_next(self, store: MemoryStore, job: IntervalJob) -> None:
+        """Encode ``job``'s next window over [memory | its earlier VSTs | window]."""
+        if job.evict is None:  # decided against the memory of the interval's first window
+            job.evict = store.to_evict(job.retained_tokens)
+        start, end, layout = job.plan[job.windows_done]
+        ws = self.workspace
+        ws.load(store, job.evict, job.kept_k, job.kept_v, layout.length)
+        kv = encode_window(self.model, ws, ws.length, job.tokens[:, start:end], layout)
+        job.kept_k.append(kv.keys)
+        job.kept_v.append(kv.values)
+
+    def commit(self, store: MemoryStore, job: IntervalJob
+               ) -> tuple[IntervalRecord, list[IntervalRecord]]:
+        """Store a finished ``job`` (its evictions first); returns its record and the evicted."""
+        keys = job.kept_k[0] if len(job.kept_k) == 1 else torch.cat(job.kept_k, dim=3)
+        values = job.kept_v[0] if len(job.kept_v) == 1 else torch.cat(job.kept_v, dim=3)
+        return store.add(keys, values, t_start=job.t_start, t_end=job.t_end,
+                         frame_start=job.closed.start, frame_end=job.closed.end,
+                         ratio=job.ratio, embedding=job.embedding, evict=job.evict)
+
+    def compress(self, store: MemoryStore, tokens: torch.Tensor, ratio: int | None,
+                 window: int | None = None, remainder: RemainderRule = "summarize", *,
+                 t_start: float = 0.0, t_end: float = 0.0, frame_start: int = 0,
+                 frame_end: int = 0, embedding: torch.Tensor | None = None
+                 ) -> tuple[IntervalRecord, list[IntervalRecord]]:
+        """Compress raw tokens (F, T, C) or (N, C) into ``store`` as one interval (every window
+        now); ``window`` defaults to the model's."""
+        job = self.job(tokens, ratio, window or self.model.config.vst.window, remainder,
+                       t_start=t_start, t_end=t_end, frame_start=frame_start,
+                       frame_end=frame_end, embedding=embedding)
+        while not job.done:
+            self.encode_next(store, job)
+        return self.commit(store, job)
+
+    @torch.no_grad()
+    def decode(self, store: MemoryStore, raw_tokens: torch.Tensor | None,
+               question_ids: torch.Tensor, max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+               sampling: Sampling = GREEDY, *, all_logits: bool = False,
+               on_token: Callable[[int], None] | None = None, keep_logits: bool = True
+               ) -> Decoded:
+        """Generate after [memory | raw tokens (N, C), uncompressed | question ids (Q,)]."""
+        model = self.model
+        prompt = model.embed_ids(question_ids.to(model.device)[None])  # (1, Q, C)
+        if raw_tokens is not None and raw_tokens.numel():
+            raw = raw_tokens.reshape(1, -1, prompt.shape[-1]).to(model.device, model.dtype)
+            prompt = torch.cat((raw, prompt), dim=1)  # (1, N+Q, C)
+        return decode(model, store.rotated_keys(), store.values(), prompt, max_new_tokens,
+                      eos_ids, sampling, graphs=self.graphs, kernels=self.kernels,
+                      all_logits=all_logits, on_token=on_token, keep_logits=keep_logits)
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes of the runtime's own buffers (workspace, decode graphs), not the model's."""
+        graphs = self.graphs.allocated_bytes if self.graphs is not None else 0
+        return self.workspace.allocated_bytes + graphs
+
+    def _sync(self) -> None:
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+
+
+def spans(state: StreamState) -> list[IntervalSpan]:
+    """The time spans a question over ``state`` draws on, oldest first: stored intervals, then
+    pending (closed, not yet compressed) and open frames, seen raw."""
+    out = [IntervalSpan(r.t_start, r.t_end, r.num_frames, r.ratio, True)
+           for r in state.store.records]
+    out += [IntervalSpan(j.t_start, j.t_end, j.num_frames, None, False)
+            for j in state.pending]
+    if len(state.open):
+        ts = state.open.timestamps
+        out.append(IntervalSpan(ts[0], ts[-1], len(ts), None, False))
+    return out

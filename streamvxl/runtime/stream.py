@@ -1,0 +1,132 @@
+"""One stream's state: plain data, no model inside.
+
+A `StreamState` is what a runtime operates on (`Runtime.ingest`, `Runtime.compress_next`,
+`Runtime.answer`): the interval segmenter, the open interval's raw frames, the closed intervals
+waiting for compression, the store of compressed intervals and the frame counter. It is what a
+hub holds once per camera, and what persistence writes. Its `StreamSettings` are the stream's
+configuration resolved against the model once: every fact (the window, the boundary, the budget
+check, the stop ids) is settled there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import MemoryConfig
+from ..errors import ConfigError
+from ..intervals.boundary import BoundaryConfig
+from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
+from ..memory.open_interval import OpenInterval
+from ..memory.store import MemoryStore
+from ..model.encoder import window_plan
+from ..model.layout import split_windows, window_layout
+from .job import IntervalJob
+
+log = logging.getLogger(__name__)
+
+# Shapes: F frames, T tokens per frame, C hidden, E embedding width.
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """A `MemoryConfig` resolved against one model and tokenizer (`Runtime.settings`)."""
+
+    config: MemoryConfig
+    """The configuration as given."""
+    boundary: BoundaryConfig
+    """The interval cutting in force (the config's, else the model's trained one)."""
+    window: int
+    """Most raw tokens per encoder window."""
+    tokens_per_frame: int
+    prefix_ids: tuple[int, ...]
+    """The prompt prefix (the sink), tokenized."""
+    stop_ids: tuple[int, ...]
+    """Tokens that end an answer."""
+
+    @property
+    def max_interval_tokens(self) -> int:
+        """Most tokens one interval can retain (longest interval at the smallest ratio)."""
+        raw = self.boundary.max_frames * self.tokens_per_frame
+        policy = self.config.ratio_policy
+        if policy is None:
+            return raw
+        r = min(policy.ratios)
+        return sum(window_layout(e - s, r, self.config.remainder).num_vst
+                   for s, e in split_windows(raw, self.window))
+
+
+@dataclass
+class StreamState:
+    """Everything one stream's memory is, apart from the model (see the module docstring)."""
+
+    settings: StreamSettings
+    store: MemoryStore
+    segmenter: IntervalSegmenter
+    open: OpenInterval = field(default_factory=OpenInterval)
+    pending: deque[IntervalJob] = field(default_factory=deque)
+    """Closed intervals waiting for (or in) compression, oldest first."""
+    frames_seen: int = 0
+    """Frames admitted so far; the next frame's index."""
+
+    def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float]) -> None:
+        """Add frames that went through the vision tower: tokens (F, T, C) on the device,
+        embeddings (F, E) float32 on the CPU. Intervals they close join `pending`.
+
+        Raises:
+            FrameError: the segmenter refused a frame's embedding (zero, NaN); that frame and
+                the ones after it are not added, those before it are.
+            ConfigError: the ratio policy chose a ratio outside its own set.
+        """
+        for i, ts in enumerate(stamps):
+            # the segmenter validates the embedding and changes nothing when it refuses it
+            closed = self.segmenter.push(self.frames_seen, embeddings[i])
+            self.open.append(tokens[i], embeddings[i], ts)
+            self.frames_seen += 1
+            for c in closed:
+                self.pending.append(self._job(c))
+
+    def flush(self) -> None:
+        """Close the open interval (end of stream): its frames join `pending`."""
+        for c in self.segmenter.flush():
+            self.pending.append(self._job(c))
+
+    def reset(self) -> None:
+        """Forget every frame; the store keeps its sink (the caller re-checks it)."""
+        sink = self.store.sink_tokens
+        keys = self.store.keys()[:, :, :, :sink].clone()
+        values = self.store.values()[:, :, :, :sink].clone()
+        self.store.clear()
+        if sink:
+            self.store.set_sink(keys, values)
+        self.segmenter.reset()
+        self.open.clear()
+        self.pending.clear()
+        self.frames_seen = 0
+
+    def raw_tokens(self) -> torch.Tensor | None:
+        """(N, C) every frame not yet compressed, in stream order: the pending intervals' then
+        the open interval's; None when there are none. Questions read them uncompressed."""
+        parts = [job.tokens[0] for job in self.pending]
+        open_tokens = self.open.raw_tokens()
+        if open_tokens is not None:
+            parts.append(open_tokens)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _job(self, closed: ClosedInterval) -> IntervalJob:
+        span = self.open.take(closed.num_frames)
+        policy = self.settings.config.ratio_policy
+        ratio = None if policy is None else policy.choose(closed.similarities)
+        if policy is not None and ratio not in policy.ratios:
+            raise ConfigError(f"ratio policy {policy!r} chose {ratio}, outside its ratios "
+                              f"{policy.ratios}; the budget check relies on that set")
+        raw = span.tokens.reshape(1, -1, span.tokens.shape[-1])  # (1, F*T, C)
+        plan = window_plan(raw.shape[1], ratio, self.settings.window,
+                           self.settings.config.remainder)
+        return IntervalJob(closed, raw, span.timestamps[0], span.timestamps[-1], ratio, plan,
+                           embedding=span.embeddings.float().mean(0).cpu())
