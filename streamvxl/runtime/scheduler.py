@@ -8,10 +8,9 @@ A step is one of, in this order of priority:
 4. one encoder window of a closed interval, streams taken round-robin, so no camera starves;
 5. one vision batch of queued frames, taken round-robin across the streams' queues.
 
-Questions are served in rounds: a round takes every question waiting when it starts, and the
-next round starts only after one step of work (4 or 5) -- so a question waits at most for the
-step in progress and the questions ahead of it, never for the backlog, and a storm of questions
-slows ingest down but cannot stop it. Intervals never pile up: frames are only taken in when
+While work (4 or 5) is waiting, questions and work steps alternate: a question waits for the
+step in progress and the questions ahead of it (each followed by one step), never for the
+backlog, and a storm of questions slows ingest down but cannot stop it. Intervals never pile up: frames are only taken in when
 every closed interval is compressed. A step that fails records its error on its stream (or on
 its question), which the stream's next call raises; the other streams go on.
 
@@ -45,7 +44,13 @@ from .stream import StreamState
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[], None]
+@dataclass(frozen=True)
+class Step:
+    """One unit of work for the driver, and its kind (for monitoring: `Scheduler.doing`)."""
+
+    kind: str
+    """"control", "answer", "compress" or "vision"."""
+    run: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -108,14 +113,14 @@ class Scheduler:
         self.slots: dict[str, StreamSlot] = {}
         self._controls: deque[tuple[Callable[[], Any], Future]] = deque()
         self._questions: deque[_Ask] = deque()
-        self._round: deque[_Ask] = deque()
-        """The questions of the round being served."""
         self._worked = True
-        """A work step ran since the last round started (the next round may start)."""
+        """A work step ran since the last question (the next question may go first)."""
         self._next_compress = 0
         self._next_vision = 0
         self.stopping = False
         self.dead: BaseException | None = None
+        self.doing: str | None = None
+        """The kind of step the driver is running now (None: idle), for monitoring."""
 
     # -- submitting (any thread) ----------------------------------------------------------------
     def check(self, slot: StreamSlot) -> None:
@@ -189,7 +194,7 @@ class Scheduler:
                 step = self._next_step(block=True)
                 if step is None:
                     break
-                step()
+                self._run(step)
         except BaseException as e:  # a bug in the scheduler itself: nothing may hang on it
             log.exception("the streamvxl worker stopped")
             self._abandon(e)
@@ -199,7 +204,14 @@ class Scheduler:
     def run_until_idle(self) -> None:
         """Run steps in the caller's thread until none is left (synchronous mode)."""
         while (step := self._next_step(block=False)) is not None:
-            step()
+            self._run(step)
+
+    def _run(self, step: Step) -> None:
+        self.doing = step.kind
+        try:
+            step.run()
+        finally:
+            self.doing = None
 
     def stop(self) -> None:
         """Make `run_forever` return after the step in progress; queued work is abandoned."""
@@ -214,30 +226,25 @@ class Scheduler:
                     return None
                 if self._controls:
                     return self._control_step(*self._controls.popleft())
-                if self._round:
-                    return self._answer_step(self._round.popleft())
                 slots = [s for s in self.slots.values() if s.state is not None]
                 for slot in slots:
                     self._reach_markers(slot)
                 if self._questions and self._worked:
-                    return self._start_round()
+                    return self._answer_step()
                 step = self._compress_step(slots) or self._vision_step(slots)
                 if step is not None:
                     self._worked = True
                     return step
                 if self._questions:  # nothing else to do: no need to wait for work
-                    return self._start_round()
+                    return self._answer_step()
                 if not block:
                     return None
                 self.lock.wait()
 
-    def _start_round(self) -> Step:
-        self._round, self._questions = self._questions, deque()
+    def _answer_step(self) -> Step:
+        job = self._questions.popleft()
         self._worked = False
-        return self._answer_step(self._round.popleft())
-
-    def _answer_step(self, job: _Ask) -> Step:
-        return lambda: self._answer(job)
+        return Step("answer", lambda: self._answer(job))
 
     def _control_step(self, fn: Callable[[], Any], future: Future) -> Step:
         def run() -> None:
@@ -247,7 +254,7 @@ class Scheduler:
                 future.set_result(fn())
             except BaseException as e:  # reaches the caller
                 future.set_exception(e)
-        return run
+        return Step("control", run)
 
     def _reach_markers(self, slot: StreamSlot) -> None:
         """Markers now at the head of the queue: a flush closes the open interval; each waits
@@ -277,7 +284,7 @@ class Scheduler:
             slot = slots[(self._next_compress + k) % n]
             if slot.state is not None and slot.state.pending:
                 self._next_compress = (self._next_compress + k + 1) % n
-                return lambda: self._compress(slot)
+                return Step("compress", lambda slot=slot: self._compress(slot))
         return None
 
     def _vision_step(self, slots: list[StreamSlot]) -> Step | None:
@@ -298,7 +305,7 @@ class Scheduler:
             return None
         self._next_vision = (self._next_vision + 1) % max(n, 1)
         self.lock.notify_all()  # room in the queues
-        return lambda: self._vision(batch)
+        return Step("vision", lambda: self._vision(batch))
 
     # -- steps (driver thread, lock not held) -----------------------------------------------------
     def _answer(self, job: _Ask) -> None:
@@ -371,10 +378,9 @@ class Scheduler:
                 else ClosedError("the hub was closed before this was done")
             for _fn, future in self._controls:
                 _fail_future(future, cause)
-            for job in (*self._round, *self._questions):
+            for job in self._questions:
                 _fail_future(job.future, cause)
             self._controls.clear()
-            self._round.clear()
             self._questions.clear()
             for slot in self.slots.values():
                 for marker in slot.queue.clear() + slot.barriers:

@@ -132,7 +132,8 @@ def test_windows_are_taken_round_robin() -> None:
 
     scheduler._compress = compress
     while (step := scheduler._compress_step(slots)) is not None:
-        step()
+        assert step.kind == "compress"
+        step.run()
     assert order == ["a", "b", "c", "a", "c", "a", "a"]
 
 

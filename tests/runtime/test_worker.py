@@ -169,6 +169,7 @@ def test_question_storm_from_threads_and_asyncio(tiny_checkpoint) -> None:
 def test_a_failing_question_fails_alone(tiny_checkpoint, monkeypatch) -> None:
     mem = memory(tiny_checkpoint)
     mem.extend(scenes(1, 5))
+    mem.wait()  # the same memory for every question below
     real = mem.runtime.answer
     calls = []
 
