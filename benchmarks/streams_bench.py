@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="longest interval (default: the model's trained boundary, else 20)")
     p.add_argument("--queue", type=int, default=64, help="queue_frames of each stream")
     p.add_argument("--vision-batch", type=int, default=None,
-                   help="frames per vision forward (default 16 on the CPU, 64 on a GPU)")
+                   help="frames per vision forward (default 16 on the CPU, 32 on a GPU)")
     p.add_argument("--find-max", default="", help="comma-separated stream counts to try")
     p.add_argument("--max-lag", type=float, default=10.0, help="lag p99 a held load stays under")
     p.add_argument("--ingest", action="store_true",
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     model = probe.model
     gpu = model.device.type == "cuda"
     size = (360, 640) if gpu else (model.image_size, model.image_size)
-    vision_batch = args.vision_batch or (64 if gpu else 16)
+    vision_batch = args.vision_batch or (32 if gpu else 16)
     boundary = None
     if args.max_frames is not None or probe.trained_boundary is None:
         boundary = BoundaryConfig(max_frames=args.max_frames or 20)

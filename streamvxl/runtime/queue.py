@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,9 @@ class QueuedFrame:
 
     image: np.ndarray
     timestamp: float
+    """Stream time, seconds."""
+    queued_at: float = field(default_factory=time.monotonic)
+    """`time.monotonic()` when it was queued (how long it has waited)."""
 
 
 @dataclass
@@ -126,6 +129,13 @@ class FrameQueue:
 
     def mark(self, marker: Marker) -> None:
         self.items.append(marker)
+
+    def oldest_queued_at(self) -> float | None:
+        """When the oldest queued frame was queued (None: no frame queued)."""
+        for item in self.items:
+            if isinstance(item, QueuedFrame):
+                return item.queued_at
+        return None
 
     def take_frame(self) -> QueuedFrame | None:
         """The oldest item if it is a frame (removed), else None."""

@@ -6,7 +6,10 @@ A step is one of, in this order of priority:
 2. a question, from the memory as it is: stored intervals plus every frame not yet compressed;
 3. a marker reached at the head of a stream's queue (a flush, or a wait for the backlog);
 4. one encoder window of a closed interval, streams taken round-robin, so no camera starves;
-5. one vision batch of queued frames, taken round-robin across the streams' queues.
+5. one vision batch of queued frames, taken round-robin across the streams' queues -- also
+   between two windows once a full batch is queued or a frame has waited `FRAME_WAIT`
+   seconds, so a burst of intervals closing together (cameras started together) does not hold
+   new frames back for its whole length.
 
 While work (4 or 5) is waiting, questions and work steps alternate: a question waits for the
 step in progress and the questions ahead of it (each followed by one step), never for the
@@ -43,6 +46,9 @@ from .runtime import Runtime
 from .stream import StreamState
 
 log = logging.getLogger(__name__)
+
+FRAME_WAIT = 0.5
+"""Seconds a queued frame may wait for the vision tower while intervals are being compressed."""
 
 @dataclass(frozen=True)
 class Step:
@@ -231,7 +237,8 @@ class Scheduler:
                     self._reach_markers(slot)
                 if self._questions and self._worked:
                     return self._answer_step()
-                step = self._compress_step(slots) or self._vision_step(slots)
+                step = (self._vision_step(slots) if self._vision_due(slots) else None) or \
+                    self._compress_step(slots) or self._vision_step(slots)
                 if step is not None:
                     self._worked = True
                     return step
@@ -286,6 +293,16 @@ class Scheduler:
                 self._next_compress = (self._next_compress + k + 1) % n
                 return Step("compress", lambda slot=slot: self._compress(slot))
         return None
+
+    def _vision_due(self, slots: list[StreamSlot]) -> bool:
+        """A vision batch should go before the next window: a full batch is queued, or the
+        oldest queued frame has waited `FRAME_WAIT` (lock held)."""
+        queued = sum(s.queue.frames for s in slots)
+        if queued >= self.runtime.config.vision_batch:
+            return True
+        oldest = min((s.queue.oldest_queued_at() for s in slots if s.queue.frames),
+                     default=None)
+        return oldest is not None and time.monotonic() - oldest >= FRAME_WAIT
 
     def _vision_step(self, slots: list[StreamSlot]) -> Step | None:
         batch: list[tuple[StreamSlot, QueuedFrame]] = []
