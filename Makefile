@@ -26,7 +26,7 @@ lint: $(STAMP)
 # A synthetic surveillance clip through the default model `VideoMemory()`; a table of answers vs
 # ground truth. DEMO_ARGS="--fast" for a short clip, "--seed N --frames F" for another one.
 demo: $(STAMP)
-	$(PY) -m examples.surveillance_demo $(DEMO_ARGS)
+	$(PY) -m streamvxl demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -97,6 +97,8 @@ class LiveResult:
     push_ms: list[float] = field(default_factory=list)
     push_ms_compressing: list[float] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
+    wait_ms: list[float] = field(default_factory=list)
+    prefill_ms: list[float] = field(default_factory=list)
     answer_ms: list[float] = field(default_factory=list)
     ask_errors: int = 0
     intervals: int = 0
@@ -119,6 +121,8 @@ class LiveResult:
             "asks": len(self.ttft_ms), "ask errors": self.ask_errors,
             "TTFT p50 ms": round(pct(self.ttft_ms, 50), 1),
             "TTFT p95 ms": round(pct(self.ttft_ms, 95), 1),
+            "  waiting p95 ms": round(pct(self.wait_ms, 95), 1),
+            "  prefill p95 ms": round(pct(self.prefill_ms, 95), 1),
             "answer p95 ms": round(pct(self.answer_ms, 95), 1),
             "intervals": self.intervals,
             "memory GiB min": round(min(self.memory_gib, default=float("nan")), 3),
@@ -189,6 +193,8 @@ def live(runtime: Runtime, config: MemoryConfig, n_streams: int, fps: float, sec
         if measuring.is_set():
             with lock:
                 res.ttft_ms.append(1000 * a.timings.first_token)
+                res.wait_ms.append(1000 * a.timings.wait)
+                res.prefill_ms.append(1000 * a.timings.prefill)
                 res.answer_ms.append(1000 * a.timings.total)
 
     def asker() -> None:

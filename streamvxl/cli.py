@@ -2,30 +2,21 @@
 
 ``watch`` streams a source (file, lavfi pattern, RTSP/HTTP URL, camera) into a memory loaded from
 a Video-XL checkpoint and asks questions as the video goes by. ``demo`` streams a synthetic
-surveillance clip through the embedded default model and scores its answers: it runs
-``examples/surveillance_demo.py``, so it needs the repository checkout (the synthetic world lives
-in ``training/``, which the installed package does not contain).
+surveillance clip through the embedded default model and scores its answers (`streamvxl.demo`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 from .config import MemoryConfig
 from .errors import StreamVXLError
 from .intervals.boundary import BoundaryConfig
 
 log = logging.getLogger("streamvxl.cli")
-
-CHECKOUT = Path(__file__).resolve().parent.parent
-"""The repository checkout this package runs from, if it is one (editable installs)."""
-DEMO_MODULE = "examples.surveillance_demo"
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -56,6 +47,7 @@ def _watch(args: argparse.Namespace) -> int:
                         next_ask += args.every
     mem.flush()
     _answer(mem, questions, None, args.max_new_tokens)
+    mem.close()
     return 0
 
 
@@ -68,27 +60,9 @@ def _answer(mem, questions: list[str], at: float | None, max_new_tokens: int) ->
               f"latest spans {spans}; {a.timings.total * 1000:.0f} ms)")
 
 
-def _load_demo() -> ModuleType | None:
-    """The demo script's module from the checkout, or None outside a checkout."""
-    root = CHECKOUT
-    if not ((root / "examples" / "surveillance_demo.py").is_file()
-            and (root / "training" / "world").is_dir()):
-        return None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module(DEMO_MODULE)
-
-
 def _demo(args: argparse.Namespace) -> int:
-    demo = _load_demo()
-    if demo is None:
-        print("streamvxl demo needs the repository checkout: it renders its clip with the "
-              "synthetic world in training/, which the installed package does not contain.\n"
-              "Clone the repository and run `make demo` there, or run the pipeline on a "
-              "Video-XL checkpoint folder:\n"
-              "  streamvxl watch 'lavfi:testsrc=size=320x240:rate=10:duration=20' --model PATH "
-              "--fps 2 --ask 'What is shown?'", file=sys.stderr)
-        return 2
+    from . import demo
+
     argv = ["--seed", str(args.seed)] + (["--fast"] if args.fast else [])
     if args.frames is not None:
         argv += ["--frames", str(args.frames)]
@@ -99,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamvxl", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="stream a synthetic clip through the default model "
-                       "(needs the repository checkout)")
+    d = sub.add_parser("demo", help="stream a synthetic clip through the default model and "
+                       "score its answers")
     d.add_argument("--frames", type=int, default=None, help="clip length in frames at 2 fps")
     d.add_argument("--seed", type=int, default=0, help="selects the clip and its questions")
     d.add_argument("--fast", action="store_true", help="a short clip (48 frames)")

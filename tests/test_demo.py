@@ -1,9 +1,10 @@
-"""The surveillance demo (``make demo``) in its fast mode.
+"""The surveillance demo (``streamvxl demo``, ``make demo``) in its fast mode.
 
 - On the tiny random model: one table row per question, one question per video task; the
   question and ground truth shown are the world's own and the verdict is the world's checker;
   the answer's time spans lie within the clip, in seconds (frames at 2 fps), and cover it.
-- The CLI's ``demo`` runs the same script from a checkout; outside one it says why and exits 2.
+- The CLI's ``demo`` runs it from the installed package alone: nothing of ``training/`` or
+  ``examples/`` is imported, wherever it runs from.
 - On the shipped default model (skipped while its weights are absent): the same properties.
 """
 
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import examples.surveillance_demo as demo
+import streamvxl.demo as demo
 from streamvxl import cli
 from streamvxl.config import MemoryConfig
 from streamvxl.model import default
 from streamvxl.video_memory import VideoMemory
+from streamvxl.world import VIDEO_TASKS, is_correct
 from tests.conftest import base_llm_unavailable
 from training.evaluate import DEFAULT_BOUNDARY
-from training.world import VIDEO_TASKS, is_correct
 
 FRAMES, SEED = 48, 1
 
@@ -90,11 +91,18 @@ def test_cli_demo_runs_the_example(tiny_checkpoint: Path, monkeypatch: pytest.Mo
     assert len(table_rows(capsys.readouterr().out)) == len(VIDEO_TASKS)
 
 
-def test_cli_demo_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "CHECKOUT", tmp_path)
-    assert cli.main(["demo"]) == 2
-    assert "needs the repository checkout" in capsys.readouterr().err
+def test_the_demo_needs_nothing_outside_the_package(tmp_path: Path) -> None:
+    """From a folder that is not the checkout, the CLI and the demo import no module of
+    ``training/`` or ``examples/`` (the installed package must carry all it needs)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamvxl.cli, streamvxl.demo; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'examples')); "
+            "assert not bad, bad; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_demo_without_default_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

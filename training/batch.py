@@ -39,17 +39,9 @@ from streamvxl.intervals import BoundaryConfig, segment
 from streamvxl.model.layout import split_windows
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.world import QA, VIDEO_TASKS, Task, WorldConfig
 from training.reading import sample_reading_labels
-from training.world import (
-    QA,
-    VIDEO_TASKS,
-    Sample,
-    Task,
-    WorldConfig,
-    multi_image_sample,
-    single_image_sample,
-    video_sample,
-)
+from training.samples import Sample, multi_image_sample, single_image_sample, video_sample
 
 READING_FORMS: tuple[str, ...] = ("needle_word", "needle_number")
 """The question forms of a reading sample (the still's sign is a word or a number)."""
@@ -66,7 +58,7 @@ class TaskMix:
     multi_image: float = 0.15
     """Sets of 2-4 stills with a comparison question."""
     video_tasks: tuple[Task, ...] = VIDEO_TASKS
-    """Which video tasks to ask (a subset of `training.world.VIDEO_TASKS`)."""
+    """Which video tasks to ask (a subset of `streamvxl.world.VIDEO_TASKS`)."""
     reading: float = 0.0
     """Stills that always show a sign, asked only what it says (`READING_FORMS`): a reading
     stage teaches the model to copy characters out of visual tokens before it must keep them
@@ -78,7 +70,7 @@ class TaskMix:
     long_frames: int = 128
     """Frames of a long video."""
     long_tasks: tuple[Task, ...] = ("needle",)
-    """What long videos are asked (a subset of `training.world.VIDEO_TASKS`)."""
+    """What long videos are asked (a subset of `streamvxl.world.VIDEO_TASKS`)."""
     long_number_prob: float | None = None
     """Share of long videos' signs that show a number (None: the world's ``number_prob``).
     Run 6's long haystacks found 39 / 40 words and 16 / 35 numbers: numbers are what long

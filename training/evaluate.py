@@ -5,7 +5,7 @@ Held-out data: videos drawn with ``split="eval"`` (held-out (shape, colour) pair
 question phrasings appear; seeds live in their own namespace, so no training example recurs),
 ``questions_per_task`` questions of every task per video. Each video is encoded once; then, for
 every method of `training.baselines` and every ratio, its memory is built and every question
-is answered greedily (``max_new_tokens`` small) and scored with `training.world.is_correct`.
+is answered greedily (``max_new_tokens`` small) and scored with `streamvxl.world.is_correct`.
 ``full`` does not depend on the ratio: it is built once per video and its score repeated on
 every ratio's row (the upper bound is a flat line). Ratios outside training's curriculum (32x)
 measure generalisation.
@@ -54,12 +54,8 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.runtime import Runtime, RuntimeConfig, StreamSettings
 from streamvxl.runtime.question import answer_text
-from training.baselines import METHODS, Memory, Method, build_memory, encode_video
-from training.misreads import markdown_misreads, misread_rows
-from training.significance import paired_differences
-from training.world import (
+from streamvxl.world import (
     VIDEO_TASKS,
-    Sample,
     Task,
     WorldConfig,
     is_correct,
@@ -67,6 +63,10 @@ from training.world import (
     render,
     sample_episode,
 )
+from training.baselines import METHODS, Memory, Method, build_memory, encode_video
+from training.misreads import markdown_misreads, misread_rows
+from training.samples import Sample
+from training.significance import paired_differences
 
 log = logging.getLogger("training.evaluate")
 

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.world.answers import normalize_answer
-from training.world.scene import SIGN_WORDS
+from streamvxl.world.answers import normalize_answer
+from streamvxl.world.scene import SIGN_WORDS
 
 __all__ = ["MISREADS", "misread", "misread_rows", "markdown_misreads"]
 

@@ -5,7 +5,7 @@ backdrop, so every segment boundary is a scene cut) with objects entering, movin
 no signs -- plus one needle: a sign with a word or a number, visible for ``needle_frames``
 frames starting at frame ``round(depth * (num_frames - needle_frames))`` (depth 0: the very
 start, 1: the very end). The question is "What word (number) was written on the sign?",
-scored with `training.world.is_correct`.
+scored with `streamvxl.world.is_correct`.
 
 The haystack of a (seed, frame count) is the same at every depth (only the needle moves), so a
 row of the grid compares depths on the same video. Frames are rendered one segment at a time
@@ -46,6 +46,9 @@ from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
+from streamvxl.world.questions import FORMS, number_variants
+from streamvxl.world.scene import BOARD_COLOURS, SIGN_WORDS, sign_size
 from training.baselines import Method, build_memory, encode_video
 from training.evaluate import (
     DEFAULT_BOUNDARY,
@@ -61,9 +64,6 @@ from training.evaluate import (
     training_settings,
 )
 from training.misreads import markdown_misreads, misread_rows
-from training.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
-from training.world.questions import FORMS, number_variants
-from training.world.scene import BOARD_COLOURS, SIGN_WORDS, sign_size
 
 log = logging.getLogger("training.niah")
 

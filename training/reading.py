@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.world import Sample
-from training.world.font import CHARSET, GLYPH_H, GLYPH_W
-from training.world.scene import Episode
+from streamvxl.world.font import CHARSET, GLYPH_H, GLYPH_W
+from streamvxl.world.scene import Episode
+from training.samples import Sample
 
 if TYPE_CHECKING:
     from streamvxl.model.videoxl import VideoXL

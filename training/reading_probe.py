@@ -34,6 +34,8 @@ from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.world import Sign, WorldConfig, is_correct
+from streamvxl.world.font import text_size
 from training.baselines import Method, build_memory, encode_video
 from training.batch import READING_FORMS
 from training.evaluate import (
@@ -48,8 +50,7 @@ from training.evaluate import (
     str_list,
 )
 from training.misreads import markdown_misreads, misread_rows
-from training.world import Sign, WorldConfig, is_correct, single_image_sample
-from training.world.font import text_size
+from training.samples import single_image_sample
 
 log = logging.getLogger(__name__)
 

@@ -51,6 +51,7 @@ from streamvxl.model.loading import load_videoxl
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
+from streamvxl.world import VIDEO_TASKS, WorldConfig
 from training.batch import Example, TaskMix, draw_sample, make_example
 from training.checkpoint import (
     latest_checkpoint,
@@ -82,7 +83,6 @@ from training.parallel import (
 )
 from training.prefetch import Prefetcher
 from training.reading import token_cell
-from training.world import VIDEO_TASKS, WorldConfig
 
 log = logging.getLogger("training.recipe")
 

@@ -57,11 +57,11 @@ from torch import nn
 from streamvxl.model.config import VisualConfig
 from streamvxl.model.vision import VisionTower, pool_patches
 from streamvxl.preprocess import Preprocessor
+from streamvxl.world import WorldConfig, render, sample_episode, sample_still
+from streamvxl.world.scene import COLOURS, INK, SHAPES, Episode
 from training.default_model import tiny_vision_config
 from training.prefetch import Prefetcher
 from training.reading import CHARS, READ_SLOTS, read_text, reading_labels, reading_loss
-from training.world import WorldConfig, render, sample_episode, sample_still
-from training.world.scene import COLOURS, INK, SHAPES, Episode
 
 log = logging.getLogger("training.vision_pretrain")
 

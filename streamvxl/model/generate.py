@@ -8,8 +8,9 @@ plus attention over the cache, with no re-rotation of memory keys.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -18,6 +19,8 @@ from .cache import RotatedCache
 from .videoxl import VideoXL
 
 # Shapes: B batch, T chunk tokens, C hidden, V vocabulary.
+
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -94,15 +97,13 @@ class Generation:
     stopped_on_eos: bool
 
 
-def generate(first_logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor],
-             max_new_tokens: int, eos_ids: tuple[int, ...] = (),
-             sampling: Sampling = GREEDY,
-             on_token: Callable[[int], None] | None = None) -> Generation:
-    """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V).
-
-    ``step(token (1,)) -> logits (1, V)`` feeds one token: `decode_one_token` over a
-    `RotatedCache`, or a CUDA-graph replay (`streamvxl.model.graphs.GraphDecoder.step`).
-    """
+def generate_steps(first_logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor],
+                   max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+                   sampling: Sampling = GREEDY,
+                   on_token: Callable[[int], None] | None = None, chunk: int = 8
+                   ) -> Generator[None, None, Generation]:
+    """`generate` in pieces: yields after the first token and then after every ``chunk``
+    tokens, so a caller can do other work between them; returns the `Generation`."""
     generator = None
     if sampling.temperature > 0 and sampling.seed is not None:
         generator = torch.Generator(device=first_logits.device).manual_seed(sampling.seed)
@@ -119,5 +120,29 @@ def generate(first_logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Te
         if tok in eos_ids:
             return Generation(ids, steps, True)
         if i + 1 < max_new_tokens:
+            if i % chunk == 0:
+                yield
             logits = step(token)
     return Generation(ids, steps, False)
+
+
+def generate(first_logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor],
+             max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+             sampling: Sampling = GREEDY,
+             on_token: Callable[[int], None] | None = None) -> Generation:
+    """Decode up to ``max_new_tokens`` tokens (batch 1) from the prefill's last logits (1, V).
+
+    ``step(token (1,)) -> logits (1, V)`` feeds one token: `decode_one_token` over a
+    `RotatedCache`, or a CUDA-graph replay (`streamvxl.model.graphs.GraphDecoder.step`).
+    """
+    return run_steps(generate_steps(first_logits, step, max_new_tokens, eos_ids, sampling,
+                                    on_token))
+
+
+def run_steps(steps: Generator[None, None, Result]) -> Result:
+    """Run a stepwise computation to its end and return its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

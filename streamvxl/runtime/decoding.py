@@ -13,7 +13,7 @@ sharing one fused q/k/v snapshot (~1 GB at 7B), whatever the number of streams.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,7 +21,15 @@ import torch
 
 from ..model.attention import AttentionKernels
 from ..model.cache import RotatedCache
-from ..model.generate import GREEDY, Generation, Sampling, decode_one_token, generate, prefill
+from ..model.generate import (
+    GREEDY,
+    Generation,
+    Sampling,
+    decode_one_token,
+    generate_steps,
+    prefill,
+    run_steps,
+)
 from ..model.graphs import GraphDecoder
 from ..model.videoxl import VideoXL
 
@@ -41,36 +49,48 @@ class Decoded:
 
 
 class DecodeGraphs:
-    """The CUDA-graph decoders of one model: capacities rounded up to `BUCKET` tokens, the
-    `KEEP` most recently used kept, one q/k/v snapshot shared by all of them.
+    """The CUDA-graph decoders of one model: capacities rounded up to `BUCKET` tokens, one
+    q/k/v snapshot shared by all of them.
 
-    Streams of one budget ask for a few neighbouring buckets (memory + the frames not yet
-    compressed + question + answer); keeping four spares building and capturing a decoder
-    again when questions alternate between them (a 10k-token decoder holds ~0.6 GB at 7B)."""
+    An answer leases a decoder for as long as it decodes (answers in progress are interleaved
+    with other work, so several may be out at once) and gives it back; of the decoders not in
+    use, the `KEEP` most recently used are kept. Streams of one budget ask for a few
+    neighbouring buckets (memory + the frames not yet compressed + question + answer); keeping
+    four spares building and capturing a decoder again when questions alternate between them
+    (a 10k-token decoder holds ~0.6 GB at 7B).
+    """
 
     BUCKET = 2048
     KEEP = 4
 
     def __init__(self, model: VideoXL, kernels: AttentionKernels | None) -> None:
         self.model, self.kernels = model, kernels
-        self._decoders: dict[int, GraphDecoder] = {}
+        self._free: list[GraphDecoder] = []  # least recently used first
+        self._leased: list[GraphDecoder] = []
         self._fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def get(self, need: int) -> GraphDecoder:
-        """The decoder for the smallest bucket holding ``need`` tokens."""
+    def lease(self, need: int) -> GraphDecoder:
+        """A decoder of the smallest bucket holding ``need`` tokens, for this answer alone."""
         capacity = -(-need // self.BUCKET) * self.BUCKET
-        decoder = self._decoders.pop(capacity, None)
+        decoder = next((d for d in reversed(self._free) if d.capacity == capacity), None)
         if decoder is None:
             decoder = GraphDecoder(self.model, capacity, self._fused, self.kernels)
             self._fused = decoder.fused
-        self._decoders[capacity] = decoder  # most recently used last
-        while len(self._decoders) > self.KEEP:
-            del self._decoders[next(iter(self._decoders))]
+        else:
+            self._free.remove(decoder)
+        self._leased.append(decoder)
         return decoder
+
+    def release(self, decoder: GraphDecoder) -> None:
+        self._leased.remove(decoder)
+        self._free.append(decoder)  # most recently used last
+        while len(self._free) > self.KEEP:
+            del self._free[0]
 
     @property
     def allocated_bytes(self) -> int:
-        caches = sum(d.cache.k.untyped_storage().nbytes() * 2 for d in self._decoders.values())
+        caches = sum(d.cache.k.untyped_storage().nbytes() * 2
+                     for d in self._free + self._leased)
         fused = sum(w.untyped_storage().nbytes() + b.untyped_storage().nbytes()
                     for w, b in self._fused or [])
         return caches + fused
@@ -89,35 +109,62 @@ def decode(model: VideoXL, memory_k: torch.Tensor, memory_v: torch.Tensor,
     per-step logits, which lets greedy decoding run the argmax inside the graph.
     ``on_token`` sees each id as it is decided. The memory is not modified.
     """
+    return run_steps(decode_steps(model, memory_k, memory_v, prompt, max_new_tokens, eos_ids,
+                                  sampling, graphs=graphs, kernels=kernels,
+                                  all_logits=all_logits, on_token=on_token,
+                                  keep_logits=keep_logits))
+
+
+@torch.no_grad()  # torch applies it around every piece of a generator
+def decode_steps(model: VideoXL, memory_k: torch.Tensor, memory_v: torch.Tensor,
+                 prompt: torch.Tensor, max_new_tokens: int, eos_ids: tuple[int, ...] = (),
+                 sampling: Sampling = GREEDY, *, graphs: DecodeGraphs | None = None,
+                 kernels: AttentionKernels | None = None, all_logits: bool = False,
+                 on_token: Callable[[int], None] | None = None, keep_logits: bool = True,
+                 chunk: int = 8) -> Generator[None, None, Decoded]:
+    """`decode` in pieces: yields once the first token is out and then after every ``chunk``
+    tokens; returns the `Decoded`. The memory is copied in at the start, so whatever happens
+    to it between the pieces does not change the answer."""
     m = memory_k.shape[3]
     need = m + prompt.shape[1] + max_new_tokens
-    if graphs is not None:
-        decoder = graphs.get(need)
-        cache, step = decoder.cache, decoder.step
-    else:
-        decoder = None
-        llm = model.config.llm
-        cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
-                             llm.dim_per_head, need, model.dtype, model.device, kernels)
-        step = partial(decode_one_token, model, cache)
-    cache.load(memory_k, memory_v)
-
-    logits = prefill(model, cache, prompt, all_logits=all_logits)
-    last = logits[:, -1] if all_logits else logits
-    if decoder is not None and not keep_logits and sampling.temperature == 0:
-        gen = _greedy_on_device(decoder, last, max_new_tokens, eos_ids, on_token)
-    else:
-        gen = generate(last, step, max_new_tokens, eos_ids, sampling, on_token)
-    return Decoded(gen, logits[0] if all_logits else None, m + prompt.shape[1])
+    decoder = graphs.lease(need) if graphs is not None else None
+    try:
+        if decoder is not None:
+            cache, step = decoder.cache, decoder.step
+        else:
+            llm = model.config.llm
+            cache = RotatedCache(llm.num_hidden_layers, 1, llm.num_key_value_heads,
+                                 llm.dim_per_head, need, model.dtype, model.device, kernels)
+            step = partial(decode_one_token, model, cache)
+        cache.load(memory_k, memory_v)
+        logits = prefill(model, cache, prompt, all_logits=all_logits)
+        last = logits[:, -1] if all_logits else logits
+        if decoder is not None and not keep_logits and sampling.temperature == 0:
+            gen = yield from _greedy_on_device(decoder, last, max_new_tokens, eos_ids, on_token,
+                                               chunk)
+        else:
+            gen = yield from generate_steps(last, step, max_new_tokens, eos_ids, sampling,
+                                            on_token, chunk)
+        return Decoded(gen, logits[0] if all_logits else None, m + prompt.shape[1])
+    finally:
+        if decoder is not None:
+            graphs.release(decoder)
 
 
 def _greedy_on_device(decoder: GraphDecoder, first_logits: torch.Tensor, max_new: int,
-                      eos_ids: tuple[int, ...], on_token: Callable[[int], None] | None
-                      ) -> Generation:
+                      eos_ids: tuple[int, ...], on_token: Callable[[int], None] | None,
+                      chunk: int) -> Generator[None, None, Generation]:
     first = first_logits.argmax(dim=-1)  # (1,)
     ids = [int(first.item())]
     if on_token is not None:
         on_token(ids[0])
-    if ids[0] not in eos_ids and max_new > 1:
-        ids += decoder.greedy(first, max_new - 1, eos_ids, on_token=on_token)
+    token = first
+    while ids[-1] not in eos_ids and len(ids) < max_new:
+        yield
+        n = min(chunk, max_new - len(ids))
+        new = decoder.greedy(token, n, eos_ids, check_every=chunk, on_token=on_token)
+        ids += new
+        if len(new) < n:  # a stop token, or the decoder's capacity reached
+            break
+        token = torch.tensor([ids[-1]], device=first.device)
     return Generation(ids, [], ids[-1] in eos_ids)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,13 @@ from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
 from ..model.decoder import ChunkKV
 from ..model.encoder import encode_text, encode_window, window_plan
-from ..model.generate import GREEDY, Sampling
+from ..model.generate import GREEDY, Sampling, run_steps
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
 from ..preprocess import Preprocessor
 from .config import RuntimeConfig, apply_cpu_threads
-from .decoding import Decoded, DecodeGraphs, decode
+from .decoding import Decoded, DecodeGraphs, decode_steps
 from .job import IntervalJob
 from .question import Question, answer_text, stop_ids
 from .stream import StreamSettings, StreamState
@@ -193,7 +193,6 @@ class Runtime:
         while state.pending:
             self.compress_next(state)
 
-    @torch.no_grad()
     def answer(self, state: StreamState, question: Question,
                on_token: Callable[[int], None] | None = None,
                asked_at: float | None = None) -> Answer:
@@ -202,9 +201,22 @@ class Runtime:
 
         ``asked_at``: `time.perf_counter()` when the caller asked (for `Timings.wait`).
         """
+        job = self.start_answer(state, question, on_token, asked_at)
+        while (answer := job.step()) is None:
+            pass
+        return answer
+
+    def start_answer(self, state: StreamState, question: Question,
+                     on_token: Callable[[int], None] | None = None,
+                     asked_at: float | None = None) -> AnswerJob:
+        """`answer` in pieces: the job's first `AnswerJob.step` reads the memory and decodes
+        the first token; each later one decodes a few more. Between steps the stream may
+        change: the answer is about the memory of its first step."""
         start = time.perf_counter()
         asked_at = start if asked_at is None else asked_at
         first: list[float] = []
+        stop = state.settings.stop_ids
+        evidence = spans(state)
 
         def seen(token: int) -> None:
             if not first:
@@ -212,20 +224,23 @@ class Runtime:
             if on_token is not None:
                 on_token(token)
 
-        out = self.decode(state.store, state.raw_tokens(), question.ids, question.max_new_tokens,
-                          state.settings.stop_ids, question.sampling, on_token=seen,
-                          keep_logits=question.output_logits)
-        self._sync()
-        end = time.perf_counter()
-        gen = out.generation
-        prefill = (first[0] if first else end) - start
-        return Answer(
-            text=answer_text(self.tokenizer, gen.ids, state.settings.stop_ids),
-            token_ids=gen.ids, intervals=spans(state),
-            timings=Timings(prefill=prefill, decode=end - start - prefill, total=end - asked_at,
-                            wait=start - asked_at),
-            context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
-            logits=torch.stack(gen.step_logits) if question.output_logits else None)
+        def finish(out: Decoded) -> Answer:
+            self._sync()
+            end = time.perf_counter()
+            gen = out.generation
+            prefill = (first[0] if first else end) - start
+            return Answer(
+                text=answer_text(self.tokenizer, gen.ids, stop), token_ids=gen.ids,
+                intervals=evidence,
+                timings=Timings(prefill=prefill, decode=end - start - prefill,
+                                total=end - asked_at, wait=start - asked_at),
+                context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
+                logits=torch.stack(gen.step_logits) if question.output_logits else None)
+
+        steps = self.decode_steps(state.store, state.raw_tokens(), question.ids,
+                                  question.max_new_tokens, stop, question.sampling,
+                                  on_token=seen, keep_logits=question.output_logits)
+        return AnswerJob(steps, finish)
 
     # -- tensor level ---------------------------------------------------------------------------
     def new_store(self, token_budget: int | None = None) -> MemoryStore:
@@ -308,21 +323,33 @@ class Runtime:
             self.encode_next(store, job)
         return self.commit(store, job)
 
-    @torch.no_grad()
     def decode(self, store: MemoryStore, raw_tokens: torch.Tensor | None,
                question_ids: torch.Tensor, max_new_tokens: int, eos_ids: tuple[int, ...] = (),
                sampling: Sampling = GREEDY, *, all_logits: bool = False,
                on_token: Callable[[int], None] | None = None, keep_logits: bool = True
                ) -> Decoded:
         """Generate after [memory | raw tokens (N, C), uncompressed | question ids (Q,)]."""
+        return run_steps(self.decode_steps(store, raw_tokens, question_ids, max_new_tokens,
+                                           eos_ids, sampling, all_logits=all_logits,
+                                           on_token=on_token, keep_logits=keep_logits))
+
+    @torch.no_grad()
+    def decode_steps(self, store: MemoryStore, raw_tokens: torch.Tensor | None,
+                     question_ids: torch.Tensor, max_new_tokens: int,
+                     eos_ids: tuple[int, ...] = (), sampling: Sampling = GREEDY, *,
+                     all_logits: bool = False, on_token: Callable[[int], None] | None = None,
+                     keep_logits: bool = True) -> Generator[None, None, Decoded]:
+        """`decode` in pieces (`streamvxl.runtime.decoding.decode_steps`); nothing runs until
+        the first piece is asked for."""
         model = self.model
         prompt = model.embed_ids(question_ids.to(model.device)[None])  # (1, Q, C)
         if raw_tokens is not None and raw_tokens.numel():
             raw = raw_tokens.reshape(1, -1, prompt.shape[-1]).to(model.device, model.dtype)
             prompt = torch.cat((raw, prompt), dim=1)  # (1, N+Q, C)
-        return decode(model, store.rotated_keys(), store.values(), prompt, max_new_tokens,
-                      eos_ids, sampling, graphs=self.graphs, kernels=self.kernels,
-                      all_logits=all_logits, on_token=on_token, keep_logits=keep_logits)
+        return (yield from decode_steps(
+            model, store.rotated_keys(), store.values(), prompt, max_new_tokens, eos_ids,
+            sampling, graphs=self.graphs, kernels=self.kernels, all_logits=all_logits,
+            on_token=on_token, keep_logits=keep_logits))
 
     @property
     def device_bytes(self) -> int:
@@ -333,6 +360,26 @@ class Runtime:
     def _sync(self) -> None:
         if self.model.device.type == "cuda":
             torch.cuda.synchronize(self.model.device)
+
+
+class AnswerJob:
+    """An answer on its way (`Runtime.start_answer`): `step` until it returns the `Answer`."""
+
+    def __init__(self, steps: Generator[None, None, Decoded],
+                 finish: Callable[[Decoded], Answer]) -> None:
+        self._steps, self._finish = steps, finish
+
+    def step(self) -> Answer | None:
+        """Decode the next piece; the `Answer` once the last token is out, else None."""
+        try:
+            next(self._steps)
+        except StopIteration as done:
+            return self._finish(done.value)
+        return None
+
+    def close(self) -> None:
+        """Give up on the answer (its decoder goes back to the runtime)."""
+        self._steps.close()
 
 
 def spans(state: StreamState) -> list[IntervalSpan]:

@@ -11,9 +11,12 @@ A step is one of, in this order of priority:
    seconds, so a burst of intervals closing together (cameras started together) does not hold
    new frames back for its whole length.
 
-While work (4 or 5) is waiting, questions and work steps alternate: a question waits for the
-step in progress and the questions ahead of it (each followed by one step), never for the
-backlog, and a storm of questions slows ingest down but cannot stop it. Intervals never pile up: frames are only taken in when
+An answer is decoded in pieces: its first step reads the memory and decodes the first token,
+each later one a few more tokens, and a new question's first step goes before them -- so a
+question does not wait for another answer to finish. While work (4 or 5) is waiting, answer
+steps and work steps alternate: a question waits for the step in progress and the answer steps
+ahead of it, never for the backlog, and a storm of questions slows ingest down but cannot stop
+it. Intervals never pile up: frames are only taken in when
 every closed interval is compressed. A step that fails records its error on its stream (or on
 its question), which the stream's next call raises; the other streams go on.
 
@@ -42,7 +45,7 @@ from ..errors import ClosedError, WorkerError
 from ..memory.store import IntervalRecord
 from .question import Question
 from .queue import FrameQueue, Marker, QueuedFrame
-from .runtime import Runtime
+from .runtime import AnswerJob, Runtime
 from .stream import StreamState
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,8 @@ class _Ask:
     on_token: Callable[[int], None] | None
     asked_at: float
     future: Future
+    job: AnswerJob | None = None
+    """Set once its first step ran: the answer in progress."""
 
 
 class Scheduler:
@@ -119,8 +124,11 @@ class Scheduler:
         self.slots: dict[str, StreamSlot] = {}
         self._controls: deque[tuple[Callable[[], Any], Future]] = deque()
         self._questions: deque[_Ask] = deque()
+        """Questions not started yet."""
+        self._answering: deque[_Ask] = deque()
+        """Answers in progress, each waiting for its next piece."""
         self._worked = True
-        """A work step ran since the last question (the next question may go first)."""
+        """A work step ran since the last answer step (the next answer step may go first)."""
         self._next_compress = 0
         self._next_vision = 0
         self.stopping = False
@@ -235,22 +243,24 @@ class Scheduler:
                 slots = [s for s in self.slots.values() if s.state is not None]
                 for slot in slots:
                     self._reach_markers(slot)
-                if self._questions and self._worked:
+                answers = bool(self._questions or self._answering)
+                if answers and self._worked:
                     return self._answer_step()
                 step = (self._vision_step(slots) if self._vision_due(slots) else None) or \
                     self._compress_step(slots) or self._vision_step(slots)
                 if step is not None:
                     self._worked = True
                     return step
-                if self._questions:  # nothing else to do: no need to wait for work
+                if answers:  # nothing else to do: no need to wait for work
                     return self._answer_step()
                 if not block:
                     return None
                 self.lock.wait()
 
     def _answer_step(self) -> Step:
-        job = self._questions.popleft()
+        """A new question's first piece, else the next piece of the oldest answer."""
         self._worked = False
+        job = (self._questions or self._answering).popleft()
         return Step("answer", lambda: self._answer(job))
 
     def _control_step(self, fn: Callable[[], Any], future: Future) -> Step:
@@ -325,18 +335,27 @@ class Scheduler:
         return Step("vision", lambda: self._vision(batch))
 
     # -- steps (driver thread, lock not held) -----------------------------------------------------
-    def _answer(self, job: _Ask) -> None:
-        if not job.future.set_running_or_notify_cancel():
+    def _answer(self, ask: _Ask) -> None:
+        if ask.job is None and not ask.future.set_running_or_notify_cancel():
             return
         try:
-            state = job.slot.state
-            if state is None:
-                raise ClosedError(f"stream {job.slot.name!r} was removed")
-            answer = self.runtime.answer(state, job.question, job.on_token, job.asked_at)
+            if ask.job is None:
+                state = ask.slot.state
+                if state is None:
+                    raise ClosedError(f"stream {ask.slot.name!r} was removed")
+                ask.job = self.runtime.start_answer(state, ask.question, ask.on_token,
+                                                    ask.asked_at)
+            answer = ask.job.step()
         except BaseException as e:  # reaches the caller
-            job.future.set_exception(e)
+            if ask.job is not None:
+                ask.job.close()
+            ask.future.set_exception(e)
             return
-        job.future.set_result(answer)
+        if answer is not None:
+            ask.future.set_result(answer)
+            return
+        with self.lock:
+            self._answering.append(ask)
 
     def _compress(self, slot: StreamSlot) -> None:
         state = slot.state
@@ -395,10 +414,13 @@ class Scheduler:
                 else ClosedError("the hub was closed before this was done")
             for _fn, future in self._controls:
                 _fail_future(future, cause)
-            for job in self._questions:
-                _fail_future(job.future, cause)
+            for ask in (*self._questions, *self._answering):
+                if ask.job is not None:
+                    ask.job.close()
+                _fail_future(ask.future, cause)
             self._controls.clear()
             self._questions.clear()
+            self._answering.clear()
             for slot in self.slots.values():
                 for marker in slot.queue.clear() + slot.barriers:
                     _fail_future(marker.future, cause)

@@ -67,7 +67,7 @@ def test_a_failed_stream_raises_its_error(tiny_checkpoint, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure while decoding")
 
-    monkeypatch.setattr(mem.runtime, "answer", broken)
+    monkeypatch.setattr(mem.runtime, "start_answer", broken)
     with pytest.raises(RuntimeError, match="while decoding"):
         list(mem.ask_stream(QUESTION))
     mem.close()

@@ -170,7 +170,7 @@ def test_a_failing_question_fails_alone(tiny_checkpoint, monkeypatch) -> None:
     mem = memory(tiny_checkpoint)
     mem.extend(scenes(1, 5))
     mem.wait()  # the same memory for every question below
-    real = mem.runtime.answer
+    real = mem.runtime.start_answer
     calls = []
 
     def flaky(state, question, *args, **kwargs):
@@ -179,7 +179,7 @@ def test_a_failing_question_fails_alone(tiny_checkpoint, monkeypatch) -> None:
             raise RuntimeError("simulated decode failure")
         return real(state, question, *args, **kwargs)
 
-    monkeypatch.setattr(mem.runtime, "answer", flaky)
+    monkeypatch.setattr(mem.runtime, "start_answer", flaky)
     first = mem.ask(QUESTION, max_new_tokens=2)
     with pytest.raises(RuntimeError, match="simulated decode failure"):
         mem.ask(QUESTION, max_new_tokens=2)
@@ -259,4 +259,33 @@ def test_reset_forgets_queued_frames_too(tiny_checkpoint) -> None:
     s = mem.stats()
     assert (s.frames_seen, s.frames_pushed, s.intervals_closed, s.queue_depth) == (0, 0, 0, 0)
     assert s.memory_tokens == s.sink_tokens
+    mem.close()
+
+
+def test_a_question_does_not_wait_for_another_answer(tiny_checkpoint) -> None:
+    """Answers decode in pieces: a second question's first token comes before a long first
+    answer is done, and both are what they would be alone."""
+    mem = memory(tiny_checkpoint)
+    mem.extend(scenes(2, 9))
+    mem.wait()
+    long_alone = mem.ask(QUESTION, max_new_tokens=48)
+    short_alone = mem.ask("How many boxes are there?", max_new_tokens=2)
+    assert len(long_alone.token_ids) > 9  # several pieces (the random model rarely stops)
+    got: dict[str, tuple[object, float]] = {}
+
+    def ask(key: str, question: str, n: int) -> None:
+        answer = mem.ask(question, max_new_tokens=n)
+        got[key] = (answer, time.perf_counter())
+
+    threads = []
+    with worker_held(mem):
+        for key, q, n in (("long", QUESTION, 48), ("short", "How many boxes are there?", 2)):
+            threads.append(threading.Thread(target=ask, args=(key, q, n)))
+            threads[-1].start()
+            time.sleep(0.1)  # queued in this order, behind the step in progress
+    for t in threads:
+        t.join(60)
+    (long, long_done), (short, short_done) = got["long"], got["short"]
+    assert long.token_ids == long_alone.token_ids and short.token_ids == short_alone.token_ids
+    assert short_done < long_done  # asked second, answered first
     mem.close()

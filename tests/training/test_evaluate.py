@@ -30,6 +30,8 @@ from streamvxl.model.layout import split_windows, window_layout
 from streamvxl.prompt import PromptTemplate
 from streamvxl.runtime import Runtime, RuntimeConfig
 from streamvxl.testing import make_tokenizer, random_videoxl
+from streamvxl.world import HELD_OUT_COMBOS, VIDEO_TASKS, WorldConfig
+from streamvxl.world.render import sign_image
 from training import evaluate as ev
 from training import niah as nh
 from training.baselines import (
@@ -39,8 +41,6 @@ from training.baselines import (
     pool_like_vsts,
     vst_token_count,
 )
-from training.world import HELD_OUT_COMBOS, VIDEO_TASKS, WorldConfig
-from training.world.render import sign_image
 
 FRAMES, WINDOW = 12, 16
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=6)

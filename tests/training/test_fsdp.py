@@ -28,10 +28,10 @@ import torch
 
 from streamvxl.preprocess import Preprocessor
 from streamvxl.testing import make_tokenizer
+from streamvxl.world import WorldConfig
 from training.forward import group_examples
 from training.parallel import DistInfo, close, init_distributed
 from training.recipe import DataSource, RecipeConfig, Stage, config_from_dict, train
-from training.world import WorldConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 6

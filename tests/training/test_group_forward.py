@@ -20,10 +20,10 @@ from streamvxl.intervals import BoundaryConfig
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.testing import make_tokenizer, random_videoxl
+from streamvxl.world import WorldConfig
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example
 from training.forward import answer_loss, answers_loss, group_examples, group_loss, task_keys
 from training.recipe import TASK_KEYS, RecipeConfig, train
-from training.world import WorldConfig
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
 

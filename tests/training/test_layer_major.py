@@ -21,9 +21,9 @@ from streamvxl.model.videoxl import VideoXL, tiny_config
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.testing import make_tokenizer, random_videoxl
+from streamvxl.world import WorldConfig
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example
 from training.forward import TrainModule, answers_loss, build_memory, group_loss, layer_major_loss
-from training.world import WorldConfig
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
 

@@ -35,6 +35,7 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.runtime import Runtime, RuntimeConfig
 from streamvxl.testing import make_tokenizer, random_videoxl
+from streamvxl.world import WorldConfig
 from training.default_model import VISUAL_PREFIXES, export_lora_delta
 from training.forward import example_loss
 from training.lora import (
@@ -50,7 +51,6 @@ from training.lora import (
     set_lora_factors,
 )
 from training.recipe import DataSource, RecipeConfig, set_trainable, train
-from training.world import WorldConfig
 
 from .test_recipe import tiny_run
 

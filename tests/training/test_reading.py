@@ -28,6 +28,8 @@ from streamvxl.model.loading import load_videoxl
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.testing import make_tokenizer, random_videoxl
+from streamvxl.world import WorldConfig, sample_episode
+from streamvxl.world.scene import Backdrop, Episode, Scene, Sign
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example
 from training.checkpoint import HEADS_FILE
 from training.forward import TrainModule, group_loss
@@ -45,8 +47,6 @@ from training.reading import (
     token_cell,
 )
 from training.recipe import config_from_dict, train
-from training.world import WorldConfig, sample_episode
-from training.world.scene import Backdrop, Episode, Scene, Sign
 
 K = 1 + len(CHARS)
 

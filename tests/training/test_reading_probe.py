@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from streamvxl.world import Sign
 from training import reading_probe as rp
-from training.world import Sign
 
 
 @pytest.mark.parametrize(("x", "text", "cells"), [

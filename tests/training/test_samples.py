@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.world.answers import is_correct
-from training.world.render import render
-from training.world.samples import (
+from streamvxl.world.answers import is_correct
+from streamvxl.world.render import render
+from streamvxl.world.scene import WorldConfig
+from training.samples import (
     multi_image_sample,
     ordinal_variants,
     single_image_sample,
     to_llava_json,
     video_sample,
 )
-from training.world.scene import WorldConfig
 
 
 def test_multi_image_answers_match_the_images() -> None:

@@ -15,6 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from streamvxl.world import WorldConfig, sample_episode
+from streamvxl.world.scene import COLOURS, INK
 from training.vision_pretrain import (
     CHARS,
     COLOUR_NAMES,
@@ -31,8 +33,6 @@ from training.vision_pretrain import (
     reading_scores,
     save_tower,
 )
-from training.world import WorldConfig, sample_episode
-from training.world.scene import COLOURS, INK
 
 
 def test_patch_labels_mark_exactly_the_painted_patches() -> None:

@@ -10,10 +10,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.training.world_cases import episodes
-from training.world.answers import is_correct, normalize_answer
-from training.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
-from training.world.scene import Episode
+from streamvxl.world.answers import is_correct, normalize_answer
+from streamvxl.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
+from streamvxl.world.scene import Episode
+from tests.world.world_cases import episodes
 
 
 def _all_questions(split: str) -> list[tuple[Episode, QA]]:

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from .questions import (
+from streamvxl.world.questions import (
     ORDINALS,
     QA,
     Fact,
@@ -34,8 +34,16 @@ from .questions import (
     make_questions,
     number_variants,
 )
-from .render import render
-from .scene import PLURALS, SHAPES, Episode, Split, WorldConfig, sample_episode, sample_still
+from streamvxl.world.render import render
+from streamvxl.world.scene import (
+    PLURALS,
+    SHAPES,
+    Episode,
+    Split,
+    WorldConfig,
+    sample_episode,
+    sample_still,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -159,7 +159,7 @@ def render(episode: Episode, start: int = 0, stop: int | None = None) -> np.ndar
     """Frames ``[start, stop)`` of an episode as an (F, H, W, 3) uint8 array.
 
     Example:
-        >>> from training.world.scene import WorldConfig, sample_episode
+        >>> from streamvxl.world.scene import WorldConfig, sample_episode
         >>> ep = sample_episode(np.random.default_rng(0), WorldConfig(num_frames=8))
         >>> render(ep).shape
         (8, 64, 64, 3)

@@ -7,10 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.training.world_cases import CONFIGS, episodes
-from training.world.render import render
-from training.world.samples import multi_image_sample, single_image_sample
-from training.world.scene import (
+from streamvxl.world.render import render
+from streamvxl.world.scene import (
     HELD_OUT_COMBOS,
     Backdrop,
     Episode,
@@ -21,6 +19,8 @@ from training.world.scene import (
     sample_episode,
     sample_still,
 )
+from tests.world.world_cases import CONFIGS, episodes
+from training.samples import multi_image_sample, single_image_sample
 
 
 def _boxes_overlap(a: WorldObject, b: WorldObject) -> bool:

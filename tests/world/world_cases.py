@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from training.world.scene import Episode, Split, WorldConfig, sample_episode
+from streamvxl.world.scene import Episode, Split, WorldConfig, sample_episode
 
 CONFIGS = {
     "default": WorldConfig(num_frames=48),

@@ -8,10 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.training.world_cases import episodes
-from training.world.font import CHARSET, glyph, text_mask
-from training.world.render import backdrop_image, render, render_frame, shape_mask, sign_image
-from training.world.scene import (
+from streamvxl.world.font import CHARSET, glyph, text_mask
+from streamvxl.world.render import backdrop_image, render, render_frame, shape_mask, sign_image
+from streamvxl.world.scene import (
     BACKDROP_COLOURS,
     COLOURS,
     INK,
@@ -23,6 +22,7 @@ from training.world.scene import (
     Sign,
     WorldObject,
 )
+from tests.world.world_cases import episodes
 
 
 def test_render_twice_gives_identical_bytes() -> None:

@@ -1,6 +1,6 @@
 """Render speed on one CPU core: frames per second, printed as a table.
 
-Run: ``python -m training.world.bench_render [--episodes 200] [--frames 64]``.
+Run: ``python -m benchmarks.render_bench [--episodes 200] [--frames 64]``.
 Times `render` (whole episodes), `render_frame` (one frame per call), `sample_episode` and
 `video_sample` (sampling + rendering + questions), at several frame sizes.
 """
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .render import render, render_frame
-from .samples import video_sample
-from .scene import Episode, WorldConfig, sample_episode
+from streamvxl.world.render import render, render_frame
+from streamvxl.world.scene import Episode, WorldConfig, sample_episode
+from training.samples import video_sample
 
 
 def _rate(fn: Callable[[], int], min_seconds: float = 0.5) -> float:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.world.answers import is_correct, normalize_answer, number_to_words
-from training.world.questions import QA, number_variants, seconds_variants
+from streamvxl.world.answers import is_correct, normalize_answer, number_to_words
+from streamvxl.world.questions import QA, number_variants, seconds_variants
 
 
 def _qa(answer: str, kind: str = "text", accepted: tuple[str, ...] = ()) -> QA:

@@ -1,7 +1,7 @@
 """The surveillance demo: a synthetic camera clip streams into the default model, then questions.
 
-A clip of the synthetic world (`training.world`, held-out split: unseen (shape, colour) pairs and
-phrasings may appear) shows objects entering and leaving, one scene cut and one brief sign (the
+A clip of the synthetic world (`streamvxl.world`, held-out split: unseen (shape, colour) pairs
+and phrasings may appear) shows objects entering and leaving, one scene cut and one brief sign (the
 needle). Its frames are pushed one by one, with their timestamps in seconds, into
 ``VideoMemory()`` -- the embedded default model, streamvxl-tiny -- which cuts and compresses them
 online. At the end of the clip the memory is asked one question per task (attribute, order,
@@ -9,12 +9,12 @@ count, time, needle) from the world's own generator, and each answer is scored w
 own checker. The table shows question, answer, ground truth, match, the memory interval(s)
 holding the evidence, and the time per answer.
 
-Run it from the repository root (``make demo`` does)::
+Run it (``make demo`` does, in a fresh virtual environment)::
 
-    python -m examples.surveillance_demo [--frames 160] [--seed 0] [--fast]
+    streamvxl demo [--frames 160] [--seed 0] [--fast]
 
 Example:
-    >>> from examples.surveillance_demo import surveillance_clip
+    >>> from streamvxl.demo import surveillance_clip
     >>> episode, qas = surveillance_clip(frames=48, seed=0)
     >>> [qa.task for qa in qas]
     ['attribute', 'order', 'count', 'time', 'needle']
@@ -28,21 +28,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: the repository root holds `training`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from streamvxl import (  # noqa: E402
-    Answer,
-    CheckpointError,
-    IntervalSpan,
-    MemoryConfig,
-    VideoMemory,
-)
-from training.world import (  # noqa: E402
+from .answer import Answer, IntervalSpan
+from .config import MemoryConfig
+from .errors import CheckpointError
+from .video_memory import VideoMemory
+from .world import (
     HELD_OUT_COMBOS,
     QA,
     VIDEO_TASKS,
@@ -54,7 +47,7 @@ from training.world import (  # noqa: E402
     sample_episode,
 )
 
-log = logging.getLogger("examples.surveillance_demo")
+log = logging.getLogger(__name__)
 
 FPS = 2.0
 """Frames per second of the clip (the world's default): frame t is at t / FPS seconds."""
@@ -253,15 +246,14 @@ def format_table(result: DemoResult) -> str:
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
         *(line(c) for c in cells),
         "",
-        f"{n_ok}/{len(rows)} correct (training.world.is_correct); {mean_ms:.0f} ms per answer; "
+        f"{n_ok}/{len(rows)} correct (streamvxl.world.is_correct); {mean_ms:.0f} ms per answer; "
         "* = held-out phrasing",
     ])
 
 
 def main(argv: Sequence[str] | None = None, memory_factory: MemoryFactory | None = None) -> int:
     """Run the demo and print its table; 0 on success, 2 if the model is not available."""
-    p = argparse.ArgumentParser(prog="python -m examples.surveillance_demo",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="streamvxl demo", description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=None,
                    help="clip length in frames at 2 fps (default 160; 48 with --fast)")
     p.add_argument("--seed", type=int, default=0, help="selects the clip and its questions")

@@ -1,8 +1,12 @@
 """A procedural synthetic world: videos with exact ground truth, and questions about them.
 
+A synthetic camera for the demo (`streamvxl.demo`), the benchmarks' cameras, the tests, and the
+training recipes in ``training/`` (which compose it into training data: ``training.samples``).
+Only numpy: rendering and questions are exact, so every answer can be checked (`is_correct`).
+
 Example:
     >>> import numpy as np
-    >>> from training.world import WorldConfig, make_questions, render, sample_episode
+    >>> from streamvxl.world import WorldConfig, make_questions, render, sample_episode
     >>> rng = np.random.default_rng(0)
     >>> episode = sample_episode(rng, WorldConfig(num_frames=32), split="train")
     >>> frames = render(episode)                      # (32, 64, 64, 3) uint8
@@ -12,13 +16,6 @@ Example:
 from .answers import is_correct, normalize_answer
 from .questions import FORMS, QA, VIDEO_TASKS, Form, Task, make_questions
 from .render import render, render_frame
-from .samples import (
-    Sample,
-    multi_image_sample,
-    single_image_sample,
-    to_llava_json,
-    video_sample,
-)
 from .scene import (
     COLOURS,
     HELD_OUT_COMBOS,
@@ -43,7 +40,6 @@ __all__ = [
     "Backdrop",
     "Episode",
     "Form",
-    "Sample",
     "Scene",
     "Sign",
     "Task",
@@ -51,13 +47,9 @@ __all__ = [
     "WorldObject",
     "is_correct",
     "make_questions",
-    "multi_image_sample",
     "normalize_answer",
     "render",
     "render_frame",
     "sample_episode",
     "sample_still",
-    "single_image_sample",
-    "to_llava_json",
-    "video_sample",
 ]

@@ -3,8 +3,8 @@
 An `Episode` is a complete description of one video: scenes (backdrops; a cut switches the
 backdrop), objects (a shape in a colour that enters at ``t_in``, moves or stops, and leaves at
 ``t_out``) and signs (a board with a word or number, visible for a short span: the needles).
-Rendering (`training.world.render`) is a pure function of it; questions
-(`training.world.questions`) are computed from it.
+Rendering (`streamvxl.world.render`) is a pure function of it; questions
+(`streamvxl.world.questions`) are computed from it.
 
 Colours are chosen so that pixel values identify their source exactly: object colours are
 saturated (channel spread >= 130), backdrops and sign boards are muted (spread <= 40) or near

@@ -115,7 +115,7 @@ def is_correct(prediction: str, qa: QA, time_tolerance: float = 1.0) -> bool:
         time_tolerance: seconds a time answer may be off by.
 
     Example:
-        >>> from training.world.questions import QA
+        >>> from streamvxl.world.questions import QA
         >>> qa = QA("count", "count_objects", "How many objects appeared?", "3",
         ...         ("3", "three"), (0, 10), "number")
         >>> is_correct("Three.", qa), is_correct("3 objects", qa), is_correct("4", qa)

@@ -42,7 +42,7 @@ class QA:
 
     task: Task
     form: str
-    """The question form, a key of `FORMS` (or of the image forms in `samples`)."""
+    """The question form, a key of `FORMS` (or of the image forms in `training.samples`)."""
     question: str
     answer: str
     """The canonical short answer ("red", "3", "12 seconds", "yes", "red circle")."""
@@ -326,7 +326,7 @@ FORMS: dict[str, Form] = {f.name: f for f in (
 
 
 # ------------------------------------------------------------------------------------------
-# Answer variants (shared with `samples`)
+# Answer variants (shared with `training.samples`)
 
 
 def seconds_of(frame: int, fps: float) -> int:
@@ -633,7 +633,7 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
         novel_phrasing_prob: in eval, chance of a held-out phrasing.
 
     Example:
-        >>> from training.world.scene import sample_episode
+        >>> from streamvxl.world.scene import sample_episode
         >>> rng = np.random.default_rng(0)
         >>> qas = make_questions(sample_episode(rng), rng, tasks=["count"], n=2)
         >>> [qa.task for qa in qas]
