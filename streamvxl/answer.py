@@ -86,6 +86,8 @@ class MemoryStats:
     """Bytes the K/V storage holds (the whole budget when one is set)."""
     intervals_pending: int = 0
     """Intervals closed but not yet compressed (their frames are seen raw meanwhile)."""
+    frames_pending: int = 0
+    """Frames of those intervals."""
     frames_pushed: int = 0
     """Frames accepted by ``push`` / ``extend`` (queued, dropped or in memory)."""
     frames_dropped: int = 0

@@ -7,9 +7,11 @@ A step is one of, in this order of priority:
 3. a marker reached at the head of a stream's queue (a flush, or a wait for the backlog);
 4. one encoder window of a closed interval, streams taken round-robin, so no camera starves;
 5. one vision batch of queued frames, taken round-robin across the streams' queues -- also
-   between two windows once a full batch is queued or a frame has waited `FRAME_WAIT`
-   seconds, so a burst of intervals closing together (cameras started together) does not hold
-   new frames back for its whole length.
+   between two windows, once a full batch is queued or a frame has waited `FRAME_WAIT`
+   seconds, from the streams with at most one interval waiting: so a burst of intervals
+   closing together (cameras started together) does not hold new frames back for its whole
+   length, and a stream fed faster than it compresses holds, besides the interval being
+   compressed, only those one vision batch closed.
 
 An answer is decoded in pieces: its first step reads the memory and decodes the first token,
 each later one a few more tokens, and a new question's first step goes before them -- so a
@@ -100,7 +102,8 @@ class StreamSlot:
             open_frames=len(state.open), sink_tokens=store.sink_tokens,
             memory_tokens=store.num_tokens, token_budget=store.token_budget,
             memory_bytes=store.arena.used_bytes, allocated_bytes=store.arena.allocated_bytes,
-            intervals_pending=len(state.pending))
+            intervals_pending=len(state.pending),
+            frames_pending=sum(job.num_frames for job in state.pending))
         self.published = Published(stats, tuple(store.records), self.processed_time)
 
 
@@ -246,8 +249,8 @@ class Scheduler:
                 answers = bool(self._questions or self._answering)
                 if answers and self._worked:
                     return self._answer_step()
-                step = (self._vision_step(slots) if self._vision_due(slots) else None) or \
-                    self._compress_step(slots) or self._vision_step(slots)
+                step = self._early_vision_step(slots) or self._compress_step(slots) or \
+                    self._vision_step(slots)
                 if step is not None:
                     self._worked = True
                     return step
@@ -304,15 +307,21 @@ class Scheduler:
                 return Step("compress", lambda slot=slot: self._compress(slot))
         return None
 
-    def _vision_due(self, slots: list[StreamSlot]) -> bool:
-        """A vision batch should go before the next window: a full batch is queued, or the
-        oldest queued frame has waited `FRAME_WAIT` (lock held)."""
-        queued = sum(s.queue.frames for s in slots)
-        if queued >= self.runtime.config.vision_batch:
-            return True
-        oldest = min((s.queue.oldest_queued_at() for s in slots if s.queue.frames),
-                     default=None)
-        return oldest is not None and time.monotonic() - oldest >= FRAME_WAIT
+    def _early_vision_step(self, slots: list[StreamSlot]) -> Step | None:
+        """A vision batch before the next window: a full batch is queued, or the oldest queued
+        frame has waited `FRAME_WAIT`; only streams with at most one interval waiting take
+        part (lock held)."""
+        if not any(s.state.pending for s in slots):  # type: ignore[union-attr]
+            return None  # no window to go ahead of: the ordinary vision step runs
+        ready = [s for s in slots
+                 if s.queue.frames and len(s.state.pending) <= 1]  # type: ignore[union-attr]
+        if not ready:
+            return None
+        full = sum(s.queue.frames for s in ready) >= self.runtime.config.vision_batch
+        oldest = min(s.queue.oldest_queued_at() for s in ready)  # type: ignore[type-var]
+        if full or time.monotonic() - oldest >= FRAME_WAIT:
+            return self._vision_step(ready)
+        return None
 
     def _vision_step(self, slots: list[StreamSlot]) -> Step | None:
         batch: list[tuple[StreamSlot, QueuedFrame]] = []

@@ -289,3 +289,31 @@ def test_a_question_does_not_wait_for_another_answer(tiny_checkpoint) -> None:
     assert long.token_ids == long_alone.token_ids and short.token_ids == short_alone.token_ids
     assert short_done < long_done  # asked second, answered first
     mem.close()
+
+
+def test_a_stream_fed_faster_than_it_compresses_keeps_a_bounded_backlog(
+        tiny_checkpoint, monkeypatch) -> None:
+    """Frames may be taken in between two windows, but never while a stream already has two
+    closed intervals waiting: an overloaded stream's raw backlog stays bounded (one interval
+    in compression plus what one vision batch of 16 frames closes), far below the intervals
+    its frames make."""
+    mem = memory(tiny_checkpoint, queue_frames=16)
+    real = mem.runtime.compress_next
+
+    def slow(state):
+        time.sleep(0.02)  # a model slower than the frames come
+        return real(state)
+
+    monkeypatch.setattr(mem.runtime, "compress_next", slow)
+    frames = scenes(12, 10, seed=5)
+    feeder = threading.Thread(target=mem.extend, args=(frames,))
+    feeder.start()
+    most = 0
+    while feeder.is_alive():
+        most = max(most, mem.stats().intervals_pending)
+        time.sleep(0.002)
+    mem.wait()
+    s = mem.stats()
+    assert 1 <= most <= 4 < s.intervals_closed
+    assert s.frames_seen == len(frames) and s.intervals_pending == 0
+    mem.close()
