@@ -10,27 +10,11 @@ import torch
 
 from streamvxl.config import MemoryConfig
 from streamvxl.errors import CheckpointError, ConfigError, FrameError, QuestionError
-from streamvxl.intervals.boundary import BoundaryConfig
 from streamvxl.intervals.ratio import DensityRatio
 from streamvxl.model.layout import split_windows, window_layout
 from streamvxl.runtime.question import prepare_question
 from streamvxl.video_memory import VideoMemory
-
-BOUNDARY = BoundaryConfig(window=2, threshold=0.02, min_frames=3, max_frames=10)
-QUESTION = "What colour is the car?"
-
-
-def scenes(n_scenes: int = 4, per_scene: int = 9, seed: int = 0) -> list[np.ndarray]:
-    """Frames in scenes: a random base picture per scene plus small per-frame noise."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n_scenes):
-        base = rng.integers(0, 256, (48, 64, 3))
-        for _ in range(per_scene):
-            noisy = base + rng.integers(-6, 7, base.shape)
-            frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return frames
-
+from tests.runtime.helpers import BOUNDARY, QUESTION, scenes
 
 MODES = [pytest.param(False, id="sync"), pytest.param(True, id="worker")]
 

@@ -306,19 +306,14 @@ def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | P
     return export_delta(model, base_folder, out_file, low_rank=low_rank, **kwargs)
 
 
-def trained_memory(model_folder: Path) -> dict[str, object]:
+def trained_memory(model_folder: Path) -> dict[str, object] | None:
     """The memory settings of the recipe run that wrote ``model_folder`` (the boundary in its
-    ``../trainer.json``; the recipe's default when there is none): what `MEMORY_KEY` records."""
-    from dataclasses import asdict
-
-    from training.recipe import RecipeConfig
-
+    ``../trainer.json``), what `MEMORY_KEY` records; None when the folder has no such record."""
     meta = model_folder.parent / "trainer.json"
-    boundary = json.loads(meta.read_text()).get("config", {}).get("boundary") \
-        if meta.is_file() else None
-    if not isinstance(boundary, dict):
-        boundary = asdict(RecipeConfig().boundary)
-    return {"boundary": boundary}
+    if not meta.is_file():
+        return None
+    boundary = json.loads(meta.read_text()).get("config", {}).get("boundary")
+    return {"boundary": boundary} if isinstance(boundary, dict) else None
 
 
 def annotate_delta(path: str | Path, caveat: str | None = None,
