@@ -24,7 +24,7 @@ from .errors import (
     StreamVXLError,
     WorkerError,
 )
-from .frames import Frame
+from .frames import Frame, Gap
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
 from .sources import open_source
@@ -42,6 +42,7 @@ __all__ = [
     "FixedRatio",
     "Frame",
     "FrameError",
+    "Gap",
     "Hub",
     "IntervalSpan",
     "MemoryConfig",

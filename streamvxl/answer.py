@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .frames import Gap
+
 
 @dataclass(frozen=True)
 class IntervalSpan:
@@ -62,6 +64,9 @@ class Answer:
     """True if a stop token ended the answer, False if ``max_new_tokens`` cut it."""
     logits: torch.Tensor | None = field(default=None, repr=False)
     """(n, V) float32 logits each generated token was picked from, if ``output_logits``."""
+    gaps: tuple[Gap, ...] = ()
+    """What the memory did not see within its time range, told to the model before the
+    question (`PromptTemplate.gap`)."""
 
 
 @dataclass(frozen=True)
@@ -96,3 +101,5 @@ class MemoryStats:
     """Frames waiting for the vision tower."""
     lag: float = 0.0
     """Seconds of stream time between the newest frame pushed and the newest in memory."""
+    gaps: tuple[Gap, ...] = ()
+    """Stretches the memory did not see (camera offline, stalled, no frames), oldest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -50,6 +51,10 @@ class MemoryConfig:
     """Chat template around the video."""
     queue_frames: int = 64
     """Frames a stream's queue holds before its overflow policy acts (background mode)."""
+    gap_seconds: float | None = None
+    """Two frames further apart than this (seconds) make a gap in memory ("no frames came"):
+    questions are told of it. None: 4x the median of the recent intervals, at least 2 s. Live
+    sources report their outages themselves (`Frame.gap`)."""
     overflow: OverflowPolicy | None = None
     """When the queue is full: ``"block"``, ``"drop_oldest"`` or ``"drop_newest"``. None:
     ``drop_oldest`` for frames of a live source (``Frame.live``: cameras, network streams),
@@ -75,6 +80,11 @@ class MemoryConfig:
         if self.boundary is not None and not isinstance(self.boundary, BoundaryConfig):
             raise ConfigError(f"MemoryConfig.boundary must be a BoundaryConfig or None, got "
                               f"{type(self.boundary).__name__}")
+        if self.gap_seconds is not None and (
+                isinstance(self.gap_seconds, bool) or not isinstance(self.gap_seconds, (int, float))
+                or not math.isfinite(self.gap_seconds) or self.gap_seconds <= 0):
+            raise ConfigError(f"MemoryConfig.gap_seconds must be a positive number of seconds or "
+                              f"None, got {self.gap_seconds!r}")
         if self.overflow is not None and self.overflow not in get_args(OverflowPolicy):
             raise ConfigError(f"MemoryConfig.overflow must be one of {get_args(OverflowPolicy)} "
                               f"or None, got {self.overflow!r}")

@@ -32,6 +32,28 @@ MAX_SIDE = 8192
 _ACCEPTED = "a numpy array, torch tensor, PIL image, av.VideoFrame or streamvxl Frame"
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of the stream that the memory did not see: the camera was offline, stalled,
+    or frames stopped coming. Times are the stream's seconds, like frame timestamps.
+
+    Example:
+        >>> Gap(12.0, 35.5, "the connection was lost").seconds
+        23.5
+    """
+
+    start: float
+    """Timestamp of the last frame before it."""
+    end: float
+    """Timestamp of the first frame after it."""
+    cause: str
+    """Why, in a few words ("the connection was lost", "no frames came")."""
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One RGB picture and where it sits in its source.
@@ -59,6 +81,9 @@ class Frame:
     """True for a frame of a live source (camera, network stream, a file read in real time):
     a memory whose queue is full then drops its oldest frame rather than wait
     (`MemoryConfig.overflow`)."""
+
+    gap: Gap | None = None
+    """Set on the first frame after the source was offline: what the memory did not see."""
 
     def __post_init__(self) -> None:
         image = self.image

@@ -223,11 +223,12 @@ class StreamHandle:
         """
         image = to_rgb_uint8(frame).copy()  # a capture loop may reuse one buffer for every frame
         given = timestamp if timestamp is not None else frame_timestamp(frame)
+        gap = frame.gap if isinstance(frame, Frame) else None
         scheduler, slot = self._hub._scheduler, self._slot
         with scheduler.lock:
             scheduler.check(slot)
             ts = slot.queue.stamp(given)
-            scheduler.put(slot, QueuedFrame(image, ts), self._policy(frame),
+            scheduler.put(slot, QueuedFrame(image, ts, gap=gap), self._policy(frame),
                           wait_for_room=self._hub.background)
         self._settle()
 
@@ -242,16 +243,17 @@ class StreamHandle:
         images = [to_rgb_uint8(f).copy() for f in frames]
         given = [timestamps[i] if timestamps is not None else frame_timestamp(f)
                  for i, f in enumerate(frames)]
+        gaps = [f.gap if isinstance(f, Frame) else None for f in frames]
         scheduler, slot = self._hub._scheduler, self._slot
         with scheduler.lock:
             scheduler.check(slot)
             stamps = slot.queue.stamps(given)
-        for image, ts in zip(images, stamps, strict=True):
+        for image, ts, gap in zip(images, stamps, gaps, strict=True):
             if not self._hub.background and slot.queue.full:
                 self._settle()  # synchronous mode: make room by running what is queued
             with scheduler.lock:
                 scheduler.check(slot)
-                scheduler.put(slot, QueuedFrame(image, ts), "block",
+                scheduler.put(slot, QueuedFrame(image, ts, gap=gap), "block",
                               wait_for_room=self._hub.background)
         self._settle()
 

@@ -14,12 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from ..errors import FrameError
+from ..frames import Gap
 
 # Shapes: H, W frame height and width.
 
@@ -33,6 +34,20 @@ class QueuedFrame:
     """Stream time, seconds."""
     queued_at: float = field(default_factory=time.monotonic)
     """`time.monotonic()` when it was queued (how long it has waited)."""
+    gap: Gap | None = None
+    """An outage its source reported just before it (`Frame.gap`)."""
+    dropped_before: int = 0
+    """Frames of the stream dropped by the queue just before it."""
+
+
+def _after(frame: QueuedFrame, dropped: QueuedFrame) -> QueuedFrame:
+    """``frame`` as the successor of a dropped frame: the drop counted, an outage the dropped
+    frame carried moved onto it (from where it began)."""
+    gap = dropped.gap
+    if gap is not None and frame.gap is not None:
+        gap = Gap(gap.start, frame.gap.end, frame.gap.cause)
+    return replace(frame, gap=gap or frame.gap,
+                   dropped_before=frame.dropped_before + dropped.dropped_before + 1)
 
 
 @dataclass
@@ -65,6 +80,7 @@ class FrameQueue:
         self.first_time: float | None = None
         """Timestamp of the first frame pushed."""
         self._clock0: float | None = None
+        self._refused: QueuedFrame | None = None
 
     @property
     def full(self) -> bool:
@@ -103,13 +119,17 @@ class FrameQueue:
         return out
 
     def append(self, frame: QueuedFrame) -> None:
+        if self._refused is not None:  # the frame before it was refused
+            frame, self._refused = _after(frame, self._refused), None
         self.items.append(frame)
         self.frames += 1
         self._count(frame)
 
     def refuse(self, frame: QueuedFrame) -> None:
-        """Count ``frame`` as pushed and dropped (``drop_newest`` on a full queue)."""
+        """Count ``frame`` as pushed and dropped (``drop_newest`` on a full queue); the next
+        frame queued says so."""
         self.dropped += 1
+        self._refused = frame if self._refused is None else _after(frame, self._refused)
         self._count(frame)
 
     def _count(self, frame: QueuedFrame) -> None:
@@ -119,13 +139,20 @@ class FrameQueue:
             self.first_time = frame.timestamp
 
     def drop_oldest(self) -> None:
-        """Drop the oldest queued frame (markers keep their place)."""
-        for i, item in enumerate(self.items):
-            if isinstance(item, QueuedFrame):
-                del self.items[i]
-                self.frames -= 1
-                self.dropped += 1
-                return
+        """Drop the oldest queued frame (markers keep their place); the frame after it says
+        so."""
+        frames = [i for i, item in enumerate(self.items) if isinstance(item, QueuedFrame)]
+        if not frames:
+            return
+        dropped = self.items[frames[0]]
+        del self.items[frames[0]]
+        self.frames -= 1
+        self.dropped += 1
+        if len(frames) > 1:
+            at = frames[1] - 1  # its index after the deletion
+            self.items[at] = _after(self.items[at], dropped)  # type: ignore[arg-type]
+        else:  # its successor is the frame being pushed
+            self._refused = dropped if self._refused is None else _after(dropped, self._refused)
 
     def mark(self, marker: Marker) -> None:
         self.items.append(marker)
@@ -155,5 +182,5 @@ class FrameQueue:
         markers = [m for m in self.items if isinstance(m, Marker)]
         self.items.clear()
         self.frames = self.pushed = self.dropped = 0
-        self.newest_time = self.first_time = self._clock0 = None
+        self.newest_time = self.first_time = self._clock0 = self._refused = None
         return markers

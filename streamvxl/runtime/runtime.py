@@ -183,6 +183,8 @@ class Runtime:
             state.pending.popleft()
             raise
         state.pending.popleft()
+        if evicted:  # gaps before what the memory still holds are forgotten with it
+            state.forget_gaps_before(state.store.records[0].t_start)
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
@@ -217,6 +219,7 @@ class Runtime:
         first: list[float] = []
         stop = state.settings.stop_ids
         evidence = spans(state)
+        gaps = tuple(state.gaps)
 
         def seen(token: int) -> None:
             if not first:
@@ -235,9 +238,15 @@ class Runtime:
                 timings=Timings(prefill=prefill, decode=end - start - prefill,
                                 total=end - asked_at, wait=start - asked_at),
                 context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
-                logits=torch.stack(gen.step_logits) if question.output_logits else None)
+                logits=torch.stack(gen.step_logits) if question.output_logits else None,
+                gaps=gaps)
 
-        steps = self.decode_steps(state.store, state.raw_tokens(), question.ids,
+        ids = question.ids
+        if gaps:  # told in words before the question (`PromptTemplate.gap`)
+            text = state.settings.config.prompt.format_question(question.text, gaps)
+            ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
+                               dtype=torch.long)
+        steps = self.decode_steps(state.store, state.raw_tokens(), ids,
                                   question.max_new_tokens, stop, question.sampling,
                                   on_token=seen, keep_logits=question.output_logits)
         return AnswerJob(steps, finish)

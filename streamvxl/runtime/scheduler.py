@@ -103,7 +103,8 @@ class StreamSlot:
             memory_tokens=store.num_tokens, token_budget=store.token_budget,
             memory_bytes=store.arena.used_bytes, allocated_bytes=store.arena.allocated_bytes,
             intervals_pending=len(state.pending),
-            frames_pending=sum(job.num_frames for job in state.pending))
+            frames_pending=sum(job.num_frames for job in state.pending),
+            gaps=tuple(state.gaps))
         self.published = Published(stats, tuple(store.records), self.processed_time)
 
 
@@ -400,7 +401,9 @@ class Scheduler:
             slot.processed_time = batch[rows[-1]][1].timestamp
             try:
                 slot.state.admit(tokens, frames.embeddings[rows],  # type: ignore[union-attr]
-                                 [batch[i][1].timestamp for i in rows])
+                                 [batch[i][1].timestamp for i in rows],
+                                 [batch[i][1].gap for i in rows],
+                                 [batch[i][1].dropped_before for i in rows])
             except BaseException as e:  # the refused frame and those after it are lost
                 self._fail(slot, e, "adding frames")
             slot.publish()

@@ -11,13 +11,16 @@ check, the stop ids) is settled there and nowhere else.
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from ..config import MemoryConfig
 from ..errors import ConfigError
+from ..frames import Gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
@@ -27,6 +30,11 @@ from ..model.layout import split_windows, window_layout
 from .job import IntervalJob
 
 log = logging.getLogger(__name__)
+
+GAP_HISTORY = 16
+"""Intervals between frames the automatic gap threshold looks at."""
+GAP_FACTOR = 4.0
+GAP_MIN_SECONDS = 2.0
 
 # Shapes: F frames, T tokens per frame, C hidden, E embedding width.
 
@@ -71,10 +79,21 @@ class StreamState:
     """Closed intervals waiting for (or in) compression, oldest first."""
     frames_seen: int = 0
     """Frames admitted so far; the next frame's index."""
+    gaps: list[Gap] = field(default_factory=list)
+    """Stretches the memory did not see, oldest first: reported by a live source
+    (`Frame.gap`), or found between two frames further apart than `gap_threshold`."""
+    last_time: float | None = None
+    """Timestamp of the newest admitted frame."""
+    spacing: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
+    """The last intervals between admitted frames, seconds (the automatic gap threshold)."""
 
-    def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float]) -> None:
+    def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float],
+              reported: Sequence[Gap | None] | None = None,
+              dropped: Sequence[int] | None = None) -> None:
         """Add frames that went through the vision tower: tokens (F, T, C) on the device,
-        embeddings (F, E) float32 on the CPU. Intervals they close join `pending`.
+        embeddings (F, E) float32 on the CPU, with the outage each one's source reported just
+        before it and how many frames the queue dropped just before it. Intervals they close
+        join `pending`; gaps join `gaps`.
 
         Raises:
             FrameError: the segmenter refused a frame's embedding (zero, NaN); that frame and
@@ -84,6 +103,7 @@ class StreamState:
         for i, ts in enumerate(stamps):
             # the segmenter validates the embedding and changes nothing when it refuses it
             closed = self.segmenter.push(self.frames_seen, embeddings[i])
+            self._note_gap(ts, reported[i] if reported else None, dropped[i] if dropped else 0)
             self.open.append(tokens[i], embeddings[i], ts)
             self.frames_seen += 1
             for c in closed:
@@ -93,6 +113,34 @@ class StreamState:
         """Close the open interval (end of stream): its frames join `pending`."""
         for c in self.segmenter.flush():
             self.pending.append(self._job(c))
+
+    def gap_threshold(self) -> float | None:
+        """Seconds between two frames that make a gap: `MemoryConfig.gap_seconds`, else 4x
+        the median of the recent intervals, at least 2 s (None until a few intervals are
+        known)."""
+        if self.settings.config.gap_seconds is not None:
+            return self.settings.config.gap_seconds
+        if len(self.spacing) < 3:
+            return None
+        return max(GAP_MIN_SECONDS, GAP_FACTOR * statistics.median(self.spacing))
+
+    def forget_gaps_before(self, t: float) -> None:
+        """Drop the gaps that ended before ``t`` (the oldest moment the memory still holds)."""
+        self.gaps = [g for g in self.gaps if g.end >= t]
+
+    def _note_gap(self, ts: float, reported: Gap | None, dropped: int) -> None:
+        last = self.last_time
+        if reported is not None:
+            self.gaps.append(reported)
+        elif last is not None:
+            threshold = self.gap_threshold()
+            if threshold is not None and ts - last > threshold:
+                cause = (f"{dropped} frames dropped: the memory fell behind" if dropped
+                         else "no frames came")
+                self.gaps.append(Gap(last, ts, cause))
+        if last is not None and reported is None:
+            self.spacing.append(ts - last)
+        self.last_time = ts
 
     def reset(self) -> None:
         """Forget every frame; the store keeps its sink (the caller re-checks it)."""
@@ -106,6 +154,9 @@ class StreamState:
         self.open.clear()
         self.pending.clear()
         self.frames_seen = 0
+        self.gaps = []
+        self.last_time = None
+        self.spacing.clear()
 
     def raw_tokens(self) -> torch.Tensor | None:
         """(N, C) every frame not yet compressed, in stream order: the pending intervals' then
