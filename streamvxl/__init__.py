@@ -27,7 +27,7 @@ from .errors import (
 from .frames import Frame, Gap
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
-from .sources import open_source
+from .sources import Reconnect, open_source
 from .video_memory import VideoMemory
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ __all__ = [
     "MemoryConfig",
     "MemoryStats",
     "QuestionError",
+    "Reconnect",
     "Runtime",
     "RuntimeConfig",
     "SourceError",

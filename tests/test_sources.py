@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from streamvxl.errors import ConfigError, SourceError
-from streamvxl.sources import FpsSampler, open_source
+from streamvxl.sources import FpsSampler, LiveSource, Reconnect, open_source
 
 H, W = 48, 64
 RATE = 10  # frames per second of the test clip
@@ -265,14 +265,16 @@ def av_open_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 @pytest.mark.parametrize(
     ("uri", "options", "expected"),
     [
-        ("rtsp://cam.local/stream", None, dict(format=None, options={"rtsp_transport": "tcp"})),
+        ("rtsp://cam.local/stream", None,
+         dict(format=None, options={"rtsp_transport": "tcp", "analyzeduration": "500000"})),
         (
             "rtsp://cam.local/stream",
-            {"rtsp_transport": "udp"},
-            dict(format=None, options={"rtsp_transport": "udp"}),
+            {"rtsp_transport": "udp", "analyzeduration": "2000000"},
+            dict(format=None, options={"rtsp_transport": "udp", "analyzeduration": "2000000"}),
         ),
-        ("https://example.com/live.m3u8", {"a": "1"}, dict(format=None, options={"a": "1"})),
-        ("udp://239.0.0.1:1234", None, dict(format=None, options={})),
+        ("https://example.com/live.m3u8", {"a": "1"},
+         dict(format=None, options={"a": "1", "analyzeduration": "500000"})),
+        ("udp://239.0.0.1:1234", None, dict(format=None, options={"analyzeduration": "500000"})),
         ("/dev/video0", None, dict(format="v4l2", options={})),
         ("lavfi:testsrc=rate=5", None, dict(file="testsrc=rate=5", format="lavfi")),
     ],
@@ -281,18 +283,28 @@ def test_uri_is_opened_through_the_right_input(
     av_open_calls: list[dict], uri: str, options: dict | None, expected: dict
 ) -> None:
     given = None if options is None else dict(options)
-    with pytest.raises(_Opened):
-        open_source(uri, options=given, timeout=3.5)
+    if uri.startswith("lavfi:"):  # read in the caller's thread: opened at once
+        with pytest.raises(_Opened):
+            open_source(uri, options=given, timeout=3.5)
+        timeout: float | tuple[float, float] = 3.5
+    else:  # live: opened on its capture thread, whose failure ends the iteration
+        src = open_source(uri, options=given, timeout=3.5, reconnect=False)
+        assert isinstance(src, LiveSource)
+        with pytest.raises(SourceError):
+            list(src)
+        src.join(5)
+        timeout = (3.5, Reconnect().stall_timeout / 2)  # open, then each read (a stall)
     (call,) = av_open_calls
-    assert call["timeout"] == 3.5
+    assert call["timeout"] == timeout
     want = {"file": uri} | expected
     assert {key: call[key] for key in want} == want
     assert given == options  # the caller's dict is not modified
 
 
 def test_explicit_format_wins(av_open_calls: list[dict]) -> None:
-    with pytest.raises(_Opened):
-        open_source("0", format="avfoundation")  # no file check for a device name
+    src = open_source("0", format="avfoundation", reconnect=False)  # no file check for a device
+    with pytest.raises(SourceError):
+        list(src)
     assert av_open_calls[0]["format"] == "avfoundation"
 
 
