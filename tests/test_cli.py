@@ -39,17 +39,29 @@ def test_watch_asks_relative_to_the_first_frame(tiny_checkpoint, capsys, monkeyp
 
     import streamvxl.sources as sources
     from streamvxl.frames import Frame
+    from streamvxl.sources import SourceStats
 
     class Late:
+        """A source whose clock starts at 1000 s."""
+
         def __init__(self, *a, **k) -> None:
             self.frames = [Frame(np.full((48, 64, 3), i, np.uint8), 1000.0 + 0.5 * i, i)
                            for i in range(10)]
 
         def __enter__(self):
-            return iter(self.frames)
+            return self
 
         def __exit__(self, *exc) -> None:
             return None
+
+        def __iter__(self):
+            return iter(self.frames)
+
+        def close(self) -> None:
+            return None
+
+        def stats(self) -> SourceStats:
+            return SourceStats("streaming", 10, 10, 0, 0, 0, 0.0, 2.0)
 
     monkeypatch.setattr(sources, "open_source", Late)
     rc = main(["watch", "x", "--model", str(tiny_checkpoint), "--every", "2", "--ask", "Q?",
@@ -59,3 +71,19 @@ def test_watch_asks_relative_to_the_first_frame(tiny_checkpoint, capsys, monkeyp
     # frames at 1000.0 .. 1004.5: asked at 1002.0 and 1004.0, then at the end
     assert [line.split("]")[0] for line in out.splitlines() if "Q:" in line] == [
         "[t=1002.0s", "[t=1004.0s", "[end of stream"]
+
+
+def test_watch_uses_the_default_model_without_model(capsys) -> None:
+    """No --model: the embedded streamvxl-tiny (skipped while its weights or base are absent)."""
+    import pytest
+
+    from streamvxl.model import default
+    from tests.conftest import base_llm_unavailable
+
+    if not default.DEFAULT_DELTA.is_file() or base_llm_unavailable():
+        pytest.skip("the default model is not available here")
+    rc = main(["watch", "lavfi:testsrc=size=64x48:rate=10:duration=2", "--fps", "2",
+               "--max-new-tokens", "2", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "[end of stream] Q:" in captured.out
+    assert "4 frames in memory" in captured.err  # the final progress line
