@@ -35,6 +35,11 @@ class MemoryFileError(StreamVXLError, OSError):
     """A saved memory file is missing, corrupt, or from an incompatible model."""
 
 
+class ModelMismatchError(MemoryFileError):
+    """A memory was written under another model, dtype or prompt than the one opening it; the
+    message names both."""
+
+
 class MissingDependencyError(StreamVXLError, ImportError):
     """An optional dependency is needed for this feature; the message names the pip extra."""
 
@@ -54,6 +59,7 @@ __all__ = [
     "FrameError",
     "MemoryFileError",
     "MissingDependencyError",
+    "ModelMismatchError",
     "QuestionError",
     "SourceError",
     "StreamVXLError",
