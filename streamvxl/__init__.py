@@ -19,6 +19,8 @@ from .errors import (
     ClosedError,
     ConfigError,
     FrameError,
+    MemoryFileError,
+    ModelMismatchError,
     QuestionError,
     SourceError,
     StreamVXLError,
@@ -26,6 +28,7 @@ from .errors import (
 )
 from .frames import Frame, Gap
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
+from .persist import Durability
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
 from .sources import Reconnect, open_source
 from .video_memory import VideoMemory
@@ -39,6 +42,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DensityRatio",
+    "Durability",
     "FixedRatio",
     "Frame",
     "FrameError",
@@ -46,7 +50,9 @@ __all__ = [
     "Hub",
     "IntervalSpan",
     "MemoryConfig",
+    "MemoryFileError",
     "MemoryStats",
+    "ModelMismatchError",
     "QuestionError",
     "Reconnect",
     "Runtime",

@@ -103,3 +103,7 @@ class MemoryStats:
     """Seconds of stream time between the newest frame pushed and the newest in memory."""
     gaps: tuple[Gap, ...] = ()
     """Stretches the memory did not see (camera offline, stalled, no frames), oldest first."""
+    intervals_logged: int | None = None
+    """Intervals whose records are in the memory's log (`MemoryConfig.log_dir`): what a
+    restart keeps. At most one behind ``intervals_closed`` (the record being written); None
+    without a log."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -11,6 +12,7 @@ from .intervals.boundary import BoundaryConfig
 from .intervals.ratio import RatioPolicy, as_ratio_policy
 from .memory.store import EvictionPolicy
 from .model.layout import RemainderRule
+from .persist.durability import Durability
 from .prompt import PromptTemplate
 
 OverflowPolicy = Literal["block", "drop_oldest", "drop_newest"]
@@ -60,7 +62,23 @@ class MemoryConfig:
     ``drop_oldest`` for frames of a live source (``Frame.live``: cameras, network streams),
     ``block`` for everything else; `VideoMemory.extend` always blocks."""
 
+    log_dir: str | os.PathLike[str] | None = None
+    """A directory for the memory's append-only interval log: each closed interval is written
+    there before it counts as stored, so a restarted process reopens the memory with
+    `VideoMemory.open` (losing at most the open interval). The directory must not hold a log
+    already (open that one instead). None: the memory lives in this process only."""
+    durability: Durability = field(default_factory=Durability)
+    """When the log is forced to disk (fsync) and what that survives."""
+
     def __post_init__(self) -> None:
+        if self.log_dir is not None:
+            if not isinstance(self.log_dir, (str, os.PathLike)) or not os.fspath(self.log_dir):
+                raise ConfigError(f"MemoryConfig.log_dir must be a directory path or None, got "
+                                  f"{self.log_dir!r}")
+            object.__setattr__(self, "log_dir", os.fspath(self.log_dir))
+        if not isinstance(self.durability, Durability):
+            raise ConfigError(f"MemoryConfig.durability must be a Durability, got "
+                              f"{type(self.durability).__name__}")
         if self.ratio is not None:
             object.__setattr__(self, "ratio", as_ratio_policy(self.ratio))
         for name, optional in (("window", True), ("token_budget", True),

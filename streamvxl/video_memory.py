@@ -50,13 +50,7 @@ class VideoMemory(StreamHandle):
     def __init__(self, model: VideoXL | None = None, tokenizer: Any = None,
                  config: MemoryConfig | None = None, preprocessor: Preprocessor | None = None,
                  *, background: bool = True, runtime: RuntimeConfig | None = None) -> None:
-        if model is None:
-            rt = Runtime.default(runtime)
-            if tokenizer is not None:
-                rt.tokenizer = tokenizer
-        else:
-            rt = Runtime(model, tokenizer, preprocessor, runtime)
-        self._open(rt, config, background)
+        self._open(_runtime(model, tokenizer, preprocessor, runtime), config, background)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, config: MemoryConfig | None = None,
@@ -82,10 +76,43 @@ class VideoMemory(StreamHandle):
         memory._open(runtime, config, background)
         return memory
 
-    def _open(self, runtime: Runtime, config: MemoryConfig | None, background: bool) -> None:
+    @classmethod
+    def open(cls, path: str | os.PathLike, model: VideoXL | None = None, tokenizer: Any = None,
+             *, config: MemoryConfig | None = None, background: bool = True,
+             runtime: RuntimeConfig | Runtime | None = None) -> VideoMemory:
+        """Reopen a memory from its log directory (`MemoryConfig.log_dir`; it goes on
+        appending there) or from a snapshot file (`save`): the same intervals, exactly, under
+        the settings it was made with. Frames pushed afterwards continue its time.
+
+        Args:
+            path: a log directory or a snapshot file.
+            model: the model it was written under; None: the embedded default model.
+            tokenizer: the model's tokenizer (with ``model``).
+            config: None keeps the recorded settings; only how the memory is served may change.
+            runtime: a `RuntimeConfig` for a new runtime, or an existing `Runtime` to share.
+
+        Raises:
+            MemoryFileError: no memory there, or not a readable one (damaged records are
+                skipped and logged; a torn last record is cut).
+            ModelMismatchError: it was written under another model, dtype or prompt.
+
+        Example:
+            >>> mem = VideoMemory(config=MemoryConfig(log_dir="gate"))  # doctest: +SKIP
+            >>> ...  # the process is killed; later, in a new one:
+            >>> mem = VideoMemory.open("gate")                           # doctest: +SKIP
+        """
+        rt = runtime if isinstance(runtime, Runtime) else _runtime(model, tokenizer, None,
+                                                                   runtime)
+        memory = cls.__new__(cls)
+        memory._open(rt, config, background, path)
+        return memory
+
+    def _open(self, runtime: Runtime, config: MemoryConfig | None, background: bool,
+              path: str | os.PathLike | None = None) -> None:
         hub = Hub(runtime, background=background)
         try:
-            handle = hub.stream(STREAM, config)
+            handle = (hub.stream(STREAM, config) if path is None
+                      else hub.open_stream(STREAM, path, config))
         except BaseException:
             hub.close(wait=False)
             raise
@@ -102,3 +129,14 @@ class VideoMemory(StreamHandle):
 
     def __enter__(self) -> VideoMemory:
         return self
+
+
+def _runtime(model: VideoXL | None, tokenizer: Any, preprocessor: Preprocessor | None,
+             config: RuntimeConfig | None) -> Runtime:
+    """A new runtime over ``model``, or over the embedded default model when it is None."""
+    if model is not None:
+        return Runtime(model, tokenizer, preprocessor, config)
+    runtime = Runtime.default(config)
+    if tokenizer is not None:
+        runtime.tokenizer = tokenizer
+    return runtime

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -38,7 +38,7 @@ from ..frames import Frame, frame_timestamp, to_rgb_uint8
 from ..memory.store import IntervalRecord
 from .config import RuntimeConfig
 from .question import prepare_question
-from .queue import QueuedFrame
+from .queue import FrameQueue, QueuedFrame
 from .runtime import Runtime
 from .scheduler import Scheduler, StreamSlot
 from .stream import StreamState
@@ -96,34 +96,62 @@ class Hub:
 
     # -- streams --------------------------------------------------------------------------------
     def stream(self, name: str, config: MemoryConfig | None = None) -> StreamHandle:
-        """Start a stream; returns once its memory is allocated.
+        """Start a stream; returns once its memory is allocated (and its log created, with
+        `MemoryConfig.log_dir`).
 
         Raises:
             ConfigError: the name is taken or empty, or the config does not fit the model.
+            MemoryFileError: ``config.log_dir`` holds a log already (`open_stream` it), or
+                cannot be written.
             ClosedError: the hub is closed.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"a stream name must be a non-empty str, got {name!r}")
         config = config if config is not None else MemoryConfig()
         if not isinstance(config, MemoryConfig):
             raise ConfigError(f"config must be a MemoryConfig, got {type(config).__name__}")
         settings = self.runtime.settings(config)  # bad configs fail here, in the caller
-        slot = StreamSlot(name, config)
+        return self._start(name, config, lambda: self.runtime.new_stream(config, settings))
+
+    def open_stream(self, name: str, path: str | os.PathLike,
+                    config: MemoryConfig | None = None) -> StreamHandle:
+        """Start a stream from a memory log directory (it goes on appending there) or a
+        snapshot file (`StreamHandle.save`): the intervals it held, exactly.
+
+        Args:
+            config: None keeps the recorded settings; otherwise only how the stream is served
+                may change (queue, overflow, durability, ...), not what made its K/V.
+
+        Raises:
+            MemoryFileError: nothing readable there (damaged records are skipped and logged).
+            ModelMismatchError: it was written under another model, dtype or prompt.
+            ConfigError: the name is taken, or ``config`` changes recorded settings.
+        """
+        return self._start(name, None, lambda: self.runtime.open_stream(path, config))
+
+    def _start(self, name: str, config: MemoryConfig | None,
+               make_state: Callable[[], StreamState]) -> StreamHandle:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a stream name must be a non-empty str, got {name!r}")
         scheduler = self._scheduler
+        slot = StreamSlot(name, config or MemoryConfig())
 
         def start() -> None:
             with scheduler.lock:
                 if name in scheduler.slots:
                     raise ConfigError(f"a stream named {name!r} exists; pick another name or "
                                       "remove it first")
-            state = self.runtime.new_stream(config, settings)
+            state = make_state()
+            slot.config = state.settings.config  # a reopened stream's: the recorded one
+            slot.queue = FrameQueue(slot.config.queue_frames)
+            if state.resumed_wall is not None and state.last_time is not None:
+                slot.queue.resume(state.last_time, state.resumed_wall)
             with scheduler.lock:
                 slot.state = state
                 slot.publish()
                 scheduler.slots[name] = slot
 
         self._wait(scheduler.control(start))
-        log.info("stream %r started (budget %s tokens)", name, config.token_budget)
+        log.info("stream %r started (budget %s tokens%s)", name, slot.config.token_budget,
+                 f", log {slot.config.log_dir}" if slot.config.log_dir else "")
         return StreamHandle(self, slot)
 
     def __getitem__(self, name: str) -> StreamHandle:
@@ -352,9 +380,27 @@ class StreamHandle:
         assert published is not None
         seen = published.processed_time if published.processed_time is not None else first
         lag = newest_pushed - seen if newest_pushed is not None and seen is not None else 0.0
+        state = slot.state
+        logged = state.log.logged if state is not None and state.log is not None else None
         return MemoryStats(**{**published.stats.__dict__, "frames_pushed": pushed,
                               "frames_dropped": dropped, "queue_depth": depth,
-                              "lag": max(0.0, lag)})
+                              "lag": max(0.0, lag), "intervals_logged": logged})
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the memory as it is now (every interval in it, compacted) to the file
+        ``path``, atomically: a crash mid-save leaves the previous file intact. Runs between two
+        steps of the stream (frames pushed but not yet in memory are not in it; `wait` first to
+        include them). `Hub.open_stream` / `VideoMemory.open` read it. Returns its size in
+        bytes.
+
+        Raises:
+            MemoryFileError: the file cannot be written.
+        """
+        from .durable import snapshot
+
+        assert self._slot.state is not None
+        return self._hub._wait(self._hub._scheduler.control(
+            lambda: snapshot(self.runtime, self.state, path)))
 
     def reset(self) -> None:
         """Forget everything seen and queued (an unreported error too); the model and the
@@ -391,6 +437,8 @@ class StreamHandle:
                 log.warning("stream %r: %r while draining before close", slot.name, e)
 
         def remove() -> None:
+            if slot.state is not None and slot.state.log is not None:
+                slot.state.log.close()
             with scheduler.lock:
                 slot.closed = True
                 scheduler.slots.pop(slot.name, None)

@@ -59,3 +59,9 @@ class IntervalJob:
     @property
     def num_frames(self) -> int:
         return self.closed.num_frames
+
+    def retained(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The finished interval's pre-RoPE keys and values (L, 1, G, n, D)."""
+        if len(self.kept_k) == 1:
+            return self.kept_k[0], self.kept_v[0]
+        return torch.cat(self.kept_k, dim=3), torch.cat(self.kept_v, dim=3)

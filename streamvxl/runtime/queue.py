@@ -81,10 +81,20 @@ class FrameQueue:
         """Timestamp of the first frame pushed."""
         self._clock0: float | None = None
         self._refused: QueuedFrame | None = None
+        self._resume: tuple[float, float] | None = None
+        self._offset = 0.0
 
     @property
     def full(self) -> bool:
         return self.frames >= self.capacity
+
+    def resume(self, stream_time: float, wall: float) -> None:
+        """A reopened memory's time goes on from ``stream_time``, the newest frame it knew of
+        at `time.time()` ``wall``. If the next frame is stamped before it (a source whose clock
+        started again at 0, or the default clock), it is moved to ``stream_time`` plus the
+        wall-clock time that passed since, and every later frame by as much; timestamps that
+        already go on (an absolute clock) are left as they are."""
+        self._resume = (stream_time, wall)
 
     def stamp(self, given: float | None) -> float:
         """The timestamp of the next frame: ``given`` (checked), else seconds since the first
@@ -111,6 +121,12 @@ class FrameQueue:
             ts = float(ts)
             if not np.isfinite(ts):
                 raise FrameError(f"timestamp must be a finite number of seconds, got {ts}")
+            if self._resume is not None:  # the first frame since the memory was reopened
+                stream_time, wall = self._resume
+                if ts < stream_time:  # its clock started again: go on by the time that passed
+                    self._offset = stream_time + max(0.0, time.time() - wall) - ts
+                self._resume = None
+            ts += self._offset
             if last is not None and ts < last:
                 raise FrameError(f"timestamp {ts:.3f}s is before the previous frame's "
                                  f"{last:.3f}s; timestamps must not decrease")
@@ -183,4 +199,5 @@ class FrameQueue:
         self.items.clear()
         self.frames = self.pushed = self.dropped = 0
         self.newest_time = self.first_time = self._clock0 = self._refused = None
+        self._resume, self._offset = None, 0.0
         return markers

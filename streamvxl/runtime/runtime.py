@@ -35,9 +35,11 @@ from ..model.generate import GREEDY, Sampling, run_steps
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
+from ..persist.identity import ModelIdentity, model_identity
 from ..preprocess import Preprocessor
 from .config import RuntimeConfig, apply_cpu_threads
 from .decoding import Decoded, DecodeGraphs, decode_steps
+from .durable import restore_stream, start_log
 from .job import IntervalJob
 from .question import Question, answer_text, stop_ids
 from .stream import StreamSettings, StreamState
@@ -86,6 +88,7 @@ class Runtime:
         self.graphs = DecodeGraphs(model, self.kernels) if cuda and self.config.cuda_graphs \
             else None
         self._sinks: dict[tuple[int, ...], ChunkKV] = {}
+        self._identity: ModelIdentity | None = None
         if not cuda:
             apply_cpu_threads(self.config.cpu_threads)
 
@@ -156,7 +159,22 @@ class Runtime:
         self.set_sink(store, torch.tensor(settings.prefix_ids, dtype=torch.long))
         if config.token_budget is not None:
             self.workspace.reserve(config.token_budget + 2 * settings.window)
-        return StreamState(settings, store, IntervalSegmenter(settings.boundary))
+        state = StreamState(settings, store, IntervalSegmenter(settings.boundary))
+        if config.log_dir is not None:
+            state.log = start_log(self, state, config.log_dir)
+        return state
+
+    def open_stream(self, path: str | os.PathLike, config: MemoryConfig | None = None
+                    ) -> StreamState:
+        """The stream a memory log directory or snapshot holds (`durable.restore_stream`)."""
+        return restore_stream(self, path, config)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The digest of what shapes this model's K/V (computed once, on first use)."""
+        if self._identity is None:
+            self._identity = model_identity(self.model, self.model.config)
+        return self._identity
 
     def ingest(self, state: StreamState, images: list[np.ndarray], stamps: list[float]) -> None:
         """Frames through the vision tower into ``state`` (closed intervals join its pending
@@ -172,12 +190,19 @@ class Runtime:
         Raises:
             Whatever the model raised; the interval is then dropped and the store is exactly as
             before it (no window's work reached it).
+            MemoryFileError: the previous interval's log record could not be written; this
+                interval is stored (and its record handed to the log) all the same.
         """
         job = state.pending[0]
         try:
             self.encode_next(state.store, job)
             if not job.done:
                 return None
+            failed_write = None
+            if state.log is not None:  # handed to the log before it counts as stored
+                keys, values = job.retained()
+                failed_write = state.log.interval(
+                    state, job, keys, values, [r.id for r in state.store.records[:job.evict]])
             record, evicted = self.commit(state.store, job)
         except BaseException:
             state.pending.popleft()
@@ -188,6 +213,8 @@ class Runtime:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
+        if failed_write is not None:  # the previous record is not in the log; this one went on
+            raise failed_write
         return record
 
     def compress_all(self, state: StreamState) -> None:
@@ -312,8 +339,7 @@ class Runtime:
     def commit(self, store: MemoryStore, job: IntervalJob
                ) -> tuple[IntervalRecord, list[IntervalRecord]]:
         """Store a finished ``job`` (its evictions first); returns its record and the evicted."""
-        keys = job.kept_k[0] if len(job.kept_k) == 1 else torch.cat(job.kept_k, dim=3)
-        values = job.kept_v[0] if len(job.kept_v) == 1 else torch.cat(job.kept_v, dim=3)
+        keys, values = job.retained()
         return store.add(keys, values, t_start=job.t_start, t_end=job.t_end,
                          frame_start=job.closed.start, frame_end=job.closed.end,
                          ratio=job.ratio, embedding=job.embedding, evict=job.evict)

@@ -198,9 +198,17 @@ class Scheduler:
         """A future done when every frame pushed so far is in memory (``"drain"``), after
         closing the open interval there (``"flush"``)."""
         future: Future = Future()
+
+        def reached() -> None:  # and, with a log, once its records are written
+            state = slot.state
+            if state is not None and state.log is not None:
+                state.log.when_written(lambda: _resolve(future, None))
+            else:
+                _resolve(future, None)
+
         with self.lock:
             self.check(slot)
-            slot.queue.mark(Marker(kind, lambda: _resolve(future, None), future))  # type: ignore[arg-type]
+            slot.queue.mark(Marker(kind, reached, future))  # type: ignore[arg-type]
             self.lock.notify_all()
         return future
 

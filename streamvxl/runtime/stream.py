@@ -15,6 +15,7 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,6 +29,9 @@ from ..memory.store import MemoryStore
 from ..model.encoder import window_plan
 from ..model.layout import split_windows, window_layout
 from .job import IntervalJob
+
+if TYPE_CHECKING:
+    from .durable import StreamLog
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,11 @@ class StreamState:
     """Timestamp of the newest admitted frame."""
     spacing: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
     """The last intervals between admitted frames, seconds (the automatic gap threshold)."""
+    log: StreamLog | None = None
+    """Where closed intervals are written before they count as stored (`MemoryConfig.log_dir`)."""
+    resumed_wall: float | None = None
+    """Reopened from a log: `time.time()` of its last record. The first frame after it records
+    the time the memory was closed as a gap."""
 
     def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float],
               reported: Sequence[Gap | None] | None = None,
@@ -130,6 +139,10 @@ class StreamState:
 
     def _note_gap(self, ts: float, reported: Gap | None, dropped: int) -> None:
         last = self.last_time
+        if self.resumed_wall is not None:  # the first frame since the memory was reopened
+            self.resumed_wall = None
+            if reported is None and last is not None and ts - last > GAP_MIN_SECONDS:
+                reported = Gap(last, ts, "the memory was not running")
         if reported is not None:
             self.gaps.append(reported)
         elif last is not None:
@@ -156,7 +169,10 @@ class StreamState:
         self.frames_seen = 0
         self.gaps = []
         self.last_time = None
+        self.resumed_wall = None
         self.spacing.clear()
+        if self.log is not None:
+            self.log.reset()
 
     def raw_tokens(self) -> torch.Tensor | None:
         """(N, C) every frame not yet compressed, in stream order: the pending intervals' then
