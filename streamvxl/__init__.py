@@ -30,6 +30,7 @@ from .frames import Frame, Gap
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
 from .persist import Durability
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
+from .runtime.conditions import WatchEvent
 from .sources import Reconnect, open_source
 from .video_memory import VideoMemory
 
@@ -61,6 +62,7 @@ __all__ = [
     "StreamHandle",
     "StreamVXLError",
     "VideoMemory",
+    "WatchEvent",
     "WorkerError",
     "open_source",
 ]

@@ -33,9 +33,10 @@ import torch
 
 from ..answer import Answer, MemoryStats
 from ..config import MemoryConfig, OverflowPolicy
-from ..errors import ClosedError, ConfigError, FrameError
+from ..errors import ClosedError, ConfigError, FrameError, QuestionError
 from ..frames import Frame, frame_timestamp, to_rgb_uint8
 from ..memory.store import IntervalRecord
+from .conditions import Condition, WatchEvent, as_question, check_thresholds
 from .config import RuntimeConfig
 from .question import prepare_question
 from .queue import FrameQueue, QueuedFrame
@@ -362,6 +363,64 @@ class StreamHandle:
         if not self._hub.background:
             loop.run_in_executor(None, self._hub._drive)
         return stream
+
+    # -- watch conditions -----------------------------------------------------------------------
+    def watch(self, condition: str, callback: Callable[[WatchEvent], None] | None = None, *,
+              threshold: float = 0.0, hysteresis: float = 1.0) -> None:
+        """Check a yes/no condition on every interval from now on, as it is stored.
+
+        Each stored interval is asked ``condition`` alone (`streamvxl.runtime.conditions`: one
+        prefill, no generation); its score is ``log p(yes) - log p(no)``. The condition turns
+        on when the score rises above ``threshold + hysteresis / 2`` and off when it falls
+        below ``threshold - hysteresis / 2``; each turn calls ``callback`` with a `WatchEvent`
+        (the interval's time span and the score) on the worker thread: keep it quick (hand
+        the event to a queue). `watching` shows every condition's state and recent scores.
+
+        Args:
+            condition: a statement ("a person is at the door") or a yes/no question.
+
+        Raises:
+            QuestionError: the condition is empty or too long, or yes / no are not single
+                tokens of the model's vocabulary.
+            ConfigError: a bad threshold or hysteresis, or the condition is watched already.
+        """
+        check_thresholds(threshold, hysteresis)
+        if not isinstance(condition, str) or not condition.strip(" .?\n\t"):
+            raise QuestionError(f"a watch condition must be a non-empty statement or yes/no "
+                                f"question, got {condition!r}")
+        q = self._question(as_question(condition), 1, 0.0, 1.0, None, False)
+        self.runtime.yes_no_ids  # noqa: B018 - refuse a vocabulary without yes / no now
+        watched = Condition(condition, q.ids, float(threshold), float(hysteresis), callback)
+
+        def add() -> None:
+            state = self.state
+            if any(c.text == condition for c in state.conditions):
+                raise ConfigError(f"{condition!r} is watched already; unwatch it first")
+            state.conditions.append(watched)
+
+        self._hub._wait(self._hub._scheduler.control(add))
+
+    def unwatch(self, condition: str) -> None:
+        """Stop checking ``condition``.
+
+        Raises:
+            KeyError: it is not watched.
+        """
+        def remove() -> None:
+            state = self.state
+            kept = [c for c in state.conditions if c.text != condition]
+            if len(kept) == len(state.conditions):
+                raise KeyError(f"{condition!r} is not watched; watched: "
+                               f"{[c.text for c in state.conditions]}")
+            state.conditions = kept
+
+        self._hub._wait(self._hub._scheduler.control(remove))
+
+    @property
+    def watching(self) -> dict[str, tuple[bool, list[tuple[int, float]]]]:
+        """Each watched condition: whether it is on, and its recent (interval id, score)."""
+        return self._hub._wait(self._hub._scheduler.control(
+            lambda: {c.text: (c.on, list(c.scores)) for c in self.state.conditions}))
 
     # -- state ----------------------------------------------------------------------------------
     @property

@@ -37,6 +37,8 @@ from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
 from ..persist.identity import ModelIdentity, model_identity
 from ..preprocess import Preprocessor
+from .conditions import KEEP_SCORES, Condition, WatchEvent, yes_no_ids
+from .conditions import score as yes_no_score
 from .config import RuntimeConfig, apply_cpu_threads
 from .decoding import Decoded, DecodeGraphs, decode_steps
 from .durable import restore_stream, start_log
@@ -89,6 +91,7 @@ class Runtime:
             else None
         self._sinks: dict[tuple[int, ...], ChunkKV] = {}
         self._identity: ModelIdentity | None = None
+        self._yes_no: tuple[list[int], list[int]] | None = None
         if not cuda:
             apply_cpu_threads(self.config.cpu_threads)
 
@@ -213,9 +216,52 @@ class Runtime:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
+        for condition in state.conditions:
+            self._check(state, record, condition)
         if failed_write is not None:  # the previous record is not in the log; this one went on
             raise failed_write
         return record
+
+    def condition_score(self, state: StreamState, record: IntervalRecord,
+                        ids: torch.Tensor) -> float:
+        """``log p(yes) - log p(no)`` for the question ``ids`` (Q,) asked of one stored
+        interval alone: [sink | its VSTs, re-packed | question], one prefill."""
+        store = state.store
+        end = store.sink_tokens
+        for r in store.records:
+            end += r.num_tokens
+            if r.id == record.id:
+                break
+        start, sink = end - record.num_tokens, store.sink_tokens
+        alone = self.new_store(None)
+        alone.set_sink(store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink])
+        alone.add(store.keys()[:, :, :, start:end], store.values()[:, :, :, start:end],
+                  t_start=record.t_start, t_end=record.t_end, frame_start=record.frame_start,
+                  frame_end=record.frame_end, ratio=record.ratio, evict=0)
+        out = self.decode(alone, None, ids, 1)
+        return yes_no_score(out.generation.step_logits[0], *self.yes_no_ids)
+
+    @property
+    def yes_no_ids(self) -> tuple[list[int], list[int]]:
+        """The single-token spellings of yes and of no (watch conditions compare them)."""
+        if self._yes_no is None:
+            self._yes_no = yes_no_ids(self.tokenizer)
+        return self._yes_no
+
+    def _check(self, state: StreamState, record: IntervalRecord, condition: Condition) -> None:
+        value = self.condition_score(state, record, condition.ids)
+        condition.scores = [*condition.scores[-(KEEP_SCORES - 1):], (record.id, value)]
+        turn = condition.update(value)
+        if turn is None:
+            return
+        event = WatchEvent(condition.text, turn, value, record.t_start, record.t_end, record.id)
+        log.info("watch %r turned %s at %.1f-%.1f s (score %.2f)", condition.text, turn,
+                 record.t_start, record.t_end, value)
+        if condition.callback is not None:
+            try:
+                condition.callback(event)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the stream
+                log.exception("the callback of watch %r failed", condition.text)
 
     def compress_all(self, state: StreamState) -> None:
         """Compress every pending interval."""

@@ -28,6 +28,7 @@ from ..memory.open_interval import OpenInterval
 from ..memory.store import MemoryStore
 from ..model.encoder import window_plan
 from ..model.layout import split_windows, window_layout
+from .conditions import Condition
 from .job import IntervalJob
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class StreamState:
     """Timestamp of the newest admitted frame."""
     spacing: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
     """The last intervals between admitted frames, seconds (the automatic gap threshold)."""
+    conditions: list[Condition] = field(default_factory=list)
+    """Watched yes/no questions, checked on every interval as it is stored."""
     log: StreamLog | None = None
     """Where closed intervals are written before they count as stored (`MemoryConfig.log_dir`)."""
     resumed_wall: float | None = None
