@@ -22,6 +22,11 @@ from .durability import Durability
 from .framing import HEADER_SIZE, file_header, frame_parts, read_version, scan
 from .records import LogContents, fold
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 Body = bytes | list[bytes | memoryview]
@@ -82,6 +87,7 @@ class LogWriter:
     """
 
     def __init__(self, path: Path, fh, durability: Durability) -> None:
+        _lock(fh, path)
         self.path, self._fh, self.durability = path, fh, durability
         self._unsynced = 0
         self._synced_at = time.monotonic()
@@ -124,6 +130,10 @@ class LogWriter:
         path = Path(path)
         try:
             fh = open(path, "r+b")  # noqa: SIM115 - the writer owns it until close()
+        except OSError as e:
+            raise MemoryFileError(f"cannot append to {path}: {e}") from e
+        writer = cls(path, fh, durability)  # locked before anything is cut
+        try:
             size = os.fstat(fh.fileno()).st_size
             if size > valid_end:
                 log.warning("%s: cutting a torn last record (%d bytes) before appending", path,
@@ -132,8 +142,9 @@ class LogWriter:
                 os.fsync(fh.fileno())
             fh.seek(valid_end)
         except OSError as e:
+            fh.close()
             raise MemoryFileError(f"cannot append to {path}: {e}") from e
-        return cls(path, fh, durability)
+        return writer
 
     def append(self, body: Body) -> None:
         """Write one record (its body whole or in parts); returns once the OS has it (and the
@@ -197,6 +208,24 @@ class LogWriter:
                 self.sync()
         finally:
             self._fh.close()
+
+
+def _lock(fh, path: Path) -> None:
+    """Hold the log for this writer alone (an advisory lock the kernel drops with the process,
+    SIGKILL included): two processes appending to one log would interleave their records.
+
+    Raises:
+        MemoryFileError: another writer holds it (the file is closed first).
+    """
+    if fcntl is None:  # no flock here (Windows): one writer per log is the user's to keep
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        fh.close()
+        raise MemoryFileError(f"{path} is in use: another memory (in this process or another) "
+                              "is appending to it; close that one first, or open a snapshot "
+                              "of it (save) instead") from e
 
 
 def write_atomic(path: str | os.PathLike[str], bodies: list[Body]) -> int:

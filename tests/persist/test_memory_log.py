@@ -38,23 +38,27 @@ def written(runtime: Runtime, log_dir: Path | None, budget: int | None = None,
     return mem
 
 
-def same_memory(a: VideoMemory, b: VideoMemory) -> None:
+def captured(mem: VideoMemory) -> dict:
+    """What two memories must share: intervals, K/V in their slots, answer logits, counters."""
+    answer = mem.ask(QUESTION, max_new_tokens=6, output_logits=True)
+    store, stats = mem.state.store, mem.stats()
+    return {"records": [(r.id, r.t_start, r.t_end, r.frame_start, r.frame_end, r.ratio,
+                         r.num_tokens) for r in mem.intervals],
+            "embeddings": [r.embedding.clone() for r in mem.intervals],
+            "kv": (store.keys().clone(), store.values().clone(), store.rotated_keys().clone()),
+            "text": answer.text, "logits": answer.logits,
+            "counts": (stats.intervals_closed, stats.intervals_evicted)}
+
+
+def same_memory(a: VideoMemory | dict, b: VideoMemory | dict) -> None:
     """Same intervals, same K/V in the same slots, same answer logits (1e-6, fp32)."""
-    assert [(r.id, r.t_start, r.t_end, r.frame_start, r.frame_end, r.ratio, r.num_tokens)
-            for r in a.intervals] == [
-        (r.id, r.t_start, r.t_end, r.frame_start, r.frame_end, r.ratio, r.num_tokens)
-        for r in b.intervals]
-    for ra, rb in zip(a.intervals, b.intervals, strict=True):
-        assert torch.equal(ra.embedding, rb.embedding)
-    sa, sb = a.state.store, b.state.store
-    assert torch.equal(sa.keys(), sb.keys()) and torch.equal(sa.values(), sb.values())
-    assert torch.equal(sa.rotated_keys(), sb.rotated_keys())
-    x = a.ask(QUESTION, max_new_tokens=6, output_logits=True)
-    y = b.ask(QUESTION, max_new_tokens=6, output_logits=True)
-    assert x.text == y.text
-    assert torch.allclose(x.logits, y.logits, atol=1e-6, rtol=0)
-    assert a.stats().intervals_closed == b.stats().intervals_closed
-    assert a.stats().intervals_evicted == b.stats().intervals_evicted
+    x = a if isinstance(a, dict) else captured(a)
+    y = b if isinstance(b, dict) else captured(b)
+    assert x["records"] == y["records"] and x["counts"] == y["counts"]
+    assert all(torch.equal(e, f) for e, f in zip(x["embeddings"], y["embeddings"], strict=True))
+    assert all(torch.equal(s, t) for s, t in zip(x["kv"], y["kv"], strict=True))
+    assert x["text"] == y["text"]
+    assert torch.allclose(x["logits"], y["logits"], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("budget", [None, 60], ids=["unbounded", "budget-evicting"])
@@ -63,22 +67,25 @@ def test_a_log_and_a_snapshot_reopen_to_the_same_memory(runtime, tmp_path, budge
     if budget is not None:
         assert live.stats().intervals_evicted > 0
     live.save(tmp_path / "snapshot.svxl")
+    before = captured(live)
+    live.close()  # a log has one writer: the live memory lets go of it first
     for source in (tmp_path / "log", tmp_path / "snapshot.svxl"):
         reopened = VideoMemory.open(source, runtime=runtime, background=False)
-        same_memory(live, reopened)
+        same_memory(before, reopened)
         reopened.close()
-    live.close()
 
 
 def test_the_worker_writes_the_same_log(runtime, tmp_path) -> None:
     sync = written(runtime, tmp_path / "sync", 60)
     worker = written(runtime, tmp_path / "worker", 60, background=True)
     worker.wait()
+    sync.close()
+    worker.close()
     a = VideoMemory.open(tmp_path / "sync", runtime=runtime, background=False)
     b = VideoMemory.open(tmp_path / "worker", runtime=runtime, background=False)
     same_memory(a, b)
-    for m in (sync, worker, a, b):
-        m.close()
+    a.close()
+    b.close()
 
 
 def test_a_reopened_log_goes_on_appending_and_reopens_again(runtime, tmp_path) -> None:
@@ -291,3 +298,14 @@ def test_a_failed_write_reaches_the_caller_and_the_memory_goes_on(runtime, tmp_p
     reopened = VideoMemory.open(tmp_path, runtime=runtime, background=False)
     assert reopened.intervals[-1].t_end == 217.0  # the records after the failure are there
     reopened.close()
+
+
+def test_a_log_has_one_writer_at_a_time(runtime, tmp_path) -> None:
+    written(runtime, tmp_path).close()
+    first = VideoMemory.open(tmp_path, runtime=runtime, background=False)
+    size = log_file(tmp_path).stat().st_size
+    with pytest.raises(MemoryFileError, match="in use"):
+        VideoMemory.open(tmp_path, runtime=runtime, background=False)
+    assert log_file(tmp_path).stat().st_size == size  # nothing cut, nothing written
+    first.close()
+    VideoMemory.open(tmp_path, runtime=runtime, background=False).close()  # free again
