@@ -37,7 +37,7 @@ def run(runtime, clip, config: MemoryConfig, conditions: int) -> tuple[float, fl
     mem = VideoMemory.on(runtime, config, background=False)
     for text in CONDITIONS[:conditions]:
         mem.watch(text)
-    with Clock(Runtime, "condition_score") as checks:
+    with Clock(Runtime, "check_conditions") as checks:
         sync(runtime)
         t = time.perf_counter()
         mem.extend(clip, timestamps=[float(i) for i in range(len(clip))])

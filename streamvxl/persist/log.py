@@ -52,10 +52,7 @@ def read_log(path: str | os.PathLike[str]) -> tuple[LogContents, int]:
     name = str(path)
     try:
         with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            read_version(fh.read(HEADER_SIZE), name)
-            if size == HEADER_SIZE:
-                return fold([], name), HEADER_SIZE
+            read_version(fh.read(HEADER_SIZE), name)  # an empty file stops here
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 found = scan(data)
     except FileNotFoundError as e:

@@ -30,7 +30,7 @@ from ..errors import ConfigError, ModelMismatchError
 from ..intervals.segmenter import IntervalSegmenter
 from ..memory.store import MemoryStore
 from ..persist.identity import check_identity
-from ..persist.log import LogWriter, log_file, read_log, write_atomic
+from ..persist.log import Body, LogWriter, log_file, read_log, write_atomic
 from ..persist.records import LogContents, interval_body, memory_body, reset_body
 from ..persist.settings import config_from_dict, config_to_dict
 from .job import IntervalJob
@@ -254,7 +254,8 @@ def _fill(store: MemoryStore, contents: LogContents, where: str) -> None:
     store.evicted = contents.evicted
 
 
-def _interval_bodies(state: StreamState) -> list[bytes]:
+def _interval_bodies(state: StreamState) -> list[Body]:
+    """An ``interval`` record for every interval in memory (as a snapshot holds them)."""
     store = state.store
     keys, values, start = store.keys(), store.values(), store.sink_tokens
     out = []

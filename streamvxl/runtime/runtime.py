@@ -216,30 +216,27 @@ class Runtime:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
-        for condition in state.conditions:
-            self._check(state, record, condition)
+        if state.conditions:
+            self.check_conditions(state, record)
         if failed_write is not None:  # the previous record is not in the log; this one went on
             raise failed_write
         return record
 
-    def condition_score(self, state: StreamState, record: IntervalRecord,
-                        ids: torch.Tensor) -> float:
-        """``log p(yes) - log p(no)`` for the question ``ids`` (Q,) asked of one stored
-        interval alone: [sink | its VSTs, re-packed | question], one prefill."""
+    def check_conditions(self, state: StreamState, record: IntervalRecord) -> None:
+        """Ask every watched condition of ``state`` about the interval just stored, alone:
+        [sink | its VSTs, re-packed | question], one prefill each over one shared view."""
         store = state.store
-        end = store.sink_tokens
-        for r in store.records:
-            end += r.num_tokens
-            if r.id == record.id:
-                break
-        start, sink = end - record.num_tokens, store.sink_tokens
+        end, sink = store.num_tokens, store.sink_tokens  # the newest interval ends the memory
+        start = end - record.num_tokens
         alone = self.new_store(None)
         alone.set_sink(store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink])
         alone.add(store.keys()[:, :, :, start:end], store.values()[:, :, :, start:end],
                   t_start=record.t_start, t_end=record.t_end, frame_start=record.frame_start,
                   frame_end=record.frame_end, ratio=record.ratio, evict=0)
-        out = self.decode(alone, None, ids, 1)
-        return yes_no_score(out.generation.step_logits[0], *self.yes_no_ids)
+        for condition in state.conditions:
+            out = self.decode(alone, None, condition.ids, 1)
+            self._turn(condition, record,
+                       yes_no_score(out.generation.step_logits[0], *self.yes_no_ids))
 
     @property
     def yes_no_ids(self) -> tuple[list[int], list[int]]:
@@ -248,8 +245,8 @@ class Runtime:
             self._yes_no = yes_no_ids(self.tokenizer)
         return self._yes_no
 
-    def _check(self, state: StreamState, record: IntervalRecord, condition: Condition) -> None:
-        value = self.condition_score(state, record, condition.ids)
+    def _turn(self, condition: Condition, record: IntervalRecord, value: float) -> None:
+        """Record ``condition``'s score for ``record``; call back if it turned on or off."""
         condition.scores = [*condition.scores[-(KEEP_SCORES - 1):], (record.id, value)]
         turn = condition.update(value)
         if turn is None:
