@@ -39,7 +39,7 @@ from ..memory.store import IntervalRecord
 from .conditions import Condition, WatchEvent, as_question, check_thresholds
 from .config import RuntimeConfig
 from .question import prepare_question
-from .queue import FrameQueue, QueuedFrame
+from .queue import QueuedFrame
 from .runtime import Runtime
 from .scheduler import Scheduler, StreamSlot
 from .stream import StreamState
@@ -110,7 +110,7 @@ class Hub:
         if not isinstance(config, MemoryConfig):
             raise ConfigError(f"config must be a MemoryConfig, got {type(config).__name__}")
         settings = self.runtime.settings(config)  # bad configs fail here, in the caller
-        return self._start(name, config, lambda: self.runtime.new_stream(config, settings))
+        return self._start(name, lambda: self.runtime.new_stream(config, settings))
 
     def open_stream(self, name: str, path: str | os.PathLike,
                     config: MemoryConfig | None = None) -> StreamHandle:
@@ -126,31 +126,29 @@ class Hub:
             ModelMismatchError: it was written under another model, dtype or prompt.
             ConfigError: the name is taken, or ``config`` changes recorded settings.
         """
-        return self._start(name, None, lambda: self.runtime.open_stream(path, config))
+        return self._start(name, lambda: self.runtime.open_stream(path, config))
 
-    def _start(self, name: str, config: MemoryConfig | None,
-               make_state: Callable[[], StreamState]) -> StreamHandle:
+    def _start(self, name: str, make_state: Callable[[], StreamState]) -> StreamHandle:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"a stream name must be a non-empty str, got {name!r}")
         scheduler = self._scheduler
-        slot = StreamSlot(name, config or MemoryConfig())
 
-        def start() -> None:
+        def start() -> StreamSlot:
             with scheduler.lock:
                 if name in scheduler.slots:
                     raise ConfigError(f"a stream named {name!r} exists; pick another name or "
                                       "remove it first")
             state = make_state()
-            slot.config = state.settings.config  # a reopened stream's: the recorded one
-            slot.queue = FrameQueue(slot.config.queue_frames)
+            slot = StreamSlot(name, state.settings.config)  # a reopened stream's: recorded
             if state.resumed_wall is not None and state.last_time is not None:
                 slot.queue.resume(state.last_time, state.resumed_wall)
             with scheduler.lock:
                 slot.state = state
                 slot.publish()
                 scheduler.slots[name] = slot
+            return slot
 
-        self._wait(scheduler.control(start))
+        slot = self._wait(scheduler.control(start))
         log.info("stream %r started (budget %s tokens%s)", name, slot.config.token_budget,
                  f", log {slot.config.log_dir}" if slot.config.log_dir else "")
         return StreamHandle(self, slot)
