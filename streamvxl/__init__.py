@@ -31,6 +31,7 @@ from .intervals import BoundaryConfig, DensityRatio, FixedRatio
 from .persist import Durability
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
 from .runtime.conditions import WatchEvent
+from .runtime.events import IntervalEvent
 from .sources import Reconnect, open_source
 from .video_memory import VideoMemory
 
@@ -49,6 +50,7 @@ __all__ = [
     "FrameError",
     "Gap",
     "Hub",
+    "IntervalEvent",
     "IntervalSpan",
     "MemoryConfig",
     "MemoryFileError",

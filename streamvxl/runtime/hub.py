@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from ..frames import Frame, frame_timestamp, to_rgb_uint8
 from ..memory.store import IntervalRecord
 from .conditions import Condition, WatchEvent, as_question, check_thresholds
 from .config import RuntimeConfig
+from .events import IntervalListener
 from .question import prepare_question
 from .queue import QueuedFrame
 from .runtime import Runtime
@@ -413,6 +415,22 @@ class StreamHandle:
             state.conditions = kept
 
         self._hub._wait(self._hub._scheduler.control(remove))
+
+    def on_interval(self, listener: IntervalListener) -> Callable[[], None]:
+        """Call ``listener`` with an `IntervalEvent` for every interval stored from now on
+        (on the worker thread, before the interval's watch conditions are checked: keep it
+        quick). Returns a function that removes it."""
+        self._hub._wait(self._hub._scheduler.control(lambda: self.state.listeners.append(listener)))
+
+        def remove() -> None:
+            def drop() -> None:
+                if listener in self.state.listeners:
+                    self.state.listeners.remove(listener)
+
+            with contextlib.suppress(ClosedError):
+                self._hub._wait(self._hub._scheduler.control(drop))
+
+        return remove
 
     @property
     def watching(self) -> dict[str, tuple[bool, list[tuple[int, float]]]]:

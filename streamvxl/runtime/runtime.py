@@ -42,6 +42,7 @@ from .conditions import score as yes_no_score
 from .config import RuntimeConfig, apply_cpu_threads
 from .decoding import Decoded, DecodeGraphs, decode_steps
 from .durable import restore_stream, start_log
+from .events import IntervalEvent
 from .job import IntervalJob
 from .question import Question, answer_text, stop_ids
 from .stream import StreamSettings, StreamState
@@ -216,11 +217,23 @@ class Runtime:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
+        if state.listeners:
+            self._tell(state, IntervalEvent(record.id, record.t_start, record.t_end,
+                                            record.num_frames, record.ratio, record.num_tokens,
+                                            len(evicted)))
         if state.conditions:
             self.check_conditions(state, record)
         if failed_write is not None:  # the previous record is not in the log; this one went on
             raise failed_write
         return record
+
+    @staticmethod
+    def _tell(state: StreamState, event: IntervalEvent) -> None:
+        for listener in state.listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the stream
+                log.exception("an interval listener failed on interval %d", event.interval)
 
     def check_conditions(self, state: StreamState, record: IntervalRecord) -> None:
         """Ask every watched condition of ``state`` about the interval just stored, alone:

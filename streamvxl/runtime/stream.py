@@ -29,6 +29,7 @@ from ..memory.store import MemoryStore
 from ..model.encoder import window_plan
 from ..model.layout import split_windows, window_layout
 from .conditions import Condition
+from .events import IntervalListener
 from .job import IntervalJob
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class StreamState:
     """The last intervals between admitted frames, seconds (the automatic gap threshold)."""
     conditions: list[Condition] = field(default_factory=list)
     """Watched yes/no questions, checked on every interval as it is stored."""
+    listeners: list[IntervalListener] = field(default_factory=list)
+    """Called with an `IntervalEvent` for every interval as it is stored."""
     log: StreamLog | None = None
     """Where closed intervals are written before they count as stored (`MemoryConfig.log_dir`)."""
     resumed_wall: float | None = None
