@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
-# Real servers the tests start on loopback: Debian's gst-rtsp-server (a camera), run by the
+# Real servers the tests start on loopback: Debian's mosquitto (an MQTT broker; openssl makes
+# its test certificates) and gst-rtsp-server (a camera), run by the
 # system python3 through PyGObject, with x264 from plugins-ugly.
-SYSTEM_PACKAGES := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
+SYSTEM_PACKAGES := mosquitto openssl gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 
 .PHONY: test demo lint clean

@@ -1,9 +1,11 @@
-"""Command line: ``streamvxl demo | watch``.
+"""Command line: ``streamvxl demo | watch | serve``.
 
 ``watch`` streams a source (file, lavfi pattern, RTSP/HTTP URL, camera) into a memory -- the
 embedded default model or a Video-XL checkpoint -- with a live progress line, and answers
 questions typed on stdin as the video goes by (`streamvxl.watch`). ``demo`` streams a synthetic
 surveillance clip through the embedded default model and scores its answers (`streamvxl.demo`).
+``serve`` runs the cameras of a TOML configuration on one model with an MQTT bridge
+(`streamvxl.serve`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(argv)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamvxl", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -46,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="stream a source into a memory; ask questions any time")
     watch_arguments(w)
     w.set_defaults(func=_watch)
+    s = sub.add_parser("serve", help="run the cameras of a TOML configuration on one model, "
+                       "with an MQTT bridge (questions, answers, events, alerts, status)")
+    s.add_argument("config", help="the configuration file (docs/serving.md)")
+    s.set_defaults(func=_serve)
     return p
 
 

@@ -1,0 +1,53 @@
+"""``streamvxl serve CONFIG.toml``: cameras on one model, answering agents over MQTT.
+
+`load_config` reads the TOML file (`streamvxl.serve.config`); `Service` runs the cameras, the
+health line and the `MqttBridge` (`streamvxl.serve.bridge`; its messages:
+`streamvxl.serve.protocol`); `serve` is the command: it runs a service until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from .bridge import BridgeStats, MqttBridge
+from .config import CameraConfig, MqttConfig, ServeConfig, TlsConfig, WatchConfig, load_config
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+
+def serve(path: str | os.PathLike[str]) -> int:
+    """Run the service that the configuration file ``path`` describes until SIGINT / SIGTERM;
+    0 after a clean shutdown.
+
+    Raises:
+        ConfigError: the file or what it names is unusable (the message names the key).
+    """
+    config = load_config(path)
+    return asyncio.run(_serve(Service(config)))
+
+
+async def _serve(service: Service) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stopping, stop, sig)
+    try:
+        return await service.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _stopping(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        log.warning("%s again: still shutting down", sig.name)
+    log.info("%s: shutting down", sig.name)
+    stop.set()
+
+
+__all__ = ["BridgeStats", "CameraConfig", "MqttBridge", "MqttConfig", "ServeConfig", "Service",
+           "TlsConfig", "WatchConfig", "load_config", "serve"]

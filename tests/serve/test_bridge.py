@@ -1,0 +1,173 @@
+"""The MQTT bridge end to end over a real mosquitto: questions over MQTT 5 and 3.1.1 get what
+`ask` gives; events, alerts, retained status and availability behave as documented."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from streamvxl import Hub
+from streamvxl.serve.config import parse_config
+from tests.serve.agent import Agent, Running, decode, next_message
+from tests.serve.broker import Mosquitto, mosquitto_unavailable
+
+pytestmark = pytest.mark.integration
+if why := mosquitto_unavailable():
+    pytest.skip(why, allow_module_level=True)
+
+QUESTION = "What colour is the car?"
+
+
+def config_text(port: int, prefix: str = "site", source: str | None = None,
+                extra: str = "") -> str:
+    source = source or "lavfi:testsrc=size=64x48:rate=4:duration=6"
+    return f"""
+[mqtt]
+port = {port}
+prefix = "{prefix}"
+[serve]
+health_seconds = 0.5
+[memory]
+ratio = 2
+[memory.boundary]
+window = 2
+threshold = 0.02
+min_frames = 3
+max_frames = 6
+[cameras.door]
+source = "{source}"
+fps = 4
+{extra}
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_checkpoint):
+    with Hub.from_pretrained(tiny_checkpoint, device="cpu") as hub:
+        yield hub
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Mosquitto(tmp_path / "broker") as broker:
+        yield broker
+
+
+def until(condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
+        time.sleep(0.05)
+
+
+def test_answers_over_mqtt5_and_311_are_those_of_ask(hub, broker) -> None:
+    watching = Agent(broker.port)
+    events, statuses = watching.listen("site/door/event"), watching.listen("site/door/status")
+    running = Running(parse_config(config_text(broker.port)), hub)
+    door = running.service.cameras["door"]
+    until(lambda: door.state == "ended", what="the file to end")
+    door.stream.wait()
+    direct = door.stream.ask(QUESTION, max_new_tokens=12)
+    v5, v311 = Agent(broker.port), Agent(broker.port, v5=False)
+    a5 = v5.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 12, "id": "q1"})
+    a3 = v311.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 12, "id": 7},
+                  encoding="msgpack")
+    for answer, request_id in ((a5, "q1"), (a3, 7)):
+        assert answer["id"] == request_id and answer["camera"] == "door"
+        assert answer["text"] == direct.text and answer["finished"] == direct.finished
+        assert [(s["t_start"], s["t_end"], s["ratio"]) for s in answer["intervals"]] == [
+            (s.t_start, s.t_end, s.ratio) for s in direct.intervals]
+        assert answer["context_tokens"] == direct.context_tokens
+        assert 0 < answer["timings"]["first_token"] <= answer["timings"]["total"]
+    # every stored interval was an event, with the span the memory holds
+    stats = door.stream.stats()
+    told = [decode(next_message(events, 10).payload) for _ in range(stats.intervals_closed)]
+    assert [e["interval"] for e in told] == list(range(stats.intervals_closed))
+    assert [(e["t_start"], e["t_end"], e["ratio"]) for e in told] == [
+        (r.t_start, r.t_end, r.ratio) for r in door.stream.intervals]
+    assert events.empty()
+    # the retained status: a late subscriber gets the newest at once
+    late = Agent(broker.port)
+    status = decode(next_message(late.listen("site/door/status"), 10).payload)
+    assert status["state"] == "ended" and status["frames_seen"] == stats.frames_seen == 24
+    assert status["intervals"] == stats.intervals_closed
+    assert not statuses.empty()
+    available = late.listen("site/available")
+    assert next_message(available, 10).payload == b"online"
+    assert running.close() == 0
+    # a clean stop says offline: the bridge (retained) and the camera's status
+    assert next_message(available, 10).payload == b"offline"
+    final = decode(next_message(statuses, 10, lambda m: b'"offline"' in m.payload).payload)
+    assert final["camera"] == "door" and final["frames_seen"] == 24
+    after = Agent(broker.port)
+    assert next_message(after.listen("site/available"), 10).payload == b"offline"
+    for agent in (watching, v5, v311, late, after):
+        agent.close()
+
+
+def test_alerts_arrive_with_the_span_and_score(hub, broker) -> None:
+    watch = """
+[[cameras.door.watch]]
+condition = "a car is in the picture"
+threshold = -1000.0
+hysteresis = 0.0
+"""
+    agent = Agent(broker.port)
+    alerts = agent.listen("site/door/alert")
+    running = Running(parse_config(config_text(broker.port, extra=watch)), hub)
+    alert = decode(next_message(alerts, 60).payload)
+    door = running.service.cameras["door"]
+    assert alert["condition"] == "a car is in the picture" and alert["state"] == "on"
+    assert alert["interval"] == 0 and alert["score"] > -1000.0
+    first = door.stream.intervals[0]
+    assert (alert["t_start"], alert["t_end"]) == (first.t_start, first.t_end)
+    until(lambda: door.state == "ended")
+    door.stream.wait()
+    with pytest.raises(queue.Empty):  # on once, never off: one alert
+        alerts.get(timeout=0.5)
+    status = door.status()
+    assert status["conditions_on"] == ["a car is in the picture"]
+    assert running.close() == 0
+    agent.close()
+
+
+def test_answers_of_one_camera_come_in_the_order_asked(hub, broker) -> None:
+    running = Running(parse_config(config_text(broker.port)), hub)
+    agent = Agent(broker.port)
+    replies = agent.listen("agents/order")
+    for i in range(40):
+        body = {"question": f"Question number {i}?", "id": i, "max_new_tokens": 2}
+        agent.request("site/door/ask", body, reply="agents/order")
+    got = [decode(next_message(replies, 60).payload)["id"] for _ in range(40)]
+    assert got == list(range(40))
+    assert running.service.bridge.stats.answers == 40
+    assert running.close() == 0
+    agent.close()
+
+
+def test_credentials_and_tls(hub, tmp_path) -> None:
+    with Mosquitto(tmp_path / "tls", users={"agent": "s3cret"}, tls=True) as broker:
+        (tmp_path / "mqtt.pass").write_text("s3cret\n")
+        extra = f"""
+[mqtt.tls]
+ca = "{broker.ca}"
+"""
+        text = config_text(broker.port, extra="").replace(
+            "[serve]", f'username = "agent"\npassword_file = "{tmp_path / "mqtt.pass"}"\n'
+                       f'[mqtt.tls]\nca = "{broker.ca}"\n[serve]')
+        assert extra  # (the table goes under [mqtt], above)
+        running = Running(parse_config(text), hub)
+        tls = {"ca_certs": str(broker.ca)}
+        agent = Agent(broker.port, username="agent", password="s3cret", tls=tls)
+        answer = agent.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 4})
+        assert "text" in answer and answer["camera"] == "door"
+        assert running.close() == 0
+        agent.close()
+        # a wrong password is refused for good: the service stops with a ConfigError
+        bad = text.replace(f'password_file = "{tmp_path / "mqtt.pass"}"', 'password = "nope"')
+        failed = Running(parse_config(bad), hub)
+        failed.thread.join(30)
+        assert type(failed.result).__name__ == "ConfigError"
+        assert "refused" in str(failed.result)
