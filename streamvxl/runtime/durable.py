@@ -57,10 +57,11 @@ class StreamLog:
     stored (or by `close`); that interval's record is tried all the same.
     """
 
-    def __init__(self, writer: LogWriter) -> None:
+    def __init__(self, writer: LogWriter, logged: int = 0) -> None:
         self.writer = writer
-        self.logged = 0
-        """Interval records written (flushed to the OS; fsynced per `Durability`)."""
+        self.logged = logged
+        """Intervals whose records the log holds (flushed to the OS; fsynced per
+        `Durability`): those it was reopened with, then each one written."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="streamvxl-log")
         self._inflight: Future | None = None
         self._staging: torch.Tensor | None = None  # pinned host buffer for a GPU's K/V
@@ -202,11 +203,15 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
     if config.token_budget is not None:
         runtime.workspace.reserve(config.token_budget + 2 * settings.window)
     if is_log:
-        state.log = StreamLog(LogWriter.resume(file, config.durability, valid_end))
+        # what the log held counts as logged: intervals_logged stays comparable to
+        # intervals_closed, which goes on from the reopened memory's ids
+        state.log = StreamLog(LogWriter.resume(file, config.durability, valid_end),
+                              logged=store.next_id)
     elif config.log_dir is not None:
         state.log = start_log(runtime, state, config.log_dir)
         for body in _interval_bodies(state):
             state.log.writer.append(body)
+        state.log.logged = store.next_id
     log.info("memory reopened from %s: %d intervals (%d records, %d damaged skipped), frames "
              "continue at %d", path, len(store.records), contents.records, contents.damaged,
              contents.frames_seen)

@@ -98,9 +98,13 @@ def test_a_reopened_log_goes_on_appending_and_reopens_again(runtime, tmp_path) -
         mem.flush()  # the open interval is closed: nothing is lost at this cut
     first.close()
     second = VideoMemory.open(tmp_path, runtime=runtime, background=False)
+    # what the log held counts as logged, like intervals_closed counts it as closed
+    closed = reference.stats().intervals_closed
+    assert (second.stats().intervals_logged, second.stats().intervals_closed) == (closed, closed)
     for mem in (reference, second):
         mem.extend(frames[45:], timestamps=stamps[45:])
         mem.flush()
+    assert second.stats().intervals_logged == reference.stats().intervals_closed
     second.close()
     third = VideoMemory.open(tmp_path, runtime=runtime, background=False)
     assert third.intervals[-1].frame_end == 89
