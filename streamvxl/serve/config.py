@@ -240,7 +240,9 @@ def _memory(t: Table | None, defaults: dict) -> dict:
     if b is not None:
         out["boundary"] = {
             "window": b.take_int("window", 3, minimum=1),
-            "threshold": b.take_float("threshold", 0.15, example=0.15),
+            "threshold": (b.take_choice("threshold", ("adaptive",))
+                          if isinstance(b.data.get("threshold"), str)
+                          else b.take_float("threshold", 0.15, example=0.15)),
             "min_frames": b.take_int("min_frames", 4, minimum=1),
             "max_frames": b.take_int("max_frames", 64, minimum=1),
         }
