@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from examples import cameras_on_one_model, robot_camera, surveillance_camera
+from examples import cameras_on_one_model, mqtt_queries, robot_camera, surveillance_camera
 from streamvxl import Hub
+from streamvxl.serve.config import parse_config
 from streamvxl.world import COLOURS, render
+from tests.serve.agent import Running
+from tests.serve.broker import Mosquitto, mosquitto_unavailable
 from tests.sources.rtsp import RtspServer, rtsp_unavailable
 
 NUMBER = r"(-?\d+(?:\.\d+)?)"
@@ -123,3 +126,37 @@ def test_robot_camera(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str])
         assert all(b1 < a2 for (_, b1), (a2, _) in zip(bounds, bounds[1:], strict=False))
         (starred,) = [(a, b) for (a, b), (*_, star) in zip(bounds, spans, strict=True) if star]
         assert starred[0] <= last <= starred[1]
+
+
+@pytest.mark.integration
+def test_mqtt_queries(tiny_checkpoint: Path, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    if why := mosquitto_unavailable():
+        pytest.skip(why)
+    with Mosquitto(tmp_path / "broker") as broker, \
+            Hub.from_pretrained(tiny_checkpoint, device="cpu") as hub:
+        config = parse_config(f"""
+[mqtt]
+port = {broker.port}
+[cameras.door]
+source = "lavfi:testsrc=size=64x48:rate=4:duration=4"
+fps = 4
+[[cameras.door.watch]]
+condition = "a car is in the picture"
+threshold = -1000.0
+""")
+        running = Running(config, hub)
+        door = running.service.cameras["door"]
+        while door.state != "ended":
+            time.sleep(0.05)
+        door.stream.wait()
+        direct = door.stream.ask("What is shown?", max_new_tokens=6)
+        argv = ["--camera", "door", "--port", str(broker.port), "--max-new-tokens", "6",
+                "--rounds", "2", "--every", "0.1", "What is shown?", "Is it raining?"]
+        assert mqtt_queries.main(argv) == 0
+        assert running.close() == 0
+    out = capsys.readouterr().out
+    assert out.count("Q (door): What is shown?") == 2 and out.count("Q (door): Is it raining?") == 2
+    assert out.count(f"   A: {direct.text}\n") >= 2  # the answer `ask` gives, over MQTT
+    spans = re.findall(r"from (\d+) spans", out)
+    assert spans == [str(len(direct.intervals))] * 4
