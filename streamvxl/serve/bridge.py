@@ -55,7 +55,9 @@ from .protocol import (
     encode,
     error_message,
     event_message,
+    is_topic_name,
     parse_ask,
+    request_address,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,8 @@ SESSION_EXPIRY = 3600
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
 
 Ask = Callable[[str, AskRequest], Awaitable[Any]]
-"""``ask(camera, request)``: the camera's answer (an `Answer`)."""
+"""``ask(camera, request)``: the camera's answer -- an `Answer`, or an answer / error message
+already made (`streamvxl.serve.protocol`; a sharded service's shards make them)."""
 
 
 @dataclass
@@ -81,6 +84,8 @@ class BridgeStats:
     """Error replies by code."""
     published: int = 0
     outbox_dropped: int = 0
+    unpublishable: int = 0
+    """Messages the MQTT client refused to publish (e.g. a topic it cannot take), dropped."""
     connected: bool = False
 
 
@@ -191,9 +196,7 @@ class MqttBridge:
                     await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.config.reconnect_max)
         finally:
-            for task in self._lane_tasks:
-                task.cancel()
-            await asyncio.gather(*self._lane_tasks, return_exceptions=True)
+            await _cancel(self._lane_tasks)
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for every question in flight to be answered and every
@@ -253,9 +256,7 @@ class MqttBridge:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()
@@ -282,8 +283,16 @@ class MqttBridge:
                                  timeout=timeout)
         while self._outbox:
             out = self._outbox[0]
-            await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain,
-                                 properties=out.properties, timeout=timeout)
+            try:
+                await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain,
+                                     properties=out.properties, timeout=timeout)
+            except ValueError as e:
+                # paho refuses it (a topic it cannot take) before sending anything: resending
+                # cannot help, and raised from here it would end `run` (the whole service)
+                self._outbox.popleft()
+                self.stats.unpublishable += 1
+                log.error("MQTT: cannot publish to %r (%s); dropped", out.topic[:200], e)
+                continue
             self._outbox.popleft()  # only once the broker has it: a drop mid-publish resends
             self.stats.published += 1
 
@@ -300,6 +309,14 @@ class MqttBridge:
         props = message.properties
         response = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        if response is not None and not is_topic_name(response):
+            # mosquitto passes response topics with wildcards on; publishing to one raises
+            asked = levels[0] if len(levels) == 2 and levels[1] == "ask" and \
+                levels[0] in self._lanes else None
+            self._refuse(payload, None, correlation, asked, RequestError(
+                "bad_request", f"the response topic {response[:80]!r} is not a topic name "
+                               "(UTF-8, no wildcards, <= 1024 chars)"))
+            return
         if not (len(levels) == 2 and levels[1] == "ask"):
             self._refuse(payload, response, correlation, None, RequestError(
                 "unknown_topic", f"{topic!r} is not a request topic; ask on "
@@ -313,7 +330,7 @@ class MqttBridge:
         try:
             request = parse_ask(payload, self.config.max_payload)
         except RequestError as e:
-            self._refuse(payload, response, correlation, camera, e)
+            self._refuse(payload, response, correlation, camera, e, read=False)
             return
         reply = _Reply(response or request.reply_to or f"{self.prefix}/{camera}/answer",
                        request.encoding, correlation)
@@ -352,23 +369,30 @@ class MqttBridge:
                 self._reply_error(reply, camera, request.request_id, "internal",
                                   f"{type(e).__name__}: {e}")
             else:
+                if isinstance(answer, dict) and "error" in answer:  # a shard's error message
+                    error = answer["error"]
+                    self._reply_error(reply, camera, request.request_id, error["code"],
+                                      error["message"])
+                    continue
                 self.stats.answers += 1
-                self._send(reply, answer_message(camera, request, answer))
+                message = answer if isinstance(answer, dict) else answer_message(
+                    camera, request, answer)
+                self._send(reply, {**message, "id": request.request_id})
             finally:
                 self._pending[camera] -= 1
 
     def _refuse(self, payload: bytes, response: str | None, correlation: bytes | None,
-                camera: str | None, error: RequestError) -> None:
-        """Answer a request that will not be asked with its error, wherever a reply can go."""
+                camera: str | None, error: RequestError, *, read: bool = True) -> None:
+        """Answer a request that will not be asked with its error, wherever a reply can go.
+        ``read``: read the id, reply_to and encoding from the payload (`parse_ask`'s errors
+        carry them already)."""
         request_id, reply_to, encoding = error.request_id, error.reply_to, error.encoding
-        if error.code in ("unknown_topic", "unknown_camera"):  # what can be read of it
+        if read:  # what can be read of it
             with contextlib.suppress(RequestError):
                 value, encoding = decode(payload, self.config.max_payload)
-                request_id = value.get("id") if isinstance(value.get("id"), (str, int)) \
-                    and not isinstance(value.get("id"), bool) else None
-                to = value.get("reply_to")
-                reply_to = to if isinstance(to, str) and to and not any(
-                    c in to for c in "+#\x00") else None
+                # (checked as parse_ask does: a reply_to with a lone surrogate, say, would
+                # make the client raise when the error is published)
+                request_id, reply_to = request_address(value)
         fallback = f"{self.prefix}/{camera}/answer" if camera else f"{self.prefix}/error"
         self._reply_error(_Reply(response or reply_to or fallback, encoding, correlation),
                           camera, request_id, error.code, error.message)
@@ -404,6 +428,25 @@ class MqttBridge:
         self._status[camera] = status
         self._dirty.add(camera)
         self._ready.set()
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again while any runs on.
+
+    Once is not enough before Python 3.12: `asyncio.wait_for` (in aiomqtt's publish, and the
+    answer timeout) swallows a cancellation that arrives as what it waits for completes. The
+    writer then waited for its next message forever, and `_serve` with it: a clean stop hung
+    until the service gave up after 15 s (1 stop in ~5 here), and a lost connection would
+    hang the same way instead of reconnecting.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:  # (retrieved, so that none is logged as "never retrieved")
+        if not task.cancelled():
+            task.exception()
 
 
 def _refused_for_good(e: aiomqtt.MqttCodeError) -> bool:

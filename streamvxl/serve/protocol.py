@@ -10,7 +10,8 @@ the same encoding)::
      "wait": false}                         # true: answer after every frame pushed is in
 
 MQTT 5 clients set the response topic (and correlation data) on the message instead; a
-response topic wins over ``reply_to``. An answer::
+response topic wins over ``reply_to`` (one that cannot be published to -- wildcards, more than
+1024 characters -- is answered ``bad_request`` where a reply would go without it). An answer::
 
     {"id": "q-17", "camera": "door", "question": "...", "text": "...", "finished": true,
      "intervals": [{"t_start": 12.0, "t_end": 19.5, "num_frames": 8, "ratio": 8,
@@ -127,14 +128,13 @@ def parse_ask(payload: bytes, max_bytes: int) -> AskRequest:
             readable, so the error can still be answered).
     """
     value, encoding = decode(payload, max_bytes)
-    request_id = value.get("id")
-    if request_id is not None and not _is_id(request_id):
-        request_id = None
+    # reply_to is read first: a bad id's error still goes where the sender listens
+    request_id, reply_to = request_address(value)
+    if value.get("id") is not None and request_id is None:
         raise RequestError("bad_request", f"id must be a string (<= {MAX_ID_CHARS} chars) or "
-                                          "an integer", encoding=encoding)
-    reply_to = value.get("reply_to")
-    if reply_to is not None and not _is_topic(reply_to):
-        raise RequestError("bad_request", "reply_to must be a topic name (no wildcards, "
+                                          "an integer", encoding=encoding, reply_to=reply_to)
+    if value.get("reply_to") is not None and reply_to is None:
+        raise RequestError("bad_request", "reply_to must be a topic name (UTF-8, no wildcards, "
                                           f"<= {MAX_TOPIC_CHARS} chars)", encoding=encoding,
                            request_id=request_id)
 
@@ -146,7 +146,7 @@ def parse_ask(payload: bytes, max_bytes: int) -> AskRequest:
     if unknown:
         raise bad(f"unknown fields {unknown}; a request has {list(REQUEST_FIELDS)}")
     question = value.get("question")
-    if not isinstance(question, str) or not question.strip():
+    if not _is_text(question) or not question.strip():
         raise bad("question must be non-empty text, e.g. {\"question\": \"What happened?\"}")
     max_new_tokens = value.get("max_new_tokens", 64)
     if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -166,6 +166,21 @@ def parse_ask(payload: bytes, max_bytes: int) -> AskRequest:
         raise bad(f"wait must be true or false, got {_short(wait)}")
     return AskRequest(question, encoding, request_id, reply_to, max_new_tokens,
                       float(temperature), float(top_p), seed, wait)
+
+
+def request_address(value: dict) -> tuple[str | int | None, str | None]:
+    """The ``id`` and ``reply_to`` of a decoded request, each None where missing or invalid
+    (what an error reply can use of a request that is refused)."""
+    request_id, reply_to = value.get("id"), value.get("reply_to")
+    return (request_id if _is_id(request_id) else None,
+            reply_to if is_topic_name(reply_to) else None)
+
+
+def is_topic_name(v: object) -> bool:
+    """A topic a reply can be published to: UTF-8 text of 1..`MAX_TOPIC_CHARS` characters,
+    no wildcards, no NUL (the MQTT client raises on anything else)."""
+    return (_is_text(v) and 0 < len(v) <= MAX_TOPIC_CHARS and not any(
+        c in v for c in "+#\x00"))
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -216,16 +231,28 @@ def _is_int(v: object) -> bool:
 
 
 def _is_number(v: object) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # a JSON integer beyond any float (1 followed by 400 zeros)
+        return False
 
 
 def _is_id(v: object) -> bool:
     return (_is_int(v) and -2**63 <= v < 2**64) or (isinstance(v, str) and len(v) <= MAX_ID_CHARS)
 
 
-def _is_topic(v: object) -> bool:
-    return (isinstance(v, str) and 0 < len(v) <= MAX_TOPIC_CHARS and not any(
-        c in v for c in "+#\x00"))
+def _is_text(v: object) -> bool:
+    """A str that UTF-8 can carry: JSON's "\\ud800" decodes to a lone surrogate, which the
+    tokenizer and the MQTT client (topics) refuse with exceptions of their own."""
+    if not isinstance(v, str):
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _no_constant(name: str) -> None:
@@ -233,9 +260,13 @@ def _no_constant(name: str) -> None:
 
 
 def _short(v: object, n: int = 80) -> str:
-    text = repr(v)
+    try:
+        text = repr(v)
+    except RecursionError:  # msgpack decodes ~1020 levels, more than repr can walk
+        return f"a {type(v).__name__} nested too deeply"
     return text if len(text) <= n else text[:n] + "..."
 
 
 __all__ = ["AskRequest", "Encoding", "RequestError", "alert_message", "answer_message",
-           "decode", "encode", "error_message", "event_message", "parse_ask", "sniff"]
+           "decode", "encode", "error_message", "event_message", "is_topic_name", "parse_ask",
+           "request_address", "sniff"]

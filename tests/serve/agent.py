@@ -121,9 +121,11 @@ class Agent:
                      correlation=correlation if self.v5 else None)
         return correlation, q
 
-    def ask(self, topic: str, body: dict, *, encoding: str = "json",
-            timeout: float = 60.0) -> dict:
-        correlation, q = self.request(topic, body, encoding=encoding)
+    def ask(self, topic: str, body: dict, *, encoding: str = "json", timeout: float = 60.0,
+            reply: str | None = None) -> dict:
+        """One question, its reply (``reply``: a topic to reuse; a fresh one costs a
+        subscription round trip)."""
+        correlation, q = self.request(topic, body, encoding=encoding, reply=reply)
         message = q.get(timeout=timeout)
         if self.v5:
             assert message.properties.CorrelationData == correlation

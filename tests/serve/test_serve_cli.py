@@ -76,6 +76,10 @@ def test_sigterm_restart_and_sigkill(tiny_checkpoint: Path, tmp_path: Path) -> N
             before = agent.ask("plant/door/ask", {"question": "What is shown?",
                                                   "max_new_tokens": 4})
             assert len(before["intervals"]) == 4
+            deadline = time.monotonic() + 30  # the health line, every 0.5 s
+            while "door: ended" not in (tmp_path / "first.log").read_text():
+                assert time.monotonic() < deadline, "no health line"
+                time.sleep(0.1)
             first.send_signal(signal.SIGTERM)
             assert first.wait(60) == 0
         finally:
@@ -83,7 +87,6 @@ def test_sigterm_restart_and_sigkill(tiny_checkpoint: Path, tmp_path: Path) -> N
         said = (tmp_path / "first.log").read_text()
         assert "SIGTERM: shutting down" in said and "stopped" in said
         assert next_message(available, 10).payload == b"offline"  # said, not the will
-        assert "door: ended" in said  # the health line
 
         second = start(config, tmp_path / "second.log")
         try:
