@@ -72,12 +72,20 @@ def decode_one_token(model: VideoXL, cache: RotatedCache, token: torch.Tensor) -
     return _logits(model, hidden[:, -1])
 
 
+GREEDY_BELOW = 1e-6
+"""Temperatures below this sample as greedy: the distribution is one-hot to float precision
+(and below float32's smallest normal, dividing by it is dividing by zero)."""
+
+
 def sample(logits: torch.Tensor, sampling: Sampling,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token per row of logits (B, V) -> (B,)."""
-    if sampling.temperature == 0:
+    if sampling.temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    # the best logit is 0 before dividing: a small temperature sends the others to -inf (a
+    # one-hot), never to inf - inf = NaN
+    best = logits.max(dim=-1, keepdim=True).values
+    probs = torch.softmax((logits - best) / sampling.temperature, dim=-1)
     if sampling.top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token always stays).

@@ -217,15 +217,24 @@ class Runtime:
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
-        if state.listeners:
-            self._tell(state, IntervalEvent(record.id, record.t_start, record.t_end,
-                                            record.num_frames, record.ratio, record.num_tokens,
-                                            len(evicted)))
-        if state.conditions:
-            self.check_conditions(state, record)
+        if state.listeners or state.conditions:  # told once it is published (`announce`)
+            state.stored.append((record, len(evicted)))
         if failed_write is not None:  # the previous record is not in the log; this one went on
             raise failed_write
         return record
+
+    def announce(self, state: StreamState) -> None:
+        """Tell the stream's listeners of each interval stored since the last call, and check
+        its watch conditions on it. The scheduler calls it right after the stored interval is
+        published, so a listener or callback that reads ``stats()`` / ``intervals`` sees it."""
+        while state.stored:
+            record, evicted = state.stored.pop(0)
+            if state.listeners:
+                self._tell(state, IntervalEvent(record.id, record.t_start, record.t_end,
+                                                record.num_frames, record.ratio,
+                                                record.num_tokens, evicted))
+            if state.conditions:
+                self.check_conditions(state, record)
 
     @staticmethod
     def _tell(state: StreamState, event: IntervalEvent) -> None:

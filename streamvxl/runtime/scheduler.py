@@ -388,6 +388,11 @@ class Scheduler:
         with self.lock:
             self._settle(slot)
         slot.publish()
+        if state.stored:  # listeners and watch conditions hear of it once it is published
+            try:
+                self.runtime.announce(state)
+            except BaseException as e:
+                self._fail(slot, e, "checking watch conditions")
 
     def _vision(self, batch: list[tuple[StreamSlot, QueuedFrame]]) -> None:
         groups: dict[str, list[int]] = {}

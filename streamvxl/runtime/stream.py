@@ -25,7 +25,7 @@ from ..frames import Gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
-from ..memory.store import MemoryStore
+from ..memory.store import IntervalRecord, MemoryStore
 from ..model.encoder import window_plan
 from ..model.layout import split_windows, window_layout
 from .conditions import Condition
@@ -96,6 +96,9 @@ class StreamState:
     """Watched yes/no questions, checked on every interval as it is stored."""
     listeners: list[IntervalListener] = field(default_factory=list)
     """Called with an `IntervalEvent` for every interval as it is stored."""
+    stored: list[tuple[IntervalRecord, int]] = field(default_factory=list)
+    """Intervals stored (with how many they evicted) whose listeners and watch conditions
+    have not run yet (`Runtime.announce`)."""
     log: StreamLog | None = None
     """Where closed intervals are written before they count as stored (`MemoryConfig.log_dir`)."""
     resumed_wall: float | None = None

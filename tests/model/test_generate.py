@@ -44,3 +44,10 @@ def test_seeded_sampling_is_reproducible() -> None:
 def test_bad_sampling_settings(kw: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Sampling(**kw)
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 5e-324, 1e-300, 1e-8])
+def test_a_tiny_temperature_is_as_greedy_not_nan(temperature: float) -> None:
+    logits = torch.tensor([[3.0, 40.0, -2.0, 39.5], [-1e4, 0.0, 5.0, 4.0]])
+    picked = sample(logits, Sampling(temperature=temperature), torch.Generator().manual_seed(0))
+    assert picked.tolist() == [1, 2]
