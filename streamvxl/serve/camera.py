@@ -47,6 +47,8 @@ class Camera:
         source = self._source
         if source is not None:
             source.close()
+        if self._thread.ident is None:  # never started (a finished file, reopened elsewhere)
+            return
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("camera %s: its reader did not stop within %.0f s", self.name, timeout)
@@ -102,6 +104,8 @@ class Camera:
                     if self._stop.is_set():
                         break
                     self.stream.push(frame)
+            if not self._stop.is_set():  # a file read to its end: its last interval is stored
+                self.stream.flush()      # (and logged) now, not lost with the process later
             self._set_state("ended")
         except ClosedError:
             self._set_state("ended")
