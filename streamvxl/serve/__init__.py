@@ -11,26 +11,45 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
 
+from ..errors import ConfigError
 from .bridge import BridgeStats, MqttBridge
-from .config import CameraConfig, MqttConfig, ServeConfig, TlsConfig, WatchConfig, load_config
+from .config import (
+    CameraConfig,
+    MqttConfig,
+    RayConfig,
+    ServeConfig,
+    TlsConfig,
+    WatchConfig,
+    load_config,
+)
 from .service import Service
 
 log = logging.getLogger(__name__)
 
 
-def serve(path: str | os.PathLike[str]) -> int:
+def serve(path: str | os.PathLike[str], *, ray: bool = False) -> int:
     """Run the service that the configuration file ``path`` describes until SIGINT / SIGTERM;
-    0 after a clean shutdown.
+    0 after a clean shutdown. ``ray``: shard its cameras over Ray Serve replicas
+    (`streamvxl.cluster`; the file's ``[ray]`` table).
 
     Raises:
         ConfigError: the file or what it names is unusable (the message names the key).
     """
     config = load_config(path)
-    return asyncio.run(_serve(Service(config)))
+    if not ray:
+        return asyncio.run(_serve(Service(config)))
+    try:
+        from ..cluster.front import ClusterService
+    except ImportError as e:
+        raise ConfigError(f"serve --ray needs Ray Serve: pip install 'streamvxl[ray]' ({e})") \
+            from e
+    text = Path(path).read_text(encoding="utf-8")
+    return asyncio.run(_serve(ClusterService(config, text)))
 
 
-async def _serve(service: Service) -> int:
+async def _serve(service) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,5 +68,6 @@ def _stopping(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-__all__ = ["BridgeStats", "CameraConfig", "MqttBridge", "MqttConfig", "ServeConfig", "Service",
+__all__ = ["BridgeStats", "CameraConfig", "MqttBridge", "MqttConfig", "RayConfig", "ServeConfig",
+           "Service",
            "TlsConfig", "WatchConfig", "load_config", "serve"]

@@ -112,6 +112,25 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """``serve --ray``: cameras sharded over Ray Serve replicas (`streamvxl.cluster`)."""
+
+    shards: int = 2
+    """Replicas, each one hub (one model) and the cameras placed on it."""
+    address: str | None = None
+    """The Ray cluster to join ("auto": the local one started with ``ray start``); None
+    starts a Ray instance inside the command."""
+    cpus_per_shard: float = 1.0
+    gpus_per_shard: float = 0.0
+    """1 for one model per GPU."""
+    check_seconds: float = 1.0
+    """How often the front pings the shards (failover detection) and passes on their news."""
+    ping_timeout: float = 5.0
+    """A shard that does not answer a ping within this is taken for dead."""
+    ask_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     cameras: tuple[CameraConfig, ...]
     model_path: str | None = None
@@ -124,6 +143,8 @@ class ServeConfig:
     shutdown_seconds: float = 10.0
     source: str = "<config>"
     """Where the settings came from (errors name it)."""
+    ray: RayConfig | None = None
+    """``[ray]``: how ``serve --ray`` shards the cameras (ignored without ``--ray``)."""
 
 
 def load_config(path: str | os.PathLike[str]) -> ServeConfig:
@@ -153,6 +174,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     serve = doc.table("serve")
     defaults = _memory(doc.table("memory"), {})
     mqtt = doc.table("mqtt")
+    ray = doc.table("ray")
     cameras_table = doc.table("cameras", required=True)
     assert cameras_table is not None
     doc.done()
@@ -183,7 +205,21 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
                           "source = \"rtsp://10.0.0.5/stream\"")
     return ServeConfig(tuple(cameras), model_path, device,
                        _mqtt(mqtt, base) if mqtt is not None else None, log_dir, health,
-                       shutdown, source)
+                       shutdown, source, _ray(ray) if ray is not None else None)
+
+
+def _ray(t: Table) -> RayConfig:
+    cfg = RayConfig(
+        shards=t.take_int("shards", 2, minimum=1, maximum=4096),
+        address=t.take_str("address", None, example="auto"),
+        cpus_per_shard=t.take_float("cpus_per_shard", 1.0, allow_zero=True, example=1.0),
+        gpus_per_shard=t.take_float("gpus_per_shard", 0.0, allow_zero=True, example=1.0),
+        check_seconds=t.take_float("check_seconds", 1.0, example=1.0),
+        ping_timeout=t.take_float("ping_timeout", 5.0, example=5.0),
+        ask_timeout=t.take_float("ask_timeout", 120.0, example=120.0),
+    )
+    t.done()
+    return cfg
 
 
 def _camera(t: Table | None, name: str, defaults: dict, source: str) -> CameraConfig:
@@ -316,5 +352,5 @@ def _mqtt(t: Table, base: Path) -> MqttConfig:
     return cfg
 
 
-__all__ = ["CameraConfig", "MqttConfig", "ServeConfig", "TlsConfig", "WatchConfig",
+__all__ = ["CameraConfig", "MqttConfig", "RayConfig", "ServeConfig", "TlsConfig", "WatchConfig",
            "load_config", "parse_config"]
