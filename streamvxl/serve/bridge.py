@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections import Counter, deque
@@ -67,6 +68,9 @@ OUT_KINDS = ("answer", "event", "alert", "status")
 SESSION_EXPIRY = 3600
 """Seconds a broker may keep the bridge's session (its subscription) while it is away."""
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+"""Small messages go out at once: with Nagle's algorithm an answer can wait ~40 ms for the
+broker's delayed ACK of the previous one."""
 
 Ask = Callable[[str, AskRequest], Awaitable[Any]]
 """``ask(camera, request)``: the camera's answer -- an `Answer`, or an answer / error message
@@ -221,7 +225,7 @@ class MqttBridge:
             identifier=c.client_id or f"streamvxl-{self.prefix.replace('/', '-')}",
             protocol=aiomqtt.ProtocolVersion.V5, keepalive=c.keepalive,
             will=aiomqtt.Will(f"{self.prefix}/available", b"offline", qos=1, retain=True),
-            properties=connect, tls_params=tls,
+            properties=connect, tls_params=tls, socket_options=NO_DELAY,
             tls_insecure=c.tls.insecure if c.tls is not None else None, timeout=10.0)
 
     async def _hello(self, client: aiomqtt.Client) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -76,6 +77,9 @@ class Agent:
         assert self.connected.wait(10), "the agent could not connect"
 
     def _on_connect(self, client, userdata, flags, rc, properties=None) -> None:
+        sock = client.socket()
+        if sock is not None:  # small requests go out at once (no Nagle wait)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic in self.inbox:  # a restarted broker forgot them
             client.subscribe(topic, qos=1)
         self.connected.set()
