@@ -48,6 +48,8 @@ class ShardView:
     live: bool = False
     cameras: set[str] = field(default_factory=set)
     """Cameras the front has opened there (and not closed)."""
+    retiring: bool = False
+    """Being removed (`ClusterService.resize`): no camera is placed on it."""
     asking: set[asyncio.Task] = field(default_factory=set)
     """Questions in flight there: cancelled when it dies (answered `unavailable` at once,
     instead of waiting for Serve to bring the replica back)."""
@@ -69,13 +71,15 @@ class Move:
 class ClusterService:
     """The front of a sharded service (see the module docstring)."""
 
-    def __init__(self, config: ServeConfig, config_text: str) -> None:
+    def __init__(self, config: ServeConfig, config_text: str, path: str | None = None) -> None:
         if config.ray is None:
             raise ConfigError("serve --ray needs a [ray] table (shards = N at least)")
         if config.log_dir is None:
             raise ConfigError("serve --ray needs [serve] log_dir on storage every shard reaches: "
                               "a camera moves by reopening its memory from its log")
         self.config, self.text, self.ray = config, config_text, config.ray
+        self.path = path
+        """The file `reload` reads again (SIGHUP)."""
         self.cameras = [c.name for c in config.cameras]
         self.shards: dict[str, ShardView] = {}
         self.owner: dict[str, str] = {}
@@ -85,25 +89,16 @@ class ClusterService:
         self.moves: list[Move] = []
         self.bridge: MqttBridge | None = None
         self.started = asyncio.Event()
+        self._checking = asyncio.Lock()
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
         import ray
-        from ray import serve
-
-        from .app import shard_application
-
         r = self.ray
         if not ray.is_initialized():
             ray.init(address=r.address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)
-        for i in range(r.shards):
-            name = f"shard-{i}"
-            app = shard_application(self.text, name, num_cpus=r.cpus_per_shard,
-                                    num_gpus=r.gpus_per_shard)
-            await asyncio.to_thread(serve.run, app, name=name, route_prefix=None)
-            self.shards[name] = ShardView(name, serve.get_app_handle(name))
-        log.info("%d shards deployed", r.shards)
+        await self._deploy(range(r.shards))
         if self.config.mqtt is not None:
             self.bridge = MqttBridge(self.config.mqtt, self.cameras, self._ask)
         bridge_stop = asyncio.Event()
@@ -121,10 +116,74 @@ class ClusterService:
             await self._shutdown(bridge, bridge_stop)
         return 0
 
+    async def reload(self) -> None:
+        """Read the configuration file again and apply a new ``[ray] shards`` (other changes
+        need a restart, and are logged as such)."""
+        from ..serve.config import load_config
+
+        if self.path is None:
+            return
+        try:
+            config = load_config(self.path)
+        except ConfigError as e:
+            log.error("reload refused, nothing changed: %s", e)
+            return
+        if config.ray is None or config.ray.shards == len(self.shards):
+            log.info("reload: [ray] shards unchanged (%d)", len(self.shards))
+        else:
+            log.info("reload: %d -> %d shards", len(self.shards), config.ray.shards)
+            await self.resize(config.ray.shards)
+        if config.cameras != self.config.cameras:
+            log.warning("reload: camera changes take a restart to apply")
+
+    async def resize(self, shards: int) -> None:
+        """Grow to ``shards`` shards (the new ones take the cameras they win) or shrink to them
+        (the last ones' cameras move to the others first -- closed there, reopened here -- then
+        those shards are deleted). Placement moves only the cameras that must move."""
+        from ray import serve
+
+        if shards < 1:
+            raise ConfigError(f"[ray] shards must be at least 1, got {shards}")
+        now = len(self.shards)
+        if shards > now:
+            await self._deploy(range(now, shards))
+        for i in range(shards, now):
+            self.shards[f"shard-{i}"].retiring = True
+        await self.check()
+        for i in range(shards, now):
+            name = f"shard-{i}"
+            view = self.shards[name]
+            if view.cameras:
+                log.warning("%s still holds %s; it is deleted all the same", name,
+                            sorted(view.cameras))
+            await asyncio.to_thread(serve.delete, name)
+            del self.shards[name]
+        log.info("%d shards", len(self.shards))
+
+    async def _deploy(self, indices: range) -> None:
+        from ray import serve
+
+        from .app import shard_application
+
+        r = self.ray
+        for i in indices:
+            name = f"shard-{i}"
+            app = shard_application(self.text, name, num_cpus=r.cpus_per_shard,
+                                    num_gpus=r.gpus_per_shard)
+            await asyncio.to_thread(serve.run, app, name=name, route_prefix=None)
+            self.shards[name] = ShardView(name, serve.get_app_handle(name))
+        log.info("shards %s deployed", [f"shard-{i}" for i in indices])
+
     async def check(self) -> None:
-        """Ping every shard, move the cameras that must move, pass on the shards' news."""
-        pings = await asyncio.gather(*(self._ping(s) for s in self.shards.values()))
-        for shard, info in zip(self.shards.values(), pings, strict=True):
+        """Ping every shard, move the cameras that must move, pass on the shards' news (one
+        check at a time: the periodic one and a `resize`'s never interleave their moves)."""
+        async with self._checking:
+            await self._check()
+
+    async def _check(self) -> None:
+        views = list(self.shards.values())
+        pings = await asyncio.gather(*(self._ping(s) for s in views))
+        for shard, info in zip(views, pings, strict=True):
             if info is None:
                 if shard.live:
                     log.warning("%s (process %s) does not answer: its cameras %s move",
@@ -149,7 +208,7 @@ class ClusterService:
         await self._drain()
 
     async def _place(self) -> None:
-        live = [s.name for s in self.shards.values() if s.live]
+        live = [s.name for s in self.shards.values() if s.live and not s.retiring]
         if not live:
             log.error("no shard is live; cameras wait")
             return

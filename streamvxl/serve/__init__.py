@@ -46,18 +46,22 @@ def serve(path: str | os.PathLike[str], *, ray: bool = False) -> int:
         raise ConfigError(f"serve --ray needs Ray Serve: pip install 'streamvxl[ray]' ({e})") \
             from e
     text = Path(path).read_text(encoding="utf-8")
-    return asyncio.run(_serve(ClusterService(config, text)))
+    return asyncio.run(_serve(ClusterService(config, text, str(path))))
 
 
 async def _serve(service) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = [signal.SIGINT, signal.SIGTERM]
+    for sig in signals:
         loop.add_signal_handler(sig, _stopping, stop, sig)
+    if hasattr(service, "reload"):  # SIGHUP: read the file again (serve --ray: its shards)
+        signals.append(signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.reload()))
     try:
         return await service.run(stop)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
 
 

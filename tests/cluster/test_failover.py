@@ -166,6 +166,16 @@ def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, tiny_checkp
         assert again["intervals"] == before[camera]["intervals"]
     reasons = [(m.camera, m.reason) for m in service.moves]
     assert reasons.count(("gate", "rebalanced")) == 1
+    # a third replica takes the cameras it wins, only those; removing it moves them back
+    three = place(CAMERAS, ["shard-0", "shard-1", "shard-2"])
+    front.call(service.resize(3), timeout=300)
+    assert service.owner == three
+    moved_now = len(service.moves)
+    front.call(service.resize(2), timeout=300)
+    assert service.owner == place(CAMERAS, ["shard-0", "shard-1"])
+    assert len(service.moves) - moved_now == sum(s == "shard-2" for s in three.values())
+    for camera in CAMERAS:
+        assert front.ask(camera)["intervals"] == before[camera]["intervals"]
     print(f"failover: {failover:.1f} s for {len(moved)} cameras")
     assert front.close() == 0
     agent.close()
