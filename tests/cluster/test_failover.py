@@ -108,11 +108,16 @@ def local_ray():
     ray.shutdown()
 
 
-def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, tiny_checkpoint,
-                                                          tmp_path) -> None:
+@pytest.fixture
+def broker(tmp_path):
     if why := mosquitto_unavailable():
         pytest.skip(why)
-    broker = Mosquitto(tmp_path / "broker").start()
+    with Mosquitto(tmp_path / "broker") as broker:  # stopped however the test ends
+        yield broker
+
+
+def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, broker, tiny_checkpoint,
+                                                          tmp_path) -> None:
     agent = Agent(broker.port)
     events = agent.listen("site/+/event")
     front = Front(config_text(tiny_checkpoint, tmp_path / "memories", broker.port))
@@ -179,7 +184,6 @@ def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, tiny_checkp
     print(f"failover: {failover:.1f} s for {len(moved)} cameras")
     assert front.close() == 0
     agent.close()
-    broker.stop()
 
 
 def iter_queue(q):
