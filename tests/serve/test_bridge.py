@@ -10,6 +10,7 @@ import pytest
 
 from streamvxl import Hub
 from streamvxl.serve.config import parse_config
+from tests.runtime.helpers import worker_held
 from tests.serve.agent import Agent, Running, decode, next_message
 from tests.serve.broker import Mosquitto, mosquitto_unavailable
 
@@ -50,6 +51,22 @@ def hub(tiny_checkpoint):
 
 
 @pytest.fixture
+def serve(hub):
+    """Start a service on the shared hub; whatever the test does, it is stopped after (a
+    failed test must not leave its streams on the hub for the next one)."""
+    started: list[Running] = []
+
+    def start(text: str) -> Running:
+        started.append(Running(parse_config(text), hub))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.close()
+
+
+@pytest.fixture
 def broker(tmp_path):
     with Mosquitto(tmp_path / "broker") as broker:
         yield broker
@@ -62,10 +79,10 @@ def until(condition, timeout: float = 60.0, what: str = "") -> None:
         time.sleep(0.05)
 
 
-def test_answers_over_mqtt5_and_311_are_those_of_ask(hub, broker) -> None:
+def test_answers_over_mqtt5_and_311_are_those_of_ask(serve, broker) -> None:
     watching = Agent(broker.port)
     events, statuses = watching.listen("site/door/event"), watching.listen("site/door/status")
-    running = Running(parse_config(config_text(broker.port)), hub)
+    running = serve(config_text(broker.port))
     door = running.service.cameras["door"]
     until(lambda: door.state == "ended", what="the file to end")
     door.stream.wait()
@@ -107,7 +124,7 @@ def test_answers_over_mqtt5_and_311_are_those_of_ask(hub, broker) -> None:
         agent.close()
 
 
-def test_alerts_arrive_with_the_span_and_score(hub, broker) -> None:
+def test_alerts_arrive_with_the_span_and_score(serve, broker) -> None:
     watch = """
 [[cameras.door.watch]]
 condition = "a car is in the picture"
@@ -116,7 +133,7 @@ hysteresis = 0.0
 """
     agent = Agent(broker.port)
     alerts = agent.listen("site/door/alert")
-    running = Running(parse_config(config_text(broker.port, extra=watch)), hub)
+    running = serve(config_text(broker.port, extra=watch))
     alert = decode(next_message(alerts, 60).payload)
     door = running.service.cameras["door"]
     assert alert["condition"] == "a car is in the picture" and alert["state"] == "on"
@@ -133,8 +150,8 @@ hysteresis = 0.0
     agent.close()
 
 
-def test_answers_of_one_camera_come_in_the_order_asked(hub, broker) -> None:
-    running = Running(parse_config(config_text(broker.port)), hub)
+def test_answers_of_one_camera_come_in_the_order_asked(serve, broker) -> None:
+    running = serve(config_text(broker.port))
     agent = Agent(broker.port)
     replies = agent.listen("agents/order")
     for i in range(40):
@@ -147,7 +164,7 @@ def test_answers_of_one_camera_come_in_the_order_asked(hub, broker) -> None:
     agent.close()
 
 
-def test_credentials_and_tls(hub, tmp_path) -> None:
+def test_credentials_and_tls(serve, tmp_path) -> None:
     with Mosquitto(tmp_path / "tls", users={"agent": "s3cret"}, tls=True) as broker:
         (tmp_path / "mqtt.pass").write_text("s3cret\n")
         extra = f"""
@@ -158,7 +175,7 @@ ca = "{broker.ca}"
             "[serve]", f'username = "agent"\npassword_file = "{tmp_path / "mqtt.pass"}"\n'
                        f'[mqtt.tls]\nca = "{broker.ca}"\n[serve]')
         assert extra  # (the table goes under [mqtt], above)
-        running = Running(parse_config(text), hub)
+        running = serve(text)
         tls = {"ca_certs": str(broker.ca)}
         agent = Agent(broker.port, username="agent", password="s3cret", tls=tls)
         answer = agent.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 4})
@@ -167,7 +184,30 @@ ca = "{broker.ca}"
         agent.close()
         # a wrong password is refused for good: the service stops with a ConfigError
         bad = text.replace(f'password_file = "{tmp_path / "mqtt.pass"}"', 'password = "nope"')
-        failed = Running(parse_config(bad), hub)
+        failed = serve(bad)
         failed.thread.join(30)
         assert type(failed.result).__name__ == "ConfigError"
         assert "refused" in str(failed.result)
+
+
+def test_too_many_waiting_is_busy_and_a_slow_answer_times_out(serve, broker) -> None:
+    limits = config_text(broker.port).replace("[serve]", "max_pending = 2\nanswer_timeout = 1.0\n[serve]")
+    running = serve(limits)
+    door = running.service.cameras["door"]
+    until(lambda: door.state == "ended")
+    door.stream.wait()
+    agent = Agent(broker.port)
+    replies = agent.listen("agents/limits")
+    with worker_held(door.stream):  # nothing is answered meanwhile
+        for i in range(3):
+            agent.request("site/door/ask", {"question": QUESTION, "id": i}, reply="agents/limits")
+        got = [decode(next_message(replies, 10).payload) for _ in range(3)]
+    codes = {g["id"]: g["error"]["code"] for g in got}
+    assert codes == {2: "busy", 0: "timeout", 1: "timeout"}  # busy at once, then the timeouts
+    assert "max_pending = 2" in got[0]["error"]["message"]
+    time.sleep(1.0)  # the held questions are answered now: no second reply for them
+    assert replies.empty()
+    assert agent.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 2})["text"] \
+        is not None  # and the camera answers again
+    assert running.close() == 0
+    agent.close()
