@@ -34,19 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
 
+from benchmarks.mqtt_bench import QUESTIONS, pct, throughput  # noqa: E402
 from streamvxl import Hub, MemoryConfig, open_source  # noqa: E402
 from streamvxl.cluster.front import ClusterService  # noqa: E402
 from streamvxl.serve.config import parse_config  # noqa: E402
 
 log = logging.getLogger("cluster_bench")
-QUESTIONS = ("What is shown?", "What colour is the largest object?", "Is anything moving?",
-             "How many objects are there?")
 PATTERN = "lavfi:testsrc=size=128x96:rate=1"
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def build_memories(hub: Hub, root: Path, cameras: int, minutes: float, others: float,
@@ -141,27 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rates = []
     for inflight in (1, 8):
-        for via in ("serve", "in-process"):
-            counts = [0] * inflight
-            end = time.perf_counter() + args.seconds
-
-            def asker(k: int, via: str = via, end: float = end,
-                      counts: list[int] = counts) -> None:
-                while time.perf_counter() < end:
-                    q = QUESTIONS[counts[k] % 4]
-                    if via == "serve":
-                        serve_ask("cam0", q)
-                    else:
-                        reference.ask(q, max_new_tokens=args.tokens)
-                    counts[k] += 1
-
-            start = time.perf_counter()
-            threads = [threading.Thread(target=asker, args=(k,)) for k in range(inflight)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            rates.append((inflight, via, sum(counts) / (time.perf_counter() - start)))
+        for via, ask in (("serve", lambda q: serve_ask("cam0", q)),
+                         ("in-process", lambda q: reference.ask(q, max_new_tokens=args.tokens))):
+            rates.append((inflight, via, throughput(ask, inflight, args.seconds)))
             log.info("%d in flight, %s: %.1f answers/s", inflight, via, rates[-1][2])
 
     victim = service.owner["cam0"]

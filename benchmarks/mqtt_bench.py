@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,13 +92,15 @@ def throughput_mqtt(agent: Agent, inflight: int, seconds: float, tokens: int) ->
     return done / (time.perf_counter() - start)
 
 
-def throughput_direct(stream, inflight: int, seconds: float, tokens: int) -> float:
+def throughput(ask: Callable[[str], object], inflight: int, seconds: float) -> float:
+    """Answers per second from ``inflight`` threads each calling ``ask(question)`` until
+    ``seconds`` have passed (every question sent is counted, over the time to its answer)."""
     counts = [0] * inflight
     end = time.perf_counter() + seconds
 
     def asker(k: int) -> None:
         while time.perf_counter() < end:
-            stream.ask(QUESTIONS[counts[k] % 4], max_new_tokens=tokens)
+            ask(QUESTIONS[counts[k] % len(QUESTIONS)])
             counts[k] += 1
 
     start = time.perf_counter()
@@ -154,7 +157,8 @@ fps = 2
         rates = []
         for c in (int(x) for x in args.inflight.split(",")):
             m = throughput_mqtt(agent, c, args.seconds, args.tokens)
-            d = throughput_direct(cam.stream, c, args.seconds, args.tokens)
+            d = throughput(lambda q: cam.stream.ask(q, max_new_tokens=args.tokens), c,
+                           args.seconds)
             log.info("in flight %d: %.1f/s over MQTT, %.1f/s direct", c, m, d)
             rates.append({"inflight": c, "mqtt": m, "direct": d})
         errors = dict(running.service.bridge.stats.errors)

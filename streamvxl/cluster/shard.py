@@ -15,19 +15,22 @@ import os
 import threading
 import uuid
 from collections import deque
-from dataclasses import replace
-from pathlib import Path
 
 import msgpack
 
 from ..errors import ClosedError, ConfigError, QuestionError, StreamVXLError
-from ..persist.log import log_file
 from ..runtime.conditions import WatchEvent
 from ..runtime.events import IntervalEvent
 from ..runtime.hub import Hub
-from ..serve.camera import Camera
+from ..serve.camera import Camera, load_hub
 from ..serve.config import ServeConfig, parse_config
-from ..serve.protocol import alert_message, answer_message, error_message, event_message
+from ..serve.protocol import (
+    alert_message,
+    answer_message,
+    error_message,
+    event_message,
+    parse_ask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,9 @@ class CameraShard:
         self.name = name
         self.instance = uuid.uuid4().hex[:12]
         """This incarnation: a restarted replica has a new one (the front reopens its cameras)."""
-        c = self.config
-        self.hub = hub or (Hub.from_pretrained(c.model_path, device=c.device) if c.model_path
-                           else Hub.default(device=c.device))
+        self.hub = hub or load_hub(self.config)
         self.cameras: dict[str, Camera] = {}
-        self._by_name = {camera.name: camera for camera in c.cameras}
+        self._by_name = {camera.name: camera for camera in self.config.cameras}
         self._lock = threading.Lock()
         self._backlog: deque[tuple[str, bytes]] = deque(maxlen=MAX_BACKLOG)
         log.info("shard %s (%s) up in process %d", name, self.instance, os.getpid())
@@ -78,26 +79,16 @@ class CameraShard:
                 return msgpack.packb(self.cameras[camera].status())
             if camera not in self._by_name:
                 raise ConfigError(f"no camera {camera!r} in the configuration")
-            config = self._by_name[camera]
-            directory = Path(self.config.log_dir) / camera
-            if log_file(directory).exists():
-                stream = self.hub.open_stream(camera, directory,
-                                              replace(config.memory, log_dir=None))
-            else:
-                directory.mkdir(parents=True, exist_ok=True)
-                stream = self.hub.stream(camera, replace(config.memory, log_dir=str(directory)))
-            served = Camera(config, stream)
-            for w in config.watch:
-                stream.watch(w.condition, self._alert(served), threshold=w.threshold,
-                             hysteresis=w.hysteresis)
-            stream.on_interval(self._event(camera))
+            served = Camera.open(self.hub, self._by_name[camera], self.config.log_dir,
+                                 on_alert=self._alert(camera))
+            served.stream.on_interval(self._event(camera))
             if source:
                 served.start()
             else:
                 served.state = "ended"
             self.cameras[camera] = served
             log.info("shard %s: camera %s opened (%d intervals from its log)", self.name, camera,
-                     stream.stats().intervals_in_memory)
+                     served.stream.stats().intervals_in_memory)
             return msgpack.packb(served.status())
 
     def release(self, camera: str) -> None:
@@ -119,8 +110,6 @@ class CameraShard:
     async def ask(self, camera: str, request: bytes) -> bytes:
         """A question (`streamvxl.serve.protocol` request fields, msgpack) to ``camera``: its
         answer message, or an error message."""
-        from ..serve.protocol import parse_ask
-
         ask = parse_ask(request, 1 << 20)
         served = self.cameras.get(camera)
         if served is None:
@@ -157,12 +146,10 @@ class CameraShard:
             self._backlog.append(("event", msgpack.packb(event_message(camera, event))))
         return told
 
-    def _alert(self, served: Camera):
+    def _alert(self, camera: str):
         def fired(event: WatchEvent) -> None:
-            served.watched(event)
-            self._backlog.append(("alert", msgpack.packb(alert_message(served.name, event))))
+            self._backlog.append(("alert", msgpack.packb(alert_message(camera, event))))
         return fired
-
 
 def event_from(message: dict) -> IntervalEvent:
     return IntervalEvent(**{k: message[k] for k in IntervalEvent.__dataclass_fields__})

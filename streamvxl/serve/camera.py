@@ -1,4 +1,5 @@
-"""One served camera: its source read on a thread of its own into its stream, and its status.
+"""One served camera: its stream (reopened from its log when there is one), its watch
+conditions, its source read on a thread of its own into the stream, and its status.
 
 The status is what ``<prefix>/<camera>/status`` carries and the health line shows: the source's
 state (connecting, streaming, stalled, reconnecting, ended, failed), frames, rate, lag, drops,
@@ -10,25 +11,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import ClosedError, StreamVXLError
+from ..persist.log import log_file
 from ..runtime.conditions import WatchEvent
-from ..runtime.hub import StreamHandle
+from ..runtime.hub import Hub, StreamHandle
 from ..sources import open_source
 from ..sources.status import SourceEvent
-from .config import CameraConfig
+from .config import CameraConfig, ServeConfig
 
 log = logging.getLogger(__name__)
 
 
+def load_hub(config: ServeConfig) -> Hub:
+    """The one model every camera of ``config`` shares: its checkpoint, else streamvxl-tiny."""
+    if config.model_path:
+        return Hub.from_pretrained(config.model_path, device=config.device)
+    return Hub.default(device=config.device)
+
+
 class Camera:
-    """``config``'s source pushed into ``stream``; ``on_change`` hears every status change
-    (from the camera's thread or the worker's)."""
+    """``config``'s source pushed into ``stream``, with its watch conditions armed.
+    ``on_change`` hears every status change, ``on_alert`` every `WatchEvent` (both from the
+    camera's thread or the worker's)."""
 
     def __init__(self, config: CameraConfig, stream: StreamHandle,
-                 on_change: Any = None) -> None:
-        self.config, self.stream, self.on_change = config, stream, on_change
+                 on_change: Callable[[Camera], None] | None = None,
+                 on_alert: Callable[[WatchEvent], None] | None = None) -> None:
+        self.config, self.stream = config, stream
+        self.on_change, self.on_alert = on_change, on_alert
         self.name = config.name
         self.state = "connecting"
         self.error: str | None = None
@@ -37,6 +52,37 @@ class Camera:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name=f"camera-{self.name}",
                                         daemon=True)
+        for w in config.watch:
+            stream.watch(w.condition, self._watched, threshold=w.threshold,
+                         hysteresis=w.hysteresis)
+
+    @classmethod
+    def open(cls, hub: Hub, config: CameraConfig, log_dir: str | None,
+             on_change: Callable[[Camera], None] | None = None,
+             on_alert: Callable[[WatchEvent], None] | None = None) -> Camera:
+        """The camera's stream on ``hub`` -- reopened from ``<log_dir>/<camera>`` when a log is
+        there, else new (and logged there, with a ``log_dir``) -- its watch conditions armed
+        (they are not part of a memory: armed from the config on every start). Its source is
+        not started (`start`)."""
+        if log_dir is None:
+            stream = hub.stream(config.name, config.memory)
+        else:
+            directory = Path(log_dir) / config.name
+            if log_file(directory).exists():
+                # a reopened memory keeps its recorded settings; only how it is served may
+                # change, and the log's directory is where it already is
+                stream = hub.open_stream(config.name, directory,
+                                         replace(config.memory, log_dir=None))
+                log.info("camera %s: memory reopened from %s (%d intervals)", config.name,
+                         directory, stream.stats().intervals_in_memory)
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                stream = hub.stream(config.name, replace(config.memory, log_dir=str(directory)))
+        try:
+            return cls(config, stream, on_change, on_alert)
+        except BaseException:
+            stream.close(wait=False)
+            raise
 
     def start(self) -> None:
         self._thread.start()
@@ -53,10 +99,15 @@ class Camera:
         if self._thread.is_alive():
             log.warning("camera %s: its reader did not stop within %.0f s", self.name, timeout)
 
-    def watched(self, event: WatchEvent) -> None:
+    def _watched(self, event: WatchEvent) -> None:
         """A watch condition of this camera turned (the worker thread calls it)."""
         self.conditions[event.condition] = event.state == "on"
         self._changed()
+        if self.on_alert is not None:
+            try:
+                self.on_alert(event)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the camera
+                log.exception("camera %s: alert listener failed", self.name)
 
     def status(self) -> dict[str, Any]:
         """The camera's health as plain data (see the module docstring)."""
@@ -141,4 +192,4 @@ class Camera:
                 log.exception("camera %s: status listener failed", self.name)
 
 
-__all__ = ["Camera"]
+__all__ = ["Camera", "load_hub"]

@@ -16,15 +16,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from ..persist.log import log_file
-from ..runtime.hub import Hub, StreamHandle
+from ..runtime.hub import Hub
 from .bridge import MqttBridge
-from .camera import Camera
-from .config import CameraConfig, ServeConfig
+from .camera import Camera, load_hub
+from .config import ServeConfig
 from .protocol import AskRequest
 
 log = logging.getLogger(__name__)
@@ -78,35 +75,17 @@ class Service:
     # -- start and stop -------------------------------------------------------------------------
     def _start_streams(self) -> None:
         if self.hub is None:
-            c = self.config
-            self.hub = (Hub.from_pretrained(c.model_path, device=c.device) if c.model_path
-                        else Hub.default(device=c.device))
+            self.hub = load_hub(self.config)
         try:
             for camera in self.config.cameras:
-                stream = self._stream(camera)
-                served = Camera(camera, stream, self._publish_status)
-                for w in camera.watch:
-                    stream.watch(w.condition, self._alert(served), threshold=w.threshold,
-                                 hysteresis=w.hysteresis)
-                if self.bridge is not None:
-                    stream.on_interval(self._event(camera.name))
+                served = Camera.open(self.hub, camera, self.config.log_dir,
+                                     self._publish_status, self._alert(camera.name))
                 self.cameras[camera.name] = served
+                if self.bridge is not None:
+                    served.stream.on_interval(self._event(camera.name))
         except BaseException:
             self._close_streams()
             raise
-
-    def _stream(self, camera: CameraConfig) -> StreamHandle:
-        if self.config.log_dir is None:
-            return self.hub.stream(camera.name, camera.memory)
-        directory = Path(self.config.log_dir) / camera.name
-        if log_file(directory).exists():
-            stream = self.hub.open_stream(camera.name, directory,
-                                          replace(camera.memory, log_dir=None))
-            log.info("camera %s: memory reopened from %s (%d intervals)", camera.name,
-                     directory, stream.stats().intervals_in_memory)
-            return stream
-        directory.mkdir(parents=True, exist_ok=True)
-        return self.hub.stream(camera.name, replace(camera.memory, log_dir=str(directory)))
 
     async def _shutdown(self, bridge: asyncio.Task | None, bridge_stop: asyncio.Event,
                         health: threading.Thread, health_stop: threading.Event) -> None:
@@ -151,12 +130,9 @@ class Service:
         bridge = self.bridge
         return lambda event: bridge.post_event(name, event)
 
-    def _alert(self, camera: Camera):
-        def fire(event) -> None:
-            camera.watched(event)
-            if self.bridge is not None:
-                self.bridge.post_alert(camera.name, event)
-        return fire
+    def _alert(self, name: str):
+        bridge = self.bridge
+        return (lambda event: bridge.post_alert(name, event)) if bridge is not None else None
 
     def _publish_status(self, camera: Camera) -> None:
         if self.bridge is not None:

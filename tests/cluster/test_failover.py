@@ -21,7 +21,7 @@ from streamvxl.cluster.front import ClusterService  # noqa: E402
 from streamvxl.cluster.placement import place  # noqa: E402
 from streamvxl.persist.log import log_file, read_log  # noqa: E402
 from streamvxl.serve.config import parse_config  # noqa: E402
-from tests.serve.agent import Agent  # noqa: E402
+from tests.serve.agent import MEMORY_TOML, Agent  # noqa: E402
 from tests.serve.broker import Mosquitto, mosquitto_unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,14 +42,7 @@ path = "{checkpoint}"
 device = "cpu"
 [serve]
 log_dir = "{log_dir}"
-[memory]
-ratio = 2
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[mqtt]
+{MEMORY_TOML}[mqtt]
 port = {mqtt_port}
 prefix = "site"
 [ray]

@@ -12,6 +12,7 @@ import pytest
 
 from streamvxl import ConfigError, Hub
 from streamvxl.cluster.shard import CameraShard, event_from
+from tests.serve.agent import MEMORY_TOML
 
 QUESTION = {"question": "What is shown?", "max_new_tokens": 6}
 
@@ -20,14 +21,7 @@ def text(log_dir, frames: int = 26) -> str:
     return f"""
 [serve]
 log_dir = "{log_dir}"
-[memory]
-ratio = 2
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[cameras.door]
+{MEMORY_TOML}[cameras.door]
 source = "lavfi:testsrc=size=64x48:rate=4:duration={frames / 4}"
 fps = 4
 """

@@ -21,6 +21,17 @@ from paho.mqtt.properties import Properties
 from streamvxl.runtime.hub import Hub
 from streamvxl.serve import ServeConfig, Service
 
+MEMORY_TOML = """[memory]
+ratio = 2
+[memory.boundary]
+window = 2
+threshold = 0.02
+min_frames = 3
+max_frames = 6
+"""
+"""The serve tests' memories on the tiny checkpoint: intervals of at most 6 frames at r = 2 (a
+24-frame clip is four intervals)."""
+
 
 class Running:
     """``Service(config, hub)`` running on a thread of its own until `close`."""

@@ -11,7 +11,7 @@ import pytest
 from streamvxl import Hub
 from streamvxl.serve.config import parse_config
 from tests.runtime.helpers import worker_held
-from tests.serve.agent import Agent, Running, decode, next_message
+from tests.serve.agent import MEMORY_TOML, Agent, Running, decode, next_message
 from tests.serve.broker import Mosquitto, mosquitto_unavailable
 
 pytestmark = pytest.mark.integration
@@ -30,14 +30,7 @@ port = {port}
 prefix = "{prefix}"
 [serve]
 health_seconds = 0.5
-[memory]
-ratio = 2
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[cameras.door]
+{MEMORY_TOML}[cameras.door]
 source = "{source}"
 fps = 4
 {extra}

@@ -19,8 +19,10 @@ import pytest
 from streamvxl import Hub
 from streamvxl.serve.config import parse_config
 from tests.runtime.helpers import worker_held
-from tests.serve.agent import Agent, Running, decode, next_message
+from tests.serve.agent import MEMORY_TOML, Agent, Running, decode, next_message
 from tests.serve.broker import Mosquitto, mosquitto_unavailable
+
+BUDGETED = MEMORY_TOML.replace("ratio = 2", "ratio = 2\ntoken_budget = 2048")
 
 pytestmark = pytest.mark.integration
 if why := mosquitto_unavailable():
@@ -42,15 +44,7 @@ reconnect_initial = {INITIAL}
 reconnect_max = {MAXIMUM}
 [serve]
 health_seconds = 600
-[memory]
-ratio = 2
-token_budget = 2048
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[cameras.door]
+{BUDGETED}[cameras.door]
 source = "lavfi:testsrc=size=64x48:rate=4"
 fps = 4
 realtime = true

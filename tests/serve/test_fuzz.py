@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from streamvxl import Hub
 from streamvxl.serve.config import parse_config
-from tests.serve.agent import Agent, Running, decode, next_message
+from tests.serve.agent import MEMORY_TOML, Agent, Running, decode, next_message
 from tests.serve.broker import Mosquitto, mosquitto_unavailable
 from tests.serve.storm import (
     AMBIGUOUS,
@@ -55,14 +55,7 @@ max_pending = 100000
 answer_timeout = 600
 [serve]
 health_seconds = 5
-[memory]
-ratio = 2
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[cameras.door]
+{MEMORY_TOML}[cameras.door]
 source = "lavfi:testsrc=size=64x48:rate=4:duration=6"
 fps = 4
 """

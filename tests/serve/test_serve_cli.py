@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.agent import Agent, decode, next_message
+from tests.serve.agent import MEMORY_TOML, Agent, decode, next_message
 from tests.serve.broker import Mosquitto, mosquitto_unavailable
 
 pytestmark = pytest.mark.integration
@@ -29,14 +29,7 @@ device = "cpu"
 [serve]
 health_seconds = 0.5
 log_dir = "{log_dir}"
-[memory]
-ratio = 2
-[memory.boundary]
-window = 2
-threshold = 0.02
-min_frames = 3
-max_frames = 6
-[mqtt]
+{MEMORY_TOML}[mqtt]
 port = {port}
 prefix = "plant"
 [cameras.door]
