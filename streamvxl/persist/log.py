@@ -19,7 +19,15 @@ from pathlib import Path
 
 from ..errors import MemoryFileError
 from .durability import Durability
-from .framing import HEADER_SIZE, file_header, frame_parts, read_version, scan
+from .framing import (
+    HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    RECORD_SYNC,
+    file_header,
+    frame_parts,
+    read_version,
+    scan,
+)
 from .records import LogContents, fold
 
 try:
@@ -72,7 +80,8 @@ def read_log(path: str | os.PathLike[str]) -> tuple[LogContents, int]:
         log.warning("%s: a torn last record (%d bytes at %d: %s), from a process killed while "
                     "writing; it is ignored", name, found.torn_tail.length,
                     found.torn_tail.offset, found.torn_tail.reason)
-    contents = fold([body for _, body in found.records], name, damaged=len(found.skipped))
+    contents = fold([body for _, body in found.records], name, damaged=len(found.skipped),
+                    offsets=[offset for offset, _ in found.records])
     return contents, found.valid_end
 
 
@@ -143,9 +152,9 @@ class LogWriter:
             raise MemoryFileError(f"cannot append to {path}: {e}") from e
         return writer
 
-    def append(self, body: Body) -> None:
+    def append(self, body: Body) -> int:
         """Write one record (its body whole or in parts); returns once the OS has it (and the
-        disk, per `Durability`).
+        disk, per `Durability`), with the record's offset in the file (`read_record`).
 
         Raises:
             MemoryFileError: the write failed (disk full, I/O error); the log then ends at its
@@ -153,6 +162,7 @@ class LogWriter:
         """
         parts = frame_parts(body if isinstance(body, list) else [body])
         try:
+            offset = self._fh.tell()  # the file's own position: right after a failed write too
             for part in parts:
                 self._fh.write(part)
             self._fh.flush()
@@ -167,6 +177,7 @@ class LogWriter:
         elif d.fsync == "batch" and (self._unsynced >= d.every_records
                                      or time.monotonic() - self._synced_at >= d.every_seconds):
             self._sync_behind()
+        return offset
 
     def _sync_behind(self) -> None:
         """Start an fsync on the syncer thread, unless one is still running (the next record
@@ -225,6 +236,26 @@ def _lock(fh, path: Path) -> None:
                               "of it (save) instead") from e
 
 
+def read_record(fh, offset: int, where: str) -> bytes:
+    """The body of the record at ``offset`` of an open log or snapshot file, checked.
+
+    Raises:
+        MemoryFileError: no intact record there (the file was changed or damaged since).
+    """
+    try:
+        head = os.pread(fh.fileno(), RECORD_HEADER_SIZE, offset)
+        length = int.from_bytes(head[len(RECORD_SYNC):len(RECORD_SYNC) + 4], "little") \
+            if len(head) == RECORD_HEADER_SIZE else 0
+        data = head + os.pread(fh.fileno(), length, offset + RECORD_HEADER_SIZE)
+    except OSError as e:
+        raise MemoryFileError(f"cannot read the record at {offset} of {where}: {e}") from e
+    found = scan(data, 0)
+    if not found.records or found.records[0][0] != 0:
+        raise MemoryFileError(f"{where}: no intact record at offset {offset} (the file was "
+                              "changed or damaged after it was written)")
+    return found.records[0][1]
+
+
 def write_atomic(path: str | os.PathLike[str], bodies: list[Body]) -> int:
     """Write a complete log file (a snapshot) at ``path`` atomically: into a temporary file
     beside it, fsynced, then renamed over it (and the directory fsynced). A crash at any point
@@ -263,4 +294,4 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["LOG_NAME", "LogWriter", "log_file", "read_log", "write_atomic"]
+__all__ = ["LOG_NAME", "LogWriter", "log_file", "read_log", "read_record", "write_atomic"]

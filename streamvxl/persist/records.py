@@ -64,6 +64,13 @@ class LogContents:
     sink_values: torch.Tensor
     intervals: list[LoggedInterval] = field(default_factory=list)
     """The intervals in memory, oldest first (evicted ones left out)."""
+    archived: list[tuple[IntervalRecord, int]] = field(default_factory=list)
+    """Intervals evicted from memory whose records are still in the file, oldest first, with
+    their record's offset (the disk tier of ``eviction="offload"``; not decoded). Empty unless
+    `fold` was given the offsets."""
+    offsets: dict[int, int] = field(default_factory=dict)
+    """Record offset of each interval held (in memory or archived), by id, when `fold` was
+    given the offsets."""
     next_id: int = 0
     """The next interval's id (intervals ever stored)."""
     evicted: int = 0
@@ -125,13 +132,16 @@ class _Malformed(Exception):
     """A record whose meta does not say what its kind requires."""
 
 
-def fold(bodies: Sequence[bytes], where: str, damaged: int = 0) -> LogContents:
+def fold(bodies: Sequence[bytes], where: str, damaged: int = 0,
+         offsets: Sequence[int] | None = None) -> LogContents:
     """Replay record bodies (in file order) into the memory they describe.
 
     Args:
         bodies: every record whose checksum passed.
         where: the log's name, for messages.
         damaged: records already skipped for a failed checksum (counted on).
+        offsets: where each body's record starts in the file; given, evicted intervals are
+            listed in ``LogContents.archived``.
 
     Raises:
         MemoryFileError: the log has no valid ``memory`` record first (not a memory log, or
@@ -150,14 +160,23 @@ def fold(bodies: Sequence[bytes], where: str, damaged: int = 0) -> LogContents:
     contents.damaged = damaged
     contents.records = 1
     live: dict[int, tuple[dict[str, Any], bytes]] = {}  # id -> (meta, body), in memory order
-    for body in bodies[1:]:
+    at: dict[int, int] = {}  # id -> record offset
+    archived: dict[int, dict[str, Any]] = {}  # evicted id -> meta, in time order
+    for k, body in enumerate(bodies[1:], 1):
         try:
             meta = unpack_meta(body)
             kind = meta.get("kind")
             if kind == INTERVAL:
-                _apply_interval(contents, live, _check_interval(meta), body)
+                meta = _check_interval(meta)
+                for gone in meta["evicts"]:
+                    if gone in live and offsets is not None:
+                        archived[gone] = live[gone][0]
+                _apply_interval(contents, live, meta, body)
+                if offsets is not None:
+                    at[meta["id"]] = offsets[k]
             elif kind == RESET:
                 live.clear()
+                archived.clear()
                 contents.gaps, contents.spacing = [], []
                 contents.next_id = contents.evicted = contents.frames_seen = 0
                 contents.last_time = None
@@ -169,8 +188,12 @@ def fold(bodies: Sequence[bytes], where: str, damaged: int = 0) -> LogContents:
             contents.damaged += 1
             log.warning("%s: skipped a damaged record (%s)", where, e)
     contents.intervals = _load(live, where, contents)
-    if contents.intervals:
-        first = contents.intervals[0].record.t_start  # earlier gaps were forgotten with it
+    contents.archived = [(_record(meta), at[i]) for i, meta in archived.items()]
+    contents.offsets = {i: at[i] for i in [*archived, *(x.record.id for x in contents.intervals)]
+                        if i in at}
+    held = [r for r, _ in contents.archived] + [i.record for i in contents.intervals]
+    if held:
+        first = held[0].t_start  # earlier gaps were forgotten with it
         contents.gaps = [g for g in contents.gaps if g.end >= first]
     return contents
 
@@ -266,12 +289,29 @@ def _load(live: dict[int, tuple[dict[str, Any], bytes]], where: str,
             contents.damaged += 1
             log.warning("%s: skipped interval %s (%s)", where, meta["id"], e)
             continue
-        record = IntervalRecord(meta["id"], float(meta["t_start"]), float(meta["t_end"]),
-                                meta["frame_start"], meta["frame_end"], meta["ratio"],
-                                meta["num_tokens"], tensors.get("embedding"))
-        out.append(LoggedInterval(record, keys, values))
+        out.append(LoggedInterval(_record(meta, tensors.get("embedding")), keys, values))
     return out
 
 
+def _record(meta: dict[str, Any], embedding: torch.Tensor | None = None) -> IntervalRecord:
+    return IntervalRecord(meta["id"], float(meta["t_start"]), float(meta["t_end"]),
+                          meta["frame_start"], meta["frame_end"], meta["ratio"],
+                          meta["num_tokens"], embedding)
+
+
+def interval_tensors(body: bytes, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pre-RoPE keys and values (L, G, n, D) of one ``interval`` record body.
+
+    Raises:
+        MemoryFileError: the body is not an intact interval record.
+    """
+    meta, tensors = unpack(body)
+    keys, values = tensors.get("keys"), tensors.get("values")
+    if meta.get("kind") != INTERVAL or keys is None or values is None or \
+            keys.shape != values.shape or keys.dim() != 4:
+        raise MemoryFileError(f"{where}: the record read back is not an interval's")
+    return keys, values
+
+
 __all__ = ["INTERVAL", "MEMORY", "RESET", "LogContents", "LoggedInterval", "fold",
-           "interval_body", "memory_body", "reset_body"]
+           "interval_body", "interval_tensors", "memory_body", "reset_body"]

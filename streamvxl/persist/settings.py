@@ -11,6 +11,7 @@ from ..config import MemoryConfig
 from ..errors import ConfigError, MemoryFileError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.ratio import DensityRatio, FixedRatio
+from ..memory.recall import Retrieval
 from ..prompt import PromptTemplate
 from .durability import Durability
 
@@ -53,7 +54,7 @@ def config_from_dict(d: object, where: str) -> MemoryConfig:
         if "ratio" in kwargs:
             kwargs["ratio"] = _ratio_from_dict(kwargs["ratio"])
         for name, cls in (("boundary", BoundaryConfig), ("prompt", PromptTemplate),
-                          ("durability", Durability)):
+                          ("durability", Durability), ("retrieval", Retrieval)):
             value = kwargs.get(name)
             if isinstance(value, dict):
                 if cls is PromptTemplate and "stop_strings" in value:
