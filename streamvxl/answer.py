@@ -26,6 +26,21 @@ class IntervalSpan:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A span of the stream an answer drew on, and how much (`Answer.cited`)."""
+
+    t_start: float
+    """Timestamp of the span's first frame, seconds."""
+    t_end: float
+    """Timestamp of its last frame, seconds."""
+    weight: float
+    """Its share of the attention the answer's tokens paid to the video (all spans in context
+    sum to 1)."""
+    interval: int | None
+    """Id of the stored interval (`IntervalRecord.id`); None for frames not yet compressed."""
+
+
+@dataclass(frozen=True)
 class Timings:
     """Where the time of one `ask` went, seconds."""
 
@@ -39,6 +54,9 @@ class Timings:
     wait: float = 0.0
     """From the call until the runtime took the question (the step in progress, questions
     ahead of it, and with ``wait=True`` the backlog)."""
+    cite: float = 0.0
+    """After the last token: ranking what the answer drew on (`Answer.cited`); not in
+    ``total``."""
 
     @property
     def first_token(self) -> float:
@@ -67,6 +85,12 @@ class Answer:
     gaps: tuple[Gap, ...] = ()
     """What the memory did not see within its time range, told to the model before the
     question (`PromptTemplate.gap`)."""
+    cited: tuple[Citation, ...] = ()
+    """The spans the answer drew on, most first: each span in context (``intervals``) with
+    the share of the answer's attention it received (``ask(cite=False)``: empty)."""
+    candidates: int = 0
+    """Intervals the memory held on every tier when asked; ``intervals`` lists those the
+    question read (all of them unless retrieval chose)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,9 @@ class MemoryStats:
     intervals_closed: int
     """Intervals closed and stored (evicted ones included)."""
     intervals_in_memory: int
+    """Intervals in the GPU budget."""
     intervals_evicted: int
+    """Intervals forgotten for good (with ``eviction="offload"``: past the last tier)."""
     open_frames: int
     """Frames of the interval still open (raw tokens, seen by questions)."""
     sink_tokens: int
@@ -107,3 +133,9 @@ class MemoryStats:
     """Intervals whose records are in the memory's log (`MemoryConfig.log_dir`): what a
     restart keeps. At most one behind ``intervals_closed`` (the record being written); None
     without a log."""
+    intervals_on_host: int = 0
+    """Intervals offloaded from the GPU to host memory (``eviction="offload"``)."""
+    intervals_on_disk: int = 0
+    """Intervals offloaded to disk (the log), read back when a question retrieves them."""
+    host_bytes: int = 0
+    """Bytes of the K/V held in host memory."""

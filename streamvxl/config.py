@@ -10,6 +10,7 @@ from typing import Literal, get_args
 from .errors import ConfigError
 from .intervals.boundary import BoundaryConfig
 from .intervals.ratio import RatioPolicy, as_ratio_policy
+from .memory.recall import Retrieval
 from .memory.store import EvictionPolicy
 from .model.layout import RemainderRule
 from .persist.durability import Durability
@@ -43,7 +44,18 @@ class MemoryConfig:
     """Hard cap on retained tokens (sink + VSTs); None is unbounded. The K/V storage is
     allocated once at the budget when the stream starts, so it stays flat."""
     eviction: EvictionPolicy = "drop_oldest"
-    """What makes room when a new interval does not fit the budget."""
+    """What makes room when a new interval does not fit the budget: ``"drop_oldest"`` forgets
+    the oldest intervals; ``"offload"`` moves them to host memory (``host_budget``), then to
+    disk (the log, with ``log_dir``), and each question retrieves what it needs from every
+    tier (``retrieval``)."""
+    host_budget: int | None = None
+    """With ``eviction="offload"``: most interval tokens kept in host memory below the GPU;
+    the oldest beyond it move to disk (with ``log_dir``) or, without a log, are dropped.
+    None: no limit."""
+    retrieval: Retrieval | None = None
+    """How a question picks the intervals it reads (`Retrieval`: a token budget, the share
+    kept for the newest). None: every interval on the GPU, and with ``offload`` a default
+    `Retrieval()` over all tiers."""
     remainder: RemainderRule = "summarize"
     """VSTs when r does not divide a window: 'summarize' (an extra VST covers the tail; no raw
     token is lost) or 'drop' (the reference's rule: the tail is not summarised)."""
@@ -89,9 +101,22 @@ class MemoryConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"MemoryConfig.{name} must be a positive int"
                                   f"{' or None' if optional else ''}, got {value!r}")
-        if self.eviction != "drop_oldest":
-            raise ConfigError(f"MemoryConfig.eviction {self.eviction!r} is not available; use "
-                              "'drop_oldest'")
+        if self.eviction not in get_args(EvictionPolicy):
+            raise ConfigError(f"MemoryConfig.eviction must be one of "
+                              f"{get_args(EvictionPolicy)}, got {self.eviction!r}")
+        if self.eviction == "offload" and self.token_budget is None:
+            raise ConfigError("MemoryConfig.eviction='offload' moves intervals out of a GPU "
+                              "budget: set token_budget too")
+        if self.host_budget is not None and (
+                isinstance(self.host_budget, bool) or not isinstance(self.host_budget, int)
+                or self.host_budget < 0):
+            raise ConfigError(f"MemoryConfig.host_budget must be a number of tokens >= 0 or "
+                              f"None, got {self.host_budget!r}")
+        if self.retrieval is not None and not isinstance(self.retrieval, Retrieval):
+            raise ConfigError(f"MemoryConfig.retrieval must be a Retrieval or None, got "
+                              f"{type(self.retrieval).__name__}")
+        if self.eviction == "offload" and self.retrieval is None:
+            object.__setattr__(self, "retrieval", Retrieval())
         if self.remainder not in ("summarize", "drop"):
             raise ConfigError(f"MemoryConfig.remainder must be 'summarize' or 'drop', got "
                               f"{self.remainder!r}")

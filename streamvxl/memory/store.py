@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 # Shapes: L layers, G kv heads, M retained tokens, n an interval's tokens, D head_dim.
 
-EvictionPolicy = Literal["drop_oldest"]
-"""What makes room for a new interval: ``drop_oldest`` removes whole intervals, oldest first."""
+EvictionPolicy = Literal["drop_oldest", "offload"]
+"""What makes room on the GPU for a new interval: ``drop_oldest`` removes whole intervals,
+oldest first, for good; ``offload`` moves them, oldest first, to host memory and then to disk
+(`streamvxl.memory.tiers`), where questions retrieve them (`streamvxl.memory.recall`)."""
 
 
 def check_budget(token_budget: int | None, sink_tokens: int, interval_tokens: int) -> None:

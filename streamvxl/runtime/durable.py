@@ -26,14 +26,21 @@ from pathlib import Path
 import torch
 
 from ..config import MemoryConfig
-from ..errors import ConfigError, ModelMismatchError
+from ..errors import ConfigError, MemoryFileError, ModelMismatchError
 from ..intervals.segmenter import IntervalSegmenter
-from ..memory.store import MemoryStore
+from ..memory.store import IntervalRecord, MemoryStore
 from ..persist.identity import check_identity
-from ..persist.log import Body, LogWriter, log_file, read_log, write_atomic
-from ..persist.records import LogContents, interval_body, memory_body, reset_body
+from ..persist.log import Body, LogWriter, log_file, read_log, read_record, write_atomic
+from ..persist.records import (
+    LogContents,
+    interval_body,
+    interval_tensors,
+    memory_body,
+    reset_body,
+)
 from ..persist.settings import config_from_dict, config_to_dict
 from .job import IntervalJob
+from .retrieval import remember, tiers_for
 from .stream import StreamState
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # Settings that only say how this process serves the stream: a reopened memory may change them.
 SERVING_FIELDS = ("queue_frames", "overflow", "durability", "max_question_tokens",
-                  "gap_seconds", "log_dir")
+                  "gap_seconds", "log_dir", "eviction", "host_budget", "retrieval")
 
 
 class StreamLog:
@@ -62,6 +69,9 @@ class StreamLog:
         self.logged = logged
         """Intervals whose records the log holds (flushed to the OS; fsynced per
         `Durability`): those it was reopened with, then each one written."""
+        self.offsets: dict[int, int] = {}
+        """Where each interval's record starts in the log file, by id (the disk tier's index);
+        written by the log's thread as records land."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="streamvxl-log")
         self._inflight: Future | None = None
         self._staging: torch.Tensor | None = None  # pinned host buffer for a GPU's K/V
@@ -90,7 +100,8 @@ class StreamLog:
         def write() -> None:
             if copied is not None:
                 copied.synchronize()
-            self.writer.append(interval_body(keys=keys, values=values, **fields))
+            offset = self.writer.append(interval_body(keys=keys, values=values, **fields))
+            self.offsets[fields["id"]] = offset
             self.logged += 1
 
         self._inflight = self._pool.submit(write)
@@ -113,6 +124,11 @@ class StreamLog:
     def reset(self) -> None:
         self.wait()
         self.writer.append(reset_body(time.time()))
+
+    def read_interval(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset``
+        (the disk tier reads its intervals back through this)."""
+        return read_interval(self.path, offset)
 
     def close(self) -> None:
         try:
@@ -138,6 +154,23 @@ class StreamLog:
         event = torch.cuda.Event()
         event.record()
         return host_k, host_v, event
+
+
+def read_interval(path: str | os.PathLike[str], offset: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset`` of a log
+    or snapshot file.
+
+    Raises:
+        MemoryFileError: the file cannot be read, or holds no intact interval record there.
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; read_record's errors pass as they are
+    except OSError as e:
+        raise MemoryFileError(f"cannot read the disk tier's {path}: {e}") from e
+    with fh:
+        body = read_record(fh, offset, str(path))
+    return interval_tensors(body, str(path))
 
 
 def start_log(runtime, state: StreamState, directory: str | os.PathLike[str]) -> StreamLog:
@@ -212,10 +245,36 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
         for body in _interval_bodies(state):
             state.log.writer.append(body)
         state.log.logged = store.next_id
+    _restore_tiers(runtime, state, contents, None if is_log else file)
     log.info("memory reopened from %s: %d intervals (%d records, %d damaged skipped), frames "
              "continue at %d", path, len(store.records), contents.records, contents.damaged,
              contents.frames_seen)
     return state
+
+
+def _restore_tiers(runtime, state: StreamState, contents: LogContents,
+                   snapshot_file: Path | None) -> None:
+    """The reopened stream's archive (what the log holds beyond the GPU: on disk, read back
+    on demand) and the key digests of every interval it holds."""
+    reader = (lambda offset: read_interval(snapshot_file, offset)) if snapshot_file else None
+    tiers_for(state, runtime.model.device.type == "cuda", reader)
+    if state.log is not None:
+        state.log.offsets.update(contents.offsets)
+    if state.archive is not None:
+        for record, offset in contents.archived:
+            state.archive.on_disk_at(record, offset)
+    elif state.store.records:  # gaps before the oldest interval in memory went with it
+        state.forget_gaps_before(state.store.records[0].t_start)
+    if state.digests is None:
+        return
+    archive = state.archive
+    for entry in archive.entries if archive is not None else []:
+        keys, _ = archive.load(entry)
+        remember(state, entry.record, keys)
+    store, at = state.store, state.store.sink_tokens
+    for record in store.records:
+        remember(state, record, store.keys()[:, :, :, at:at + record.num_tokens])
+        at += record.num_tokens
 
 
 def _reopened_config(recorded: MemoryConfig, given: MemoryConfig | None,
@@ -260,26 +319,37 @@ def _fill(store: MemoryStore, contents: LogContents, where: str) -> None:
 
 
 def _interval_bodies(state: StreamState) -> list[Body]:
-    """An ``interval`` record for every interval in memory (as a snapshot holds them)."""
-    store = state.store
+    """An ``interval`` record for every interval held (as a snapshot holds them): the
+    archived ones (read back from disk where they are there), then those in memory, the first
+    of which evicts the archived ones -- so a reopened memory has them on its disk tier."""
+    store, archive = state.store, state.archive
+    entries = archive.entries if archive is not None else []
     keys, values, start = store.keys(), store.values(), store.sink_tokens
     out = []
-    for record in store.records:
-        end = start + record.num_tokens
-        out.append(interval_body(
+
+    def body(record: IntervalRecord, k: torch.Tensor, v: torch.Tensor, evicts: list[int]
+             ) -> Body:
+        return interval_body(
             id=record.id, t_start=record.t_start, t_end=record.t_end,
             frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
-            keys=keys[:, 0, :, start:end], values=values[:, 0, :, start:end],
-            embedding=record.embedding, evicts=[], gaps=state.gaps,
-            spacing=list(state.spacing), last_time=state.last_time, wall=time.time()))
-        start = end
+            keys=k, values=v, embedding=record.embedding, evicts=evicts, gaps=state.gaps,
+            spacing=list(state.spacing), last_time=state.last_time, wall=time.time())
+
+    for entry in entries:
+        k, v = archive.load(entry)
+        out.append(body(entry.record, k[:, 0], v[:, 0], []))
+    evicts = [e.record.id for e in entries]
+    for record in store.records:
+        end = start + record.num_tokens
+        out.append(body(record, keys[:, 0, :, start:end], values[:, 0, :, start:end], evicts))
+        evicts, start = [], end
     return out
 
 
 def _memory_record(runtime, state: StreamState) -> bytes:
     return memory_body(runtime.identity, config_to_dict(state.settings.config),
                        state.settings.prefix_ids, *_sink(state.store), time.time(),
-                       evicted=state.store.evicted)
+                       evicted=state.store.evicted - len(state.archive or ()))
 
 
 def _sink(store: MemoryStore) -> tuple[torch.Tensor, torch.Tensor]:

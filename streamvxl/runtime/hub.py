@@ -304,7 +304,8 @@ class StreamHandle:
     # -- questions ------------------------------------------------------------------------------
     def ask(self, question: str, max_new_tokens: int = 64, *, temperature: float = 0.0,
             top_p: float = 1.0, seed: int | None = None, output_logits: bool = False,
-            wait: bool = False, timeout: float | None = None) -> Answer:
+            wait: bool = False, timeout: float | None = None, cite: bool = True,
+            retrieve: bool = True) -> Answer:
         """Answer a question from everything in memory now (the memory is not changed).
 
         A question jumps the queue: it is served after the step in progress (one encoder window
@@ -320,20 +321,27 @@ class StreamHandle:
             output_logits: also return the logits each token was picked from.
             wait: drain the backlog first.
             timeout: seconds to wait for the answer (None: no limit).
+            cite: rank the spans the answer drew on (`Answer.cited`), by the attention its
+                tokens paid them: one more forward pass over the context after the answer.
+            retrieve: with `MemoryConfig.retrieval`, let the question choose what it reads
+                from every tier; False reads the intervals on the GPU only (the newest: what
+                ``drop_oldest`` would have kept), which is the fastest answer.
 
         Raises:
             QuestionError: the question is empty, not text, or too long.
             ConfigError: ``max_new_tokens``, ``temperature``, ``top_p`` or ``seed`` is out of
                 range.
         """
-        q = self._question(question, max_new_tokens, temperature, top_p, seed, output_logits)
+        q = self._question(question, max_new_tokens, temperature, top_p, seed, output_logits,
+                           cite, retrieve)
         return self._hub._wait(self._hub._scheduler.ask(self._slot, q, wait), timeout)
 
     async def aask(self, question: str, max_new_tokens: int = 64, *, temperature: float = 0.0,
                    top_p: float = 1.0, seed: int | None = None, output_logits: bool = False,
-                   wait: bool = False) -> Answer:
+                   wait: bool = False, cite: bool = True, retrieve: bool = True) -> Answer:
         """`ask` for asyncio: awaits the answer without blocking the event loop."""
-        q = self._question(question, max_new_tokens, temperature, top_p, seed, output_logits)
+        q = self._question(question, max_new_tokens, temperature, top_p, seed, output_logits,
+                           cite, retrieve)
         future = self._hub._scheduler.ask(self._slot, q, wait)
         if not self._hub.background:
             await asyncio.to_thread(self._hub._drive)
@@ -441,7 +449,8 @@ class StreamHandle:
     # -- state ----------------------------------------------------------------------------------
     @property
     def intervals(self) -> list[IntervalRecord]:
-        """The compressed intervals in memory, oldest first."""
+        """The compressed intervals the memory holds, oldest first: those on the GPU, and
+        with ``eviction="offload"`` those offloaded to host memory and disk before them."""
         published = self._slot.published
         return list(published.records) if published is not None else []
 
@@ -542,10 +551,11 @@ class StreamHandle:
         return "drop_oldest" if isinstance(frame, Frame) and frame.live else "block"
 
     def _question(self, question: object, max_new_tokens: int, temperature: float,
-                  top_p: float, seed: int | None, output_logits: bool):
+                  top_p: float, seed: int | None, output_logits: bool, cite: bool = True,
+                  retrieve: bool = True):
         return prepare_question(self.tokenizer, self.config.prompt,
                                 self.config.max_question_tokens, question, max_new_tokens,
-                                temperature, top_p, seed, output_logits)
+                                temperature, top_p, seed, output_logits, cite, retrieve)
 
     def _settle(self) -> None:
         """Synchronous mode: run what was queued, then raise what it hit."""

@@ -26,11 +26,17 @@ class Question:
     max_new_tokens: int
     sampling: Sampling
     output_logits: bool
+    cite: bool = True
+    """Rank the spans the answer drew on (`Answer.cited`): one more pass over the context."""
+    retrieve: bool = True
+    """Let retrieval choose among every tier (`MemoryConfig.retrieval`); False: read the
+    intervals on the GPU only."""
 
 
 def prepare_question(tokenizer: Any, prompt: PromptTemplate, max_question_tokens: int,
                      question: object, max_new_tokens: int, temperature: float, top_p: float,
-                     seed: int | None, output_logits: bool) -> Question:
+                     seed: int | None, output_logits: bool, cite: bool = True,
+                     retrieve: bool = True) -> Question:
     """Validate and tokenize a question.
 
     Raises:
@@ -56,7 +62,7 @@ def prepare_question(tokenizer: Any, prompt: PromptTemplate, max_question_tokens
                             "MemoryConfig.max_question_tokens")
     ids = tokenizer(prompt.format_question(text), add_special_tokens=False)["input_ids"]
     return Question(text, torch.tensor(ids, dtype=torch.long), max_new_tokens, sampling,
-                    bool(output_logits))
+                    bool(output_logits), bool(cite), bool(retrieve))
 
 
 def stop_ids(eos_ids: tuple[int, ...], tokenizer: Any, prompt: PromptTemplate) -> tuple[int, ...]:

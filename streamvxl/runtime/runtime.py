@@ -37,6 +37,7 @@ from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
 from ..persist.identity import ModelIdentity, model_identity
 from ..preprocess import Preprocessor
+from .citations import Context
 from .conditions import KEEP_SCORES, Condition, WatchEvent, yes_no_ids
 from .conditions import score as yes_no_score
 from .config import RuntimeConfig, apply_cpu_threads
@@ -45,6 +46,7 @@ from .durable import restore_stream, start_log
 from .events import IntervalEvent
 from .job import IntervalJob
 from .question import Question, answer_text, stop_ids
+from .retrieval import archive, forget_dropped, leaving, recall, remember, tiers_for
 from .stream import StreamSettings, StreamState
 from .workspace import EncoderWorkspace
 
@@ -166,6 +168,7 @@ class Runtime:
         state = StreamState(settings, store, IntervalSegmenter(settings.boundary))
         if config.log_dir is not None:
             state.log = start_log(self, state, config.log_dir)
+        tiers_for(state, self.model.device.type == "cuda")
         return state
 
     def open_stream(self, path: str | os.PathLike, config: MemoryConfig | None = None
@@ -207,13 +210,19 @@ class Runtime:
                 keys, values = job.retained()
                 failed_write = state.log.interval(
                     state, job, keys, values, [r.id for r in state.store.records[:job.evict]])
+            left = leaving(state, job)  # K/V of what leaves the GPU, before the store drops it
             record, evicted = self.commit(state.store, job)
         except BaseException:
             state.pending.popleft()
             raise
         state.pending.popleft()
+        archive(state, left)
+        remember(state, record, job.retained()[0])
         if evicted:  # gaps before what the memory still holds are forgotten with it
-            state.forget_gaps_before(state.store.records[0].t_start)
+            forget_dropped(state)
+            oldest = state.oldest_held()
+            if oldest is not None:
+                state.forget_gaps_before(oldest.t_start)
         log.debug("interval %d: frames %d..%d at r=%s -> %d tokens (%d evicted)", record.id,
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
@@ -310,8 +319,18 @@ class Runtime:
         asked_at = start if asked_at is None else asked_at
         first: list[float] = []
         stop = state.settings.stop_ids
-        evidence = spans(state)
         gaps = tuple(state.gaps)
+        ids = question.ids
+        if gaps:  # told in words before the question (`PromptTemplate.gap`)
+            text = state.settings.config.prompt.format_question(question.text, gaps)
+            ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
+                               dtype=torch.long)
+        memory = recall(self, state, ids, question.retrieve)
+        evidence = spans(state, memory.records)
+        raw = state.raw_tokens()
+        cited = Context.of(state, memory.store, memory.records, raw,
+                           [s for s in evidence if not s.compressed], ids) \
+            if question.cite else None
 
         def seen(token: int) -> None:
             if not first:
@@ -324,21 +343,19 @@ class Runtime:
             end = time.perf_counter()
             gen = out.generation
             prefill = (first[0] if first else end) - start
+            cites = cited.cite(self, gen.ids) if cited is not None else ()
+            self._sync()
             return Answer(
                 text=answer_text(self.tokenizer, gen.ids, stop), token_ids=gen.ids,
                 intervals=evidence,
                 timings=Timings(prefill=prefill, decode=end - start - prefill,
-                                total=end - asked_at, wait=start - asked_at),
+                                total=end - asked_at, wait=start - asked_at,
+                                cite=time.perf_counter() - end),
                 context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
                 logits=torch.stack(gen.step_logits) if question.output_logits else None,
-                gaps=gaps)
+                gaps=gaps, cited=cites, candidates=memory.candidates)
 
-        ids = question.ids
-        if gaps:  # told in words before the question (`PromptTemplate.gap`)
-            text = state.settings.config.prompt.format_question(question.text, gaps)
-            ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
-                               dtype=torch.long)
-        steps = self.decode_steps(state.store, state.raw_tokens(), ids,
+        steps = self.decode_steps(memory.store, raw, ids,
                                   question.max_new_tokens, stop, question.sampling,
                                   on_token=seen, keep_logits=question.output_logits)
         return AnswerJob(steps, finish)
@@ -482,11 +499,13 @@ class AnswerJob:
         self._steps.close()
 
 
-def spans(state: StreamState) -> list[IntervalSpan]:
-    """The time spans a question over ``state`` draws on, oldest first: stored intervals, then
-    pending (closed, not yet compressed) and open frames, seen raw."""
-    out = [IntervalSpan(r.t_start, r.t_end, r.num_frames, r.ratio, True)
-           for r in state.store.records]
+def spans(state: StreamState, records: list[IntervalRecord] | None = None
+          ) -> list[IntervalSpan]:
+    """The time spans a question over ``state`` draws on, oldest first: the stored intervals
+    it reads (``records``; None: those on the GPU), then pending (closed, not yet compressed)
+    and open frames, seen raw."""
+    records = state.store.records if records is None else records
+    out = [IntervalSpan(r.t_start, r.t_end, r.num_frames, r.ratio, True) for r in records]
     out += [IntervalSpan(j.t_start, j.t_end, j.num_frames, None, False)
             for j in state.pending]
     if len(state.open):

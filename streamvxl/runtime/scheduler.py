@@ -47,6 +47,7 @@ from ..errors import ClosedError, WorkerError
 from ..memory.store import IntervalRecord
 from .question import Question
 from .queue import FrameQueue, Marker, QueuedFrame
+from .retrieval import held
 from .runtime import AnswerJob, Runtime
 from .stream import StreamState
 
@@ -95,17 +96,21 @@ class StreamSlot:
         state = self.state
         if state is None:
             return
-        store = state.store
+        store, archive = state.store, state.archive
         stats = MemoryStats(
             frames_seen=state.frames_seen, intervals_closed=store.next_id,
-            intervals_in_memory=len(store.records), intervals_evicted=store.evicted,
+            intervals_in_memory=len(store.records),
+            intervals_evicted=store.evicted - len(archive or ()),
             open_frames=len(state.open), sink_tokens=store.sink_tokens,
             memory_tokens=store.num_tokens, token_budget=store.token_budget,
             memory_bytes=store.arena.used_bytes, allocated_bytes=store.arena.allocated_bytes,
             intervals_pending=len(state.pending),
             frames_pending=sum(job.num_frames for job in state.pending),
-            gaps=tuple(state.gaps))
-        self.published = Published(stats, tuple(store.records), self.processed_time)
+            gaps=tuple(state.gaps),
+            intervals_on_host=archive.on_host if archive is not None else 0,
+            intervals_on_disk=archive.on_disk if archive is not None else 0,
+            host_bytes=archive.host_bytes if archive is not None else 0)
+        self.published = Published(stats, tuple(held(state)), self.processed_time)
 
 
 @dataclass

@@ -25,7 +25,9 @@ from ..frames import Gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
+from ..memory.recall import DigestIndex
 from ..memory.store import IntervalRecord, MemoryStore
+from ..memory.tiers import Archive
 from ..model.encoder import window_plan
 from ..model.layout import split_windows, window_layout
 from .conditions import Condition
@@ -104,6 +106,13 @@ class StreamState:
     resumed_wall: float | None = None
     """Reopened from a log: `time.time()` of its last record. The first frame after it records
     the time the memory was closed as a gap."""
+    archive: Archive | None = None
+    """Intervals that left the GPU budget, on the host and on disk (``eviction="offload"``)."""
+    digests: DigestIndex | None = None
+    """Key digests of every interval held, on any tier (`MemoryConfig.retrieval`)."""
+    recall_store: MemoryStore | None = None
+    """Where a question's retrieved intervals are packed (allocated once, at the retrieval
+    budget)."""
 
     def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float],
               reported: Sequence[Gap | None] | None = None,
@@ -142,6 +151,12 @@ class StreamState:
             return None
         return max(GAP_MIN_SECONDS, GAP_FACTOR * statistics.median(self.spacing))
 
+    def oldest_held(self) -> IntervalRecord | None:
+        """The oldest interval held on any tier (None: none)."""
+        if self.archive is not None and self.archive.entries:
+            return self.archive.entries[0].record
+        return self.store.records[0] if self.store.records else None
+
     def forget_gaps_before(self, t: float) -> None:
         """Drop the gaps that ended before ``t`` (the oldest moment the memory still holds)."""
         self.gaps = [g for g in self.gaps if g.end >= t]
@@ -172,6 +187,10 @@ class StreamState:
         self.store.clear()
         if sink:
             self.store.set_sink(keys, values)
+        if self.archive is not None:
+            self.archive.clear()
+        if self.digests is not None:
+            self.digests.clear()
         self.segmenter.reset()
         self.open.clear()
         self.pending.clear()

@@ -130,11 +130,13 @@ def sees_matrix(m_len: int, t_len: int) -> torch.Tensor:
 
 
 def ref_forward(m: RefModel, mem_k: torch.Tensor, mem_v: torch.Tensor, embeds: torch.Tensor,
-                is_vst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                is_vst: torch.Tensor, probs_out: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One chunk (T, C) over memory (L, G, M, D).
 
     Returns the final-normed hidden states (T, C) and the chunk's pre-RoPE keys and values
-    (L, G, T, D).
+    (L, G, T, D). ``probs_out``, if given, receives each layer's attention probabilities
+    (H, T, M+T).
     """
     mem_len, t_len = mem_k.shape[2], embeds.shape[0]
     h_, g_, d_ = m.n_heads, m.n_kv_heads, m.head_dim
@@ -161,6 +163,8 @@ def ref_forward(m: RefModel, mem_k: torch.Tensor, mem_v: torch.Tensor, embeds: t
         scores = q_rot @ k_rot.transpose(1, 2) / d_ ** 0.5 + mask  # (H, T, M+T)
         probs = torch.exp(scores - scores.max(-1, keepdim=True).values)
         probs = probs / probs.sum(-1, keepdim=True)
+        if probs_out is not None:
+            probs_out.append(probs)
         o = (probs @ v_rep).transpose(0, 1).reshape(t_len, h_ * d_)  # (T, H*D)
         x = x + o @ m.w[pre + "self_attn.o_proj.weight"].T
         h2 = rms_norm(x, m.w[pre + "post_attention_layernorm.weight"], m.eps)

@@ -1,0 +1,163 @@
+"""Retrieval at ask time: which stored intervals a question reads when not all of them fit.
+
+Every interval leaves a *key digest* when it is stored: its VSTs' pre-RoPE keys in the upper
+half of the layers, pooled to at most ``digest_tokens`` rows (consecutive VSTs averaged;
+shorter intervals repeat their rows, which leaves a maximum unchanged). Digests are small
+(streamvxl-tiny: 23 KiB per interval at the default 8 rows) and stay in host memory for every
+interval on every tier, so scoring never touches the tiers themselves.
+
+A question is scored against them with its own queries (`Recall.queries`, from one short pass
+over [sink | question]): per layer and query head, the best dot product between the question's
+mean query and the interval's digest rows; each (layer, head) score is standardised over the
+intervals (so no head's scale dominates) and the standardised scores are averaged. This is
+ReKV's idea (the question's queries against cached keys), applied to the compressed intervals
+instead of raw frame blocks, with one selection for all layers so the chosen K/V re-pack into
+one position range.
+
+`select` then fills the retrieval budget: the most recent intervals first (``recent`` of it:
+what happened just now is always in view), then the best-scoring ones, and returns them in time
+order. Keys are stored before RoPE, so any subset re-packs exactly.
+
+Shapes: N intervals, L' digest layers, G kv heads, H query heads, k digest rows, D head_dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """How a question chooses the intervals it reads (`MemoryConfig.retrieval`).
+
+    Example:
+        >>> Retrieval(budget=512, recent=0.25).budget
+        512
+    """
+
+    budget: int | None = None
+    """Most interval tokens (VSTs) one question reads; None: what the GPU budget holds
+    (``token_budget`` less the sink), so an answer costs what an in-budget answer costs."""
+    recent: float = 0.25
+    """Share of ``budget`` given to the newest intervals, whatever their score."""
+    digest_tokens: int = 8
+    """Rows of an interval's key digest (more: finer scores, more host memory)."""
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and (isinstance(self.budget, bool)
+                                        or not isinstance(self.budget, int) or self.budget < 1):
+            raise ConfigError(f"Retrieval.budget must be a positive int or None, got "
+                              f"{self.budget!r}")
+        if isinstance(self.recent, bool) or not isinstance(self.recent, (int, float)) or \
+                not 0.0 <= self.recent <= 1.0:
+            raise ConfigError(f"Retrieval.recent must be a share in [0, 1], got {self.recent!r}")
+        if isinstance(self.digest_tokens, bool) or not isinstance(self.digest_tokens, int) or \
+                self.digest_tokens < 1:
+            raise ConfigError(f"Retrieval.digest_tokens must be a positive int, got "
+                              f"{self.digest_tokens!r}")
+
+
+def digest_layers(num_layers: int) -> slice:
+    """The layers digests keep: the upper half, where queries say what a question is about
+    (the lower layers' keys mostly encode the surface of the tokens)."""
+    return slice(num_layers // 2, num_layers)
+
+
+def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
+    """Digest (L', G, k, D) float16 on the CPU of an interval's pre-RoPE keys (L, 1, G, n, D)."""
+    k = keys[digest_layers(keys.shape[0]), 0].float()  # (L', G, n, D)
+    n = k.shape[2]
+    if n <= rows:
+        picked = k[:, :, torch.arange(rows, device=k.device) % n]  # repeats leave max as is
+    else:
+        bounds = torch.linspace(0, n, rows + 1).round().long().tolist()
+        picked = torch.stack([k[:, :, a:b].mean(2) for a, b in zip(bounds, bounds[1:])], 2)
+    return picked.to("cpu", torch.float16)
+
+
+class DigestIndex:
+    """Key digests of every interval held on any tier, by id, in time order."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self._rows: list[torch.Tensor] = []
+        self._stacked: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.numel() * r.element_size() for r in self._rows)
+
+    def add(self, interval_id: int, digest: torch.Tensor) -> None:
+        self.ids.append(interval_id)
+        self._rows.append(digest)
+        self._stacked = None
+
+    def drop_before(self, interval_id: int) -> None:
+        """Forget the digests of intervals older than ``interval_id`` (dropped for good)."""
+        k = 0
+        while k < len(self.ids) and self.ids[k] < interval_id:
+            k += 1
+        if k:
+            del self.ids[:k], self._rows[:k]
+            self._stacked = None
+
+    def clear(self) -> None:
+        self.ids.clear()
+        self._rows.clear()
+        self._stacked = None
+
+    def scores(self, queries: torch.Tensor) -> torch.Tensor:
+        """(N,) relevance of each interval to a question whose mean pre-RoPE queries over the
+        digest layers are ``queries`` (L', H, D) (see the module docstring)."""
+        if not self.ids:
+            return torch.zeros(0)
+        if self._stacked is None:
+            self._stacked = torch.stack(self._rows)  # (N, L', G, k, D) float16
+        digests = self._stacked.float()
+        n, layers, g, rows, d = digests.shape
+        h = queries.shape[1]
+        q = queries.float().reshape(layers, g, h // g, d)  # heads grouped by their kv head
+        best = torch.einsum("lgad,nlgkd->nlgak", q, digests).amax(-1)  # (N, L', G, H/G)
+        if n == 1:
+            return torch.zeros(1)
+        z = (best - best.mean(0)) / (best.std(0) + 1e-6)
+        return z.mean((1, 2, 3))
+
+
+def select(sizes: Sequence[int], scores: torch.Tensor, budget: int, recent: float) -> list[int]:
+    """Positions (time order) of the intervals a question reads: the newest ones within
+    ``recent * budget`` tokens, then the best-scoring ones that still fit ``budget``.
+
+    Args:
+        sizes: tokens of each interval, oldest first.
+        scores: (N,) relevance of each (`DigestIndex.scores`).
+        budget: most tokens in all.
+        recent: share of the budget for the newest intervals.
+
+    Example:
+        >>> select([4, 4, 4, 4, 4], torch.tensor([0.0, 3.0, 1.0, 2.0, 0.0]), 12, 0.3)
+        [1, 3, 4]
+    """
+    chosen: set[int] = set()
+    used = 0
+    for i in range(len(sizes) - 1, -1, -1):
+        if used + sizes[i] > recent * budget:
+            break
+        chosen.add(i)
+        used += sizes[i]
+    for i in torch.argsort(scores, descending=True, stable=True).tolist():
+        if i not in chosen and used + sizes[i] <= budget:
+            chosen.add(i)
+            used += sizes[i]
+    return sorted(chosen)
+
+
+__all__ = ["DigestIndex", "Retrieval", "digest_layers", "key_digest", "select"]

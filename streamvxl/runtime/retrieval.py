@@ -1,0 +1,204 @@
+"""Tiers and retrieval on a stream: what leaves the GPU, and what a question reads.
+
+Three steps of the runtime go through here:
+
+- `leaving` / `archive`: when a new interval evicts the oldest from the GPU budget, their K/V
+  are copied out *before* the store drops them and handed to the stream's `Archive` after
+  (``eviction="offload"``); with ``drop_oldest`` they are simply gone.
+- `remember`: every stored interval's key digest joins the stream's `DigestIndex`.
+- `recall`: a question's memory. Without retrieval, or when every interval fits the retrieval
+  budget, it is the GPU store itself (nothing copied). Otherwise the question's queries score
+  every interval's digest, `select` picks within the budget, and the chosen intervals' K/V --
+  sliced from the GPU store, copied from the host, or read from the log -- are packed in time
+  order into the stream's recall store, a buffer allocated once at the retrieval budget.
+
+Shapes: L layers, G kv heads, n an interval's tokens, D head_dim.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from ..memory.recall import DigestIndex, Retrieval, digest_layers, key_digest, select
+from ..memory.store import IntervalRecord, MemoryStore
+from ..memory.tiers import Archive, Reader
+from ..model.queries import question_queries
+from .job import IntervalJob
+from .stream import StreamState
+
+log = logging.getLogger(__name__)
+
+Leaving = list[tuple[IntervalRecord, torch.Tensor, torch.Tensor]]
+"""Intervals about to leave the GPU, with their pre-RoPE keys and values (L, 1, G, n, D)."""
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """The memory one question reads."""
+
+    store: MemoryStore
+    """Sink + the chosen intervals, positions packed (the GPU store when all are chosen)."""
+    records: list[IntervalRecord]
+    """The chosen intervals, in time order."""
+    candidates: int
+    """Intervals held on every tier when the question was asked."""
+
+
+def tiers_for(state: StreamState, on_gpu: bool, reader: Reader | None = None) -> None:
+    """Give ``state`` the archive and digest index its config asks for; ``reader`` reads
+    archived records back from a file other than the stream's log (a reopened snapshot)."""
+    config = state.settings.config
+    if config.retrieval is not None:
+        state.digests = DigestIndex()
+    if config.eviction == "offload":
+        log_ = state.log
+        if reader is None and log_ is not None:
+            reader = log_.read_interval
+        state.archive = Archive(config.host_budget, pin=on_gpu, reader=reader,
+                                locate=log_.offsets.get if log_ is not None else None)
+
+
+def leaving(state: StreamState, job: IntervalJob) -> Leaving:
+    """K/V of the intervals ``job`` evicts from the GPU (copied: the store overwrites them),
+    if the stream keeps them (``offload``); nothing is changed."""
+    if state.archive is None or not job.evict:
+        return []
+    store = state.store
+    keys, values = store.keys(), store.values()
+    out: Leaving = []
+    start = store.sink_tokens
+    for record in store.records[:job.evict]:
+        end = start + record.num_tokens
+        out.append((record, keys[:, :, :, start:end].clone(), values[:, :, :, start:end].clone()))
+        start = end
+    return out
+
+
+def archive(state: StreamState, left: Leaving) -> None:
+    """Hand intervals that left the GPU to the archive; digests of any that left the last tier
+    for good are forgotten."""
+    if state.archive is None:
+        return
+    for record, keys, values in left:
+        dropped = state.archive.put(record, keys, values)
+        if dropped and state.digests is not None:
+            state.digests.drop_before(dropped[-1].id + 1)
+
+
+def remember(state: StreamState, record: IntervalRecord, keys: torch.Tensor) -> None:
+    """Note a stored interval's key digest (pre-RoPE keys (L, 1, G, n, D))."""
+    if state.digests is not None:
+        state.digests.add(record.id, key_digest(keys, _rows(state)))
+
+
+def forget_dropped(state: StreamState) -> None:
+    """After the GPU dropped intervals for good (``drop_oldest``): forget their digests."""
+    if state.digests is not None and state.archive is None:
+        oldest = state.store.records[0].id if state.store.records else state.store.next_id
+        state.digests.drop_before(oldest)
+
+
+def held(state: StreamState) -> list[IntervalRecord]:
+    """Every interval the stream holds on any tier, oldest first."""
+    older = state.archive.records if state.archive is not None else []
+    return older + state.store.records
+
+
+def recall(runtime, state: StreamState, ids: torch.Tensor, retrieve: bool = True) -> Recalled:
+    """The memory the question ``ids`` (T,) (its prompt-wrapped tokens) reads (see the module
+    docstring); ``retrieve=False``: the GPU store as it is, whatever the tiers hold.
+
+    Raises:
+        MemoryFileError: an interval on disk could not be read back.
+    """
+    config: Retrieval | None = state.settings.config.retrieval
+    store = state.store
+    everything = held(state)
+    if config is None or state.digests is None or not retrieve:
+        return Recalled(store, list(store.records), len(everything))
+    budget = _budget(state)
+    sizes = [r.num_tokens for r in everything]
+    if sum(sizes) <= budget:
+        if not state.archive:  # all of it is on the GPU already, packed as it is
+            return Recalled(store, list(store.records), len(everything))
+        chosen = list(range(len(everything)))
+    else:
+        chosen = select(sizes, scores(runtime, state, ids), budget, config.recent)
+    out = _recall_store(runtime, state, budget)
+    hot = {r.id: i for i, r in enumerate(store.records)}
+    starts = _starts(store)
+    archived = {e.record.id: e for e in state.archive.entries} if state.archive else {}
+    device, dtype = store.arena.device, store.arena.dtype
+    records = []
+    for i in chosen:
+        record = everything[i]
+        if record.id in hot:
+            a = starts[hot[record.id]]
+            keys = store.keys()[:, :, :, a:a + record.num_tokens]
+            values = store.values()[:, :, :, a:a + record.num_tokens]
+        else:
+            keys, values = state.archive.load(archived[record.id])
+            keys = keys.to(device, dtype, non_blocking=True)
+            values = values.to(device, dtype, non_blocking=True)
+        out.next_id = record.id
+        out.add(keys, values, t_start=record.t_start, t_end=record.t_end,
+                frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
+                evict=0)
+        records.append(record)
+    return Recalled(out, records, len(everything))
+
+
+def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
+    """(N,) relevance of every held interval (`held`) to the question ``ids`` (T,)."""
+    store, model = state.store, runtime.model
+    sink = store.sink_tokens
+    queries = question_queries(model, store.keys()[:, :, :, :sink],
+                               store.values()[:, :, :, :sink], ids,
+                               digest_layers(model.config.llm.num_hidden_layers))
+    assert state.digests is not None
+    if len(state.digests) != len(held(state)):  # they move together: a mismatch is a bug
+        raise RuntimeError(f"{len(state.digests)} digests for {len(held(state))} intervals")
+    return state.digests.scores(queries)
+
+
+def _rows(state: StreamState) -> int:
+    config = state.settings.config.retrieval
+    return config.digest_tokens if config is not None else Retrieval().digest_tokens
+
+
+def _budget(state: StreamState) -> int:
+    """Interval tokens one question reads."""
+    config = state.settings.config
+    assert config.retrieval is not None
+    if config.retrieval.budget is not None:
+        return config.retrieval.budget
+    if config.token_budget is not None:
+        return config.token_budget - state.store.sink_tokens
+    return max(1, state.store.interval_tokens())
+
+
+def _recall_store(runtime, state: StreamState, budget: int) -> MemoryStore:
+    """The stream's recall buffer, emptied, its sink in place (allocated once)."""
+    store = state.store
+    sink = store.sink_tokens
+    if state.recall_store is None or state.recall_store.token_budget != sink + budget:
+        state.recall_store = runtime.new_store(sink + budget)
+    out = state.recall_store
+    out.clear()
+    out.set_sink(store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink])
+    return out
+
+
+def _starts(store: MemoryStore) -> list[int]:
+    starts, at = [], store.sink_tokens
+    for r in store.records:
+        starts.append(at)
+        at += r.num_tokens
+    return starts
+
+
+__all__ = ["Leaving", "Recalled", "archive", "forget_dropped", "held", "leaving", "recall",
+           "remember", "scores", "tiers_for"]

@@ -1,0 +1,86 @@
+"""Retrieval's pieces against slow references: digests, scores, and the selection rule."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from streamvxl.memory.recall import DigestIndex, key_digest, select
+
+# Shapes: L layers, G kv heads, n tokens, D head_dim, H query heads.
+
+
+def reference_scores(queries: torch.Tensor, digests: list[torch.Tensor]) -> torch.Tensor:
+    """Loops: per (layer, head) the best row's dot product, standardised over intervals, mean."""
+    layers, heads, _ = queries.shape
+    g = digests[0].shape[1]
+    best = torch.zeros(len(digests), layers, heads)
+    for i, dig in enumerate(digests):
+        for lay, h in itertools.product(range(layers), range(heads)):
+            kv_head = h // (heads // g)
+            best[i, lay, h] = max(float(queries[lay, h].double() @ row.double())
+                                  for row in dig[lay, kv_head].float())
+    z = (best - best.mean(0)) / (best.std(0) + 1e-6)
+    return z.mean((1, 2))
+
+
+def test_scores_match_the_loops() -> None:
+    gen = torch.Generator().manual_seed(1)
+    index = DigestIndex()
+    digests = []
+    for i, n in enumerate([1, 3, 8, 13, 2]):
+        keys = torch.randn(6, 1, 2, n, 4, generator=gen)  # (L, 1, G, n, D)
+        dig = key_digest(keys, rows=4)
+        assert dig.shape == (3, 2, 4, 4) and dig.dtype == torch.float16
+        index.add(i, dig)
+        digests.append(dig)
+    queries = torch.randn(3, 6, 4, generator=gen)  # (L', H, D)
+    assert torch.allclose(index.scores(queries), reference_scores(queries, digests), atol=1e-4)
+
+
+def test_a_digest_keeps_short_intervals_whole_and_pools_long_ones() -> None:
+    keys = torch.arange(2 * 1 * 1 * 6 * 2, dtype=torch.float32).reshape(2, 1, 1, 6, 2)
+    upper = keys[1:, 0]  # (1, 1, 6, 2): the layers digests keep
+    pooled = key_digest(keys, rows=3).float()
+    assert torch.equal(pooled[0, 0], upper[0, 0].reshape(3, 2, 2).mean(1))
+    whole = key_digest(keys, rows=8).float()
+    assert {tuple(r.tolist()) for r in whole[0, 0]} == {tuple(r.tolist()) for r in upper[0, 0]}
+
+
+def test_dropped_digests_leave_in_order() -> None:
+    index = DigestIndex()
+    for i in range(5):
+        index.add(i, torch.zeros(1, 1, 1, 1, dtype=torch.float16))
+    index.drop_before(3)
+    assert index.ids == [3, 4] and len(index) == 2
+
+
+def brute_select(sizes, scores, budget, recent):
+    """The rule written out: newest first within the recent share, then by score, greedily."""
+    chosen, used = [], 0
+    for i in reversed(range(len(sizes))):
+        if used + sizes[i] > recent * budget:
+            break
+        chosen.append(i)
+        used += sizes[i]
+    order = sorted(range(len(sizes)), key=lambda i: (-float(scores[i]), i))
+    for i in order:
+        if i not in chosen and used + sizes[i] <= budget:
+            chosen.append(i)
+            used += sizes[i]
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_select_follows_the_rule(seed) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 30, (1,), generator=gen))
+    sizes = torch.randint(1, 9, (n,), generator=gen).tolist()
+    scores = torch.randn(n, generator=gen)
+    budget = int(torch.randint(8, 60, (1,), generator=gen))
+    recent = float(torch.rand(1, generator=gen))
+    got = select(sizes, scores, budget, recent)
+    assert got == brute_select(sizes, scores, budget, recent)
+    assert sum(sizes[i] for i in got) <= budget and got == sorted(got)
