@@ -54,6 +54,9 @@ class Timings:
     wait: float = 0.0
     """From the call until the runtime took the question (the step in progress, questions
     ahead of it, and with ``wait=True`` the backlog)."""
+    retrieve: float = 0.0
+    """Part of ``prefill``: choosing and gathering the intervals the question reads
+    (`MemoryConfig.retrieval`; about zero without it)."""
     cite: float = 0.0
     """After the last token: ranking what the answer drew on (`Answer.cited`); not in
     ``total``."""

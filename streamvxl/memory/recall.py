@@ -3,13 +3,14 @@
 Every interval leaves a *key digest* when it is stored: its VSTs' pre-RoPE keys in the upper
 half of the layers, pooled to at most ``digest_tokens`` rows (consecutive VSTs averaged;
 shorter intervals repeat their rows, which leaves a maximum unchanged). Digests are small
-(streamvxl-tiny: 23 KiB per interval at the default 8 rows) and stay in host memory for every
-interval on every tier, so scoring never touches the tiers themselves.
+(float32: streamvxl-tiny 90 KiB per interval at the default 8 rows, Video-XL-7B 224 KiB) and stay in host memory
+for every interval on every tier, so scoring never touches the tiers themselves.
 
-A question is scored against them with its own queries (`Recall.queries`, from one short pass
-over [sink | question]): per layer and query head, the best dot product between the question's
-mean query and the interval's digest rows; each (layer, head) score is standardised over the
-intervals (so no head's scale dominates) and the standardised scores are averaged. This is
+A question is scored against them with its own queries (`question_queries`, from one short
+pass over [sink | question]: its last token's, which produce the answer's first token): per
+layer and query head, the best dot product between that query and the interval's digest rows;
+each (layer, head) score is standardised over the intervals (so no head's scale dominates) and
+the standardised scores are averaged. This is
 ReKV's idea (the question's queries against cached keys), applied to the compressed intervals
 instead of raw frame blocks, with one selection for all layers so the chosen K/V re-pack into
 one position range.
@@ -69,7 +70,7 @@ def digest_layers(num_layers: int) -> slice:
 
 
 def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
-    """Digest (L', G, k, D) float16 on the CPU of an interval's pre-RoPE keys (L, 1, G, n, D)."""
+    """Digest (L', G, k, D) float32 on the CPU of an interval's pre-RoPE keys (L, 1, G, n, D)."""
     k = keys[digest_layers(keys.shape[0]), 0].float()  # (L', G, n, D)
     n = k.shape[2]
     if n <= rows:
@@ -77,59 +78,67 @@ def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
     else:
         bounds = torch.linspace(0, n, rows + 1).round().long().tolist()
         picked = torch.stack([k[:, :, a:b].mean(2) for a, b in zip(bounds, bounds[1:])], 2)
-    return picked.to("cpu", torch.float16)
+    return picked.cpu()
 
 
 class DigestIndex:
-    """Key digests of every interval held on any tier, by id, in time order."""
+    """Key digests of every interval held on any tier, by id, in time order.
+
+    Rows live in one float32 buffer grown by doubling, so scoring reads them in place.
+    """
 
     def __init__(self) -> None:
         self.ids: list[int] = []
-        self._rows: list[torch.Tensor] = []
-        self._stacked: torch.Tensor | None = None
+        self._buf: torch.Tensor | None = None  # (capacity, L', G, k, D) float32
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def nbytes(self) -> int:
-        return sum(r.numel() * r.element_size() for r in self._rows)
+        """Host bytes the digests hold (the buffer, grown ahead)."""
+        return 0 if self._buf is None else self._buf.nbytes
 
     def add(self, interval_id: int, digest: torch.Tensor) -> None:
+        n = len(self.ids)
+        if self._buf is None or n == self._buf.shape[0]:
+            grown = torch.empty((max(64, 2 * n), *digest.shape), dtype=torch.float32)
+            if self._buf is not None:
+                grown[:n] = self._buf[:n]
+            self._buf = grown
+        self._buf[n] = digest
         self.ids.append(interval_id)
-        self._rows.append(digest)
-        self._stacked = None
 
     def drop_before(self, interval_id: int) -> None:
         """Forget the digests of intervals older than ``interval_id`` (dropped for good)."""
         k = 0
         while k < len(self.ids) and self.ids[k] < interval_id:
             k += 1
-        if k:
-            del self.ids[:k], self._rows[:k]
-            self._stacked = None
+        if k and self._buf is not None:
+            n = len(self.ids)
+            self._buf[:n - k] = self._buf[k:n].clone()
+            del self.ids[:k]
 
     def clear(self) -> None:
         self.ids.clear()
-        self._rows.clear()
-        self._stacked = None
+        self._buf = None
 
     def scores(self, queries: torch.Tensor) -> torch.Tensor:
-        """(N,) relevance of each interval to a question whose mean pre-RoPE queries over the
-        digest layers are ``queries`` (L', H, D) (see the module docstring)."""
-        if not self.ids:
-            return torch.zeros(0)
-        if self._stacked is None:
-            self._stacked = torch.stack(self._rows)  # (N, L', G, k, D) float16
-        digests = self._stacked.float()
-        n, layers, g, rows, d = digests.shape
+        """(N,) relevance of each interval to a question whose pre-RoPE queries in the digest
+        layers are ``queries`` (L', H, D) (see the module docstring)."""
+        n = len(self.ids)
+        if n <= 1 or self._buf is None:
+            return torch.zeros(n)
+        digests = self._buf[:n]  # (N, L', G, k, D)
+        _, layers, g, rows, d = digests.shape
         h = queries.shape[1]
         q = queries.float().reshape(layers, g, h // g, d)  # heads grouped by their kv head
-        best = torch.einsum("lgad,nlgkd->nlgak", q, digests).amax(-1)  # (N, L', G, H/G)
-        if n == 1:
-            return torch.zeros(1)
-        z = (best - best.mean(0)) / (best.std(0) + 1e-6)
-        return z.mean((1, 2, 3))
+        # (L'G, k*N, D) @ (L'G, D, H/G): one batched matmul, then the best row per interval
+        flat = digests.permute(1, 2, 0, 3, 4).reshape(layers * g, n * rows, d)
+        dots = torch.bmm(flat, q.reshape(layers * g, h // g, d).transpose(1, 2))
+        best = dots.reshape(layers, g, n, rows, h // g).amax(3)  # (L', G, N, H/G)
+        z = (best - best.mean(2, keepdim=True)) / (best.std(2, keepdim=True) + 1e-6)
+        return z.mean((0, 1, 3))
 
 
 def select(sizes: Sequence[int], scores: torch.Tensor, budget: int, recent: float) -> list[int]:

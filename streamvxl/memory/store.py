@@ -166,6 +166,21 @@ class MemoryStore:
         self.records.append(record)
         return record, evicted
 
+    def pack(self, keys: torch.Tensor, values: torch.Tensor, records: list[IntervalRecord]
+             ) -> None:
+        """Append several intervals at once, without eviction: their pre-RoPE K/V
+        (L, 1, G, n, D) concatenated in ``records`` order (a question's retrieved memory)."""
+        if keys.shape[3] != sum(r.num_tokens for r in records):
+            raise ValueError(f"{keys.shape[3]} tokens for intervals of "
+                             f"{sum(r.num_tokens for r in records)}")
+        if self.token_budget is not None and self.arena.length + keys.shape[3] > \
+                self.token_budget:
+            raise RuntimeError(f"{keys.shape[3]} tokens do not fit the budget")
+        if keys.shape[3]:
+            self._append(keys, values)
+        self.records.extend(records)
+        self.next_id = max([self.next_id, *(r.id + 1 for r in records)])
+
     def clear(self) -> None:
         """Forget everything, the sink included (the budget's buffer is kept)."""
         self.arena.clear()

@@ -1,8 +1,11 @@
 """A question's own queries: what retrieval scores stored intervals with.
 
 One short forward pass over [memory | question ids] (in practice: the sink, then the question),
-keeping each layer's pre-RoPE query rows. Queries are taken from ``q_proj`` as the pass computes
-them (a forward hook), so nothing of the decoder is re-implemented here.
+keeping each layer's pre-RoPE queries of the question's last token: the position whose
+attention produces the first token of the answer. (Measured on needle haystacks, its queries
+rank the interval holding the needle far higher than the question tokens' mean.) Queries are
+taken from ``q_proj`` as the pass computes them (a forward hook), so nothing of the decoder is
+re-implemented here.
 
 Shapes: L' layers kept, B batch (1), T question tokens, H query heads, D head_dim.
 """
@@ -19,13 +22,13 @@ from .videoxl import VideoXL
 def question_queries(model: VideoXL, memory_k: torch.Tensor | None,
                      memory_v: torch.Tensor | None, ids: torch.Tensor, layers: slice
                      ) -> torch.Tensor:
-    """Mean pre-RoPE queries (L', H, D) float32 of question ``ids`` (T,) over the ``layers``,
-    the question attending to memory (L, 1, G, M, D) pre-RoPE as it would when asked."""
+    """Pre-RoPE queries (L', H, D) float32 of the last of question ``ids`` (T,) in the
+    ``layers``, the question attending to memory (L, 1, G, M, D) pre-RoPE as when asked."""
     llm = model.config.llm
     h, d = llm.num_attention_heads, llm.dim_per_head
     caught: list[torch.Tensor] = []
     hooks = [layer.self_attn.q_proj.register_forward_hook(
-        lambda _m, _i, out: caught.append(out.float().mean(1)))  # (1, H*D): mean over tokens
+        lambda _m, _i, out: caught.append(out[:, -1].float()))  # (1, H*D): the last token
         for layer in model.model.layers[layers]]
     try:
         cache = ConcatCache(memory_k, memory_v, llm.rope_theta)

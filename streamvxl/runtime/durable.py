@@ -72,6 +72,7 @@ class StreamLog:
         self.offsets: dict[int, int] = {}
         """Where each interval's record starts in the log file, by id (the disk tier's index);
         written by the log's thread as records land."""
+        self._records: RecordFile | None = None  # the disk tier's reads, opened on first use
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="streamvxl-log")
         self._inflight: Future | None = None
         self._staging: torch.Tensor | None = None  # pinned host buffer for a GPU's K/V
@@ -128,7 +129,9 @@ class StreamLog:
     def read_interval(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset``
         (the disk tier reads its intervals back through this)."""
-        return read_interval(self.path, offset)
+        if self._records is None:
+            self._records = RecordFile(self.path)
+        return self._records.read_interval(offset)
 
     def close(self) -> None:
         try:
@@ -136,6 +139,8 @@ class StreamLog:
         finally:
             self._pool.shutdown()
             self.writer.close()
+            if self._records is not None:
+                self._records.close()
 
     def _to_host(self, keys: torch.Tensor, values: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
@@ -156,21 +161,32 @@ class StreamLog:
         return host_k, host_v, event
 
 
-def read_interval(path: str | os.PathLike[str], offset: int
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset`` of a log
-    or snapshot file.
+class RecordFile:
+    """Reads interval records back from a log or snapshot file (the disk tier), through one
+    read-only handle opened on first use."""
 
-    Raises:
-        MemoryFileError: the file cannot be read, or holds no intact interval record there.
-    """
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below; read_record's errors pass as they are
-    except OSError as e:
-        raise MemoryFileError(f"cannot read the disk tier's {path}: {e}") from e
-    with fh:
-        body = read_record(fh, offset, str(path))
-    return interval_tensors(body, str(path))
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fh = None
+
+    def read_interval(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset``.
+
+        Raises:
+            MemoryFileError: the file cannot be read, or holds no intact interval record
+                there.
+        """
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            except OSError as e:
+                raise MemoryFileError(f"cannot read the disk tier's {self.path}: {e}") from e
+        return interval_tensors(read_record(self._fh, offset, str(self.path)), str(self.path))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def start_log(runtime, state: StreamState, directory: str | os.PathLike[str]) -> StreamLog:
@@ -256,7 +272,7 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
                    snapshot_file: Path | None) -> None:
     """The reopened stream's archive (what the log holds beyond the GPU: on disk, read back
     on demand) and the key digests of every interval it holds."""
-    reader = (lambda offset: read_interval(snapshot_file, offset)) if snapshot_file else None
+    reader = RecordFile(snapshot_file).read_interval if snapshot_file else None
     tiers_for(state, runtime.model.device.type == "cuda", reader)
     if state.log is not None:
         state.log.offsets.update(contents.offsets)
@@ -358,4 +374,4 @@ def _sink(store: MemoryStore) -> tuple[torch.Tensor, torch.Tensor]:
     return store.keys()[:, 0, :, :s], store.values()[:, 0, :, :s]
 
 
-__all__ = ["StreamLog", "restore_stream", "snapshot", "start_log"]
+__all__ = ["RecordFile", "StreamLog", "restore_stream", "snapshot", "start_log"]

@@ -128,27 +128,43 @@ def recall(runtime, state: StreamState, ids: torch.Tensor, retrieve: bool = True
     else:
         chosen = select(sizes, scores(runtime, state, ids), budget, config.recent)
     out = _recall_store(runtime, state, budget)
-    hot = {r.id: i for i, r in enumerate(store.records)}
-    starts = _starts(store)
-    archived = {e.record.id: e for e in state.archive.entries} if state.archive else {}
-    device, dtype = store.arena.device, store.arena.dtype
-    records = []
-    for i in chosen:
-        record = everything[i]
-        if record.id in hot:
-            a = starts[hot[record.id]]
-            keys = store.keys()[:, :, :, a:a + record.num_tokens]
-            values = store.values()[:, :, :, a:a + record.num_tokens]
-        else:
-            keys, values = state.archive.load(archived[record.id])
-            keys = keys.to(device, dtype, non_blocking=True)
-            values = values.to(device, dtype, non_blocking=True)
-        out.next_id = record.id
-        out.add(keys, values, t_start=record.t_start, t_end=record.t_end,
-                frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
-                evict=0)
-        records.append(record)
+    records = [everything[i] for i in chosen]
+    keys, values = _gather(state, records)
+    out.pack(keys, values, records)
     return Recalled(out, records, len(everything))
+
+
+def _gather(state: StreamState, records: list[IntervalRecord]
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-RoPE keys and values (L, 1, G, n, D) of ``records`` (held, time order) on the
+    model's device, concatenated: GPU ones sliced, archived ones read from their tier and
+    moved in one copy."""
+    store = state.store
+    if not records:
+        return store.keys()[:, :, :, :0], store.values()[:, :, :, :0]
+    device, dtype = store.arena.device, store.arena.dtype
+    at = dict(zip((r.id for r in store.records), _starts(store), strict=True))
+    archived = {e.record.id: e for e in state.archive.entries} if state.archive else {}
+    host = [state.archive.load(archived[r.id]) for r in records if r.id not in at]
+    if host:
+        moved_k = torch.cat([k for k, _ in host], dim=3)  # (L, 1, G, n_host, D)
+        moved_v = torch.cat([v for _, v in host], dim=3)
+        if device.type == "cuda":
+            moved_k = moved_k.pin_memory().to(device, dtype, non_blocking=True)
+            moved_v = moved_v.pin_memory().to(device, dtype, non_blocking=True)
+        else:
+            moved_k, moved_v = moved_k.to(dtype), moved_v.to(dtype)
+    parts_k, parts_v, h = [], [], 0
+    for r in records:
+        if r.id in at:
+            a = at[r.id]
+            parts_k.append(store.keys()[:, :, :, a:a + r.num_tokens])
+            parts_v.append(store.values()[:, :, :, a:a + r.num_tokens])
+        else:
+            parts_k.append(moved_k[:, :, :, h:h + r.num_tokens])
+            parts_v.append(moved_v[:, :, :, h:h + r.num_tokens])
+            h += r.num_tokens
+    return torch.cat(parts_k, dim=3), torch.cat(parts_v, dim=3)
 
 
 def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:

@@ -326,6 +326,8 @@ class Runtime:
             ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
                                dtype=torch.long)
         memory = recall(self, state, ids, question.retrieve)
+        self._sync()
+        retrieved = time.perf_counter()
         evidence = spans(state, memory.records)
         raw = state.raw_tokens()
         cited = Context.of(state, memory.store, memory.records, raw,
@@ -350,7 +352,7 @@ class Runtime:
                 intervals=evidence,
                 timings=Timings(prefill=prefill, decode=end - start - prefill,
                                 total=end - asked_at, wait=start - asked_at,
-                                cite=time.perf_counter() - end),
+                                cite=time.perf_counter() - end, retrieve=retrieved - start),
                 context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
                 logits=torch.stack(gen.step_logits) if question.output_logits else None,
                 gaps=gaps, cited=cites, candidates=memory.candidates)

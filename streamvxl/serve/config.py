@@ -46,6 +46,7 @@ from pathlib import Path
 from ..config import MemoryConfig
 from ..errors import ConfigError
 from ..intervals.boundary import BoundaryConfig
+from ..memory.recall import Retrieval
 from ..persist.durability import Durability
 from .toml_table import Table
 
@@ -246,7 +247,8 @@ def _camera(t: Table | None, name: str, defaults: dict, source: str) -> CameraCo
 
 
 MEMORY_KEYS = ("ratio", "token_budget", "window", "queue_frames", "gap_seconds", "overflow",
-               "max_question_tokens", "remainder", "durability", "boundary")
+               "max_question_tokens", "remainder", "durability", "boundary", "eviction",
+               "host_budget", "retrieval")
 
 
 def _memory(t: Table | None, defaults: dict) -> dict:
@@ -272,6 +274,18 @@ def _memory(t: Table | None, defaults: dict) -> dict:
         out["remainder"] = t.take_choice("remainder", ("summarize", "drop"))
     if t.has("durability"):
         out["durability"] = Durability(t.take_choice("durability", ("record", "batch", "never")))
+    if t.has("eviction"):
+        out["eviction"] = t.take_choice("eviction", ("drop_oldest", "offload"))
+    if t.has("host_budget"):
+        out["host_budget"] = t.take_int("host_budget", minimum=0)
+    r = t.table("retrieval")
+    if r is not None:
+        out["retrieval"] = {
+            "budget": r.take_int("budget", None, minimum=1),
+            "recent": r.take_float("recent", 0.25, example=0.25),
+            "digest_tokens": r.take_int("digest_tokens", 8, minimum=1),
+        }
+        r.done()
     b = t.table("boundary")
     if b is not None:
         out["boundary"] = {
@@ -294,6 +308,8 @@ def _build_memory(settings: dict, t: Table) -> MemoryConfig:
     try:
         if "boundary" in kwargs:
             kwargs["boundary"] = BoundaryConfig(**kwargs["boundary"])
+        if "retrieval" in kwargs:
+            kwargs["retrieval"] = Retrieval(**kwargs["retrieval"])
         return MemoryConfig(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e

@@ -197,8 +197,10 @@ def answer_message(camera: str, request: AskRequest, answer: Answer) -> dict[str
         "text": answer.text, "finished": answer.finished,
         "intervals": [{"t_start": s.t_start, "t_end": s.t_end, "num_frames": s.num_frames,
                        "ratio": s.ratio, "compressed": s.compressed} for s in answer.intervals],
+        "cited": [{"t_start": c.t_start, "t_end": c.t_end, "weight": c.weight,
+                   "interval": c.interval} for c in answer.cited],
         "gaps": [gap_message(g) for g in answer.gaps],
-        "context_tokens": answer.context_tokens,
+        "context_tokens": answer.context_tokens, "candidates": answer.candidates,
         "timings": {"wait": t.wait, "prefill": t.prefill, "decode": t.decode, "total": t.total,
                     "first_token": t.first_token},
     }

@@ -33,7 +33,7 @@ def test_scores_match_the_loops() -> None:
     for i, n in enumerate([1, 3, 8, 13, 2]):
         keys = torch.randn(6, 1, 2, n, 4, generator=gen)  # (L, 1, G, n, D)
         dig = key_digest(keys, rows=4)
-        assert dig.shape == (3, 2, 4, 4) and dig.dtype == torch.float16
+        assert dig.shape == (3, 2, 4, 4) and dig.dtype == torch.float32
         index.add(i, dig)
         digests.append(dig)
     queries = torch.randn(3, 6, 4, generator=gen)  # (L', H, D)
@@ -52,9 +52,10 @@ def test_a_digest_keeps_short_intervals_whole_and_pools_long_ones() -> None:
 def test_dropped_digests_leave_in_order() -> None:
     index = DigestIndex()
     for i in range(5):
-        index.add(i, torch.zeros(1, 1, 1, 1, dtype=torch.float16))
+        index.add(i, torch.full((1, 1, 1, 1), float(i)))
     index.drop_before(3)
     assert index.ids == [3, 4] and len(index) == 2
+    assert index._buf[:2].flatten().tolist() == [3.0, 4.0]
 
 
 def brute_select(sizes, scores, budget, recent):

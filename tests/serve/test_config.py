@@ -74,6 +74,15 @@ def test_a_full_file_reads_as_typed_settings(tmp_path: Path) -> None:
     assert m.tls is None
 
 
+def test_tiers_and_retrieval_read_as_memory_settings() -> None:
+    c = parse_config('[memory]\ntoken_budget = 512\neviction = "offload"\nhost_budget = 4096\n'
+                     '[memory.retrieval]\nbudget = 256\nrecent = 0.5\n'
+                     '[cameras.cam]\nsource = "x.mp4"\n')
+    m = c.cameras[0].memory
+    assert (m.eviction, m.host_budget, m.retrieval.budget, m.retrieval.recent) == \
+        ("offload", 4096, 256, 0.5)
+
+
 def test_the_smallest_file_needs_only_a_camera() -> None:
     c = parse_config('[cameras.cam]\nsource = "x.mp4"\n')
     assert c.mqtt is None and c.model_path is None and c.log_dir is None
@@ -92,6 +101,10 @@ def test_the_smallest_file_needs_only_a_camera() -> None:
     ("[cameras.d]\nsource = 'a'\n[memory]\nratio = 'high'\n", "[memory] ratio = 'high'"),
     ("[cameras.d]\nsource = 'a'\n[memory]\noverflow = 'spill'\n", "overflow = 'spill': must be one of"),
     ("[cameras.d]\nsource = 'a'\n[memory]\ndurability = 'always'\n", "durability = 'always'"),
+    ("[cameras.d]\nsource = 'a'\n[memory]\neviction = 'spill'\n", "eviction = 'spill': must be one of"),
+    ("[cameras.d]\nsource = 'a'\n[memory]\neviction = 'offload'\n", "set token_budget too"),
+    ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nrecent = 2.0\n", "Retrieval.recent"),
+    ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nbugdet = 2\n", "bugdet: unknown key"),
     ("[cameras.d]\nsource = 'a'\n[memory.boundary]\nmin_frames = 8\nmax_frames = 4\n", "[memory]"),
     ("[cameras.d]\nsource = 'a'\n[[cameras.d.watch]]\nthreshold = 1.0\n", "[cameras.d.watch[0]]: missing 'condition'"),
     ("[cameras.d]\nsource = 'a'\n[[cameras.d.watch]]\ncondition = 'x'\n[[cameras.d.watch]]\ncondition = 'x'\n",

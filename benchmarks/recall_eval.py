@@ -1,0 +1,315 @@
+"""Hours of video in a small GPU budget: needles found with retrieval, drop-oldest, and everything.
+
+Each haystack is a synthetic stream at 1 fps (`training.niah.make_haystack`: a scene cut every
+32 frames, objects coming and going, one sign shown for 2 frames at a chosen depth) pushed
+through `VideoMemory` on the embedded default model at ratio 16. Per haystack:
+
+- ``full``: an unbounded memory, everything in context (only where it fits the base model's
+  trained positions);
+- per budget fraction f (the GPU ``token_budget`` is the sink plus f of the full memory's
+  tokens): one memory with ``eviction="offload"`` (the host tier, then the log on disk), asked
+  twice -- ``retrieval`` (the question picks from every tier, `Retrieval()` default: the GPU
+  budget's worth of tokens, a quarter of it the newest) and ``drop_oldest`` (``retrieve=False``:
+  the intervals on the GPU, exactly what a ``drop_oldest`` memory keeps, as
+  tests/runtime/test_tiers.py shows).
+
+For every answer: right or wrong (`streamvxl.world.is_correct`), whether the top cited interval
+contains the sign (the "when" check: the evidence an agent would show), time to first token,
+whole ask (with the citation pass), context tokens. Per memory: device memory at ten points of
+the stream (flat?), host tier bytes against its budget, intervals on disk.
+
+Run it (GPU, several haystacks side by side in worker processes)::
+
+    python -m benchmarks.recall_eval --hours 1,4 --depths 0.1,0.3,0.5,0.7,0.9 \\
+        --fractions 0.1,0.01 --workers 6 --out docs/results/recall
+
+It prints progress per haystack and a table, and writes ``<out>.json`` and ``<out>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("benchmarks.recall_eval")
+
+RATIO = 16
+FPS = 1.0
+QUESTION_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class Case:
+    hours: float
+    depth: float
+    seed: int
+    fractions: tuple[float, ...]
+    host_fraction: float
+    threads: int
+    full_limit: int
+    retrieval_budgets: tuple[int, ...]
+    keep: str | None
+
+    @property
+    def frames(self) -> int:
+        return int(round(self.hours * 3600 * FPS))
+
+
+def run_case(case: Case) -> list[dict[str, Any]]:
+    """Every condition of one haystack (in a worker process)."""
+    import torch
+
+    torch.set_num_threads(case.threads)
+    from streamvxl import MemoryConfig, VideoMemory
+    from streamvxl.memory.recall import Retrieval
+    from streamvxl.world import is_correct
+    from training.niah import make_haystack
+
+    hay = make_haystack(case.frames, case.depth, seed=case.seed, fps=FPS)
+    qa = hay.qa
+    lo, hi = hay.needle_span  # video frames [lo, hi) show the sign
+    memory = VideoMemory(config=MemoryConfig(ratio=RATIO), background=False)
+    runtime = memory.runtime
+    limit = case.full_limit
+    cuda = runtime.model.device.type == "cuda"
+    rows: list[dict[str, Any]] = []
+
+    def feed(mem: VideoMemory) -> list[int]:
+        """Push the haystack; device bytes allocated at ten points along it."""
+        marks, step, i = [], max(1, case.frames // 10), 0
+        for chunk in hay.chunks():  # one scene at a time: batches for the vision tower
+            mem.extend(list(chunk), timestamps=[(i + k) / FPS for k in range(len(chunk))])
+            if (i + len(chunk)) // step > i // step:
+                mem.flush()
+                marks.append(torch.cuda.memory_allocated() if cuda else 0)
+            i += len(chunk)
+        mem.flush()
+        return marks
+
+    def ask(mem: VideoMemory, method: str, budget: int | None, **kw: Any) -> dict[str, Any]:
+        answer = mem.ask(qa.question, max_new_tokens=16, **kw)
+        top = answer.cited[0] if answer.cited else None
+        found = top is not None and top.t_start <= (hi - 1) / FPS and top.t_end >= lo / FPS
+        in_context = any(s.t_start <= (hi - 1) / FPS and s.t_end >= lo / FPS
+                         for s in answer.intervals)
+        t = answer.timings
+        return {"hours": case.hours, "depth": case.depth, "seed": case.seed, "method": method,
+                "budget": budget, "form": qa.form, "answer": answer.text, "truth": qa.answer,
+                "correct": bool(is_correct(answer.text, qa)), "top_cited_has_sign": found,
+                "sign_in_context": in_context, "first_token_s": t.first_token,
+                "answer_s": t.total, "retrieve_s": t.retrieve, "cite_s": t.cite,
+                "context_tokens": answer.context_tokens, "candidates": answer.candidates}
+
+    # everything in context, where the base model's positions reach
+    full_tokens = None
+    memory.reset()
+    if case.frames * runtime.model.tokens_per_frame / RATIO + 200 < limit:
+        marks = feed(memory)
+        full_tokens = memory.stats().memory_tokens
+        row = ask(memory, "full", None)
+        row["device_bytes"] = marks
+        rows.append(row)
+    sink = memory.stats().sink_tokens
+    memory.close()
+    tokens = full_tokens or int(case.frames * runtime.model.tokens_per_frame / RATIO)
+    for fraction in case.fractions:
+        budget = max(sink + 24, sink + int(round(fraction * tokens)))  # sink + one interval
+        host = int(round(case.host_fraction * tokens))
+        with tempfile.TemporaryDirectory() as tmp:
+            where = Path(case.keep or tmp) / f"{case.hours:g}h_seed{case.seed}_f{fraction:g}"
+            cfg = MemoryConfig(ratio=RATIO, token_budget=budget, eviction="offload",
+                               host_budget=host, log_dir=where)
+            mem = VideoMemory.on(runtime, cfg, background=False)
+            marks = feed(mem)
+            stats = mem.stats()
+            tiers = dict(fraction=fraction, device_bytes=marks, host_bytes=stats.host_bytes,
+                         host_budget_bytes=host * mem.state.store.arena.bytes_per_token * 2 // 3,
+                         on_disk=stats.intervals_on_disk, on_host=stats.intervals_on_host,
+                         in_gpu=stats.intervals_in_memory,
+                         digest_bytes=mem.state.digests.nbytes)
+            for method, kw in (("retrieval", {}), ("drop_oldest", {"retrieve": False})):
+                rows.append({**ask(mem, method, budget, **kw), **tiers})
+            mem.close()
+            for b in case.retrieval_budgets:  # the same log, reopened to read less per question
+                start = time.perf_counter()
+                again = VideoMemory.open(where, runtime=runtime, background=False,
+                                         config=replace(cfg, retrieval=Retrieval(budget=b)))
+                opened = time.perf_counter() - start
+                rows.append({**ask(again, f"retrieval {b}", budget), **tiers,
+                             "reopen_s": opened})
+                again.close()
+    return rows
+
+
+def latency(keep: Path, repeats: int) -> list[dict[str, Any]]:
+    """Ask latency on each kept log of the longest streams, in this process alone: retrieval
+    against the in-budget ask (``retrieve=False``) on the same memory, interleaved."""
+    from streamvxl import VideoMemory
+
+    logs = sorted(keep.iterdir())
+    longest = max(float(p.name.split("h_")[0]) for p in logs)
+    rows = []
+    for path in logs:
+        hours = float(path.name.split("h_")[0])
+        if hours != longest or not path.name.startswith(f"{hours:g}h_seed0_"):
+            continue
+        mem = VideoMemory.open(path, background=False)
+        question = "What word was written on the sign?"
+        timings: dict[str, list] = {"retrieval": [], "in budget": []}
+        mem.ask(question, max_new_tokens=16)  # warm: graphs, kernels, caches
+        mem.ask(question, max_new_tokens=16, retrieve=False)
+        for _ in range(repeats):
+            timings["retrieval"].append(mem.ask(question, max_new_tokens=16).timings)
+            timings["in budget"].append(
+                mem.ask(question, max_new_tokens=16, retrieve=False).timings)
+        stats, cfg = mem.stats(), mem.config
+        held = stats.intervals_in_memory + stats.intervals_on_host + stats.intervals_on_disk
+        base = statistics.median(t.total for t in timings["in budget"])
+        for reads, ts in timings.items():
+            rows.append({"method": "latency", "hours": hours, "reads": reads,
+                         "fraction": float(path.name.split("_f")[1]),
+                         "memory_over_budget": held * stats.memory_tokens
+                         / max(1, stats.intervals_in_memory) / cfg.token_budget,
+                         "first_token_s": statistics.median(t.first_token for t in ts),
+                         "answer_s": statistics.median(t.total for t in ts),
+                         "retrieve_s": statistics.median(t.retrieve for t in ts),
+                         "cite_s": statistics.median(t.cite for t in ts),
+                         "ratio": statistics.median(t.total for t in ts) / base})
+        mem.close()
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables: accuracy and evidence per hours x method, then latency."""
+    def share(xs: list[bool]) -> str:
+        return f"{100 * sum(xs) / len(xs):.0f} % ({sum(xs)}/{len(xs)})" if xs else "-"
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["hours"], r["method"], r.get("fraction"))
+        groups.setdefault(key, []).append(r)
+    out = ["| hours | method | GPU budget | needles right | top cited has the sign | "
+           "sign in context | context tokens |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for (hours, method, fraction), rs in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], -(kv[0][2] or 1.0), kv[0][1])):
+        if method == "latency":
+            continue
+        budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
+        out.append(
+            f"| {hours:g} | {method} | {budget} | {share([r['correct'] for r in rs])} | "
+            f"{share([r['top_cited_has_sign'] for r in rs])} | "
+            f"{share([r['sign_in_context'] for r in rs])} | "
+            f"{statistics.median(r['context_tokens'] for r in rs):.0f} |")
+    lat = [r for r in rows if r["method"] == "latency"]
+    if lat:
+        out += ["", "Ask latency on an idle GPU (one process; median of the repeats, seconds):",
+                "", "| hours | GPU budget | memory / budget | question reads | first token | "
+                "answer | of which retrieval | citing after | ratio (answer) |",
+                "|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for r in lat:
+            out.append(f"| {r['hours']:g} | 1/{round(1 / r['fraction'])} | "
+                       f"{r['memory_over_budget']:.0f}x | {r['reads']} | {r['first_token_s']:.3f} | "
+                       f"{r['answer_s']:.3f} | {r['retrieve_s']:.3f} | {r['cite_s']:.3f} | "
+                       f"{r['ratio']:.2f} |")
+    flat = ["", "| hours | method | GPU budget | device MiB along the stream (min - max) | "
+            "host tier MiB / budget MiB | intervals GPU / host / disk |",
+            "|---:|---|---:|---|---|---|"]
+    for (hours, method, fraction), rs in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], -(kv[0][2] or 1.0), kv[0][1])):
+        if method != "retrieval" and method != "full":
+            continue
+        r = rs[0]
+        marks = [m / 2**20 for m in r["device_bytes"][1:]] or [0.0]
+        tiers = "-" if fraction is None else (
+            f"{r['host_bytes'] / 2**20:.1f} / {r['host_budget_bytes'] / 2**20:.1f}")
+        counts = "-" if fraction is None else f"{r['in_gpu']} / {r['on_host']} / {r['on_disk']}"
+        budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
+        flat.append(f"| {hours:g} | {method} | {budget} | {min(marks):.1f} - {max(marks):.1f} | "
+                    f"{tiers} | {counts} |")
+    return "\n".join(out + flat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hours", default="1", help="stream lengths, comma-separated")
+    p.add_argument("--depths", default="0.1,0.3,0.5,0.7,0.9")
+    p.add_argument("--haystacks", default="5",
+                   help="haystacks per length (seeds 0..n-1, depths in turn), or one per length")
+    p.add_argument("--retrieval-budgets", default="",
+                   help="also reopen each log with these retrieval budgets (tokens), e.g. 256,128")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep the logs here (else a temporary folder), for --latency")
+    p.add_argument("--latency", type=int, default=0,
+                   help="then time this many asks on the longest kept logs, GPU otherwise idle")
+    p.add_argument("--fractions", default="0.1,0.01", help="GPU budget / full memory")
+    p.add_argument("--host-fraction", type=float, default=0.2,
+                   help="host tier budget / full memory (the rest goes to disk)")
+    p.add_argument("--full-limit", type=int, default=8192,
+                   help="longest context 'full' is run at (SmolLM2-135M was trained to 8192)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--out", type=Path, default=None, help="write <out>.json and <out>.md")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    fractions = tuple(float(x) for x in args.fractions.split(","))
+    budgets = [int(b) for b in args.retrieval_budgets.split(",") if b]
+    keep = str(args.keep) if args.keep is not None else None
+    depths = [float(d) for d in args.depths.split(",")]
+    counts = [int(n) for n in args.haystacks.split(",")]
+    hours = [float(h) for h in args.hours.split(",")]
+    if len(counts) == 1:
+        counts *= len(hours)
+    # haystack k of a length: seed k (its own scenes and sign), the depths in turn
+    cases = [Case(h, depths[k % len(depths)], k, fractions, args.host_fraction, args.threads,
+                  args.full_limit, tuple(budgets), keep)
+             for h, n in zip(hours, counts, strict=True) for k in range(n)]
+    cases.sort(key=lambda c: -c.frames)  # longest first: the pool ends evenly
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers) as pool:
+        for k, got in enumerate(pool.imap_unordered(run_case, cases), 1):
+            rows.extend(got)
+            if args.out is not None:  # as it goes: a run cut short keeps what it measured
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+            done = ", ".join(f"{r['method']}{'' if r['budget'] is None else '@' + str(r['budget'])}"
+                             f"={'right' if r['correct'] else 'wrong'}" for r in got)
+            log.info("[%d/%d] %.0f s: %g h depth %g seed %d: %s", k, len(cases),
+                     time.perf_counter() - start, got[0]["hours"], got[0]["depth"],
+                     got[0]["seed"], done)
+    if args.latency and args.keep is not None:
+        log.info("latency: asking on the kept logs, this process alone")
+        rows.extend(latency(args.keep, args.latency))
+    table = summary(rows)
+    print(table)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        args.out.with_suffix(".md").write_text(
+            f"# Retrieval over hours of video\n\n`python -m benchmarks.recall_eval "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}` "
+            f"({os.cpu_count()} CPU cores; {_device()})\n\n{table}\n")
+    return 0
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return "no GPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
