@@ -3,8 +3,9 @@
 Every interval leaves a *key digest* when it is stored: its VSTs' pre-RoPE keys in the upper
 half of the layers, pooled to at most ``digest_tokens`` rows (consecutive VSTs averaged;
 shorter intervals repeat their rows, which leaves a maximum unchanged). Digests are small
-(float32: streamvxl-tiny 90 KiB per interval at the default 8 rows, Video-XL-7B 224 KiB) and stay in host memory
-for every interval on every tier, so scoring never touches the tiers themselves.
+(streamvxl-tiny: 90 KiB per interval at the default 8 rows in float32 on a CPU, 45 KiB in
+float16 beside a GPU; Video-XL-7B: 112 KiB in float16) and stay in host memory for every
+interval on every tier, so scoring never touches the tiers themselves.
 
 A question is scored against them with its own queries (`question_queries`, from one short
 pass over [sink | question]: its last token's, which produce the answer's first token): per
@@ -84,12 +85,19 @@ def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
 class DigestIndex:
     """Key digests of every interval held on any tier, by id, in time order.
 
-    Rows live in one float32 buffer grown by doubling, so scoring reads them in place.
+    Rows live in one host buffer grown by doubling. On a CPU it is float32 and scoring reads it
+    in place; for a GPU model it is float16 in pinned memory, copied to the GPU for each
+    question (one DMA; scoring there takes a fraction of a millisecond) -- the device holds it
+    only while scoring, so its memory stays flat however long the history.
+
+    Args:
+        device: where scoring runs (the model's device).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
         self.ids: list[int] = []
-        self._buf: torch.Tensor | None = None  # (capacity, L', G, k, D) float32
+        self._buf: torch.Tensor | None = None  # (capacity, L', G, k, D)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,7 +110,9 @@ class DigestIndex:
     def add(self, interval_id: int, digest: torch.Tensor) -> None:
         n = len(self.ids)
         if self._buf is None or n == self._buf.shape[0]:
-            grown = torch.empty((max(64, 2 * n), *digest.shape), dtype=torch.float32)
+            gpu = self.device.type == "cuda"
+            grown = torch.empty((max(64, 2 * n), *digest.shape),
+                                dtype=torch.float16 if gpu else torch.float32, pin_memory=gpu)
             if self._buf is not None:
                 grown[:n] = self._buf[:n]
             self._buf = grown
@@ -130,6 +140,9 @@ class DigestIndex:
         if n <= 1 or self._buf is None:
             return torch.zeros(n)
         digests = self._buf[:n]  # (N, L', G, k, D)
+        if self.device.type != "cpu":
+            digests = digests.to(self.device, non_blocking=True).float()
+            queries = queries.to(self.device)
         _, layers, g, rows, d = digests.shape
         h = queries.shape[1]
         q = queries.float().reshape(layers, g, h // g, d)  # heads grouped by their kv head
@@ -138,7 +151,7 @@ class DigestIndex:
         dots = torch.bmm(flat, q.reshape(layers * g, h // g, d).transpose(1, 2))
         best = dots.reshape(layers, g, n, rows, h // g).amax(3)  # (L', G, N, H/G)
         z = (best - best.mean(2, keepdim=True)) / (best.std(2, keepdim=True) + 1e-6)
-        return z.mean((0, 1, 3))
+        return z.mean((0, 1, 3)).cpu()
 
 
 def select(sizes: Sequence[int], scores: torch.Tensor, budget: int, recent: float) -> list[int]:

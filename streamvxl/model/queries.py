@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import torch
 
+from .attention import AttentionKernels
 from .cache import ConcatCache
 from .videoxl import VideoXL
 
 
 @torch.no_grad()
 def question_queries(model: VideoXL, memory_k: torch.Tensor | None,
-                     memory_v: torch.Tensor | None, ids: torch.Tensor, layers: slice
-                     ) -> torch.Tensor:
+                     memory_v: torch.Tensor | None, ids: torch.Tensor, layers: slice,
+                     kernels: AttentionKernels | None = None) -> torch.Tensor:
     """Pre-RoPE queries (L', H, D) float32 of the last of question ``ids`` (T,) in the
     ``layers``, the question attending to memory (L, 1, G, M, D) pre-RoPE as when asked."""
     llm = model.config.llm
@@ -31,7 +32,7 @@ def question_queries(model: VideoXL, memory_k: torch.Tensor | None,
         lambda _m, _i, out: caught.append(out[:, -1].float()))  # (1, H*D): the last token
         for layer in model.model.layers[layers]]
     try:
-        cache = ConcatCache(memory_k, memory_v, llm.rope_theta)
+        cache = ConcatCache(memory_k, memory_v, llm.rope_theta, kernels)
         model.model.forward_chunk(model.embed_ids(ids.to(model.device)[None]), cache.length,
                                   cache)
     finally:

@@ -273,7 +273,7 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
     """The reopened stream's archive (what the log holds beyond the GPU: on disk, read back
     on demand) and the key digests of every interval it holds."""
     reader = RecordFile(snapshot_file).read_interval if snapshot_file else None
-    tiers_for(state, runtime.model.device.type == "cuda", reader)
+    tiers_for(state, runtime.model.device, reader)
     if state.log is not None:
         state.log.offsets.update(contents.offsets)
     if state.archive is not None:

@@ -47,12 +47,14 @@ class Recalled:
     """Intervals held on every tier when the question was asked."""
 
 
-def tiers_for(state: StreamState, on_gpu: bool, reader: Reader | None = None) -> None:
-    """Give ``state`` the archive and digest index its config asks for; ``reader`` reads
-    archived records back from a file other than the stream's log (a reopened snapshot)."""
+def tiers_for(state: StreamState, device: torch.device, reader: Reader | None = None) -> None:
+    """Give ``state`` the archive and digest index its config asks for, for a model on
+    ``device``; ``reader`` reads archived records back from a file other than the stream's log
+    (a reopened snapshot)."""
     config = state.settings.config
+    on_gpu = device.type == "cuda"
     if config.retrieval is not None:
-        state.digests = DigestIndex()
+        state.digests = DigestIndex(device)
     if config.eviction == "offload":
         log_ = state.log
         if reader is None and log_ is not None:
@@ -173,7 +175,8 @@ def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
     sink = store.sink_tokens
     queries = question_queries(model, store.keys()[:, :, :, :sink],
                                store.values()[:, :, :, :sink], ids,
-                               digest_layers(model.config.llm.num_hidden_layers))
+                               digest_layers(model.config.llm.num_hidden_layers),
+                               runtime.kernels)
     assert state.digests is not None
     if len(state.digests) != len(held(state)):  # they move together: a mismatch is a bug
         raise RuntimeError(f"{len(state.digests)} digests for {len(held(state))} intervals")

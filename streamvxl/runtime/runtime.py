@@ -168,7 +168,7 @@ class Runtime:
         state = StreamState(settings, store, IntervalSegmenter(settings.boundary))
         if config.log_dir is not None:
             state.log = start_log(self, state, config.log_dir)
-        tiers_for(state, self.model.device.type == "cuda")
+        tiers_for(state, self.model.device)
         return state
 
     def open_stream(self, path: str | os.PathLike, config: MemoryConfig | None = None
