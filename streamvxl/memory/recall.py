@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -78,7 +79,7 @@ def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
         picked = k[:, :, torch.arange(rows, device=k.device) % n]  # repeats leave max as is
     else:
         bounds = torch.linspace(0, n, rows + 1).round().long().tolist()
-        picked = torch.stack([k[:, :, a:b].mean(2) for a, b in zip(bounds, bounds[1:])], 2)
+        picked = torch.stack([k[:, :, a:b].mean(2) for a, b in pairwise(bounds)], 2)
     return picked.cpu()
 
 
