@@ -130,6 +130,15 @@ class DigestIndex:
             self._buf[:n - k] = self._buf[k:n].clone()
             del self.ids[:k]
 
+    def discard(self, ids: set[int]) -> None:
+        """Forget the digests of exactly ``ids`` (intervals dropped for good, wherever they
+        were in time)."""
+        keep = [k for k, i in enumerate(self.ids) if i not in ids]
+        if len(keep) == len(self.ids) or self._buf is None:
+            return
+        self._buf[:len(keep)] = self._buf[torch.tensor(keep, dtype=torch.long)]
+        self.ids = [self.ids[k] for k in keep]
+
     def clear(self) -> None:
         self.ids.clear()
         self._buf = None

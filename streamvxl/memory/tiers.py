@@ -26,8 +26,9 @@ from .store import IntervalRecord
 
 log = logging.getLogger(__name__)
 
-Reader = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
-"""Reads the interval record at a log offset: its pre-RoPE keys and values (L, G, n, D)."""
+Reader = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+"""Reads interval ``id``'s record at a log offset (offset, id): its pre-RoPE keys and values
+(L, G, n, D)."""
 
 Locator = Callable[[int], int | None]
 """Where the log wrote an interval's record (by id), None while it is not written."""
@@ -100,7 +101,7 @@ class Archive:
         if entry.keys is not None and entry.values is not None:
             return entry.keys, entry.values
         assert self.reader is not None and entry.offset is not None, "a disk entry needs a log"
-        keys, values = self.reader(entry.offset)
+        keys, values = self.reader(entry.offset, entry.record.id)
         return keys[:, None], values[:, None]
 
     # -- writing ------------------------------------------------------------------------------
@@ -148,7 +149,12 @@ class Archive:
             gone = {r.id for r in dropped}
             self.entries = [e for e in self.entries if e.record.id not in gone]
             self.dropped += len(dropped)
-            log.debug("host tier full: %d intervals dropped (no disk tier)", len(dropped))
+            if self.reader is None or self.locate is None:
+                log.debug("host tier full: %d intervals dropped (no log to hold them)",
+                          len(dropped))
+            else:
+                log.warning("host tier full: intervals %s dropped: their records are not in "
+                            "the log (a failed write)", sorted(gone))
         return dropped
 
 

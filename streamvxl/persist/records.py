@@ -299,17 +299,22 @@ def _record(meta: dict[str, Any], embedding: torch.Tensor | None = None) -> Inte
                           meta["num_tokens"], embedding)
 
 
-def interval_tensors(body: bytes, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pre-RoPE keys and values (L, G, n, D) of one ``interval`` record body.
+def interval_tensors(body: bytes, where: str, interval_id: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pre-RoPE keys and values (L, G, n, D) of one ``interval`` record body, which must be
+    interval ``interval_id``'s.
 
     Raises:
-        MemoryFileError: the body is not an intact interval record.
+        MemoryFileError: the body is not an intact record of that interval.
     """
     meta, tensors = unpack(body)
     keys, values = tensors.get("keys"), tensors.get("values")
     if meta.get("kind") != INTERVAL or keys is None or values is None or \
             keys.shape != values.shape or keys.dim() != 4:
         raise MemoryFileError(f"{where}: the record read back is not an interval's")
+    if meta.get("id") != interval_id:
+        raise MemoryFileError(f"{where}: the record read back is interval {meta.get('id')}'s, "
+                              f"not {interval_id}'s (the file changed since it was indexed)")
     return keys, values
 
 

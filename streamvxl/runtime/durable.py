@@ -124,14 +124,16 @@ class StreamLog:
 
     def reset(self) -> None:
         self.wait()
+        self.offsets.clear()  # ids start again at 0: the old records are not theirs
         self.writer.append(reset_body(time.time()))
 
-    def read_interval(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset``
-        (the disk tier reads its intervals back through this)."""
+    def read_interval(self, offset: int, interval_id: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-RoPE keys and values (L, G, n, D) of interval ``interval_id``, whose record
+        is at ``offset`` (the disk tier reads its intervals back through this)."""
         if self._records is None:
             self._records = RecordFile(self.path)
-        return self._records.read_interval(offset)
+        return self._records.read_interval(offset, interval_id)
 
     def close(self) -> None:
         try:
@@ -169,8 +171,10 @@ class RecordFile:
         self.path = Path(path)
         self._fh = None
 
-    def read_interval(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pre-RoPE keys and values (L, G, n, D) of the interval record at ``offset``.
+    def read_interval(self, offset: int, interval_id: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-RoPE keys and values (L, G, n, D) of interval ``interval_id``, whose record
+        is at ``offset``.
 
         Raises:
             MemoryFileError: the file cannot be read, or holds no intact interval record
@@ -181,7 +185,8 @@ class RecordFile:
                 self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
             except OSError as e:
                 raise MemoryFileError(f"cannot read the disk tier's {self.path}: {e}") from e
-        return interval_tensors(read_record(self._fh, offset, str(self.path)), str(self.path))
+        return interval_tensors(read_record(self._fh, offset, str(self.path)), str(self.path),
+                                interval_id)
 
     def close(self) -> None:
         if self._fh is not None:
@@ -204,7 +209,8 @@ def start_log(runtime, state: StreamState, directory: str | os.PathLike[str]) ->
 
 def snapshot(runtime, state: StreamState, path: str | os.PathLike[str]) -> int:
     """Write the memory as it is now to ``path`` atomically; returns its size in bytes."""
-    size = write_atomic(path, [_memory_record(runtime, state), *_interval_bodies(state)])
+    size = write_atomic(path, [_memory_record(runtime, state),
+                               *(b for _, b in _interval_bodies(state))])
     log.info("memory saved to %s: %d intervals, %d bytes", path, len(state.store.records), size)
     return size
 
@@ -256,12 +262,17 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
         # intervals_closed, which goes on from the reopened memory's ids
         state.log = StreamLog(LogWriter.resume(file, config.durability, valid_end),
                               logged=store.next_id)
-    elif config.log_dir is not None:
-        state.log = start_log(runtime, state, config.log_dir)
-        for body in _interval_bodies(state):
-            state.log.writer.append(body)
-        state.log.logged = store.next_id
     _restore_tiers(runtime, state, contents, None if is_log else file)
+    if not is_log and config.log_dir is not None:  # the snapshot starts a new log
+        state.log = start_log(runtime, state, config.log_dir)
+        for interval_id, body in _interval_bodies(state):
+            state.log.offsets[interval_id] = state.log.writer.append(body)
+        state.log.logged = store.next_id
+        if state.archive is not None:  # its disk tier is the new log from now on
+            state.archive.reader, state.archive.locate = (state.log.read_interval,
+                                                          state.log.offsets.get)
+            for entry in state.archive.entries:
+                entry.offset = state.log.offsets[entry.record.id]
     log.info("memory reopened from %s: %d intervals (%d records, %d damaged skipped), frames "
              "continue at %d", path, len(store.records), contents.records, contents.damaged,
              contents.frames_seen)
@@ -334,8 +345,8 @@ def _fill(store: MemoryStore, contents: LogContents, where: str) -> None:
     store.evicted = contents.evicted
 
 
-def _interval_bodies(state: StreamState) -> list[Body]:
-    """An ``interval`` record for every interval held (as a snapshot holds them): the
+def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
+    """(id, ``interval`` record) for every interval held (as a snapshot holds them): the
     archived ones (read back from disk where they are there), then those in memory, the first
     of which evicts the archived ones -- so a reopened memory has them on its disk tier."""
     store, archive = state.store, state.archive
@@ -353,11 +364,12 @@ def _interval_bodies(state: StreamState) -> list[Body]:
 
     for entry in entries:
         k, v = archive.load(entry)
-        out.append(body(entry.record, k[:, 0], v[:, 0], []))
+        out.append((entry.record.id, body(entry.record, k[:, 0], v[:, 0], [])))
     evicts = [e.record.id for e in entries]
     for record in store.records:
         end = start + record.num_tokens
-        out.append(body(record, keys[:, 0, :, start:end], values[:, 0, :, start:end], evicts))
+        out.append((record.id, body(record, keys[:, 0, :, start:end],
+                                    values[:, 0, :, start:end], evicts)))
         evicts, start = [], end
     return out
 

@@ -87,7 +87,7 @@ def archive(state: StreamState, left: Leaving) -> None:
     for record, keys, values in left:
         dropped = state.archive.put(record, keys, values)
         if dropped and state.digests is not None:
-            state.digests.drop_before(dropped[-1].id + 1)
+            state.digests.discard({r.id for r in dropped})
 
 
 def remember(state: StreamState, record: IntervalRecord, keys: torch.Tensor) -> None:
@@ -178,8 +178,10 @@ def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
                                digest_layers(model.config.llm.num_hidden_layers),
                                runtime.kernels)
     assert state.digests is not None
-    if len(state.digests) != len(held(state)):  # they move together: a mismatch is a bug
-        raise RuntimeError(f"{len(state.digests)} digests for {len(held(state))} intervals")
+    ids = [r.id for r in held(state)]
+    if state.digests.ids != ids:  # they move together: a mismatch is a bug
+        raise RuntimeError(f"digests of intervals {state.digests.ids[:8]}... for intervals "
+                           f"{ids[:8]}... ({len(state.digests)} for {len(ids)})")
     return state.digests.scores(queries)
 
 

@@ -85,3 +85,12 @@ def test_select_follows_the_rule(seed) -> None:
     got = select(sizes, scores, budget, recent)
     assert got == brute_select(sizes, scores, budget, recent)
     assert sum(sizes[i] for i in got) <= budget and got == sorted(got)
+
+
+def test_discarded_digests_leave_from_anywhere() -> None:
+    index = DigestIndex()
+    for i in range(6):
+        index.add(i, torch.full((1, 1, 1, 1), float(i)))
+    index.discard({1, 4})
+    assert index.ids == [0, 2, 3, 5]
+    assert index._buf[:4].flatten().tolist() == [0.0, 2.0, 3.0, 5.0]

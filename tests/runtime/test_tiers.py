@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from streamvxl import VideoMemory
-from streamvxl.errors import ConfigError
+from streamvxl.errors import ConfigError, MemoryFileError
 from streamvxl.memory.recall import Retrieval
 from streamvxl.runtime.retrieval import held
 from streamvxl.runtime.runtime import Runtime
@@ -191,3 +191,52 @@ def test_bad_tier_settings_are_config_errors(kw, match) -> None:
 def test_bad_retrieval_settings_are_config_errors(kw, match) -> None:
     with pytest.raises(ConfigError, match=match):
         Retrieval(**kw)
+
+
+def test_a_snapshot_opened_into_a_new_log_moves_its_disk_tier_there(runtime, tmp_path) -> None:
+    live = filled(runtime, eviction="offload", retrieval=Retrieval(budget=20))
+    live.save(tmp_path / "all.svxl")
+    kept = len(live.state.archive)
+    cfg = config(token_budget=BUDGET, eviction="offload", host_budget=0,
+                 log_dir=tmp_path / "new", retrieval=Retrieval(budget=20))
+    mem = VideoMemory.open(tmp_path / "all.svxl", runtime=runtime, background=False, config=cfg)
+    mem.extend(scenes(3, 9, seed=3), timestamps=[60.0 + i for i in range(27)])
+    mem.flush()
+    mem.wait()
+    archive = mem.state.archive
+    assert archive.on_disk == len(archive) > kept  # old and new intervals, all in the new log
+    before = everything(mem)
+    answer = mem.ask(QUESTION, max_new_tokens=4)
+    mem.close()
+    again = VideoMemory.open(tmp_path / "new", runtime=runtime, background=False)
+    assert again.stats().intervals_evicted == 0
+    for (i, k, v), (j, k2, v2) in zip(before, everything(again), strict=True):
+        assert i == j and torch.equal(k, k2) and torch.equal(v, v2)
+    assert again.ask(QUESTION, max_new_tokens=4).text == answer.text
+    again.close()
+
+
+def test_a_snapshot_opened_without_a_log_keeps_digests_with_their_intervals(runtime,
+                                                                           tmp_path) -> None:
+    live = filled(runtime, eviction="offload", retrieval=Retrieval(budget=20))
+    live.save(tmp_path / "all.svxl")
+    mem = VideoMemory.open(tmp_path / "all.svxl", runtime=runtime, background=False,
+                           config=config(token_budget=BUDGET, eviction="offload", host_budget=0,
+                                         retrieval=Retrieval(budget=20)))
+    mem.extend(scenes(3, 9, seed=3), timestamps=[60.0 + i for i in range(27)])
+    mem.flush()
+    # the snapshot's intervals stay on its disk; newer ones have no log and leave for good
+    assert mem.stats().intervals_evicted > 0 and mem.state.archive.on_disk == len(live.state.archive)
+    assert mem.state.digests.ids == [r.id for r in held(mem.state)]
+    assert mem.ask(QUESTION, max_new_tokens=4).intervals
+
+
+def test_a_record_read_back_must_be_the_interval_asked_for(runtime, tmp_path) -> None:
+    mem = filled(runtime, eviction="offload", host_budget=0, log_dir=tmp_path / "log")
+    mem.wait()
+    first, second = mem.state.archive.entries[:2]
+    with pytest.raises(MemoryFileError, match="not 1's|interval 0's"):
+        mem.state.log.read_interval(first.offset, second.record.id)
+    mem.reset()
+    assert mem.state.log.offsets == {}  # ids start again: no offset may name an old record
+    mem.close()
