@@ -118,6 +118,14 @@ class MemoryStore:
     def values(self) -> torch.Tensor:
         return self.arena.values()
 
+    def token_starts(self) -> list[int]:
+        """Where each interval's tokens start in memory order (after the sink), by record."""
+        starts, at = [], self.sink_tokens
+        for r in self.records:
+            starts.append(at)
+            at += r.num_tokens
+        return starts
+
     def interval_tokens(self) -> int:
         return self.arena.length - self.sink_tokens
 

@@ -69,6 +69,10 @@ class Archive:
         self.reader, self.locate = reader, locate
         self.entries: list[Archived] = []
         self.host_tokens = 0
+        self.on_host = 0
+        """Intervals in host memory (counted as they move: stats read it every step)."""
+        self.host_bytes = 0
+        """Bytes of their K/V."""
         self.dropped = 0
         """Intervals that left the last tier (gone for good)."""
 
@@ -77,16 +81,8 @@ class Archive:
         return len(self.entries)
 
     @property
-    def on_host(self) -> int:
-        return sum(e.on_host for e in self.entries)
-
-    @property
     def on_disk(self) -> int:
         return len(self.entries) - self.on_host
-
-    @property
-    def host_bytes(self) -> int:
-        return sum(e.keys.nbytes + e.values.nbytes for e in self.entries if e.on_host)
 
     @property
     def records(self) -> list[IntervalRecord]:
@@ -110,8 +106,9 @@ class Archive:
         """Take an interval the GPU let go (keys, values (L, 1, G, n, D), any device) into host
         memory, then move or drop the oldest host intervals past ``host_budget``. Returns the
         intervals dropped for good."""
-        self.entries.append(Archived(record, self._host(keys), self._host(values), None))
-        self.host_tokens += record.num_tokens
+        entry = Archived(record, self._host(keys), self._host(values), None)
+        self.entries.append(entry)
+        self._count(entry, +1)
         return self._fit()
 
     def on_disk_at(self, record: IntervalRecord, offset: int) -> None:
@@ -120,8 +117,15 @@ class Archive:
 
     def clear(self) -> None:
         self.entries.clear()
-        self.host_tokens = 0
+        self.host_tokens = self.on_host = self.host_bytes = 0
         self.dropped = 0
+
+    def _count(self, entry: Archived, sign: int) -> None:
+        """Add (+1) or take away (-1) a host entry's tokens, count and bytes."""
+        assert entry.keys is not None and entry.values is not None
+        self.host_tokens += sign * entry.record.num_tokens
+        self.on_host += sign
+        self.host_bytes += sign * (entry.keys.nbytes + entry.values.nbytes)
 
     def _host(self, t: torch.Tensor) -> torch.Tensor:
         if t.device.type == "cpu":
@@ -137,8 +141,8 @@ class Archive:
         k = 0
         while self.host_tokens > self.host_budget and k < len(self.entries):
             e = self.entries[k]
-            if e.on_host:
-                self.host_tokens -= e.record.num_tokens
+            if e.keys is not None:
+                self._count(e, -1)
                 e.keys = e.values = None
                 if e.offset is None and self.locate is not None:
                     e.offset = self.locate(e.record.id)

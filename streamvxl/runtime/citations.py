@@ -46,10 +46,7 @@ class Context:
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
            raw: torch.Tensor | None, raw_spans: list[IntervalSpan],
            question_ids: torch.Tensor) -> Context:
-        sizes = [job.tokens.shape[1] for job in state.pending]
-        open_tokens = state.open.raw_tokens()
-        if open_tokens is not None:
-            sizes.append(open_tokens.shape[0])
+        sizes = [part.shape[0] for part in state.raw_parts()]
         return cls(store.rotated_keys().clone(), store.values().clone(), store.sink_tokens,
                    list(records), raw, raw_spans, sizes, question_ids)
 

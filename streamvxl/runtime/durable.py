@@ -298,10 +298,9 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
     for entry in archive.entries if archive is not None else []:
         keys, _ = archive.load(entry)
         remember(state, entry.record, keys)
-    store, at = state.store, state.store.sink_tokens
-    for record in store.records:
+    store = state.store
+    for record, at in zip(store.records, store.token_starts(), strict=True):
         remember(state, record, store.keys()[:, :, :, at:at + record.num_tokens])
-        at += record.num_tokens
 
 
 def _reopened_config(recorded: MemoryConfig, given: MemoryConfig | None,
@@ -351,7 +350,7 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
     of which evicts the archived ones -- so a reopened memory has them on its disk tier."""
     store, archive = state.store, state.archive
     entries = archive.entries if archive is not None else []
-    keys, values, start = store.keys(), store.values(), store.sink_tokens
+    keys, values = store.keys(), store.values()
     out = []
 
     def body(record: IntervalRecord, k: torch.Tensor, v: torch.Tensor, evicts: list[int]
@@ -366,11 +365,11 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
         k, v = archive.load(entry)
         out.append((entry.record.id, body(entry.record, k[:, 0], v[:, 0], [])))
     evicts = [e.record.id for e in entries]
-    for record in store.records:
-        end = start + record.num_tokens
-        out.append((record.id, body(record, keys[:, 0, :, start:end],
-                                    values[:, 0, :, start:end], evicts)))
-        evicts, start = [], end
+    for record, a in zip(store.records, store.token_starts(), strict=True):
+        end = a + record.num_tokens
+        out.append((record.id, body(record, keys[:, 0, :, a:end], values[:, 0, :, a:end],
+                                    evicts)))
+        evicts = []
     return out
 
 

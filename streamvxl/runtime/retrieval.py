@@ -70,13 +70,9 @@ def leaving(state: StreamState, job: IntervalJob) -> Leaving:
         return []
     store = state.store
     keys, values = store.keys(), store.values()
-    out: Leaving = []
-    start = store.sink_tokens
-    for record in store.records[:job.evict]:
-        end = start + record.num_tokens
-        out.append((record, keys[:, :, :, start:end].clone(), values[:, :, :, start:end].clone()))
-        start = end
-    return out
+    return [(r, keys[:, :, :, a:a + r.num_tokens].clone(),
+             values[:, :, :, a:a + r.num_tokens].clone())
+            for r, a in zip(store.records[:job.evict], store.token_starts(), strict=False)]
 
 
 def archive(state: StreamState, left: Leaving) -> None:
@@ -93,7 +89,18 @@ def archive(state: StreamState, left: Leaving) -> None:
 def remember(state: StreamState, record: IntervalRecord, keys: torch.Tensor) -> None:
     """Note a stored interval's key digest (pre-RoPE keys (L, 1, G, n, D))."""
     if state.digests is not None:
-        state.digests.add(record.id, key_digest(keys, _rows(state)))
+        config = state.settings.config.retrieval
+        assert config is not None  # digests exist for retrieval only
+        state.digests.add(record.id, key_digest(keys, config.digest_tokens))
+
+
+def remember_newest(state: StreamState) -> None:
+    """Note the digest of the interval just stored (the last in the GPU store: a view of
+    its keys, nothing concatenated again)."""
+    store = state.store
+    if state.digests is not None and store.records:
+        record = store.records[-1]
+        remember(state, record, store.keys()[:, :, :, store.num_tokens - record.num_tokens:])
 
 
 def forget_dropped(state: StreamState) -> None:
@@ -119,7 +126,7 @@ def recall(runtime, state: StreamState, ids: torch.Tensor, retrieve: bool = True
     config: Retrieval | None = state.settings.config.retrieval
     store = state.store
     everything = held(state)
-    if config is None or state.digests is None or not retrieve:
+    if config is None or not retrieve:  # the digests exist exactly when config does
         return Recalled(store, list(store.records), len(everything))
     budget = _budget(state)
     sizes = [r.num_tokens for r in everything]
@@ -145,7 +152,7 @@ def _gather(state: StreamState, records: list[IntervalRecord]
     if not records:
         return store.keys()[:, :, :, :0], store.values()[:, :, :, :0]
     device, dtype = store.arena.device, store.arena.dtype
-    at = dict(zip((r.id for r in store.records), _starts(store), strict=True))
+    at = dict(zip((r.id for r in store.records), store.token_starts(), strict=True))
     archived = {e.record.id: e for e in state.archive.entries} if state.archive else {}
     host = [state.archive.load(archived[r.id]) for r in records if r.id not in at]
     if host:
@@ -185,11 +192,6 @@ def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
     return state.digests.scores(queries)
 
 
-def _rows(state: StreamState) -> int:
-    config = state.settings.config.retrieval
-    return config.digest_tokens if config is not None else Retrieval().digest_tokens
-
-
 def _budget(state: StreamState) -> int:
     """Interval tokens one question reads."""
     config = state.settings.config
@@ -213,13 +215,5 @@ def _recall_store(runtime, state: StreamState, budget: int) -> MemoryStore:
     return out
 
 
-def _starts(store: MemoryStore) -> list[int]:
-    starts, at = [], store.sink_tokens
-    for r in store.records:
-        starts.append(at)
-        at += r.num_tokens
-    return starts
-
-
 __all__ = ["Leaving", "Recalled", "archive", "forget_dropped", "held", "leaving", "recall",
-           "remember", "scores", "tiers_for"]
+           "remember", "remember_newest", "scores", "tiers_for"]

@@ -46,7 +46,7 @@ from .durable import restore_stream, start_log
 from .events import IntervalEvent
 from .job import IntervalJob
 from .question import Question, answer_text, stop_ids
-from .retrieval import archive, forget_dropped, leaving, recall, remember, tiers_for
+from .retrieval import archive, forget_dropped, leaving, recall, remember_newest, tiers_for
 from .stream import StreamSettings, StreamState
 from .workspace import EncoderWorkspace
 
@@ -217,7 +217,7 @@ class Runtime:
             raise
         state.pending.popleft()
         archive(state, left)
-        remember(state, record, job.retained()[0])
+        remember_newest(state)
         if evicted:  # gaps before what the memory still holds are forgotten with it
             forget_dropped(state)
             oldest = state.oldest_held()

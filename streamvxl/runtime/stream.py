@@ -202,13 +202,19 @@ class StreamState:
         if self.log is not None:
             self.log.reset()
 
-    def raw_tokens(self) -> torch.Tensor | None:
-        """(N, C) every frame not yet compressed, in stream order: the pending intervals' then
-        the open interval's; None when there are none. Questions read them uncompressed."""
+    def raw_parts(self) -> list[torch.Tensor]:
+        """(n, C) raw tokens of each span not yet compressed, in stream order: the pending
+        intervals', then the open interval's."""
         parts = [job.tokens[0] for job in self.pending]
         open_tokens = self.open.raw_tokens()
         if open_tokens is not None:
             parts.append(open_tokens)
+        return parts
+
+    def raw_tokens(self) -> torch.Tensor | None:
+        """(N, C) every frame not yet compressed, in stream order (`raw_parts` joined); None
+        when there are none. Questions read them uncompressed."""
+        parts = self.raw_parts()
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else torch.cat(parts)
