@@ -303,7 +303,8 @@ class ClusterService:
         return await self.ask(camera, {
             "question": request.question, "id": request.request_id,
             "max_new_tokens": request.max_new_tokens, "temperature": request.temperature,
-            "top_p": request.top_p, "seed": request.seed, "wait": request.wait})
+            "top_p": request.top_p, "seed": request.seed, "wait": request.wait,
+            "cite": request.cite, "retrieve": request.retrieve})
 
     async def _ping(self, shard: ShardView) -> dict | None:
         try:

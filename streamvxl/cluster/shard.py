@@ -119,7 +119,8 @@ class CameraShard:
         try:
             answer = await served.stream.aask(ask.question, ask.max_new_tokens,
                                               temperature=ask.temperature, top_p=ask.top_p,
-                                              seed=ask.seed, wait=ask.wait)
+                                              seed=ask.seed, wait=ask.wait, cite=ask.cite,
+                                              retrieve=ask.retrieve)
         except (QuestionError, ConfigError) as e:
             return msgpack.packb(error_message("bad_request", str(e), ask.request_id, camera))
         except (ClosedError, StreamVXLError) as e:

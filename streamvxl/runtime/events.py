@@ -22,7 +22,11 @@ class IntervalEvent:
     num_tokens: int
     """Tokens it holds in memory."""
     evicted: int
-    """Older intervals the budget dropped to make room for it."""
+    """Older intervals dropped for good to make room for it (the GPU budget under
+    ``drop_oldest``; the last tier's under ``offload``)."""
+    offloaded: int = 0
+    """Older intervals that left the GPU for the host or disk tier to make room for it, still
+    held (``eviction="offload"``)."""
 
 
 IntervalListener = Callable[[IntervalEvent], None]

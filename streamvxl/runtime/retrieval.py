@@ -75,15 +75,18 @@ def leaving(state: StreamState, job: IntervalJob) -> Leaving:
             for r, a in zip(store.records[:job.evict], store.token_starts(), strict=False)]
 
 
-def archive(state: StreamState, left: Leaving) -> None:
+def archive(state: StreamState, left: Leaving) -> int:
     """Hand intervals that left the GPU to the archive; digests of any that left the last tier
-    for good are forgotten."""
+    for good are forgotten. Returns how many did."""
     if state.archive is None:
-        return
+        return 0
+    gone = 0
     for record, keys, values in left:
         dropped = state.archive.put(record, keys, values)
+        gone += len(dropped)
         if dropped and state.digests is not None:
             state.digests.discard({r.id for r in dropped})
+    return gone
 
 
 def remember(state: StreamState, record: IntervalRecord, keys: torch.Tensor) -> None:

@@ -216,7 +216,9 @@ class Runtime:
             state.pending.popleft()
             raise
         state.pending.popleft()
-        archive(state, left)
+        dropped = archive(state, left)
+        # what left the GPU: gone for good (drop_oldest), or to the next tier (offload)
+        gone, moved = (dropped, len(evicted)) if state.archive is not None else (len(evicted), 0)
         remember_newest(state)
         if evicted:  # gaps before what the memory still holds are forgotten with it
             forget_dropped(state)
@@ -227,7 +229,7 @@ class Runtime:
                   record.frame_start, record.frame_end, record.ratio, record.num_tokens,
                   len(evicted))
         if state.listeners or state.conditions:  # told once it is published (`announce`)
-            state.stored.append((record, len(evicted)))
+            state.stored.append((record, gone, moved))
         if failed_write is not None:  # the previous record is not in the log; this one went on
             raise failed_write
         return record
@@ -237,11 +239,11 @@ class Runtime:
         its watch conditions on it. The scheduler calls it right after the stored interval is
         published, so a listener or callback that reads ``stats()`` / ``intervals`` sees it."""
         while state.stored:
-            record, evicted = state.stored.pop(0)
+            record, gone, moved = state.stored.pop(0)
             if state.listeners:
                 self._tell(state, IntervalEvent(record.id, record.t_start, record.t_end,
                                                 record.num_frames, record.ratio,
-                                                record.num_tokens, evicted))
+                                                record.num_tokens, gone, moved))
             if state.conditions:
                 self.check_conditions(state, record)
 
@@ -347,12 +349,13 @@ class Runtime:
             prefill = (first[0] if first else end) - start
             cites = cited.cite(self, gen.ids) if cited is not None else ()
             self._sync()
+            citing = time.perf_counter() - end if cited is not None else 0.0
             return Answer(
                 text=answer_text(self.tokenizer, gen.ids, stop), token_ids=gen.ids,
                 intervals=evidence,
                 timings=Timings(prefill=prefill, decode=end - start - prefill,
                                 total=end - asked_at, wait=start - asked_at,
-                                cite=time.perf_counter() - end, retrieve=retrieved - start),
+                                cite=citing, retrieve=retrieved - start),
                 context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
                 logits=torch.stack(gen.step_logits) if question.output_logits else None,
                 gaps=gaps, cited=cites, candidates=memory.candidates)

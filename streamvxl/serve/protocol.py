@@ -7,7 +7,9 @@ the same encoding)::
      "id": "q-17",                          # optional, echoed back (string or integer)
      "reply_to": "agents/7/answers",        # MQTT 3.1.1 clients: where the answer goes
      "max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "seed": null,
-     "wait": false}                         # true: answer after every frame pushed is in
+     "wait": false,                         # true: answer after every frame pushed is in
+     "cite": true,                          # false: no "cited" ranking (one pass less)
+     "retrieve": true}                      # false: read only the GPU tier (no retrieval)
 
 MQTT 5 clients set the response topic (and correlation data) on the message instead; a
 response topic wins over ``reply_to`` (one that cannot be published to -- wildcards, more than
@@ -16,9 +18,13 @@ response topic wins over ``reply_to`` (one that cannot be published to -- wildca
     {"id": "q-17", "camera": "door", "question": "...", "text": "...", "finished": true,
      "intervals": [{"t_start": 12.0, "t_end": 19.5, "num_frames": 8, "ratio": 8,
                     "compressed": true}, ...],
+     "cited": [{"t_start": 12.0, "t_end": 19.5, "weight": 0.8, "interval": 3}, ...],
+     "candidates": 212,
      "gaps": [{"t_start": ..., "t_end": ..., "cause": "..."}],
      "context_tokens": 812,
-     "timings": {"wait": ..., "prefill": ..., "decode": ..., "total": ..., "first_token": ...}}
+     "timings": {"wait": ..., "prefill": ..., "decode": ..., "total": ..., "first_token": ...,
+                 "retrieve": ..., "cite": ...}}   # seconds; retrieve is part of prefill,
+                                                  # cite comes after total
 
 An error (a request that cannot be answered, and why)::
 
@@ -48,7 +54,7 @@ from ..runtime.events import IntervalEvent
 Encoding = Literal["json", "msgpack"]
 
 REQUEST_FIELDS = ("question", "id", "reply_to", "max_new_tokens", "temperature", "top_p",
-                  "seed", "wait")
+                  "seed", "wait", "cite", "retrieve")
 MAX_ID_CHARS = 256
 MAX_TOPIC_CHARS = 1024
 MAX_NEW_TOKENS = 4096
@@ -76,6 +82,10 @@ class AskRequest:
     top_p: float = 1.0
     seed: int | None = None
     wait: bool = False
+    cite: bool = True
+    """Rank what the answer drew on (``cited``); false skips that pass."""
+    retrieve: bool = True
+    """Choose from every tier what the question reads (`Retrieval`); false reads the GPU's."""
 
 
 def sniff(payload: bytes) -> Encoding | None:
@@ -161,11 +171,13 @@ def parse_ask(payload: bytes, max_bytes: int) -> AskRequest:
     seed = value.get("seed")
     if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
         raise bad(f"seed must be a whole number >= 0 or null, got {_short(seed)}")
-    wait = value.get("wait", False)
-    if not isinstance(wait, bool):
-        raise bad(f"wait must be true or false, got {_short(wait)}")
+    flags = {}
+    for name in ("wait", "cite", "retrieve"):
+        flags[name] = value.get(name, name != "wait")
+        if not isinstance(flags[name], bool):
+            raise bad(f"{name} must be true or false, got {_short(flags[name])}")
     return AskRequest(question, encoding, request_id, reply_to, max_new_tokens,
-                      float(temperature), float(top_p), seed, wait)
+                      float(temperature), float(top_p), seed, **flags)
 
 
 def request_address(value: dict) -> tuple[str | int | None, str | None]:
@@ -202,7 +214,7 @@ def answer_message(camera: str, request: AskRequest, answer: Answer) -> dict[str
         "gaps": [gap_message(g) for g in answer.gaps],
         "context_tokens": answer.context_tokens, "candidates": answer.candidates,
         "timings": {"wait": t.wait, "prefill": t.prefill, "decode": t.decode, "total": t.total,
-                    "first_token": t.first_token},
+                    "first_token": t.first_token, "retrieve": t.retrieve, "cite": t.cite},
     }
 
 
@@ -218,7 +230,8 @@ def gap_message(gap: Gap) -> dict[str, Any]:
 def event_message(camera: str, event: IntervalEvent) -> dict[str, Any]:
     return {"camera": camera, "interval": event.interval, "t_start": event.t_start,
             "t_end": event.t_end, "num_frames": event.num_frames, "ratio": event.ratio,
-            "num_tokens": event.num_tokens, "evicted": event.evicted}
+            "num_tokens": event.num_tokens, "evicted": event.evicted,
+            "offloaded": event.offloaded}
 
 
 def alert_message(camera: str, event: WatchEvent) -> dict[str, Any]:

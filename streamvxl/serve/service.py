@@ -124,7 +124,8 @@ class Service:
         stream = self.cameras[camera].stream
         return await stream.aask(request.question, request.max_new_tokens,
                                  temperature=request.temperature, top_p=request.top_p,
-                                 seed=request.seed, wait=request.wait)
+                                 seed=request.seed, wait=request.wait, cite=request.cite,
+                                 retrieve=request.retrieve)
 
     def _event(self, name: str):
         bridge = self.bridge

@@ -23,6 +23,7 @@ def test_each_stored_interval_is_told_once_as_the_memory_holds_it(tiny_checkpoin
     assert [e.interval for e in events] == list(range(len(events)))
     kept = {r.id: r for r in mem.intervals}
     assert stats.intervals_evicted > 0 and sum(e.evicted for e in events) == stats.intervals_evicted
+    assert sum(e.offloaded for e in events) == 0  # drop_oldest: nothing moves, it goes
     for e in events:
         if e.interval in kept:
             r = kept[e.interval]
@@ -30,6 +31,24 @@ def test_each_stored_interval_is_told_once_as_the_memory_holds_it(tiny_checkpoin
                 r.t_start, r.t_end, r.num_frames, r.ratio, r.num_tokens)
     assert events[0].t_start == 0.0 and events[-1].t_end == 22.0
     assert order[:2] == ["listener", "watch"]  # the event before its interval's alert
+    mem.close()
+
+
+def test_offloaded_intervals_are_told_apart_from_dropped_ones(tiny_checkpoint) -> None:
+    """Under ``offload`` an interval leaving the GPU is still held (``offloaded``); only what
+    leaves the last tier -- here the host, there is no log -- is ``evicted``."""
+    runtime = Runtime.from_pretrained(tiny_checkpoint, device="cpu")
+    mem = VideoMemory.on(runtime, config(token_budget=40, eviction="offload", host_budget=40),
+                         background=False)
+    events: list[IntervalEvent] = []
+    mem.on_interval(events.append)
+    mem.extend(scenes(8, 9), timestamps=[0.5 * i for i in range(72)])
+    mem.flush()
+    stats = mem.stats()
+    on_gpu = stats.intervals_closed - stats.intervals_on_host - stats.intervals_evicted
+    assert stats.intervals_on_host > 0 and stats.intervals_evicted > 0
+    assert sum(e.offloaded for e in events) == stats.intervals_closed - on_gpu
+    assert sum(e.evicted for e in events) == stats.intervals_evicted
     mem.close()
 
 

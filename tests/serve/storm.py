@@ -202,6 +202,9 @@ class Storm:
             body["top_p"] = r.choice((1.0, 0.9, 0.01))
         if r.random() < 0.3:
             body["wait"] = r.random() < 0.5
+        for flag in ("cite", "retrieve"):
+            if r.random() < 0.2:
+                body[flag] = r.random() < 0.5
         return body, request_id
 
     # -- the kinds ------------------------------------------------------------------------------
@@ -284,6 +287,8 @@ class Storm:
         "top_p": (0, 0.0, 1.5, -1, "1", None, True, float("nan"), 1e-400),
         "seed": (-1, -2**63, 2**63, 2**64 - 1, 1.0, "7", True, [], {}),
         "wait": ("true", "false", 1, 0, "yes", None, [], 1.0),
+        "cite": ("false", 0, 1, None, [], {}),
+        "retrieve": ("true", 0, None, 1.0),
         "id": ({}, {"a": 1}, [], [1], 1.5, True, False, "x" * 257, 2**64, -2**63 - 1),
         "reply_to": ("", "a/#", "#", "a/+/b", "+", "x" * 1025, 5, [], "a\x00b", True),
     }

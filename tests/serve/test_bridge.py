@@ -22,7 +22,7 @@ QUESTION = "What colour is the car?"
 
 
 def config_text(port: int, prefix: str = "site", source: str | None = None,
-                extra: str = "") -> str:
+                extra: str = "", memory: str = MEMORY_TOML) -> str:
     source = source or "lavfi:testsrc=size=64x48:rate=4:duration=6"
     return f"""
 [mqtt]
@@ -30,7 +30,7 @@ port = {port}
 prefix = "{prefix}"
 [serve]
 health_seconds = 0.5
-{MEMORY_TOML}[cameras.door]
+{memory}[cameras.door]
 source = "{source}"
 fps = 4
 {extra}
@@ -90,7 +90,14 @@ def test_answers_over_mqtt5_and_311_are_those_of_ask(serve, broker) -> None:
         assert [(s["t_start"], s["t_end"], s["ratio"]) for s in answer["intervals"]] == [
             (s.t_start, s.t_end, s.ratio) for s in direct.intervals]
         assert answer["context_tokens"] == direct.context_tokens
+        assert [(c["t_start"], c["t_end"], c["interval"]) for c in answer["cited"]] == [
+            (c.t_start, c.t_end, c.interval) for c in direct.cited] != []
         assert 0 < answer["timings"]["first_token"] <= answer["timings"]["total"]
+        assert answer["timings"]["cite"] > 0
+    # the evidence pass is the agent's to skip: the same text, nothing cited, no time spent
+    bare = v5.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 12, "cite": False,
+                                    "retrieve": False})
+    assert bare["text"] == direct.text and bare["cited"] == [] and bare["timings"]["cite"] == 0
     # every stored interval was an event, with the span the memory holds
     stats = door.stream.stats()
     told = [decode(next_message(events, 10).payload) for _ in range(stats.intervals_closed)]
@@ -115,6 +122,32 @@ def test_answers_over_mqtt5_and_311_are_those_of_ask(serve, broker) -> None:
     assert next_message(after.listen("site/available"), 10).payload == b"offline"
     for agent in (watching, v5, v311, late, after):
         agent.close()
+
+
+def test_an_agent_asks_with_or_without_retrieval(serve, broker) -> None:
+    """A camera whose older intervals left the GPU for the host: ``retrieve`` over MQTT chooses
+    what its question reads exactly as ``ask(retrieve=...)`` does."""
+    tiers = MEMORY_TOML.replace("ratio = 2\n", 'ratio = 2\ntoken_budget = 40\n'
+                                'eviction = "offload"\n[memory.retrieval]\nbudget = 30\n')
+    running = serve(config_text(broker.port, memory=tiers))
+    door = running.service.cameras["door"]
+    until(lambda: door.state == "ended", what="the file to end")
+    door.stream.wait()
+    stats = door.stream.stats()
+    assert stats.intervals_on_host > 0 and stats.intervals_evicted == 0
+    agent = Agent(broker.port)
+    spans = {}
+    for retrieve in (True, False):
+        direct = door.stream.ask(QUESTION, max_new_tokens=6, retrieve=retrieve)
+        served = agent.ask("site/door/ask", {"question": QUESTION, "max_new_tokens": 6,
+                                             "retrieve": retrieve})
+        assert served["text"] == direct.text and served["candidates"] == direct.candidates
+        assert [(s["t_start"], s["t_end"]) for s in served["intervals"]] == [
+            (s.t_start, s.t_end) for s in direct.intervals]
+        spans[retrieve] = [(s.t_start, s.t_end) for s in direct.intervals]
+    assert spans[True] != spans[False]  # the GPU tier alone is not what retrieval read
+    assert running.close() == 0
+    agent.close()
 
 
 def test_alerts_arrive_with_the_span_and_score(serve, broker) -> None:
