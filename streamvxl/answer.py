@@ -141,4 +141,8 @@ class MemoryStats:
     intervals_on_disk: int = 0
     """Intervals offloaded to disk (the log), read back when a question retrieves them."""
     host_bytes: int = 0
-    """Bytes of the K/V held in host memory."""
+    """Bytes of the K/V held in host memory (what ``host_budget`` bounds)."""
+    digest_bytes: int = 0
+    """Host bytes of the retrieval index: a key digest per interval held on any tier (not in
+    ``host_budget``: 8 key rows per kv head in half the layers, about 1/70 of the K/V of a
+    16-frame interval at Video-XL-7B scale)."""

@@ -283,8 +283,10 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
                    snapshot_file: Path | None) -> None:
     """The reopened stream's archive (what the log holds beyond the GPU: on disk, read back
     on demand) and the key digests of every interval it holds."""
-    reader = RecordFile(snapshot_file).read_interval if snapshot_file else None
-    tiers_for(state, runtime.model.device, reader)
+    if snapshot_file is not None:
+        state.snapshot = RecordFile(snapshot_file)
+    tiers_for(state, runtime.model.device,
+              state.snapshot.read_interval if state.snapshot is not None else None)
     if state.log is not None:
         state.log.offsets.update(contents.offsets)
     if state.archive is not None:

@@ -521,8 +521,8 @@ class StreamHandle:
                 log.warning("stream %r: %r while draining before close", slot.name, e)
 
         def remove() -> None:
-            if slot.state is not None and slot.state.log is not None:
-                slot.state.log.close()
+            if slot.state is not None:
+                slot.state.close_files()
             with scheduler.lock:
                 slot.closed = True
                 scheduler.slots.pop(slot.name, None)

@@ -109,7 +109,8 @@ class StreamSlot:
             gaps=tuple(state.gaps),
             intervals_on_host=archive.on_host if archive is not None else 0,
             intervals_on_disk=archive.on_disk if archive is not None else 0,
-            host_bytes=archive.host_bytes if archive is not None else 0)
+            host_bytes=archive.host_bytes if archive is not None else 0,
+            digest_bytes=state.digests.nbytes if state.digests is not None else 0)
         self.published = Published(stats, tuple(held(state)), self.processed_time)
 
 

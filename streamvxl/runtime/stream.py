@@ -35,7 +35,7 @@ from .events import IntervalListener
 from .job import IntervalJob
 
 if TYPE_CHECKING:
-    from .durable import StreamLog
+    from .durable import RecordFile, StreamLog
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ class StreamState:
     """Watched yes/no questions, checked on every interval as it is stored."""
     listeners: list[IntervalListener] = field(default_factory=list)
     """Called with an `IntervalEvent` for every interval as it is stored."""
-    stored: list[tuple[IntervalRecord, int]] = field(default_factory=list)
-    """Intervals stored (with how many they evicted) whose listeners and watch conditions
-    have not run yet (`Runtime.announce`)."""
+    stored: list[tuple[IntervalRecord, int, int]] = field(default_factory=list)
+    """Intervals stored (with how many older ones they dropped for good, and moved off the
+    GPU) whose listeners and watch conditions have not run yet (`Runtime.announce`)."""
     log: StreamLog | None = None
     """Where closed intervals are written before they count as stored (`MemoryConfig.log_dir`)."""
     resumed_wall: float | None = None
@@ -113,6 +113,17 @@ class StreamState:
     recall_store: MemoryStore | None = None
     """Where a question's retrieved intervals are packed (allocated once, at the retrieval
     budget)."""
+    snapshot: RecordFile | None = None
+    """Reopened from a snapshot under ``offload``: the file its disk tier reads from."""
+
+    def close_files(self) -> None:
+        """Close the log and the snapshot the disk tier reads (the stream is going away)."""
+        try:
+            if self.log is not None:
+                self.log.close()
+        finally:
+            if self.snapshot is not None:
+                self.snapshot.close()
 
     def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float],
               reported: Sequence[Gap | None] | None = None,

@@ -3,6 +3,7 @@ dropped, keep their K/V exactly, come back to questions, and survive a restart."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,10 @@ def test_the_gpu_tier_is_what_drop_oldest_keeps(runtime) -> None:
     assert [r.id for r in offloading.intervals] == list(range(stats.intervals_closed))
     assert stats.host_bytes == sum(e.keys.nbytes + e.values.nbytes
                                    for e in offloading.state.archive.entries)
+    # the retrieval index is counted apart: a digest for each interval held, on every tier
+    digests = offloading.state.digests
+    assert len(digests) == stats.intervals_closed and stats.digest_bytes == digests.nbytes > 0
+    assert dropping.stats().digest_bytes == 0  # no retrieval, no index
 
 
 def test_offloaded_intervals_keep_their_kv_exactly(runtime) -> None:
@@ -229,6 +234,16 @@ def test_a_snapshot_opened_without_a_log_keeps_digests_with_their_intervals(runt
     assert mem.stats().intervals_evicted > 0 and mem.state.archive.on_disk == len(live.state.archive)
     assert mem.state.digests.ids == [r.id for r in held(mem.state)]
     assert mem.ask(QUESTION, max_new_tokens=4).intervals
+    snapshot = (tmp_path / "all.svxl").resolve()
+    assert snapshot in open_files()  # the disk tier reads it
+    mem.close()
+    assert snapshot not in open_files()  # and lets go of it with the memory
+
+
+def open_files() -> set[Path]:
+    """Files this process holds open now."""
+    fds = Path("/proc/self/fd")
+    return {Path(os.readlink(fd)) for fd in fds.iterdir() if fd.exists()}
 
 
 def test_a_record_read_back_must_be_the_interval_asked_for(runtime, tmp_path) -> None:
