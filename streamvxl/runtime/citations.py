@@ -1,15 +1,16 @@
 """What an answer cites: each span in its context, ranked by the attention its tokens paid it.
 
-The answer's own attention is recomputed once after it is generated (`memory_attention`): over
-the question's memory (sink and stored intervals), then the frames not yet compressed, the
-question and the answer. Each stored interval's share is the attention mass on its VSTs; the
-frames not yet compressed are cited as the spans `spans` lists for them. The sink and the text
-are left out, and the shares are normalised over the video.
+The answer's own attention is recomputed once after it is generated (`memory_attention`), from
+the decoder's cache before it is given back: it holds [memory | frames not yet compressed |
+question | answer], so only the rows that predicted the answer's tokens (the question's last
+token and the answer's tokens but the last) go through the model again, reading the rest from
+the cache. Each stored interval's share is the attention mass on its VSTs; the frames not yet
+compressed are cited as the spans `spans` lists for them. The sink and the text are left out,
+and the shares are normalised over the video. Nothing of the memory is copied: an answer is
+generated in steps while the stream goes on, but its cache is its own.
 
-An answer is generated in steps while the stream goes on, so what it cites is taken when it
-starts (`Context.of`): the memory it read, copied, and the raw frames of that moment.
-
-Shapes: L layers, G kv heads, M memory tokens, N raw tokens, Q question tokens, D head_dim.
+Shapes: L layers, G kv heads, M memory tokens, N raw tokens, Q question tokens, A answer
+tokens, D head_dim.
 """
 
 from __future__ import annotations
@@ -21,51 +22,46 @@ import torch
 from ..answer import Citation, IntervalSpan
 from ..memory.store import IntervalRecord, MemoryStore
 from ..model.attribution import memory_attention
+from ..model.cache import RotatedCache
 from .stream import StreamState
 
 
 @dataclass(frozen=True)
 class Context:
-    """What one answer was generated from."""
+    """What one answer was generated from, in the order its decoder's cache holds it."""
 
-    rotated_keys: torch.Tensor
-    """(L, 1, G, M, D) the memory's keys at positions 0..M-1 (a copy)."""
-    values: torch.Tensor
+    memory_tokens: int
+    """M: sink + the stored intervals read."""
     sink_tokens: int
     records: list[IntervalRecord]
     """The stored intervals in it, in memory order."""
-    raw: torch.Tensor | None
-    """(N, C) frames not yet compressed."""
     raw_spans: list[IntervalSpan]
     raw_sizes: list[int]
-    """Raw tokens of each of ``raw_spans``."""
+    """Raw tokens of each of ``raw_spans`` (N in all)."""
     question_ids: torch.Tensor
     """(Q,) the question as the model read it."""
 
     @classmethod
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
-           raw: torch.Tensor | None, raw_spans: list[IntervalSpan],
-           question_ids: torch.Tensor) -> Context:
+           raw_spans: list[IntervalSpan], question_ids: torch.Tensor) -> Context:
         sizes = [part.shape[0] for part in state.raw_parts()]
-        return cls(store.rotated_keys().clone(), store.values().clone(), store.sink_tokens,
-                   list(records), raw, raw_spans, sizes, question_ids)
+        return cls(store.num_tokens, store.sink_tokens, list(records), raw_spans, sizes,
+                   question_ids)
 
     @torch.no_grad()
-    def cite(self, runtime, answer_ids: list[int]) -> tuple[Citation, ...]:
-        """The spans ``answer_ids`` drew on, heaviest first (see the module docstring)."""
+    def cite(self, runtime, cache: RotatedCache, answer_ids: list[int]
+             ) -> tuple[Citation, ...]:
+        """The spans ``answer_ids`` drew on, heaviest first (see the module docstring), from
+        the ``cache`` that generated them."""
         if not answer_ids or (not self.records and not self.raw_spans):
             return ()
         model = runtime.model
-        text = torch.cat((self.question_ids, torch.tensor(answer_ids[:-1], dtype=torch.long)))
-        chunk = model.embed_ids(text.to(model.device)[None])  # (1, Q+A-1, C)
-        n = 0
-        if self.raw is not None and self.raw.numel():
-            raw = self.raw.reshape(1, -1, chunk.shape[-1]).to(model.device, model.dtype)
-            n = raw.shape[1]
-            chunk = torch.cat((raw, chunk), dim=1)  # (1, N+Q+A-1, C)
-        first = n + self.question_ids.shape[0] - 1  # the row that predicted the first token
-        rows = torch.arange(first, first + len(answer_ids))
-        mass = memory_attention(model, self.rotated_keys, self.values, chunk, rows)
+        before = self.memory_tokens + sum(self.raw_sizes) + self.question_ids.shape[0] - 1
+        rows = torch.cat((self.question_ids[-1:], torch.tensor(answer_ids[:-1],
+                                                               dtype=torch.long)))  # (A,)
+        mass = memory_attention(model, cache.k[:, :, :, :before], cache.v[:, :, :, :before],
+                                model.embed_ids(rows.to(model.device)[None]),  # (1, A, C)
+                                torch.arange(len(answer_ids)))
         out: list[Citation] = []
         at = self.sink_tokens
         for r in self.records:

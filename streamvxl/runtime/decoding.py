@@ -121,10 +121,14 @@ def decode_steps(model: VideoXL, memory_k: torch.Tensor, memory_v: torch.Tensor,
                  sampling: Sampling = GREEDY, *, graphs: DecodeGraphs | None = None,
                  kernels: AttentionKernels | None = None, all_logits: bool = False,
                  on_token: Callable[[int], None] | None = None, keep_logits: bool = True,
-                 chunk: int = 8) -> Generator[None, None, Decoded]:
+                 chunk: int = 8,
+                 on_done: Callable[[RotatedCache, Generation], None] | None = None
+                 ) -> Generator[None, None, Decoded]:
     """`decode` in pieces: yields once the first token is out and then after every ``chunk``
     tokens; returns the `Decoded`. The memory is copied in at the start, so whatever happens
-    to it between the pieces does not change the answer."""
+    to it between the pieces does not change the answer. ``on_done`` is called with the cache
+    ([memory | prompt | the answer but its last token]) and the generation before the cache
+    is given back (citations read the answer's context from it, not from a copy)."""
     m = memory_k.shape[3]
     need = m + prompt.shape[1] + max_new_tokens
     decoder = graphs.lease(need) if graphs is not None else None
@@ -145,6 +149,8 @@ def decode_steps(model: VideoXL, memory_k: torch.Tensor, memory_v: torch.Tensor,
         else:
             gen = yield from generate_steps(last, step, max_new_tokens, eos_ids, sampling,
                                             on_token, chunk)
+        if on_done is not None:
+            on_done(cache, gen)
         return Decoded(gen, logits[0] if all_logits else None, m + prompt.shape[1])
     finally:
         if decoder is not None:

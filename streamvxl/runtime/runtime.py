@@ -22,16 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..answer import Answer, IntervalSpan, Timings
+from ..answer import Answer, Citation, IntervalSpan, Timings
 from ..config import MemoryConfig
 from ..errors import CheckpointError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
+from ..model.cache import RotatedCache
 from ..model.decoder import ChunkKV
 from ..model.encoder import encode_text, encode_window, window_plan
-from ..model.generate import GREEDY, Sampling, run_steps
+from ..model.generate import GREEDY, Generation, Sampling, run_steps
 from ..model.layout import RemainderRule
 from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
@@ -332,9 +333,11 @@ class Runtime:
         retrieved = time.perf_counter()
         evidence = spans(state, memory.records)
         raw = state.raw_tokens()
-        cited = Context.of(state, memory.store, memory.records, raw,
-                           [s for s in evidence if not s.compressed], ids) \
+        context = Context.of(state, memory.store, memory.records,
+                             [s for s in evidence if not s.compressed], ids) \
             if question.cite else None
+        ended: list[float] = []  # when the last token was out
+        cited: list[tuple[Citation, ...]] = []
 
         def seen(token: int) -> None:
             if not first:
@@ -342,27 +345,32 @@ class Runtime:
             if on_token is not None:
                 on_token(token)
 
-        def finish(out: Decoded) -> Answer:
+        def done(cache: RotatedCache, gen: Generation) -> None:  # before the cache goes back
             self._sync()
-            end = time.perf_counter()
+            ended.append(time.perf_counter())
+            if context is not None:
+                cited.append(context.cite(self, cache, gen.ids))
+                self._sync()
+
+        def finish(out: Decoded) -> Answer:
+            end = ended[0]
             gen = out.generation
             prefill = (first[0] if first else end) - start
-            cites = cited.cite(self, gen.ids) if cited is not None else ()
-            self._sync()
-            citing = time.perf_counter() - end if cited is not None else 0.0
             return Answer(
                 text=answer_text(self.tokenizer, gen.ids, stop), token_ids=gen.ids,
                 intervals=evidence,
                 timings=Timings(prefill=prefill, decode=end - start - prefill,
                                 total=end - asked_at, wait=start - asked_at,
-                                cite=citing, retrieve=retrieved - start),
+                                cite=time.perf_counter() - end if cited else 0.0,
+                                retrieve=retrieved - start),
                 context_tokens=out.context_tokens, finished=gen.stopped_on_eos,
                 logits=torch.stack(gen.step_logits) if question.output_logits else None,
-                gaps=gaps, cited=cites, candidates=memory.candidates)
+                gaps=gaps, cited=cited[0] if cited else (), candidates=memory.candidates)
 
         steps = self.decode_steps(memory.store, raw, ids,
                                   question.max_new_tokens, stop, question.sampling,
-                                  on_token=seen, keep_logits=question.output_logits)
+                                  on_token=seen, keep_logits=question.output_logits,
+                                  on_done=done)
         return AnswerJob(steps, finish)
 
     # -- tensor level ---------------------------------------------------------------------------
@@ -460,7 +468,9 @@ class Runtime:
                      question_ids: torch.Tensor, max_new_tokens: int,
                      eos_ids: tuple[int, ...] = (), sampling: Sampling = GREEDY, *,
                      all_logits: bool = False, on_token: Callable[[int], None] | None = None,
-                     keep_logits: bool = True) -> Generator[None, None, Decoded]:
+                     keep_logits: bool = True,
+                     on_done: Callable[[RotatedCache, Generation], None] | None = None
+                     ) -> Generator[None, None, Decoded]:
         """`decode` in pieces (`streamvxl.runtime.decoding.decode_steps`); nothing runs until
         the first piece is asked for."""
         model = self.model
@@ -471,7 +481,7 @@ class Runtime:
         return (yield from decode_steps(
             model, store.rotated_keys(), store.values(), prompt, max_new_tokens, eos_ids,
             sampling, graphs=self.graphs, kernels=self.kernels, all_logits=all_logits,
-            on_token=on_token, keep_logits=keep_logits))
+            on_token=on_token, keep_logits=keep_logits, on_done=on_done))
 
     @property
     def device_bytes(self) -> int:
