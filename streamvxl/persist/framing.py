@@ -202,7 +202,8 @@ def _record_end(data: memoryview, pos: int) -> int | str:
     return end
 
 
-def scan(data: bytes | bytearray | memoryview, start: int = HEADER_SIZE) -> Scan:
+def scan(data: bytes | bytearray | memoryview, start: int = HEADER_SIZE, *,
+         copy: bool = True) -> Scan:
     """Every valid record in a log's bytes, and where the damage is.
 
     At a position that holds no valid record (bad sync, a length past the end of the data, a CRC
@@ -215,6 +216,9 @@ def scan(data: bytes | bytearray | memoryview, start: int = HEADER_SIZE) -> Scan
         data: The whole file's bytes (a ``memoryview`` of an mmap works and is not copied, apart
             from the bodies returned).
         start: Where the first record begins (just past the file header by default).
+        copy: False: each body is a ``memoryview`` into ``data``, not a copy (reopening a long
+            log then holds none of its bytes but what it decodes; the views must be dropped
+            before an mmap under them is closed).
 
     Raises:
         ValueError: ``start`` is negative or past the end of the data.
@@ -245,7 +249,8 @@ def scan(data: bytes | bytearray | memoryview, start: int = HEADER_SIZE) -> Scan
             if damage_start is not None:
                 skipped.append(Damage(damage_start, pos - damage_start, damage_reason))
                 damage_start = None
-            records.append((pos, bytes(view[pos + RECORD_HEADER_SIZE : end])))
+            body = view[pos + RECORD_HEADER_SIZE : end]
+            records.append((pos, bytes(body) if copy else body))
             valid_end = pos = end
             continue
         if damage_start is None:

@@ -10,6 +10,7 @@ Nothing read is executed: bodies are msgpack and safetensors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -23,6 +24,7 @@ from .framing import (
     HEADER_SIZE,
     RECORD_HEADER_SIZE,
     RECORD_SYNC,
+    Scan,
     file_header,
     frame_parts,
     read_version,
@@ -61,8 +63,7 @@ def read_log(path: str | os.PathLike[str]) -> tuple[LogContents, int]:
     try:
         with open(path, "rb") as fh:
             read_version(fh.read(HEADER_SIZE), name)  # an empty file stops here
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                found = scan(data)
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError as e:
         raise MemoryFileError(f"no memory at {name}: the file does not exist") from e
     except IsADirectoryError as e:
@@ -72,6 +73,22 @@ def read_log(path: str | os.PathLike[str]) -> tuple[LogContents, int]:
         if isinstance(e, MemoryFileError):
             raise
         raise MemoryFileError(f"cannot read {name}: {e}") from e
+    try:
+        # bodies are views of the mapped file, not copies: a log holds every interval ever
+        # stored (hours, days), and only the ones still in memory are decoded (`fold`)
+        found = scan(data, copy=False)
+        _warn_damage(name, found)
+        valid_end = found.valid_end
+        contents = fold([body for _, body in found.records], name, damaged=len(found.skipped),
+                        offsets=[offset for offset, _ in found.records])
+    finally:
+        found = None  # the views go before the map closes
+        with contextlib.suppress(BufferError):  # one held by a traceback: closed when it goes
+            data.close()
+    return contents, valid_end
+
+
+def _warn_damage(name: str, found: Scan) -> None:
     if found.skipped:
         log.warning("%s: %d damaged regions in the middle skipped (%d bytes): %s", name,
                     len(found.skipped), sum(d.length for d in found.skipped),
@@ -80,9 +97,6 @@ def read_log(path: str | os.PathLike[str]) -> tuple[LogContents, int]:
         log.warning("%s: a torn last record (%d bytes at %d: %s), from a process killed while "
                     "writing; it is ignored", name, found.torn_tail.length,
                     found.torn_tail.offset, found.torn_tail.reason)
-    contents = fold([body for _, body in found.records], name, damaged=len(found.skipped),
-                    offsets=[offset for offset, _ in found.records])
-    return contents, found.valid_end
 
 
 class LogWriter:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -317,3 +318,26 @@ def test_a_log_has_one_writer_at_a_time(runtime, tmp_path) -> None:
     assert log_file(tmp_path).stat().st_size == size  # nothing cut, nothing written
     first.close()
     VideoMemory.open(tmp_path, runtime=runtime, background=False).close()  # free again
+
+
+def test_reopening_holds_only_what_memory_keeps(runtime, tmp_path) -> None:
+    """A log holds every interval ever stored; reopening reads it through a map of the file and
+    copies only the bodies still in memory, so what it allocates follows the budget, not the
+    history."""
+    mem = VideoMemory.on(runtime, config(log_dir=tmp_path / "log", token_budget=40),
+                         background=False)
+    mem.extend(scenes(60, 9), timestamps=[float(i) for i in range(540)])
+    mem.flush()
+    kept = mem.stats()
+    mem.close()
+    size = log_file(tmp_path / "log").stat().st_size
+    tracemalloc.start()
+    try:
+        again = VideoMemory.open(tmp_path / "log", runtime=runtime, background=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert again.stats().intervals_in_memory == kept.intervals_in_memory
+    assert kept.intervals_evicted > 3 * kept.intervals_in_memory  # most of the log is history
+    assert peak < size / 3, (peak, size)
+    again.close()
