@@ -7,7 +7,7 @@
    every camera from its log; the in-process hub opens the snapshot: the same memory.
 3. Latency: ``--rounds`` paired rounds, one question in-process and one through Serve (the
    front's handle call to the camera's replica), alternating order; Serve's cost per question is
-   its round trip minus the answer's own ``timings.total``.
+   its round trip minus the answer's own time (``timings.total + timings.cite``).
 4. Throughput: for ``--seconds`` s, 1 and 8 questions in flight, through Serve and in-process.
 5. Failover: the replica holding the first camera is SIGKILLed; the time until that camera
    answers again on the survivor (its memory reopened from the log), and the reopen alone.
@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks.mqtt_bench import QUESTIONS, pct, throughput  # noqa: E402
 from streamvxl import Hub, MemoryConfig, open_source  # noqa: E402
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--tokens", type=int, default=16)
     p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of the in-process reference (default: torch's own); a "
+                        "replica gets what Ray gives it (OMP_NUM_THREADS: its CPUs, at least 1)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     others = args.minutes if args.others_minutes is None else args.others_minutes
     build_memories(hub, root, args.cameras, args.minutes, others, args.budget)
     reference = hub.open_stream("reference", root / "cam0.snapshot")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     cameras = "".join(f'[cameras.cam{k}]\nsource = "{PATTERN}:duration=1"\nfps = 1\n'
                       for k in range(args.cameras))
@@ -122,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 a = serve_ask("cam0", q)
                 rtt = time.perf_counter() - t
                 served.append(rtt)
-                overhead.append(rtt - a["timings"]["total"])
+                # the replica's own work: the answer, then its citations (after ``total``)
+                overhead.append(rtt - a["timings"]["total"] - a["timings"]["cite"])
             else:
                 reference.ask(q, max_new_tokens=args.tokens)
                 direct.append(time.perf_counter() - t)
@@ -169,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
           f"others {others:.0f} min) "
           f"({len(s['intervals'])} intervals in cam0's answer context, {s['context_tokens']} "
           f"tokens; the in-process snapshot lacks the one frame the served camera's source "
-          f"added), max_new_tokens {args.tokens}")
+          f"added), max_new_tokens {args.tokens}; in-process torch threads "
+          f"{torch.get_num_threads()}")
     print("| per question | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
     for name, xs in (("in-process `ask`", direct), ("through Serve (front -> replica)", served),
-                     ("Serve minus the answer's own total (Serve's cost)", overhead)):
+                     ("Serve minus the answer's own time (Serve's cost)", overhead)):
         print(f"| {name} | {pct(xs, .5) * ms:.2f} | {pct(xs, .9) * ms:.2f} | "
               f"{pct(xs, .99) * ms:.2f} |")
     print(f"| a ping through Serve (no work: its floor here) | {pct(pings, .5) * ms:.2f} | "

@@ -19,10 +19,17 @@ from .shard import CameraShard
 
 HEALTH_CHECK_SECONDS = 2.0
 
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+"""Each call runs on the replica's own event loop, not handed to a second loop on a thread of
+its own: a shard's methods never block their loop (the model runs on the hub's thread, a
+camera opens on a worker thread), so the hand-over would only add a thread hop per question."""
+
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=1024,
                   health_check_period_s=HEALTH_CHECK_SECONDS, health_check_timeout_s=30.0,
-                  graceful_shutdown_timeout_s=30.0)
+                  graceful_shutdown_timeout_s=30.0,
+                  # a log line per call is file I/O on every question; the shard logs its own
+                  logging_config={"enable_access_log": False})
 class ShardDeployment(CameraShard):
     """A `CameraShard` as a Serve replica (its methods are called through the handle)."""
 
@@ -33,7 +40,8 @@ class ShardDeployment(CameraShard):
 
 def shard_application(config_text: str, name: str, *, num_cpus: float, num_gpus: float):
     """The Serve application of the shard ``name``."""
-    options = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus,
+               "runtime_env": {"env_vars": REPLICA_ENV}}
     return ShardDeployment.options(name=name, ray_actor_options=options).bind(config_text,
                                                                              name)
 

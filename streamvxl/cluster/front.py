@@ -162,6 +162,7 @@ class ClusterService:
 
     async def _deploy(self, indices: range) -> None:
         from ray import serve
+        from ray.serve.handle import DeploymentHandle
 
         from .app import shard_application
 
@@ -171,7 +172,12 @@ class ClusterService:
             app = shard_application(self.text, name, num_cpus=r.cpus_per_shard,
                                     num_gpus=r.gpus_per_shard)
             await asyncio.to_thread(serve.run, app, name=name, route_prefix=None)
-            self.shards[name] = ShardView(name, serve.get_app_handle(name))
+            # the front's own handle (Serve's `get_app_handle` shares one per name, kept
+            # after the app is deleted), routing on this loop, where every call is made: the
+            # default router runs on a loop of its own thread, two thread hops more per call
+            handle = DeploymentHandle(name, app_name=name)
+            handle._init(_run_router_in_separate_loop=False)
+            self.shards[name] = ShardView(name, handle)
         log.info("shards %s deployed", [f"shard-{i}" for i in indices])
 
     async def check(self) -> None:
@@ -238,12 +244,16 @@ class ClusterService:
                 self.bridge.set_status(camera, status)
 
     async def _drain(self) -> None:
-        for shard in [s for s in self.shards.values() if s.live]:
-            try:
-                news = msgpack.unpackb(await self._call(shard.name, "drain", timeout=10.0))
-            except Exception as e:  # noqa: BLE001 - the next ping decides whether it is dead
-                log.debug("draining %s failed: %r", shard.name, e)
+        live = [s for s in self.shards.values() if s.live]
+        # all at once, each bounded like a ping: a shard that died since its ping must not
+        # hold up the next check (and with it the move of its cameras)
+        replies = await asyncio.gather(*(self._call(s.name, "drain", timeout=self.ray.ping_timeout)
+                                         for s in live), return_exceptions=True)
+        for shard, reply in zip(live, replies, strict=True):
+            if isinstance(reply, BaseException):
+                log.debug("draining %s failed: %r", shard.name, reply)  # the next ping decides
                 continue
+            news = msgpack.unpackb(reply)
             for camera, status in news["status"].items():
                 if status["state"] == "ended":
                     self.ended.add(camera)

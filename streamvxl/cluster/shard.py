@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 
 import msgpack
+import torch
 
 from ..errors import ClosedError, ConfigError, QuestionError, StreamVXLError
 from ..runtime.conditions import WatchEvent
@@ -54,7 +55,8 @@ class CameraShard:
         self._by_name = {camera.name: camera for camera in self.config.cameras}
         self._lock = threading.Lock()
         self._backlog: deque[tuple[str, bytes]] = deque(maxlen=MAX_BACKLOG)
-        log.info("shard %s (%s) up in process %d", name, self.instance, os.getpid())
+        log.info("shard %s (%s) up in process %d, %d torch threads", name, self.instance,
+                 os.getpid(), torch.get_num_threads())
 
     # -- placement ------------------------------------------------------------------------------
     def ping(self) -> bytes:

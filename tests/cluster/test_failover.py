@@ -174,6 +174,8 @@ def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, broker, tin
     assert len(service.moves) - moved_now == sum(s == "shard-2" for s in three.values())
     for camera in CAMERAS:
         assert front.ask(camera)["intervals"] == before[camera]["intervals"]
+    front.call(service.resize(3), timeout=300)  # the same shard name once more: a new handle
+    assert service.owner == three
     print(f"failover: {failover:.1f} s for {len(moved)} cameras")
     assert front.close() == 0
     agent.close()
