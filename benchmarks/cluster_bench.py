@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     others = args.minutes if args.others_minutes is None else args.others_minutes
     build_memories(hub, root, args.cameras, args.minutes, others, args.budget)
     reference = hub.open_stream("reference", root / "cam0.snapshot")
+    with open_source(f"{PATTERN}:duration=1") as source:  # what each served camera's source
+        for frame in source:                                # adds after its move: one frame
+            reference.push(frame)
+    reference.flush()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     opened = [m.finished - m.started for m in service.moves]
     log.info("cameras placed; opening each took %s s", [f"{x:.2f}" for x in opened])
     first = serve_ask("cam0", QUESTIONS[0])
+    mine = reference.ask(QUESTIONS[0], max_new_tokens=args.tokens)
 
     direct, served, overhead = [], [], []
     for i in range(args.rounds):
@@ -174,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nRay Serve ({args.shards} shards, CPU) vs the in-process hub: streamvxl-tiny, "
           f"{args.cameras} cameras, cam0 with {args.minutes:.0f} min of 1-fps memory (the "
           f"others {others:.0f} min) "
-          f"({len(s['intervals'])} intervals in cam0's answer context, {s['context_tokens']} "
-          f"tokens; the in-process snapshot lacks the one frame the served camera's source "
-          f"added), max_new_tokens {args.tokens}; in-process torch threads "
-          f"{torch.get_num_threads()}")
+          f"({len(s['intervals'])} spans in cam0's answer context, {s['context_tokens']} "
+          f"tokens; in-process {len(mine.intervals)} spans, {mine.context_tokens} tokens: both "
+          f"with the one frame a camera's source adds after its move), max_new_tokens "
+          f"{args.tokens}; in-process torch threads {torch.get_num_threads()}")
     print("| per question | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
     for name, xs in (("in-process `ask`", direct), ("through Serve (front -> replica)", served),
                      ("Serve minus the answer's own time (Serve's cost)", overhead)):
