@@ -273,6 +273,9 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
                                                           state.log.offsets.get)
             for entry in state.archive.entries:
                 entry.offset = state.log.offsets[entry.record.id]
+        if state.snapshot is not None:  # every record it held was read into the new log
+            state.snapshot.close()
+            state.snapshot = None
     log.info("memory reopened from %s: %d intervals (%d records, %d damaged skipped), frames "
              "continue at %d", path, len(store.records), contents.records, contents.damaged,
              contents.frames_seen)
