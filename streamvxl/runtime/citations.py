@@ -4,9 +4,10 @@ The answer's own attention is recomputed once after it is generated (`memory_att
 the decoder's cache before it is given back: it holds [memory | frames not yet compressed |
 question | answer], so only the rows that predicted the answer's tokens (the question's last
 token and the answer's tokens but the last) go through the model again, reading the rest from
-the cache. Each stored interval's share is the attention mass on its VSTs; the frames not yet
-compressed are cited as the spans `spans` lists for them. The sink and the text are left out,
-and the shares are normalised over the video. Nothing of the memory is copied: an answer is
+the cache. Each stored interval's weight is the attention mass on its VSTs in the layer and
+head that gave it the most (`span_weights`); the frames not yet compressed are cited as the
+spans `spans` lists for them. The sink and the text are left out, and the weights are
+normalised over the video. Nothing of the memory is copied: an answer is
 generated in steps while the stream goes on, but its cache is its own.
 
 Shapes: L layers, G kv heads, M memory tokens, N raw tokens, Q question tokens, A answer
@@ -21,7 +22,7 @@ import torch
 
 from ..answer import Citation, IntervalSpan
 from ..memory.store import IntervalRecord, MemoryStore
-from ..model.attribution import memory_attention
+from ..model.attribution import memory_attention, span_weights
 from ..model.cache import RotatedCache
 from .stream import StreamState
 
@@ -61,16 +62,17 @@ class Context:
                                                                dtype=torch.long)))  # (A,)
         mass = memory_attention(model, cache.k[:, :, :, :before], cache.v[:, :, :, :before],
                                 model.embed_ids(rows.to(model.device)[None]),  # (1, A, C)
-                                torch.arange(len(answer_ids)))
-        out: list[Citation] = []
-        at = self.sink_tokens
-        for r in self.records:
-            out.append(Citation(r.t_start, r.t_end, float(mass[at:at + r.num_tokens].sum()),
-                                r.id))
-            at += r.num_tokens
-        for span, size in zip(self.raw_spans, self.raw_sizes, strict=True):
-            out.append(Citation(span.t_start, span.t_end, float(mass[at:at + size].sum()), None))
-            at += size
+                                torch.arange(len(answer_ids)))  # (L, H, M+T)
+        spans = [(r.t_start, r.t_end, r.id, r.num_tokens) for r in self.records] + [
+            (s.t_start, s.t_end, None, n) for s, n in zip(self.raw_spans, self.raw_sizes,
+                                                          strict=True)]
+        bounds, at = [], self.sink_tokens
+        for *_, n in spans:
+            bounds.append((at, at + n))
+            at += n
+        weights = span_weights(mass, bounds).tolist()  # (S,)
+        out = [Citation(a, b, w, interval)
+               for (a, b, interval, _), w in zip(spans, weights, strict=True)]
         total = sum(c.weight for c in out) or 1.0
         ranked = sorted(out, key=lambda c: -c.weight)
         return tuple(Citation(c.t_start, c.t_end, c.weight / total, c.interval) for c in ranked)

@@ -183,10 +183,13 @@ def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
     """(N,) relevance of every held interval (`held`) to the question ``ids`` (T,)."""
     store, model = state.store, runtime.model
     sink = store.sink_tokens
-    queries = question_queries(model, store.keys()[:, :, :, :sink],
-                               store.values()[:, :, :, :sink], ids,
-                               digest_layers(model.config.llm.num_hidden_layers),
-                               runtime.kernels)
+    sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
+    if runtime.query_graphs is not None:  # one graph replay instead of a launch-bound pass
+        queries = runtime.query_graphs(sink_k, sink_v, ids)
+    else:
+        queries = question_queries(model, sink_k, sink_v, ids,
+                                   digest_layers(model.config.llm.num_hidden_layers),
+                                   runtime.kernels)
     assert state.digests is not None
     ids = [r.id for r in held(state)]
     if state.digests.ids != ids:  # they move together: a mismatch is a bug

@@ -27,6 +27,7 @@ from ..config import MemoryConfig
 from ..errors import CheckpointError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
+from ..memory.recall import digest_layers
 from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
 from ..model.cache import RotatedCache
@@ -34,6 +35,7 @@ from ..model.decoder import ChunkKV
 from ..model.encoder import encode_text, encode_window, window_plan
 from ..model.generate import GREEDY, Generation, Sampling, run_steps
 from ..model.layout import RemainderRule
+from ..model.queries import QueryGraphs
 from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
 from ..persist.identity import ModelIdentity, model_identity
@@ -93,6 +95,8 @@ class Runtime:
         cuda = model.device.type == "cuda"
         self.graphs = DecodeGraphs(model, self.kernels) if cuda and self.config.cuda_graphs \
             else None
+        self.query_graphs = QueryGraphs(model, digest_layers(llm.num_hidden_layers),
+                                        self.kernels) if self.graphs is not None else None
         self._sinks: dict[tuple[int, ...], ChunkKV] = {}
         self._identity: ModelIdentity | None = None
         self._yes_no: tuple[list[int], list[int]] | None = None

@@ -93,3 +93,24 @@ def test_split_attention_equals_bottom_right_causal(t: int, m: int) -> None:
         assert kernels.split_ok is True, "the cuDNN split path should run on this GPU"
     portable = attention.full_coverage_attention(q, k, v)
     assert (portable.double() - want).norm() / want.norm() < 1e-2
+
+
+@pytest.mark.parametrize("length", [1, 7, 32, 33, 200, 300])
+def test_captured_question_pass_equals_eager(length: int) -> None:
+    """The question's queries from a graph replay (padded to its bucket) equal the eager pass,
+    on a second replay and with another memory copied in; past the last bucket it is eager."""
+    from streamvxl.memory.recall import digest_layers
+    from streamvxl.model.queries import QueryGraphs, question_queries
+
+    model = random_videoxl(seed=5).to("cuda", torch.float32)
+    layers = digest_layers(model.config.llm.num_hidden_layers)
+    graphs = QueryGraphs(model, layers)
+    gen = torch.Generator().manual_seed(length)
+    llm = model.config.llm
+    shape = (llm.num_hidden_layers, 1, llm.num_key_value_heads, 11, llm.dim_per_head)
+    for _ in range(2):
+        mem_k, mem_v = (torch.randn(shape, generator=gen).cuda() for _ in range(2))
+        ids = torch.randint(0, 400, (length,), generator=gen)
+        eager = question_queries(model, mem_k, mem_v, ids, layers)
+        torch.testing.assert_close(graphs(mem_k, mem_v, ids), eager, atol=1e-4, rtol=1e-4)
+    assert (len(graphs._graphs) == 1) == (length <= QueryGraphs.BUCKETS[-1])

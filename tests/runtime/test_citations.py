@@ -22,7 +22,8 @@ def runtime(tiny_checkpoint: Path) -> Runtime:
 
 
 def recomputed(mem: VideoMemory, answer_ids: list[int]) -> dict[tuple[float, int | None], float]:
-    """Each span's share of the answer's attention, from one pass over the whole context."""
+    """Each span's share of the answer's attention, from one pass over the whole context: the
+    span's mass in the layer and head that gave it the most, normalised over the spans."""
     runtime, state = mem.runtime, mem.state
     model, store = runtime.model, state.store
     text = state.settings.config.prompt.format_question(QUESTION, tuple(state.gaps))
@@ -33,13 +34,18 @@ def recomputed(mem: VideoMemory, answer_ids: list[int]) -> dict[tuple[float, int
                       dim=1)  # (1, N+Q+A-1, C)
     first = raw.shape[0] + ids.shape[0] - 1
     mass = memory_attention(model, store.rotated_keys(), store.values(), chunk,
-                            torch.arange(first, first + len(answer_ids)))
+                            torch.arange(first, first + len(answer_ids)))  # (L, H, M+T)
+
+    def best_head(a: int, b: int) -> float:
+        return max(float(mass[lay, h, a:b].sum()) for lay in range(mass.shape[0])
+                   for h in range(mass.shape[1]))
+
     shares, at = {}, store.sink_tokens
     for r in store.records:
-        shares[(r.t_start, r.id)] = float(mass[at:at + r.num_tokens].sum())
+        shares[(r.t_start, r.id)] = best_head(at, at + r.num_tokens)
         at += r.num_tokens
     for part, t_start in zip(state.raw_parts(), raw_starts(state), strict=True):
-        shares[(t_start, None)] = float(mass[at:at + part.shape[0]].sum())
+        shares[(t_start, None)] = best_head(at, at + part.shape[0])
         at += part.shape[0]
     total = sum(shares.values())
     return {k: v / total for k, v in shares.items()}
