@@ -1,8 +1,13 @@
 """Hours of video in a small GPU budget: needles found with retrieval, drop-oldest, and everything.
 
 Each haystack is a synthetic stream at 1 fps (`training.niah.make_haystack`: a scene cut every
-32 frames, objects coming and going, one sign shown for 2 frames at a chosen depth) pushed
-through `VideoMemory` on the embedded default model at ratio 16. Per haystack:
+32 frames, objects coming and going, one sign shown for 2 frames at a chosen depth, and two
+objects of shapes no other object has, planted a third and two thirds of the stream further on:
+`training.niah.plant_objects`) pushed through `VideoMemory` on the embedded default model at
+ratio 16. Every memory is asked the needle ("What word was written on the sign?") and the
+world's questions that stay unambiguous over hours about the planted objects (their colour,
+which came first, before / after, how many of their shape, when each appeared and left:
+`Haystack.event_questions`). Per haystack:
 
 - ``full``: an unbounded memory, everything in context (only where it fits the base model's
   trained positions);
@@ -14,7 +19,8 @@ through `VideoMemory` on the embedded default model at ratio 16. Per haystack:
   tests/runtime/test_tiers.py shows).
 
 For every answer: right or wrong (`streamvxl.world.is_correct`), whether the top cited interval
-contains the sign (the "when" check: the evidence an agent would show), time to first token,
+shows what was asked about (the sign; the planted object named; for "when" questions the
+frame of the appearance or exit asked: the evidence an agent would show), time to first token,
 whole ask (with the citation pass), context tokens. Per memory: device memory at ten points of
 the stream (flat?), host tier bytes against its budget, intervals on disk.
 
@@ -40,6 +46,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger("benchmarks.recall_eval")
 
@@ -73,11 +81,14 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     from streamvxl import MemoryConfig, VideoMemory
     from streamvxl.memory.recall import Retrieval
     from streamvxl.world import is_correct
-    from training.niah import make_haystack
+    from training.niah import make_haystack, plant_objects
 
     hay = make_haystack(case.frames, case.depth, seed=case.seed, fps=FPS)
-    qa = hay.qa
-    lo, hi = hay.needle_span  # video frames [lo, hi) show the sign
+    hay = plant_objects(hay, ((case.depth + 1 / 3) % 1.0, (case.depth + 2 / 3) % 1.0),
+                        seed=case.seed)
+    questions = [(hay.qa, [hay.needle_span])] + [
+        (qa, event_spans(qa, hay.planted))
+        for qa in hay.event_questions(np.random.default_rng(case.seed))]
     memory = VideoMemory(config=MemoryConfig(ratio=RATIO), background=False)
     runtime = memory.runtime
     limit = case.full_limit
@@ -96,19 +107,28 @@ def run_case(case: Case) -> list[dict[str, Any]]:
         mem.flush()
         return marks
 
-    def ask(mem: VideoMemory, method: str, budget: int | None, **kw: Any) -> dict[str, Any]:
-        answer = mem.ask(qa.question, max_new_tokens=16, **kw)
-        top = answer.cited[0] if answer.cited else None
-        found = top is not None and top.t_start <= (hi - 1) / FPS and top.t_end >= lo / FPS
-        in_context = any(s.t_start <= (hi - 1) / FPS and s.t_end >= lo / FPS
-                         for s in answer.intervals)
-        t = answer.timings
-        return {"hours": case.hours, "depth": case.depth, "seed": case.seed, "method": method,
-                "budget": budget, "form": qa.form, "answer": answer.text, "truth": qa.answer,
-                "correct": bool(is_correct(answer.text, qa)), "top_cited_has_sign": found,
-                "sign_in_context": in_context, "first_token_s": t.first_token,
+    def ask(mem: VideoMemory, method: str, budget: int | None, **kw: Any
+            ) -> list[dict[str, Any]]:
+        rows = []
+        for qa, spans in questions:  # video frames [lo, hi) that show what is asked about
+            answer = mem.ask(qa.question, max_new_tokens=16, **kw)
+
+            def shows(s: Any, spans: list[tuple[int, int]] = spans) -> bool:
+                return any(s.t_start <= (hi - 1) / FPS and s.t_end >= lo / FPS
+                           for lo, hi in spans)
+
+            found = bool(answer.cited) and shows(answer.cited[0])
+            in_context = any(shows(s) for s in answer.intervals)
+            t = answer.timings
+            rows.append({
+                "hours": case.hours, "depth": case.depth, "seed": case.seed, "method": method,
+                "budget": budget, "task": qa.task, "form": qa.form, "question": qa.question,
+                "answer": answer.text, "truth": qa.answer,
+                "correct": bool(is_correct(answer.text, qa)), "top_cited_has_event": found,
+                "event_in_context": in_context, "first_token_s": t.first_token,
                 "answer_s": t.total, "retrieve_s": t.retrieve, "cite_s": t.cite,
-                "context_tokens": answer.context_tokens, "candidates": answer.candidates}
+                "context_tokens": answer.context_tokens, "candidates": answer.candidates})
+        return rows
 
     # everything in context, where the base model's positions reach
     full_tokens = None
@@ -116,9 +136,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     if case.frames * runtime.model.tokens_per_frame / RATIO + 200 < limit:
         marks = feed(memory)
         full_tokens = memory.stats().memory_tokens
-        row = ask(memory, "full", None)
-        row["device_bytes"] = marks
-        rows.append(row)
+        rows += [{**row, "device_bytes": marks} for row in ask(memory, "full", None)]
     sink = memory.stats().sink_tokens
     memory.close()
     tokens = full_tokens or int(case.frames * runtime.model.tokens_per_frame / RATIO)
@@ -138,17 +156,33 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                          in_gpu=stats.intervals_in_memory,
                          digest_bytes=mem.state.digests.nbytes)
             for method, kw in (("retrieval", {}), ("drop_oldest", {"retrieve": False})):
-                rows.append({**ask(mem, method, budget, **kw), **tiers})
+                rows += [{**row, **tiers} for row in ask(mem, method, budget, **kw)]
             mem.close()
             for b in case.retrieval_budgets:  # the same log, reopened to read less per question
                 start = time.perf_counter()
                 again = VideoMemory.open(where, runtime=runtime, background=False,
                                          config=replace(cfg, retrieval=Retrieval(budget=b)))
                 opened = time.perf_counter() - start
-                rows.append({**ask(again, f"retrieval {b}", budget), **tiers,
-                             "reopen_s": opened})
+                rows += [{**row, **tiers, "reopen_s": opened}
+                         for row in ask(again, f"retrieval {b}", budget)]
                 again.close()
     return rows
+
+
+WHEN_FORMS = ("when_appear", "when_leave")
+
+
+def event_spans(qa, planted) -> list[tuple[int, int]]:
+    """Video frames [lo, hi) an answer to ``qa`` (about ``planted`` objects) may cite: for
+    "when" questions the frame(s) asked about, else the visible span of an object it names."""
+    if qa.form in WHEN_FORMS:
+        return [qa.evidence]
+    params = dict(qa.params)
+    if "shape" in params:
+        named = [o for o in planted if o.shape == params["shape"]]
+    else:
+        named = [planted[int(params["a"])], planted[int(params["b"])]]
+    return [(o.t_in, o.t_out) for o in named]
 
 
 def latency(keep: Path, repeats: int) -> list[dict[str, Any]]:
@@ -190,7 +224,8 @@ def latency(keep: Path, repeats: int) -> list[dict[str, Any]]:
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Markdown tables: accuracy and evidence per hours x method, then latency."""
+    """Markdown tables: needles, then the planted objects' questions, per hours x method;
+    latency; device and host memory."""
     def share(xs: list[bool]) -> str:
         return f"{100 * sum(xs) / len(xs):.0f} % ({sum(xs)}/{len(xs)})" if xs else "-"
 
@@ -198,18 +233,42 @@ def summary(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         key = (r["hours"], r["method"], r.get("fraction"))
         groups.setdefault(key, []).append(r)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], -(kv[0][2] or 1.0), kv[0][1]))
     out = ["| hours | method | GPU budget | needles right | top cited has the sign | "
            "sign in context | context tokens |", "|---:|---|---:|---:|---:|---:|---:|"]
-    for (hours, method, fraction), rs in sorted(groups.items(), key=lambda kv: (
-            kv[0][0], -(kv[0][2] or 1.0), kv[0][1])):
-        if method == "latency":
+    for (hours, method, fraction), rs in ordered:
+        needles = [r for r in rs if r.get("task") == "needle"]
+        if method == "latency" or not needles:
             continue
         budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
         out.append(
-            f"| {hours:g} | {method} | {budget} | {share([r['correct'] for r in rs])} | "
-            f"{share([r['top_cited_has_sign'] for r in rs])} | "
-            f"{share([r['sign_in_context'] for r in rs])} | "
-            f"{statistics.median(r['context_tokens'] for r in rs):.0f} |")
+            f"| {hours:g} | {method} | {budget} | {share([r['correct'] for r in needles])} | "
+            f"{share([r['top_cited_has_event'] for r in needles])} | "
+            f"{share([r['event_in_context'] for r in needles])} | "
+            f"{statistics.median(r['context_tokens'] for r in needles):.0f} |")
+    out += ["", "The planted objects (a shape no other object of the stream has): answers right "
+            "per question form; whether the top cited interval shows the moment a \"when\" "
+            "question asks about, and for the other forms an object the question names:", "",
+            "| hours | method | GPU budget | colour of the <shape> | which first | before | "
+            "how many | when (answer) | when: top cited has the moment | others: top cited "
+            "has the object | object in context |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (hours, method, fraction), rs in ordered:
+        events = [r for r in rs if r.get("task") not in (None, "needle")]
+        if method == "latency" or not events:
+            continue
+        budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
+
+        def of(*forms: str, key: str = "correct", rs: list = events) -> str:
+            return share([r[key] for r in rs if r["form"] in forms])
+
+        others = tuple({r["form"] for r in events} - set(WHEN_FORMS))
+        out.append(
+            f"| {hours:g} | {method} | {budget} | {of('colour_of_shape')} | "
+            f"{of('first_of_two')} | {of('before')} | {of('count_shape')} | "
+            f"{of(*WHEN_FORMS)} | {of(*WHEN_FORMS, key='top_cited_has_event')} | "
+            f"{of(*others, key='top_cited_has_event')} | "
+            f"{share([r['event_in_context'] for r in events])} |")
     lat = [r for r in rows if r["method"] == "latency"]
     if lat:
         out += ["", "Ask latency on an idle GPU (one process; median of the repeats, seconds):",
@@ -283,11 +342,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.out is not None:  # as it goes: a run cut short keeps what it measured
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-            done = ", ".join(f"{r['method']}{'' if r['budget'] is None else '@' + str(r['budget'])}"
-                             f"={'right' if r['correct'] else 'wrong'}" for r in got)
+            done: dict[str, list[bool]] = {}
+            for r in got:
+                name = r["method"] + ("" if r["budget"] is None else f"@{r['budget']}")
+                done.setdefault(name, []).append(r["correct"])
+            done_text = ", ".join(f"{name}={'needle right' if oks[0] else 'needle wrong'}"
+                                  f" +{sum(oks[1:])}/{len(oks) - 1}" for name, oks in done.items())
             log.info("[%d/%d] %.0f s: %g h depth %g seed %d: %s", k, len(cases),
                      time.perf_counter() - start, got[0]["hours"], got[0]["depth"],
-                     got[0]["seed"], done)
+                     got[0]["seed"], done_text)
     if args.latency and args.keep is not None:
         log.info("latency: asking on the kept logs, this process alone")
         rows.extend(latency(args.keep, args.latency))

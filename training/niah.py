@@ -47,8 +47,8 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
-from streamvxl.world.questions import FORMS, number_variants
-from streamvxl.world.scene import BOARD_COLOURS, SIGN_WORDS, sign_size
+from streamvxl.world.questions import FORMS, form_facts, number_variants, phrase
+from streamvxl.world.scene import BOARD_COLOURS, COLOURS, SHAPES, SIGN_WORDS, WorldObject, sign_size
 from training.baselines import Method, build_memory, encode_video
 from training.evaluate import (
     DEFAULT_BOUNDARY,
@@ -84,6 +84,9 @@ class Haystack:
     """The sign in *video* frames: visible on [t_in, t_out) at (x, y)."""
     depth: float
     """Where the needle was asked to be, 0..1."""
+    planted: tuple[WorldObject, ...] = ()
+    """Objects of a shape no other object of the video has, in *video* frames
+    (`plant_objects`): what `event_questions` asks about."""
 
     @property
     def num_frames(self) -> int:
@@ -112,10 +115,84 @@ class Haystack:
         return QA("needle", form.name, form.templates[0], g.answer, accepted, self.needle_span,
                   form.kind, form.templates[0])
 
+    def event_questions(self, rng: np.random.Generator) -> list[QA]:
+        """The world's questions about the planted objects that stay unambiguous over the
+        whole video, one per form: the colour of the <shape>; which of the two appeared first;
+        did one appear before the other; how many <shapes>; when each appeared and left.
+        Evidence and times are in video frames."""
+        if not self.planted:
+            return []
+        ep = Episode(self.num_frames, self.fps, self.segments[0].height, self.segments[0].width,
+                     self.segments[0].scenes[:1], self.planted)
+        shapes = {o.shape for o in self.planted}
+        out = []
+        for name in EVENT_FORMS:
+            facts = form_facts(name, ep, rng)
+            if name == "count_shape":  # the shapes planted: any other one is in the haystack
+                facts = [f for f in facts if dict(f.params).get("shape") in shapes]
+            if not facts:
+                continue
+            fact = facts[int(rng.integers(len(facts)))]
+            form = FORMS[name]
+            question, template, _ = phrase(form, fact.slots, rng, "train")
+            out.append(QA(form.task, name, question, fact.answer, fact.accepted, fact.evidence,
+                          form.kind, template, False, fact.params))
+        return out
+
     def chunks(self) -> Iterator[np.ndarray]:
         """The video, one segment at a time: (f, H, W, 3) uint8 each."""
         for seg in self.segments:
             yield render(seg)
+
+
+EVENT_FORMS = ("colour_of_shape", "first_of_two", "before", "count_shape", "when_appear",
+               "when_leave")
+"""Question forms `Haystack.event_questions` asks (the ones a unique shape keeps unambiguous
+in a long video)."""
+
+
+def plant_objects(hay: Haystack, depths: Sequence[float], seed: int = 0) -> Haystack:
+    """``hay`` with one object of a shape of its own at each of ``depths`` (0..1).
+
+    Each planted object is an object the haystack already has (its motion and times kept),
+    in the segment at that depth, given a shape drawn for it and a colour; every other object of
+    those shapes is given another shape, so "the <shape>" names one object in the whole video.
+    Depths falling in one segment move to the next segments.
+
+    Example:
+        >>> hay = plant_objects(make_haystack(256, 0.5, seed=0), (0.2, 0.8), seed=0)
+        >>> [o.shape for o in hay.planted] != [] and len({o.shape for o in hay.planted})
+        2
+    """
+    if len(depths) > len(SHAPES) - 1:
+        raise ValueError(f"at most {len(SHAPES) - 1} planted objects, got {len(depths)}")
+    rng = np.random.default_rng([NIAH_SEED_TAG, seed, hay.num_frames, 7])
+    picked = [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))[:len(depths)]]
+    others = [x for x in SHAPES if x not in picked]
+    segments = [dataclasses.replace(seg, objects=tuple(
+        dataclasses.replace(o, shape=others[int(rng.integers(len(others)))])
+        if o.shape in picked else o for o in seg.objects)) for seg in hay.segments]
+    offsets = hay.offsets
+    used: set[int] = set()
+    planted = []
+    for shape, depth in zip(picked, depths, strict=True):
+        if not 0.0 <= depth <= 1.0:
+            raise ValueError(f"depth must lie in [0, 1], got {depth}")
+        frame = int(round(depth * (hay.num_frames - 1)))
+        k = max(i for i, a in enumerate(offsets) if a <= frame)
+        while k in used or not segments[k].objects:
+            k = (k + 1) % len(segments)
+        used.add(k)
+        seg = segments[k]
+        first = min(range(len(seg.objects)), key=lambda i: seg.objects[i].t_in)
+        obj = dataclasses.replace(seg.objects[first], shape=shape,
+                                  colour=tuple(COLOURS)[int(rng.integers(len(COLOURS)))])
+        segments[k] = dataclasses.replace(seg, objects=tuple(
+            obj if i == first else o for i, o in enumerate(seg.objects)))
+        stop = obj.t_stop if obj.t_stop is None else obj.t_stop + offsets[k]
+        planted.append(dataclasses.replace(obj, t_in=obj.t_in + offsets[k],
+                                           t_out=obj.t_out + offsets[k], t_stop=stop))
+    return dataclasses.replace(hay, segments=tuple(segments), planted=tuple(planted))
 
 
 def _segment_lengths(num_frames: int, segment_frames: int) -> list[int]:
