@@ -19,7 +19,7 @@ from streamvxl import cli
 from streamvxl.config import MemoryConfig
 from streamvxl.model import default
 from streamvxl.video_memory import VideoMemory
-from streamvxl.world import VIDEO_TASKS, is_correct
+from streamvxl.world import is_correct
 from tests.conftest import base_llm_unavailable
 from training.evaluate import DEFAULT_BOUNDARY
 
@@ -38,7 +38,7 @@ def check_result(result: demo.DemoResult, printed: str) -> None:
     assert result.episode == episode
     assert episode.cuts and len(episode.signs) == 1  # a scene cut and a needle
     assert [r.qa for r in result.rows] == qas
-    assert [qa.task for qa in qas] == list(VIDEO_TASKS)  # one question per task
+    assert [qa.task for qa in qas] == list(demo.DEMO_TASKS)  # one question per task
 
     rows = table_rows(printed)
     assert len(rows) == len(qas)
@@ -79,7 +79,7 @@ def test_demo_on_tiny_model(tiny_checkpoint: Path, capsys: pytest.CaptureFixture
 
     assert demo.main(["--fast", "--seed", str(SEED)], memory_factory=tiny) == 0
     out = capsys.readouterr().out
-    assert len(table_rows(out)) == len(VIDEO_TASKS)
+    assert len(table_rows(out)) == len(demo.DEMO_TASKS)
     assert "frames/s" in out and "ms per answer" in out
 
 
@@ -88,7 +88,7 @@ def test_cli_demo_runs_the_example(tiny_checkpoint: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(demo, "default_memory", lambda config: VideoMemory.from_pretrained(
         tiny_checkpoint, config=config, device="cpu"))
     assert cli.main(["demo", "--fast", "--seed", str(SEED)]) == 0
-    assert len(table_rows(capsys.readouterr().out)) == len(VIDEO_TASKS)
+    assert len(table_rows(capsys.readouterr().out)) == len(demo.DEMO_TASKS)
 
 
 def test_the_demo_needs_nothing_outside_the_package(tmp_path: Path) -> None:

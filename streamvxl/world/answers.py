@@ -106,6 +106,23 @@ def _without_fillers(text: str) -> str:
     return " ".join(t for t in text.split() if t not in _LIST_FILLERS)
 
 
+_DENIALS = re.compile(
+    r"^(no|none|nothing|never|neither|not)\b"
+    r"|\b(did not|didn t|was not|wasn t|were not|weren t|there was no|there were no|"
+    r"not see|not seen|no such|not appear|not visible|nothing|none)\b")
+
+
+def denies(text: str) -> bool:
+    """Whether an answer says nothing of the kind was seen ("none", "There was no star.",
+    "I did not see one", "nothing").
+
+    Example:
+        >>> denies("There was no star."), denies("None"), denies("red")
+        (True, True, False)
+    """
+    return bool(_DENIALS.search(normalize_answer(text)))
+
+
 def is_correct(prediction: str, qa: QA, time_tolerance: float = 1.0) -> bool:
     """Whether a free-text ``prediction`` answers ``qa`` correctly.
 
@@ -124,6 +141,8 @@ def is_correct(prediction: str, qa: QA, time_tolerance: float = 1.0) -> bool:
     pred = normalize_answer(prediction)
     if not pred:
         return False
+    if qa.kind == "absent":
+        return denies(prediction)
     accepted = {normalize_answer(a) for a in (qa.answer, *qa.accepted)}
     if pred in accepted:
         return True

@@ -10,6 +10,17 @@ phrasings and 2 held-out phrasings that only ``split="eval"`` uses:
 - ``time``: when an object appeared / disappeared (seconds); did X appear before Y (yes/no);
   which object was on screen at second N.
 - ``needle``: the word or number on a sign (or on the k-th sign when there are several).
+- ``exist``: did <a red star / a star / a red object> appear -- present ones ("yes") and, as
+  often, absent ones ("no"), half of those sharing a colour or a shape with an object present.
+- ``now``: what is on screen now (at the end: the video ends when the question is asked) --
+  an object, or "nothing"; is the <object> still on screen.
+
+Questions whose true answer is that nothing of the kind was seen ("what colour was the
+<shape>" when no <shape> appeared; "what is on screen now" over an empty frame) are answered
+right by any denial ("none", "there was no star", "I did not see one"; kind ``absent``).
+
+Forms of the newer tasks are phrased by a grammar (`streamvxl.world.grammar`): training expands
+`TRAIN_GRAMMAR`, held-out evaluation as often `HELD_OUT_GRAMMAR`, which shares no production.
 
 A question is only asked when the ground truth makes it unambiguous: objects are named by
 "<colour> <shape>" only when that name is unique in the episode, "the <shape>" only when one
@@ -27,11 +38,12 @@ from typing import Literal
 import numpy as np
 
 from .answers import number_to_words
+from .grammar import HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, expand
 from .scene import COLOURS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
-Task = Literal["attribute", "order", "count", "time", "needle", "compare"]
-AnswerKind = Literal["text", "number", "seconds", "yes_no", "list"]
-VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle")
+Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
+AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
+VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now")
 """Tasks `make_questions` asks about a video ("compare" is for multi-image samples)."""
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 
@@ -75,6 +87,13 @@ class Form:
     """Training phrasings (``str.format`` templates)."""
     held_out: tuple[str, ...]
     """Phrasings only ``split="eval"`` uses."""
+    grammar: str = ""
+    """Start symbol in `streamvxl.world.grammar`'s grammars; when set, phrasings come from
+    them instead of ``templates`` / ``held_out``."""
+
+
+def _grammar_form(name: str, task: Task, kind: AnswerKind, symbol: str) -> Form:
+    return Form(name, task, kind, (), (), symbol)
 
 
 def _form(name: str, task: Task, kind: AnswerKind, *phrasings: str) -> Form:
@@ -321,6 +340,12 @@ FORMS: dict[str, Form] = {f.name: f for f in (
         "Which word or number was on the {ordinal} sign?",
         "Of the signs, what did the {ordinal} one display?",
         "Transcribe the {ordinal} sign."),
+    _grammar_form("colour_of_absent", "attribute", "absent", "colour_of_absent"),
+    _grammar_form("exists_present", "exist", "yes_no", "exists"),
+    _grammar_form("exists_absent", "exist", "yes_no", "exists"),
+    _grammar_form("on_screen_now", "now", "text", "on_screen_now"),
+    _grammar_form("nothing_now", "now", "absent", "on_screen_now"),
+    _grammar_form("still_there", "now", "yes_no", "still_there"),
 )}
 """Every video question form by name."""
 
@@ -464,8 +489,8 @@ def _count_by(ep: Episode, rng: np.random.Generator,
     for v in asked:
         n = sum(getattr(o, key) == v for o in ep.objects)
         slots = {key: v, "shapes": PLURALS[v]} if key == "shape" else {key: v}
-        facts.append(Fact(slots, str(n), number_variants(n), (0, ep.num_frames),
-                           ((key, v),)))
+        accepted = number_variants(n) + (("none", "no") if n == 0 else ())
+        facts.append(Fact(slots, str(n), accepted, (0, ep.num_frames), ((key, v),)))
     return facts
 
 
@@ -553,6 +578,96 @@ def _needle_nth(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     return facts
 
 
+def _indefinite(phrase: str) -> str:
+    """"a red star", "an orange ring"."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def _noun_phrases(shape: str | None, colour: str | None) -> str:
+    if shape and colour:
+        return _indefinite(f"{colour} {shape}")
+    return _indefinite(shape) if shape else _indefinite(f"{colour} object")
+
+
+def _exists_present(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """One fact per object: named by colour and shape, by shape, or by colour (drawn)."""
+    facts = []
+    for o in ep.objects:
+        how = int(rng.integers(3))
+        shape, colour = (o.shape, o.colour) if how == 0 else (
+            (o.shape, None) if how == 1 else (None, o.colour))
+        facts.append(Fact({"np": _noun_phrases(shape, colour)}, "yes", ("yes",),
+                          (o.t_in, o.t_out), (("shape", shape or ""), ("colour", colour or ""))))
+    return facts
+
+
+def _exists_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """Up to two absent things, one sharing a colour or a shape with an object present
+    ("near") and one sharing neither ("far"), so each is half of what is asked."""
+    combos = {o.combo for o in ep.objects}
+    shapes = {o.shape for o in ep.objects}
+    colours = {o.colour for o in ep.objects}
+    near = [(s, c) for s in SHAPES for c in COLOURS
+            if (s, c) not in combos and (s in shapes or c in colours)]
+    far = [(s, None) for s in SHAPES if s not in shapes] + \
+          [(None, c) for c in COLOURS if c not in colours] + \
+          [(s, c) for s in SHAPES for c in COLOURS if s not in shapes and c not in colours]
+    facts = []
+    for pool in (near, far):
+        if pool:
+            shape, colour = pool[int(rng.integers(len(pool)))]
+            facts.append(Fact({"np": _noun_phrases(shape, colour)}, "no", ("no",),
+                              (0, ep.num_frames),
+                              (("shape", shape or ""), ("colour", colour or ""),
+                               ("near", str(pool is near)))))
+    return facts
+
+
+def _last_frame(ep: Episode) -> tuple[list[int], list[Sign]]:
+    t = ep.num_frames - 1
+    return ([i for i, o in enumerate(ep.objects) if o.visible(t)],
+            [g for g in ep.signs if g.t_in <= t < g.t_out])
+
+
+def _on_screen_now(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    seen, signs = _last_frame(ep)
+    if len(seen) != 1 or signs or seen[0] not in _referable(ep):
+        return []
+    o = ep.objects[seen[0]]
+    return [Fact({}, o.name, name_variants(o, ep.objects), (ep.num_frames - 1, ep.num_frames))]
+
+
+NOTHING = ("nothing", "none", "no object", "nothing is on screen", "no objects")
+
+
+def _nothing_now(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    seen, signs = _last_frame(ep)
+    if seen or signs:
+        return []
+    return [Fact({}, "nothing", NOTHING, (ep.num_frames - 1, ep.num_frames))]
+
+
+def _still_there(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    t = ep.num_frames - 1
+    facts = []
+    for i in _referable(ep):
+        o = ep.objects[i]
+        answer = "yes" if o.visible(t) else "no"
+        facts.append(Fact({"obj": o.name}, answer, (answer,), (max(o.t_out - 1, 0), t + 1),
+                          (("object", str(i)),)))
+    return facts
+
+
+def _colour_of_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    shapes = {o.shape for o in ep.objects}
+    absent = [s for s in SHAPES if s not in shapes]
+    if not absent:
+        return []
+    shape = absent[int(rng.integers(len(absent)))]
+    return [Fact({"shape": shape}, "none", ("none", f"no {shape}", f"there was no {shape}"),
+                 (0, ep.num_frames), (("shape", shape),))]
+
+
 _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
     "colour_of_shape": lambda ep, rng: _attribute_facts(ep, "shape"),
     "shape_of_colour": lambda ep, rng: _attribute_facts(ep, "colour"),
@@ -571,13 +686,24 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
     "needle_word": lambda ep, rng: _needle(ep, rng, numbers=False),
     "needle_number": lambda ep, rng: _needle(ep, rng, numbers=True),
     "needle_nth": _needle_nth,
+    "colour_of_absent": _colour_of_absent,
+    "exists_present": _exists_present,
+    "exists_absent": _exists_absent,
+    "on_screen_now": _on_screen_now,
+    "nothing_now": _nothing_now,
+    "still_there": _still_there,
 }
 
 
 def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: Split,
            novel_phrasing_prob: float = 0.5) -> tuple[str, str, bool]:
     """Pick a phrasing and fill it: (question, template, novel). Training never picks a
-    held-out phrasing; eval picks one with probability ``novel_phrasing_prob``."""
+    held-out phrasing; eval picks one with probability ``novel_phrasing_prob`` (for a form
+    with a grammar: a phrasing of the held-out grammar)."""
+    if form.grammar:
+        novel = split == "eval" and rng.random() < novel_phrasing_prob
+        template = expand(HELD_OUT_GRAMMAR if novel else TRAIN_GRAMMAR, form.grammar, rng)
+        return template.format(**slots), template, novel
     novel = split == "eval" and bool(form.held_out) and rng.random() < novel_phrasing_prob
     pool = form.held_out if novel else form.templates
     template = pool[int(rng.integers(len(pool)))]

@@ -86,3 +86,14 @@ def test_needles() -> None:
     assert is_correct("forty-two", _qa("42", "number", number_variants(42)))
     assert not is_correct("24", _qa("42", "number", number_variants(42)))
     assert not is_correct("dog", _qa("cat"))
+
+
+@pytest.mark.parametrize(("prediction", "right"), [
+    ("none", True), ("There was no star.", True), ("I did not see one", True),
+    ("Nothing.", True), ("no", True), ("I didn't see a star", True), ("it was not visible", True),
+    ("red", False), ("The red star", False), ("blue, I think", False), ("", False),
+])
+def test_absent_answers_are_right_when_they_deny(prediction: str, right: bool) -> None:
+    qa = QA("attribute", "colour_of_absent", "What colour was the star?", "none",
+            ("none",), (0, 10), "absent")
+    assert is_correct(prediction, qa) is right

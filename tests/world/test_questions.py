@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from streamvxl.world.answers import is_correct, normalize_answer
+from streamvxl.world.grammar import HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, phrasings
 from streamvxl.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
 from streamvxl.world.scene import Episode
 from tests.world.world_cases import episodes
@@ -81,6 +82,28 @@ def _expected(ep: Episode, qa: QA) -> str:
         rank = sorted(g.t_in for g in ep.signs).index(sign.t_in)
         assert f" {ORDINALS[rank]} " in f" {qa.question} ".replace("?", " ")
         return sign.text.lower()
+    last = ep.num_frames - 1
+    if form in ("exists_present", "exists_absent"):
+        shape, colour = qa.param("shape") or None, qa.param("colour") or None
+        words = " ".join(w for w in (colour, shape) if w)
+        assert words in qa.question
+        hits = [o for o in obs if (shape is None or o.shape == shape)
+                and (colour is None or o.colour == colour)]
+        if form == "exists_absent" and qa.param("near") == "True":  # shares a colour or shape
+            assert any(o.shape == shape or o.colour == colour for o in obs)
+        return "yes" if hits else "no"
+    if form == "colour_of_absent":
+        assert qa.param("shape") in qa.question
+        assert not any(o.shape == qa.param("shape") for o in obs)
+        return "none"
+    if form in ("on_screen_now", "nothing_now"):
+        assert not any(g.visible(last) for g in ep.signs)
+        seen = [o for o in obs if o.visible(last)]
+        return "nothing" if not seen else _one(seen, qa.question).name
+    if form == "still_there":
+        o = obs[int(qa.param("object"))]
+        assert o.name in qa.question
+        return "yes" if o.visible(last) else "no"
     raise AssertionError(f"no check for form {form}")
 
 
@@ -112,9 +135,14 @@ def test_evidence_covers_the_event() -> None:
 def test_every_form_has_ten_phrasings_and_held_out_ones() -> None:
     assert set(VIDEO_TASKS) == {f.task for f in FORMS.values()}
     for form in FORMS.values():
-        phrasings = form.templates + form.held_out
+        if form.grammar:  # a grammar's phrasings, and a held-out grammar sharing none
+            train = phrasings(TRAIN_GRAMMAR, form.grammar)
+            held = phrasings(HELD_OUT_GRAMMAR, form.grammar)
+            assert len(train) >= 20 and len(held) >= 10 and not train & held, form.name
+            continue
+        phrasings_ = form.templates + form.held_out
         assert len(form.templates) >= 10 and len(form.held_out) >= 2, form.name
-        assert len(set(phrasings)) == len(phrasings), form.name
+        assert len(set(phrasings_)) == len(phrasings_), form.name
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -122,9 +150,13 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 def test_held_out_phrasings_only_in_eval() -> None:
-    held = {name: [_pattern(t) for t in f.held_out] for name, f in FORMS.items()}
+    held = {name: [_pattern(t) for t in (
+        phrasings(HELD_OUT_GRAMMAR, f.grammar) if f.grammar else f.held_out)]
+        for name, f in FORMS.items()}
     for _, qa in _all_questions("train"):
-        assert not qa.novel_phrasing and qa.template in FORMS[qa.form].templates
+        form = FORMS[qa.form]
+        allowed = phrasings(TRAIN_GRAMMAR, form.grammar) if form.grammar else form.templates
+        assert not qa.novel_phrasing and qa.template in allowed
         assert not any(p.match(qa.question) for p in held[qa.form]), qa.question
     novel = Counter(qa.form for _, qa in _all_questions("eval") if qa.novel_phrasing)
     frequent = Counter(qa.form for _, qa in _all_questions("eval"))
