@@ -14,6 +14,7 @@ Example:
 """
 
 from .answers import is_correct, normalize_answer
+from .camera import Camera, CameraConfig
 from .questions import FORMS, QA, VIDEO_TASKS, Form, Task, make_questions
 from .render import render, render_frame
 from .scene import (
@@ -38,6 +39,8 @@ __all__ = [
     "SHAPES",
     "VIDEO_TASKS",
     "Backdrop",
+    "Camera",
+    "CameraConfig",
     "Episode",
     "Form",
     "Scene",

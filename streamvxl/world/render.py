@@ -11,10 +11,12 @@ Letters: F = frames, H, W = frame height and width, K = pixels of one sprite, S 
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
 
+from .camera import apply_camera
 from .font import text_mask
 from .scene import COLOURS, INK, RGB, Backdrop, Episode, Shape, Sign
 
@@ -168,6 +170,13 @@ def render(episode: Episode, start: int = 0, stop: int | None = None) -> np.ndar
     if not 0 <= start <= stop <= episode.num_frames:
         raise ValueError(f"need 0 <= start <= stop <= {episode.num_frames}, got "
                          f"start={start}, stop={stop}")
+    camera = episode.camera
+    if camera is not None:  # drawn perfect, then through the episode's camera
+        whole = camera.crf is not None  # a codec's frames depend on those before them
+        a, b = (0, episode.num_frames) if whole else (start, stop)
+        drawn = render(dataclasses.replace(episode, camera=None), a, b)
+        seen = apply_camera(drawn, camera, a, episode.num_frames)
+        return seen[start - a: stop - a] if whole else seen
     f, h, w = stop - start, episode.height, episode.width
     out = np.empty((f, h, w, 3), dtype=np.uint8)
 

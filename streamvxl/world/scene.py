@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from .camera import Camera, CameraConfig, sample_camera
 from .font import CHARSET, text_size
 
 Shape = Literal["circle", "square", "triangle", "star", "cross", "ring", "diamond"]
@@ -225,6 +226,8 @@ class Episode:
     """Objects, drawn in this order."""
     signs: tuple[Sign, ...] = ()
     """Signs, drawn on top of objects."""
+    camera: Camera | None = None
+    """What the frames go through after drawing (`streamvxl.world.camera`); None: none."""
 
     def __post_init__(self) -> None:
         f = self.num_frames
@@ -339,8 +342,14 @@ class WorldConfig:
     """Font scale of signs; None: max(1, min(height, width) // 64)."""
     eval_held_out_prob: float = 0.5
     """In ``split="eval"``, chance that an object takes a held-out (shape, colour) pair."""
+    camera: CameraConfig | None = None
+    """Draw a camera per episode from these ranges (light, blur, noise, H.264); None: perfect
+    frames. A dict (from JSON) is read as `CameraConfig` fields."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.camera, dict):
+            object.__setattr__(self, "camera", CameraConfig(**{
+                k: tuple(v) if isinstance(v, list) else v for k, v in self.camera.items()}))
         m = min(self.height, self.width)
         if self.num_frames < 1:
             raise ValueError(f"WorldConfig.num_frames must be >= 1, got {self.num_frames}")
@@ -436,7 +445,8 @@ def sample_episode(rng: np.random.Generator, config: WorldConfig | None = None,
                 tracks.append(track)
                 break
     signs = _sample_signs(rng, cfg, tracks, f)
-    return Episode(f, cfg.fps, cfg.height, cfg.width, scenes, tuple(objects), signs)
+    camera = sample_camera(rng, cfg.camera) if cfg.camera is not None else None
+    return Episode(f, cfg.fps, cfg.height, cfg.width, scenes, tuple(objects), signs, camera)
 
 
 def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,
@@ -474,8 +484,9 @@ def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,
                 break
     want_sign = rng.random() < cfg.sign_prob if sign is None else sign
     signs = _place_signs(rng, cfg, tracks, [(0, 1)]) if want_sign else ()
+    camera = sample_camera(rng, cfg.camera) if cfg.camera is not None else None
     return Episode(1, cfg.fps, cfg.height, cfg.width, (Scene(0, backdrop),), tuple(objects),
-                   signs)
+                   signs, camera)
 
 
 def _check_split(split: str) -> None:
