@@ -1,10 +1,11 @@
 """Interpolate two exported deltas of one base: ``(1 - alpha) * A + alpha * B`` per weight.
 
-Run 6 continued the fifth model with long needle videos in the mix: it found the long
-haystacks (55 -> 75 %) and, cut off half-way down its cosine, lost 3.6 points on the short
-videos. Averaging the weights of a fine-tuned model with its start (WiSE-FT, Wortsman et al.
-2022) keeps much of both when one run continues the other, as here; a soup costs no training
-and is measured like any export (`training.evaluate`, `training.niah`).
+When a run continues a model and trades one skill for another (a stage that finds long
+haystacks but loses points on short videos, say), averaging the weights of the fine-tuned model
+with its start (WiSE-FT, Wortsman et al. 2022) often keeps much of both. A soup costs no
+training and is measured like any export (`training.evaluate`, `training.niah`), and chosen
+like one (`training.compare_models`); docs/results.md records where soups shipped and where
+they lost to the export.
 
 Full tensors interpolate elementwise (in float64, stored back in their own dtype). A low-rank
 entry is the product ``B @ A`` laid over the base, and the interpolation of two products has
@@ -15,7 +16,7 @@ error of every re-factored product is measured and logged, and the soup is refus
 
 Run it::
 
-    python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors run6.safetensors \\
+    python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors export.safetensors \\
         --alpha 0.5 --out soup.safetensors --caveat "preview: ..."
 """
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A needle stage on long videos: continue an exported delta on videos of FRAMES frames (128)
 # asked only what a sign said (the "needle" video task), compressed at ratios 8, 12, 16, and
-# export the result. Every curriculum video is 24 frames; the fourth model read words at 92 %
-# in haystacks up to 256 frames but at 47 % in 512-1024 frames: keeping one sign's VSTs
-# findable among hundreds of others is a skill the short videos never ask for.
+# export the result. The curriculum's videos are short (24 frames): keeping one sign's VSTs
+# findable among hundreds of others is a skill they never ask for, and the haystack grids
+# (`training.niah`) show it missing when a model reads words in short videos but not in long.
 #
 #   training/train_needles.sh WORK DELTA [MINUTES]
 #
