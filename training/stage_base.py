@@ -17,11 +17,10 @@ outside the repository copy (it survives while the machine stays warm)::
     #     python3 -m training.stage_base assemble /root/stage /root/stage/site &&
     #     export PYTHONPATH=/root/stage/site
 
-Two parts are 45 MB each: with the repository (21.5 MB tracked at the fourth model) that is 66.8
-of the 67.1 MB a call may carry. Once the repository grows further, cut three parts (30 MB each,
-three calls; the first two copy, the third also assembles); at the seventh model (31 MB
-tracked) three parts leave 6 MB, so cut four (22.6 MB each); at the eighth (36.6 MB tracked)
-four leave 4 MB beside a reading head, so cut five (18.1 MB each).
+How many parts: a call carries the tracked repository and one part within 64 MiB (67.1 MB),
+so ``--parts`` is the smallest count whose part (the 98 MB of wheels divided by it) fits
+beside ``git ls-files -z | xargs -0 du -cb | tail -1`` plus whatever else the call carries (a
+reading head, a delta to continue). With 25.6 MB tracked, three parts of 30 MB leave 11 MB.
 
 Nothing is unpickled; the hash check refuses a part that was cut or mixed up.
 """
