@@ -2,7 +2,8 @@
 
 A synthetic camera for the demo (`streamvxl.demo`), the benchmarks' cameras, the tests, and the
 training recipes in ``training/`` (which compose it into training data: ``training.samples``).
-Only numpy: rendering and questions are exact, so every answer can be checked (`is_correct`).
+Numpy (and PyAV when a camera asks for H.264): rendering and questions are exact, so every answer
+can be checked (`is_correct`).
 
 Example:
     >>> import numpy as np
