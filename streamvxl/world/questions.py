@@ -11,13 +11,18 @@ phrasings and 2 held-out phrasings that only ``split="eval"`` uses:
   which object was on screen at second N.
 - ``needle``: the word or number on a sign (or on the k-th sign when there are several).
 - ``exist``: did <a red star / a star / a red object> appear -- present ones ("yes") and, as
-  often, absent ones ("no"), half of those sharing a colour or a shape with an object present.
+  often, absent ones ("no"), half of those sharing a colour or a shape with an object present;
+  what colour was the <shape> when no <shape> appeared.
 - ``now``: what is on screen now (at the end: the video ends when the question is asked) --
   an object, or "nothing"; is the <object> still on screen.
 
 Questions whose true answer is that nothing of the kind was seen ("what colour was the
 <shape>" when no <shape> appeared; "what is on screen now" over an empty frame) are answered
 right by any denial ("none", "there was no star", "I did not see one"; kind ``absent``).
+
+The newer tasks come last in `VIDEO_TASKS` and their forms last in `FORMS`, and draw from the
+generator only when asked for: questions of the first five tasks drawn task by task (as the
+evaluations and the demo draw them) are the ones they were before these tasks existed.
 
 Forms of the newer tasks are phrased by a grammar (`streamvxl.world.grammar`): training expands
 `TRAIN_GRAMMAR`, held-out evaluation as often `HELD_OUT_GRAMMAR`, which shares no production.
@@ -340,7 +345,7 @@ FORMS: dict[str, Form] = {f.name: f for f in (
         "Which word or number was on the {ordinal} sign?",
         "Of the signs, what did the {ordinal} one display?",
         "Transcribe the {ordinal} sign."),
-    _grammar_form("colour_of_absent", "attribute", "absent", "colour_of_absent"),
+    _grammar_form("colour_of_absent", "exist", "absent", "colour_of_absent"),
     _grammar_form("exists_present", "exist", "yes_no", "exists"),
     _grammar_form("exists_absent", "exist", "yes_no", "exists"),
     _grammar_form("on_screen_now", "now", "text", "on_screen_now"),

@@ -181,3 +181,22 @@ def test_task_filter_and_bad_input() -> None:
         assert {qa.task for qa in qas} <= {"order", "time"}
     with pytest.raises(ValueError, match="unknown task"):
         make_questions(episodes()[0], np.random.default_rng(0), tasks=["colour"])  # type: ignore[list-item]
+
+
+def test_the_first_five_tasks_draw_the_questions_they_always_drew() -> None:
+    """The recorded evaluations (docs/results.md) and the demo draw questions task by task;
+    tasks added later must not change what the first five draw, or their commands no longer
+    reproduce their tables. The digest is of the questions drawn before "exist" and "now"
+    existed (commit 18ebdbc)."""
+    import hashlib
+
+    from streamvxl.world import WorldConfig, sample_episode
+
+    h = hashlib.sha256()
+    for i in range(40):
+        rng = np.random.default_rng([0xE7, i])
+        ep = sample_episode(rng, WorldConfig(num_frames=24, max_objects=3, sign_prob=0.5), "eval")
+        for task in ("attribute", "order", "count", "time", "needle"):
+            for q in make_questions(ep, rng, "eval", (task,), 2):
+                h.update(f"{q.form}|{q.question}|{q.answer}|{q.evidence}\n".encode())
+    assert h.hexdigest()[:16] == "5183a547eea29600"
