@@ -32,7 +32,8 @@ class RuntimeConfig:
     2-core machine that made ingest 15x slower. 0 leaves torch's setting as it is (e.g. set by
     ``torch.set_num_threads`` or ``OMP_NUM_THREADS``)."""
     cuda_graphs: bool = True
-    """Decode answers with captured CUDA graphs (CUDA models only)."""
+    """Decode answers, and run a question's retrieval pass, from captured CUDA graphs (CUDA
+    models only; False runs both eagerly, with the same results)."""
 
     def __post_init__(self) -> None:
         for name, low in (("vision_batch", 1), ("cpu_threads", 0)):
