@@ -47,7 +47,7 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.world import QA, Episode, Sign, WorldConfig, is_correct, render, sample_episode
-from streamvxl.world.questions import FORMS, form_facts, number_variants, phrase
+from streamvxl.world.questions import FORMS, draw_questions, form_facts, number_variants
 from streamvxl.world.scene import BOARD_COLOURS, COLOURS, SHAPES, SIGN_WORDS, WorldObject, sign_size
 from training.baselines import Method, build_memory, encode_video
 from training.evaluate import (
@@ -130,13 +130,7 @@ class Haystack:
             facts = form_facts(name, ep, rng)
             if name == "count_shape":  # the shapes planted: any other one is in the haystack
                 facts = [f for f in facts if dict(f.params).get("shape") in shapes]
-            if not facts:
-                continue
-            fact = facts[int(rng.integers(len(facts)))]
-            form = FORMS[name]
-            question, template, _ = phrase(form, fact.slots, rng, "train")
-            out.append(QA(form.task, name, question, fact.answer, fact.accepted, fact.evidence,
-                          form.kind, template, False, fact.params))
+            out += draw_questions({name: facts}, FORMS, rng, "train", 1)
         return out
 
     def chunks(self) -> Iterator[np.ndarray]:
@@ -161,7 +155,7 @@ def plant_objects(hay: Haystack, depths: Sequence[float], seed: int = 0) -> Hays
 
     Example:
         >>> hay = plant_objects(make_haystack(256, 0.5, seed=0), (0.2, 0.8), seed=0)
-        >>> [o.shape for o in hay.planted] != [] and len({o.shape for o in hay.planted})
+        >>> len({o.shape for o in hay.planted})
         2
     """
     if len(depths) > len(SHAPES) - 1:
