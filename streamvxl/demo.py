@@ -58,10 +58,10 @@ DEMO_SEED_TAG = 0x5C3E
 MAX_NEW_TOKENS = 16
 """Longest answer, tokens (as in `training.evaluate`): a 4-object order answer needs ~12."""
 MAX_TRIES = 200
+"""Clips drawn at most until one has a cut, a sign and a question of every task."""
 DEMO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle")
 """The tasks the demo asks, one question each: the ones the shipped model was trained on
 (`VIDEO_TASKS` also holds "exist" and "now", which the next default model is to learn)."""
-"""Clips drawn at most until one has a cut, a sign and a question of every task."""
 
 MemoryFactory = Callable[[MemoryConfig], VideoMemory]
 """Builds the memory the clip streams into, from the demo's settings."""

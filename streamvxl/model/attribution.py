@@ -53,8 +53,9 @@ class _MassProbe(KVCache):
 @torch.no_grad()
 def memory_attention(model: VideoXL, rotated_keys: torch.Tensor, values: torch.Tensor,
                      chunk: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """(L, H, M+T) float32 on the model's device: attention probability the chunk ``rows`` put on each token of the
-    memory and of the chunk itself, averaged over the rows, per layer and query head.
+    """(L, H, M+T) float32 on the model's device: attention probability the chunk ``rows``
+    put on each token of the memory and of the chunk itself, averaged over the rows, per layer
+    and query head.
 
     Args:
         rotated_keys, values: the memory (L, 1, G, M, D), keys rotated to 0..M-1.

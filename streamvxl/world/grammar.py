@@ -108,7 +108,8 @@ HELD_OUT_GRAMMAR: Grammar = {
         "Give the tint of the {shape}.",
     ),
 }
-"""Phrasings only held-out evaluation uses: no production is shared with `TRAIN_GRAMMAR`."""
+"""Phrasings only held-out evaluation uses: the same skeleton of symbols as `TRAIN_GRAMMAR`,
+every worded production its own, so no phrasing is shared (tests/world/test_questions.py)."""
 
 
 def expand(grammar: Grammar, symbol: str, rng: np.random.Generator, depth: int = 0) -> str:

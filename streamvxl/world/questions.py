@@ -25,7 +25,7 @@ generator only when asked for: questions of the first five tasks drawn task by t
 evaluations and the demo draw them) are the ones they were before these tasks existed.
 
 Forms of the newer tasks are phrased by a grammar (`streamvxl.world.grammar`): training expands
-`TRAIN_GRAMMAR`, held-out evaluation as often `HELD_OUT_GRAMMAR`, which shares no production.
+`TRAIN_GRAMMAR`, held-out evaluation as often `HELD_OUT_GRAMMAR`, whose wording shares no phrasing with it.
 
 A question is only asked when the ground truth makes it unambiguous: objects are named by
 "<colour> <shape>" only when that name is unique in the episode, "the <shape>" only when one
@@ -631,7 +631,7 @@ def _exists_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
 def _last_frame(ep: Episode) -> tuple[list[int], list[Sign]]:
     t = ep.num_frames - 1
     return ([i for i, o in enumerate(ep.objects) if o.visible(t)],
-            [g for g in ep.signs if g.t_in <= t < g.t_out])
+            [g for g in ep.signs if g.visible(t)])
 
 
 def _on_screen_now(ep: Episode, rng: np.random.Generator) -> list[Fact]:
