@@ -95,10 +95,14 @@ class Form:
     grammar: str = ""
     """Start symbol in `streamvxl.world.grammar`'s grammars; when set, phrasings come from
     them instead of ``templates`` / ``held_out``."""
+    weight: float = 1.0
+    """Relative chance of this form among its task's forms that have a question: it keeps a
+    task's yes / no answers balanced where more of its forms answer "no" than "yes"."""
 
 
-def _grammar_form(name: str, task: Task, kind: AnswerKind, symbol: str) -> Form:
-    return Form(name, task, kind, (), (), symbol)
+def _grammar_form(name: str, task: Task, kind: AnswerKind, symbol: str,
+                  weight: float = 1.0) -> Form:
+    return Form(name, task, kind, (), (), symbol, weight)
 
 
 def _form(name: str, task: Task, kind: AnswerKind, *phrasings: str) -> Form:
@@ -346,7 +350,9 @@ FORMS: dict[str, Form] = {f.name: f for f in (
         "Of the signs, what did the {ordinal} one display?",
         "Transcribe the {ordinal} sign."),
     _grammar_form("colour_of_absent", "exist", "absent", "colour_of_absent"),
-    _grammar_form("exists_present", "exist", "yes_no", "exists"),
+    # as often as the two forms whose answer is a denial together: a model trained on
+    # uniform forms learned to answer "no" to "did a <present thing> appear?" (run 9)
+    _grammar_form("exists_present", "exist", "yes_no", "exists", weight=2.0),
     _grammar_form("exists_absent", "exist", "yes_no", "exists"),
     _grammar_form("on_screen_now", "now", "text", "on_screen_now"),
     _grammar_form("nothing_now", "now", "absent", "on_screen_now"),
@@ -723,11 +729,22 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator) -> list[Fa
     return _FACTS[name](episode, rng)
 
 
+def _pick_form(by_form: dict[str, list[Fact]], forms: dict[str, Form],
+               rng: np.random.Generator) -> str:
+    names = list(by_form)
+    weights = np.array([forms[n].weight for n in names])
+    if (weights == weights[0]).all():  # uniform: the draw the recorded question sets used
+        return names[int(rng.integers(len(names)))]
+    return names[int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(),
+                                     side="right"))]
+
+
 def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
                    rng: np.random.Generator, split: Split, n: int,
                    novel_phrasing_prob: float = 0.5) -> list[QA]:
     """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task
-    uniformly among those with candidates, then a form of it, then a fact, then a phrasing."""
+    uniformly among those with candidates, then a form of it (by `Form.weight`), then a fact,
+    then a phrasing."""
     pools: dict[Task, dict[str, list[Fact]]] = {}
     for name, items in facts.items():
         if items:
@@ -736,7 +753,7 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
     while len(out) < n and pools:
         task = list(pools)[int(rng.integers(len(pools)))]
         by_form = pools[task]
-        name = list(by_form)[int(rng.integers(len(by_form)))]
+        name = _pick_form(by_form, forms, rng)
         fact = by_form[name].pop(int(rng.integers(len(by_form[name]))))
         if not by_form[name]:
             del by_form[name]

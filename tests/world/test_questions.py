@@ -200,3 +200,19 @@ def test_the_first_five_tasks_draw_the_questions_they_always_drew() -> None:
             for q in make_questions(ep, rng, "eval", (task,), 2):
                 h.update(f"{q.form}|{q.question}|{q.answer}|{q.evidence}\n".encode())
     assert h.hexdigest()[:16] == "5183a547eea29600"
+
+
+def test_existence_questions_answer_yes_as_often_as_a_denial() -> None:
+    """Uniform forms made two of three existence questions a denial, and a model trained on
+    them answered "no" to objects that were there: `Form.weight` balances the task."""
+    from streamvxl.world import WorldConfig, sample_episode
+
+    answers = Counter()
+    for i in range(300):
+        rng = np.random.default_rng([0xB4, i])
+        ep = sample_episode(rng, WorldConfig(num_frames=24, max_objects=3), "train")
+        for q in make_questions(ep, rng, "train", ("exist",), 1):
+            answers["yes" if q.form == "exists_present" else "denial"] += 1
+    share = answers["yes"] / sum(answers.values())
+    assert sum(answers.values()) >= 250
+    assert 0.42 <= share <= 0.58, answers
