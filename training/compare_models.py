@@ -95,6 +95,8 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
                              "tensors' digests differ)")
         chosen = {k: v for k, v in settings.items()
                   if k not in _NOT_THE_QUESTIONS + _CONDITIONS}
+        if isinstance(chosen.get("world"), dict):  # a field added later is off when None
+            chosen["world"] = {k: v for k, v in chosen["world"].items() if v is not None}
         sample = json.dumps(chosen, sort_keys=True)
         answers.conditions[sample] = {k: settings.get(k) for k in _CONDITIONS}
         seen: Counter[tuple] = Counter()

@@ -173,3 +173,18 @@ def test_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureF
         with pytest.raises(SystemExit):
             main(["--model", f"new={bad}"])
         assert "Error" in capsys.readouterr().err
+
+
+def test_a_world_field_added_later_and_left_off_is_the_same_sample(tmp_path: Path) -> None:
+    """Evaluations recorded before `WorldConfig.camera` existed pair with later ones that write
+    it as None (off); a camera that is on is another sample."""
+    world = {"num_frames": 24, "max_objects": 3}
+    old = _report(tmp_path / "old.json", 1, {("vst", 16): [True] * 4}, model="a", world=world)
+    new = _report(tmp_path / "new.json", 1, {("vst", 16): [False] * 4}, model="b",
+                  world={**world, "camera": None})
+    result = compare({"a": load_answers([old]), "b": load_answers([new])}, resamples=50)
+    assert result["n"] == {"vst": 4}
+    seen = _report(tmp_path / "seen.json", 1, {("vst", 16): [False] * 4}, model="c",
+                   world={**world, "camera": {"noise": [0, 10]}})
+    with pytest.raises(ValueError, match="no question in common"):
+        compare({"a": load_answers([old]), "c": load_answers([seen])}, resamples=50)
