@@ -351,7 +351,7 @@ FORMS: dict[str, Form] = {f.name: f for f in (
         "Transcribe the {ordinal} sign."),
     _grammar_form("colour_of_absent", "exist", "absent", "colour_of_absent"),
     # as often as the two forms whose answer is a denial together: a model trained on
-    # uniform forms learned to answer "no" to "did a <present thing> appear?" (run 9)
+    # uniform forms learned to answer "no" to "did a <present thing> appear?" (docs/results.md, the camera run)
     _grammar_form("exists_present", "exist", "yes_no", "exists", weight=2.0),
     _grammar_form("exists_absent", "exist", "yes_no", "exists"),
     _grammar_form("on_screen_now", "now", "text", "on_screen_now"),
