@@ -375,6 +375,47 @@ def form_rows(predictions: Sequence[dict[str, Any]], task: str) -> list[dict[str
              "accuracy": c / n} for (m, r, f), (c, n) in tally.items()]
 
 
+def phrasing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy by task (and ``all``) split by wording: the training phrasings against the
+    held-out ones (held-out templates, or the held-out grammar for a grammar's forms), from
+    `evaluate`'s predictions: one ``{"method", "ratio", "task", "novel", "n", "correct",
+    "accuracy"}`` per cell. A gap between the two is what the model learned of the wording
+    rather than of the video. ``full`` (ratio None) counts at each ratio, as in the rows."""
+    ratios = sorted({p["ratio"] for p in predictions if p["ratio"] is not None})
+    tally: dict[tuple[str, int, str, bool], list[int]] = defaultdict(lambda: [0, 0])
+    for p in predictions:
+        for r in ratios if p["ratio"] is None else (p["ratio"],):
+            for task in (ALL, p["task"]):
+                cell = tally[(p["method"], r, task, bool(p.get("novel_phrasing")))]
+                cell[0] += bool(p["correct"])
+                cell[1] += 1
+    return [{"method": m, "ratio": r, "task": t, "novel": nv, "n": n, "correct": c,
+             "accuracy": c / n} for (m, r, t, nv), (c, n) in tally.items()]
+
+
+def markdown_phrasing(cells: Sequence[dict[str, Any]]) -> str:
+    """`phrasing_rows` as a table: a row per method and task, a column per ratio holding
+    training / held-out wording accuracy and the held-out count; empty without both."""
+    by = {(c["method"], c["ratio"], c["task"], c["novel"]): c for c in cells}
+    ratios = sorted({c["ratio"] for c in cells})
+    if not any(c["novel"] for c in cells) or not any(not c["novel"] for c in cells):
+        return ""
+    tasks = [ALL] + [t for t in dict.fromkeys(c["task"] for c in cells) if t != ALL]
+    lines = ["## by wording: training phrasings / held-out phrasings, accuracy % (held-out n)",
+             "", "| method | task | " + " | ".join(f"{r}x" for r in ratios) + " |",
+             "|---|---|" + "---:|" * len(ratios)]
+    for m in dict.fromkeys(c["method"] for c in cells):
+        for task in tasks:
+            vals = []
+            for r in ratios:
+                seen, new = by.get((m, r, task, False)), by.get((m, r, task, True))
+                vals.append("-" if seen is None or new is None else
+                            f"{100 * seen['accuracy']:.1f} / {100 * new['accuracy']:.1f} "
+                            f"(n={new['n']})")
+            lines.append(f"| {m} | {task} | " + " | ".join(vals) + " |")
+    return "\n".join(lines + [""]) + "\n"
+
+
 def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
                     notes: Sequence[str] = (), differences: Sequence[dict[str, Any]] = (),
                     forms: Sequence[dict[str, Any]] = ()) -> str:
@@ -486,6 +527,7 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     # needles split by sign kind: a word is one of 32, a number needs its digits in order
     forms = form_rows(predictions or [], "needle")
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
+                  + markdown_phrasing(phrasing_rows(predictions or []))
                   + markdown_misreads(misread_rows(predictions or [], task="needle")))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")

@@ -394,3 +394,26 @@ def test_needle_grid_split_by_sign_kind() -> None:
     assert "| vst, word | 1 / 1 | 0 / 1 |" in grid
     assert "| vst, number | 1 / 2 | - |" in grid
     assert "| avg_pool, word | 0 / 1 | - |" in grid and "avg_pool, number" not in grid
+
+
+def test_accuracy_splits_by_wording_training_against_held_out() -> None:
+    """Counted by hand: the split keeps each task's and the whole set's questions apart by
+    wording, and full (answered once, ratio None) counts at every ratio."""
+    def p(method, ratio, task, novel, correct):
+        return {"method": method, "ratio": ratio, "task": task, "novel_phrasing": novel,
+                "correct": correct}
+    preds = [p("vst", 16, "exist", False, True), p("vst", 16, "exist", False, False),
+             p("vst", 16, "exist", True, True), p("vst", 16, "now", True, False),
+             p("vst", 2, "now", False, True), p("full", None, "now", True, True)]
+    cells = {(c["method"], c["ratio"], c["task"], c["novel"]): (c["correct"], c["n"])
+             for c in ev.phrasing_rows(preds)}
+    assert cells[("vst", 16, "exist", False)] == (1, 2)
+    assert cells[("vst", 16, "exist", True)] == (1, 1)
+    assert cells[("vst", 16, "all", True)] == (1, 2)
+    assert cells[("vst", 16, "all", False)] == (1, 2)
+    assert cells[("full", 2, "now", True)] == cells[("full", 16, "now", True)] == (1, 1)
+    table = ev.markdown_phrasing(ev.phrasing_rows(preds))
+    assert "| vst | all | 100.0 / - |" not in table
+    assert "| vst | exist | - | 50.0 / 100.0 (n=1) |" in table
+    # one wording only: nothing to compare, no table
+    assert ev.markdown_phrasing(ev.phrasing_rows(preds[:2])) == ""
