@@ -38,7 +38,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -357,22 +357,31 @@ def _methods_ratios(rows: list[dict[str, Any]]) -> tuple[list[str], list[int]]:
     return methods, ratios
 
 
+def _tally(predictions: Sequence[dict[str, Any]],
+           groups: Callable[[dict[str, Any]], Iterable[tuple]]) -> list[dict[str, Any]]:
+    """Correct / asked per (method, ratio, *group) for every group ``groups(p)`` puts a
+    prediction in: one ``{"method", "ratio", "key", "n", "correct", "accuracy"}`` per cell. A
+    method answered once for every ratio (``full``, ratio None) counts at each ratio, as in
+    `evaluate`'s rows."""
+    ratios = sorted({p["ratio"] for p in predictions if p["ratio"] is not None})
+    tally: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for p in predictions:
+        for r in ratios if p["ratio"] is None else (p["ratio"],):
+            for group in groups(p):
+                cell = tally[(p["method"], r, *group)]
+                cell[0] += bool(p["correct"])
+                cell[1] += 1
+    return [{"method": m, "ratio": r, "key": key, "n": n, "correct": c, "accuracy": c / n}
+            for (m, r, *key), (c, n) in tally.items()]
+
+
 def form_rows(predictions: Sequence[dict[str, Any]], task: str) -> list[dict[str, Any]]:
     """Accuracy of one task split by question form (e.g. the needle's ``needle_word`` and
     ``needle_number``) from `evaluate`'s predictions: one ``{"method", "ratio", "task",
-    "form", "n", "correct", "accuracy"}`` per cell. A method answered once for every ratio
-    (``full``, ratio None) counts at each ratio, as in `evaluate`'s rows."""
-    ratios = sorted({p["ratio"] for p in predictions if p["ratio"] is not None})
-    tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
-    for p in predictions:
-        if p["task"] != task:
-            continue
-        for r in ratios if p["ratio"] is None else (p["ratio"],):
-            cell = tally[(p["method"], r, p["form"])]
-            cell[0] += bool(p["correct"])
-            cell[1] += 1
-    return [{"method": m, "ratio": r, "task": task, "form": f, "n": n, "correct": c,
-             "accuracy": c / n} for (m, r, f), (c, n) in tally.items()]
+    "form", "n", "correct", "accuracy"}`` per cell (``full`` at each ratio, as in the rows)."""
+    cells = _tally(predictions, lambda p: [(p["form"],)] if p["task"] == task else [])
+    return [{"method": c["method"], "ratio": c["ratio"], "task": task, "form": c["key"][0],
+             "n": c["n"], "correct": c["correct"], "accuracy": c["accuracy"]} for c in cells]
 
 
 def phrasing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -381,16 +390,11 @@ def phrasing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     `evaluate`'s predictions: one ``{"method", "ratio", "task", "novel", "n", "correct",
     "accuracy"}`` per cell. A gap between the two is what the model learned of the wording
     rather than of the video. ``full`` (ratio None) counts at each ratio, as in the rows."""
-    ratios = sorted({p["ratio"] for p in predictions if p["ratio"] is not None})
-    tally: dict[tuple[str, int, str, bool], list[int]] = defaultdict(lambda: [0, 0])
-    for p in predictions:
-        for r in ratios if p["ratio"] is None else (p["ratio"],):
-            for task in (ALL, p["task"]):
-                cell = tally[(p["method"], r, task, bool(p.get("novel_phrasing")))]
-                cell[0] += bool(p["correct"])
-                cell[1] += 1
-    return [{"method": m, "ratio": r, "task": t, "novel": nv, "n": n, "correct": c,
-             "accuracy": c / n} for (m, r, t, nv), (c, n) in tally.items()]
+    cells = _tally(predictions, lambda p: [(t, bool(p.get("novel_phrasing")))
+                                           for t in (ALL, p["task"])])
+    return [{"method": c["method"], "ratio": c["ratio"], "task": c["key"][0],
+             "novel": c["key"][1], "n": c["n"], "correct": c["correct"],
+             "accuracy": c["accuracy"]} for c in cells]
 
 
 def markdown_phrasing(cells: Sequence[dict[str, Any]]) -> str:
@@ -616,8 +620,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 __all__ = ["Answering", "Decoding", "answer_question", "answering", "digest_note", "eval_samples",
-           "evaluate", "form_rows", "load_model_folder", "markdown_report", "model_digest",
-           "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
+           "evaluate", "form_rows", "load_model_folder", "markdown_phrasing", "markdown_report",
+           "model_digest", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
            "write_report"]
 
 
