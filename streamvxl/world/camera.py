@@ -42,7 +42,9 @@ class CameraConfig:
     gain: tuple[float, float] = (0.6, 1.4)
     """Light gain; drawn twice per episode, for its first and its last frame."""
     blur: tuple[int, int] = (0, 2)
-    """Box blur length in pixels (0: none); its direction is drawn."""
+    """Box blur length in pixels (0: none); its direction is drawn. At 64 x 64 a sign's glyphs
+    are 1-pixel strokes: a blur of 1 along both axes (defocus) already leaves a number
+    unreadable, so a run that must keep reading signs trains with ``(0, 0)``."""
     h264_prob: float = 0.3
     """Chance that an episode goes through H.264."""
     crf: tuple[int, int] = (24, 40)
