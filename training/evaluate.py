@@ -63,6 +63,7 @@ from streamvxl.world import (
     render,
     sample_episode,
 )
+from streamvxl.world.questions import HeldOut
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
 from training.samples import Sample
@@ -175,16 +176,18 @@ def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
 
 
 def eval_samples(world: WorldConfig, n_videos: int, seed: int = 0,
-                 tasks: Sequence[Task] = VIDEO_TASKS, questions_per_task: int = 1
-                 ) -> list[Sample]:
+                 tasks: Sequence[Task] = VIDEO_TASKS, questions_per_task: int = 1,
+                 held_out: HeldOut = "templates") -> list[Sample]:
     """``n_videos`` held-out videos (``split="eval"``), each with up to ``questions_per_task``
-    questions of every task it can answer. A pure function of its arguments."""
+    questions of every task it can answer, held-out phrasings from ``held_out``
+    (`streamvxl.world.questions.HeldOut`). A pure function of its arguments."""
     out = []
     for i in range(n_videos):
         rng = np.random.default_rng([EVAL_SEED_TAG, seed, i])
         ep = sample_episode(rng, world, split="eval")
         qa = [q for task in tasks
-              for q in make_questions(ep, rng, "eval", (task,), questions_per_task)]
+              for q in make_questions(ep, rng, "eval", (task,), questions_per_task,
+                                      held_out=held_out)]
         out.append(Sample("video", render(ep), ep.timestamps(), tuple(qa), (ep,)))
     return out
 
@@ -249,8 +252,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
              questions_per_task: int = 1, boundary: BoundaryConfig | None = None,
              window: int | None = None, max_new_tokens: int = 16,
              prompt: PromptTemplate | None = None, preprocess: Preprocessor | None = None,
-             device: str | None = None, predictions: list[dict[str, Any]] | None = None
-             ) -> list[dict[str, Any]]:
+             device: str | None = None, predictions: list[dict[str, Any]] | None = None,
+             held_out: HeldOut = "templates") -> list[dict[str, Any]]:
     """Accuracy per (method, ratio, task) on held-out videos.
 
     Args:
@@ -272,6 +275,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
         preprocess: frame preprocessing (None: CLIP defaults at the model's size).
         device: where a model loaded from a folder goes (None: CUDA when available).
         predictions: when a list, one record per answered question is appended to it.
+        held_out: where the first five tasks' held-out phrasings come from: their held-out
+            templates, or ``"grammar"`` (a held-out grammar no template list holds).
 
     Returns:
         One row per (method, ratio, task) that has questions, tasks followed by ``"all"``:
@@ -295,7 +300,7 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     # (method, ratio, task) -> [correct, asked]; (method, ratio) -> [tokens], [frames kept]
     tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
     sizes: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    samples = eval_samples(world, n_videos, seed, tasks, questions_per_task)
+    samples = eval_samples(world, n_videos, seed, tasks, questions_per_task, held_out)
     t0 = time.perf_counter()
     for i, sample in enumerate(samples):
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
@@ -579,6 +584,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--boundary", type=json.loads, help="JSON of BoundaryConfig fields")
     p.add_argument("--window", type=int, help="raw tokens per encoder window")
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--held-out", default="templates", choices=("templates", "grammar"),
+                   help="the first five tasks' held-out phrasings: their held-out templates or "
+                        "a held-out grammar (the newer tasks always use their grammar)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -602,7 +610,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     n_videos=args.n_videos, seed=args.seed, world=world, tasks=args.tasks,
                     questions_per_task=args.questions_per_task, boundary=boundary,
                     window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
-                    predictions=predictions)
+                    predictions=predictions, held_out=args.held_out)
     settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n_videos": args.n_videos, "seed": args.seed,
                 "ratios": list(args.ratios), "methods": list(args.methods),
@@ -610,8 +618,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "world": asdict(world), "boundary": asdict(boundary),
                 "window": window or model.config.vst.window,
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
+    if args.held_out != "templates":  # absent: the recorded evaluations' templates
+        settings["held_out"] = args.held_out
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos "
-             f"(split \"eval\") of {frames} frames, seed {args.seed}; greedy answers of <= "
+             f"(split \"eval\") of {frames} frames, seed {args.seed}, held-out phrasings "
+             f"from {args.held_out}; greedy answers of <= "
              f"{args.max_new_tokens} tokens scored with `is_correct`",
              "avg_pool and last_n get the token count vst keeps at each ratio; full keeps "
              "every raw token (the same at every ratio)"]

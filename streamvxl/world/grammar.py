@@ -111,6 +111,118 @@ HELD_OUT_GRAMMAR: Grammar = {
 """Phrasings only held-out evaluation uses: the same skeleton of symbols as `TRAIN_GRAMMAR`,
 every worded production its own, so no phrasing is shared (tests/world/test_questions.py)."""
 
+TEMPLATE_FORMS_HELD_OUT_GRAMMAR: Grammar = {
+    # The first five tasks' forms train on template lists (`streamvxl.world.questions.FORMS`);
+    # this grammar words them in ways no list holds, for evaluation only
+    # (`make_questions(..., held_out="grammar")`). Its shared pieces are the held-out grammar's.
+    **{k: HELD_OUT_GRAMMAR[k] for k in ("open", "scope_video", "yes_no_close")},
+    "count_close": ("", "", " A number, please.", " (digits only)"),
+    "colour_of_shape": ("<open><colour_of_shape_core>",),
+    "colour_of_shape_core": (
+        "The {shape} you watched -- which hue did it have?",
+        "Which tint did the {shape} carry<scope_video>?",
+        "If you had to name the {shape}'s paint, what would it be?",
+    ),
+    "shape_of_colour": ("<open><shape_of_colour_core>",),
+    "shape_of_colour_core": (
+        "The thing painted {colour}: was it a circle, a square, or what?",
+        "Which outline did the {colour} item have<scope_video>?",
+        "Describe the form of whatever was {colour}, in one word.",
+    ),
+    "first_of_two": ("<open><first_of_two_core>",),
+    "first_of_two_core": (
+        "The {a} versus the {b}: which one turned up sooner?",
+        "Whose entrance came earlier, the {a}'s or the {b}'s?",
+        "Of the pair {a} / {b}, which was spotted first?",
+    ),
+    "first_overall": ("<open><first_overall_core>",),
+    "first_overall_core": (
+        "Which thing did the footage show before any other?",
+        "Name the earliest arrival<scope_video>.",
+        "Whose entrance opened the show?",
+    ),
+    "last_overall": ("<open><last_overall_core>",),
+    "last_overall_core": (
+        "Which thing was the final newcomer<scope_video>?",
+        "Name the most recent arrival<scope_video>.",
+        "Whose entrance came after all the others?",
+    ),
+    "sequence": ("<open><sequence_core>",),
+    "sequence_core": (
+        "Line up {objects} from the earliest arrival to the latest.",
+        "Going by entrance time, how do {objects} rank?",
+        "Give {objects} as a timeline of arrivals.",
+    ),
+    "count_objects": ("<open><count_objects_core><count_close>",),
+    "count_objects_core": (
+        "What's the tally of things that came into view<scope_video>?",
+        "Altogether, how many items did the camera catch?",
+        "Sum up the objects you spotted<scope_video>.",
+    ),
+    "count_colour": ("<open><count_colour_core><count_close>",),
+    "count_colour_core": (
+        "What's the tally of {colour} things<scope_video>?",
+        "Altogether, how many items in {colour} did the camera catch?",
+        "Sum up the {colour} objects you spotted.",
+    ),
+    "count_shape": ("<open><count_shape_core><count_close>",),
+    "count_shape_core": (
+        "What's the tally of {shapes}<scope_video>?",
+        "Altogether, how many {shapes} did the camera catch?",
+        "Sum up every {shape} you spotted.",
+    ),
+    "count_cuts": ("<open><count_cuts_core><count_close>",),
+    "count_cuts_core": (
+        "How often did the footage jump to another place?",
+        "What's the tally of hard cuts<scope_video>?",
+        "Sum up the switches of setting you noticed.",
+    ),
+    "when_appear": ("<open><when_appear_core>",),
+    "when_appear_core": (
+        "At which second did the {obj} make its entrance?",
+        "The {obj} -- how far into the footage did it arrive, in seconds?",
+        "Give the arrival time of the {obj}.",
+    ),
+    "when_leave": ("<open><when_leave_core>",),
+    "when_leave_core": (
+        "At which second did the {obj} make its exit?",
+        "The {obj} -- how far into the footage did it depart, in seconds?",
+        "Give the departure time of the {obj}.",
+    ),
+    "before": ("<open><before_core><yes_no_close>",),
+    "before_core": (
+        "Had the {a} already turned up by the time the {b} did?",
+        "Would you say the {a}'s arrival came ahead of the {b}'s?",
+        "Is the {b} the later arrival compared with the {a}?",
+    ),
+    "on_screen": ("<open><on_screen_core>",),
+    "on_screen_core": (
+        "Freeze the footage at {time}: what thing is in the picture?",
+        "Which item filled the view {second} seconds in?",
+        "At the {second} s mark, what did the camera show?",
+    ),
+    "needle_word": ("<open><needle_word_core>",),
+    "needle_word_core": (
+        "Spell out the lettering the board carried.",
+        "Which word could a viewer make out on the board<scope_video>?",
+        "The posted notice: what word did it bear?",
+    ),
+    "needle_number": ("<open><needle_number_core>",),
+    "needle_number_core": (
+        "Which figure could a viewer make out on the board<scope_video>?",
+        "The posted notice: what number did it bear?",
+        "Spell out the digits the board carried.",
+    ),
+    "needle_nth": ("<open><needle_nth_core>",),
+    "needle_nth_core": (
+        "Counting the boards in order, what did the {ordinal} one bear?",
+        "The {ordinal} notice posted: what did a viewer read on it?",
+        "Spell out what the {ordinal} board carried.",
+    ),
+}
+"""A held-out grammar for the forms that train on templates: a start symbol per form name,
+the same ``{slot}`` fields as the form's templates, no phrasing any template list holds."""
+
 
 def expand(grammar: Grammar, symbol: str, rng: np.random.Generator, depth: int = 0) -> str:
     """A random phrasing of ``symbol``: every ``<name>`` expanded, ``{slot}`` fields kept.
@@ -139,4 +251,5 @@ def phrasings(grammar: Grammar, symbol: str) -> set[str]:
     return results
 
 
-__all__ = ["HELD_OUT_GRAMMAR", "TRAIN_GRAMMAR", "Grammar", "expand", "phrasings"]
+__all__ = ["HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_HELD_OUT_GRAMMAR", "TRAIN_GRAMMAR", "Grammar",
+           "expand", "phrasings"]

@@ -43,11 +43,15 @@ from typing import Literal
 import numpy as np
 
 from .answers import number_to_words
-from .grammar import HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, expand
+from .grammar import HELD_OUT_GRAMMAR, TEMPLATE_FORMS_HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, expand
 from .scene import COLOURS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
 Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
 AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
+HeldOut = Literal["templates", "grammar"]
+"""Where eval's held-out phrasings of a template form come from: its two held-out templates, or
+`streamvxl.world.grammar.TEMPLATE_FORMS_HELD_OUT_GRAMMAR` (forms with a grammar always use
+the held-out grammar)."""
 VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now")
 """Tasks `make_questions` asks about a video ("compare" is for multi-image samples)."""
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
@@ -707,15 +711,21 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
 
 
 def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: Split,
-           novel_phrasing_prob: float = 0.5) -> tuple[str, str, bool]:
+           novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
+           ) -> tuple[str, str, bool]:
     """Pick a phrasing and fill it: (question, template, novel). Training never picks a
     held-out phrasing; eval picks one with probability ``novel_phrasing_prob`` (for a form
-    with a grammar: a phrasing of the held-out grammar)."""
+    with a grammar: a phrasing of the held-out grammar; for a template form: one of its
+    held-out templates, or with ``held_out="grammar"`` a phrasing of
+    `TEMPLATE_FORMS_HELD_OUT_GRAMMAR`)."""
     if form.grammar:
         novel = split == "eval" and rng.random() < novel_phrasing_prob
         template = expand(HELD_OUT_GRAMMAR if novel else TRAIN_GRAMMAR, form.grammar, rng)
         return template.format(**slots), template, novel
     novel = split == "eval" and bool(form.held_out) and rng.random() < novel_phrasing_prob
+    if novel and held_out == "grammar":
+        template = expand(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name, rng)
+        return template.format(**slots), template, novel
     pool = form.held_out if novel else form.templates
     template = pool[int(rng.integers(len(pool)))]
     return template.format(**slots), template, novel
@@ -741,7 +751,8 @@ def _pick_form(by_form: dict[str, list[Fact]], forms: dict[str, Form],
 
 def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
                    rng: np.random.Generator, split: Split, n: int,
-                   novel_phrasing_prob: float = 0.5) -> list[QA]:
+                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
+                   ) -> list[QA]:
     """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task
     uniformly among those with candidates, then a form of it (by `Form.weight`), then a fact,
     then a phrasing."""
@@ -760,7 +771,8 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
             if not by_form:
                 del pools[task]
         form = forms[name]
-        question, template, novel = phrase(form, fact.slots, rng, split, novel_phrasing_prob)
+        question, template, novel = phrase(form, fact.slots, rng, split, novel_phrasing_prob,
+                                           held_out)
         out.append(QA(form.task, name, question, fact.answer, fact.accepted, fact.evidence,
                       form.kind, template, novel, fact.params))
     return out
@@ -768,7 +780,8 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
 
 def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "train",
                    tasks: Iterable[Task] | None = None, n: int = 4,
-                   novel_phrasing_prob: float = 0.5) -> list[QA]:
+                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
+                   ) -> list[QA]:
     """Up to ``n`` distinct unambiguous questions about an episode, tasks drawn uniformly
     (among those that have a question), then forms, then instances.
 
@@ -779,6 +792,8 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
         tasks: tasks to ask (default: all of `VIDEO_TASKS`).
         n: most questions to return (fewer when the episode has fewer).
         novel_phrasing_prob: in eval, chance of a held-out phrasing.
+        held_out: where a template form's held-out phrasings come from (`HeldOut`): "grammar"
+            measures robustness to wording no template list holds, for every task.
 
     Example:
         >>> from streamvxl.world.scene import sample_episode
@@ -789,10 +804,12 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    if held_out not in ("templates", "grammar"):
+        raise ValueError(f"held_out must be 'templates' or 'grammar', got {held_out!r}")
     wanted = VIDEO_TASKS if tasks is None else tuple(tasks)
     for t in wanted:
         if t not in VIDEO_TASKS:
             raise ValueError(f"unknown task {t!r}; choose from {VIDEO_TASKS}")
     facts = {name: form_facts(name, episode, rng)
              for name, form in FORMS.items() if form.task in wanted}
-    return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob)
+    return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob, held_out)

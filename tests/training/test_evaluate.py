@@ -198,6 +198,20 @@ def test_eval_set_is_held_out(world) -> None:
     assert [qa.question for s in again for qa in s.qa] == [qa.question for qa in qas]
 
 
+def test_eval_set_with_a_held_out_grammar_keeps_its_videos(world) -> None:
+    """--held-out grammar asks the same videos; the first five tasks' novel questions come
+    from the held-out grammar instead of the two held-out templates."""
+    from streamvxl.world.questions import FORMS
+
+    templates = ev.eval_samples(world, 12, seed=0)
+    grammar = ev.eval_samples(world, 12, seed=0, held_out="grammar")
+    for a, b in zip(templates, grammar, strict=True):
+        assert a.episodes == b.episodes and np.array_equal(a.frames, b.frames)
+    novel = [qa for s in grammar for qa in s.qa
+             if qa.novel_phrasing and not FORMS[qa.form].grammar]
+    assert novel and all(qa.template not in FORMS[qa.form].held_out for qa in novel)
+
+
 def _check_rows(rows, ratios) -> None:
     keys = {"method", "ratio", "task", "n", "correct", "accuracy", "memory_tokens",
             "frames_kept"}

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from streamvxl.world.answers import is_correct, normalize_answer
-from streamvxl.world.grammar import HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, phrasings
+from streamvxl.world.grammar import (
+    HELD_OUT_GRAMMAR,
+    TEMPLATE_FORMS_HELD_OUT_GRAMMAR,
+    TRAIN_GRAMMAR,
+    phrasings,
+)
 from streamvxl.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
 from streamvxl.world.scene import Episode
 from tests.world.world_cases import episodes
@@ -165,6 +170,58 @@ def test_held_out_phrasings_only_in_eval() -> None:
             assert novel[form] > 0, form
     for _, qa in _all_questions("eval"):
         assert any(p.match(qa.question) for p in held[qa.form]) == qa.novel_phrasing
+
+
+def _slots(text: str) -> set[str]:
+    return set(re.findall(r"\{(\w+)\}", text))
+
+
+def test_template_forms_have_a_held_out_grammar_sharing_no_phrasing() -> None:
+    """Every template form can be asked in wording no template list holds -- not even another
+    form's -- with the slots its templates fill."""
+    every_template = {t for f in FORMS.values() for t in f.templates + f.held_out}
+    for form in FORMS.values():
+        if form.grammar:
+            continue
+        held = phrasings(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name)
+        assert len(held) >= 10 and not held & every_template, form.name
+        # some forms' templates fill one slot or another ({second} or {time}): each phrasing
+        # fills a set of slots that one of the form's templates fills
+        slot_sets = {frozenset(_slots(t)) for t in form.templates + form.held_out}
+        for text in held:
+            assert frozenset(_slots(text)) in slot_sets, (form.name, text)
+
+
+def test_a_held_out_grammar_for_template_forms_only_changes_novel_phrasings() -> None:
+    eps = episodes("eval")
+    grammar_patterns = {f.name: [_pattern(t) for t in
+                                 phrasings(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, f.name)]
+                        for f in FORMS.values() if not f.grammar}
+    n_novel = 0
+    for i, ep in enumerate(eps):
+        # never novel: both sources draw the same questions
+        a = make_questions(ep, np.random.default_rng([3, i]), "eval", n=8, novel_phrasing_prob=0)
+        b = make_questions(ep, np.random.default_rng([3, i]), "eval", n=8,
+                           novel_phrasing_prob=0, held_out="grammar")
+        assert a == b
+        # always novel: every template form's question comes from the grammar, answers intact
+        for qa in make_questions(ep, np.random.default_rng([3, i]), "eval", n=8,
+                                 novel_phrasing_prob=1, held_out="grammar"):
+            assert qa.novel_phrasing
+            if not FORMS[qa.form].grammar:
+                n_novel += 1
+                assert any(p.match(qa.question) for p in grammar_patterns[qa.form]), qa.question
+                assert qa.template not in FORMS[qa.form].templates + FORMS[qa.form].held_out
+                assert is_correct(_expected(ep, qa), qa), qa  # the slots carry the facts
+        # training never sees it
+        for qa in make_questions(ep, np.random.default_rng([3, i]), "train", n=8,
+                                 held_out="grammar"):
+            assert not qa.novel_phrasing and qa.template in (
+                phrasings(TRAIN_GRAMMAR, FORMS[qa.form].grammar) if FORMS[qa.form].grammar
+                else FORMS[qa.form].templates)
+    assert n_novel >= 40
+    with pytest.raises(ValueError, match="held_out"):
+        make_questions(eps[0], np.random.default_rng(0), "eval", held_out="novel")  # type: ignore[arg-type]
 
 
 def test_questions_are_deterministic_and_distinct() -> None:
