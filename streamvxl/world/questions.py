@@ -360,7 +360,10 @@ FORMS: dict[str, Form] = {f.name: f for f in (
     _grammar_form("exists_absent", "exist", "yes_no", "exists"),
     _grammar_form("on_screen_now", "now", "text", "on_screen_now"),
     _grammar_form("nothing_now", "now", "absent", "on_screen_now"),
+    # one form per answer: most objects have left by the last frame, so one form drawing from
+    # every object answered "no" to 4 of 5 questions, and a model that learned "no" looked right
     _grammar_form("still_there", "now", "yes_no", "still_there"),
+    _grammar_form("no_longer_there", "now", "yes_no", "still_there"),
 )}
 """Every video question form by name."""
 
@@ -662,12 +665,16 @@ def _nothing_now(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     return [Fact({}, "nothing", NOTHING, (ep.num_frames - 1, ep.num_frames))]
 
 
-def _still_there(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+def _still_there(ep: Episode, rng: np.random.Generator, visible: bool) -> list[Fact]:
+    """"Is the <object> still on screen?" about objects that are (``visible``) or are not in
+    the last frame."""
     t = ep.num_frames - 1
     facts = []
     for i in _referable(ep):
         o = ep.objects[i]
-        answer = "yes" if o.visible(t) else "no"
+        if o.visible(t) != visible:
+            continue
+        answer = "yes" if visible else "no"
         facts.append(Fact({"obj": o.name}, answer, (answer,), (max(o.t_out - 1, 0), t + 1),
                           (("object", str(i)),)))
     return facts
@@ -706,7 +713,8 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
     "exists_absent": _exists_absent,
     "on_screen_now": _on_screen_now,
     "nothing_now": _nothing_now,
-    "still_there": _still_there,
+    "still_there": lambda ep, rng: _still_there(ep, rng, visible=True),
+    "no_longer_there": lambda ep, rng: _still_there(ep, rng, visible=False),
 }
 
 

@@ -105,7 +105,7 @@ def _expected(ep: Episode, qa: QA) -> str:
         assert not any(g.visible(last) for g in ep.signs)
         seen = [o for o in obs if o.visible(last)]
         return "nothing" if not seen else _one(seen, qa.question).name
-    if form == "still_there":
+    if form in ("still_there", "no_longer_there"):
         o = obs[int(qa.param("object"))]
         assert o.name in qa.question
         return "yes" if o.visible(last) else "no"
@@ -257,6 +257,23 @@ def test_the_first_five_tasks_draw_the_questions_they_always_drew() -> None:
             for q in make_questions(ep, rng, "eval", (task,), 2):
                 h.update(f"{q.form}|{q.question}|{q.answer}|{q.evidence}\n".encode())
     assert h.hexdigest()[:16] == "5183a547eea29600"
+
+
+def test_still_there_questions_split_by_answer() -> None:
+    """Most objects have left by the last frame, so 4 of 5 "still there?" questions answer
+    "no" and a model that always says "no" scored 80 % on one form. One form per answer makes
+    the per-form tables show both halves (as exists_present / exists_absent do)."""
+    from streamvxl.world import WorldConfig, sample_episode
+
+    answers = {"still_there": Counter(), "no_longer_there": Counter()}
+    for i in range(200):
+        rng = np.random.default_rng([0x57, i])
+        ep = sample_episode(rng, WorldConfig(num_frames=24, max_objects=3), "train")
+        for q in make_questions(ep, rng, "train", ("now",), 2):
+            if q.form in answers:
+                answers[q.form][q.answer] += 1
+    assert set(answers["still_there"]) == {"yes"} and set(answers["no_longer_there"]) == {"no"}
+    assert min(sum(c.values()) for c in answers.values()) >= 40, answers
 
 
 def test_existence_questions_answer_yes_as_often_as_a_denial() -> None:
