@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from .config import MemoryConfig
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     timer.daemon = True
     if args.seconds is not None:
         timer.start()
+    restore_sigint = _close_on_sigint(src)
     try:
         with src:
             for frame in src:
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except KeyboardInterrupt:
         log.info("interrupted")
     finally:
+        restore_sigint()
         timer.cancel()
         stop.set()
         progress.join()
@@ -98,6 +102,28 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     err.write(_line(mem, src) + "\n")
     mem.close()
     return 0
+
+
+def _close_on_sigint(src) -> Callable[[], None]:
+    """Make Ctrl-C end the stream as ``--seconds`` does: the source closes, the loop ends, the
+    memory flushes and answers. A KeyboardInterrupt raised wherever the main thread happens to
+    be -- inside ``push``, between queueing a frame and counting it -- could leave the flush
+    waiting forever. The source is closed from another thread (the handler may run while the
+    main thread is inside the source); a second Ctrl-C interrupts at once. Returns the function
+    that puts the previous handler back (a no-op off the main thread, where none is set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        log.info("interrupted: closing the source (Ctrl-C again to stop at once)")
+        threading.Thread(target=src.close, name="watch-sigint", daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _answer(mem, questions: list[str], at: float | None, max_new_tokens: int, out: TextIO,
