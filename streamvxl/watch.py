@@ -109,7 +109,8 @@ def _close_on_sigint(src) -> Callable[[], None]:
     memory flushes and answers. A KeyboardInterrupt raised wherever the main thread happens to
     be -- inside ``push``, between queueing a frame and counting it -- could leave the flush
     waiting forever. The source is closed from another thread (the handler may run while the
-    main thread is inside the source); a second Ctrl-C interrupts at once. Returns the function
+    main thread is inside the source); a second Ctrl-C raises KeyboardInterrupt, as before, for a
+    source whose close does not end the loop. Returns the function
     that puts the previous handler back (a no-op off the main thread, where none is set)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -119,7 +120,7 @@ def _close_on_sigint(src) -> Callable[[], None]:
         if pressed.is_set():
             raise KeyboardInterrupt
         pressed.set()
-        log.info("interrupted: closing the source (Ctrl-C again to stop at once)")
+        log.info("interrupted: closing the source (Ctrl-C again to interrupt)")
         threading.Thread(target=src.close, name="watch-sigint", daemon=True).start()
 
     previous = signal.signal(signal.SIGINT, handler)

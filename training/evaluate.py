@@ -41,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -391,7 +391,7 @@ def form_rows(predictions: Sequence[dict[str, Any]], task: str) -> list[dict[str
 
 def phrasing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Accuracy by task (and ``all``) split by wording: the training phrasings against the
-    held-out ones (held-out templates, or the held-out grammar for a grammar's forms), from
+    held-out ones (whichever the evaluation drew: held-out templates or a held-out grammar), from
     `evaluate`'s predictions: one ``{"method", "ratio", "task", "novel", "n", "correct",
     "accuracy"}`` per cell. A gap between the two is what the model learned of the wording
     rather than of the video. ``full`` (ratio None) counts at each ratio, as in the rows."""
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--boundary", type=json.loads, help="JSON of BoundaryConfig fields")
     p.add_argument("--window", type=int, help="raw tokens per encoder window")
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--held-out", default="templates", choices=("templates", "grammar"),
+    p.add_argument("--held-out", default="templates", choices=get_args(HeldOut),
                    help="the first five tasks' held-out phrasings: their held-out templates or "
                         "a held-out grammar (the newer tasks always use their grammar)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -38,7 +38,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -812,8 +812,8 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    if held_out not in ("templates", "grammar"):
-        raise ValueError(f"held_out must be 'templates' or 'grammar', got {held_out!r}")
+    if held_out not in get_args(HeldOut):
+        raise ValueError(f"held_out must be one of {get_args(HeldOut)}, got {held_out!r}")
     wanted = VIDEO_TASKS if tasks is None else tuple(tasks)
     for t in wanted:
         if t not in VIDEO_TASKS:
