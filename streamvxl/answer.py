@@ -38,6 +38,10 @@ class Citation:
     sum to 1)."""
     interval: int | None
     """Id of the stored interval (`IntervalRecord.id`); None for frames not yet compressed."""
+    match: float | None = None
+    """How well the span's frames match the question's words: the best cosine between the
+    question's text embedding and its frames' (`Retrieval.scorer` "frames" / "both"); None
+    when the memory scores keys only."""
 
 
 @dataclass(frozen=True)

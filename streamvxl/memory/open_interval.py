@@ -22,6 +22,7 @@ class FrameSpan:
     tokens: torch.Tensor  # (F, T, C)
     embeddings: torch.Tensor  # (F, E)
     timestamps: list[float]
+    looks: torch.Tensor | None = None  # (F, E') text-to-frame embeddings, when kept
 
 
 class OpenInterval:
@@ -30,16 +31,27 @@ class OpenInterval:
     def __init__(self) -> None:
         self._tokens: list[torch.Tensor] = []
         self._embeddings: list[torch.Tensor] = []
+        self._looks: list[torch.Tensor | None] = []
         self.timestamps: list[float] = []
 
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def append(self, tokens: torch.Tensor, embedding: torch.Tensor, timestamp: float) -> None:
-        """Add one frame: tokens (T, C), embedding (E,)."""
+    def append(self, tokens: torch.Tensor, embedding: torch.Tensor, timestamp: float,
+               look: torch.Tensor | None = None) -> None:
+        """Add one frame: tokens (T, C), embedding (E,), and its text-to-frame embedding (E',)
+        when the stream keeps them."""
         self._tokens.append(tokens)
         self._embeddings.append(embedding)
+        self._looks.append(look)
         self.timestamps.append(timestamp)
+
+    def looks(self) -> torch.Tensor | None:
+        """(F, E') the buffered frames' text-to-frame embeddings; None when empty or not
+        kept."""
+        if not self._looks or any(x is None for x in self._looks):
+            return None
+        return torch.stack(self._looks)  # type: ignore[arg-type]
 
     def raw_tokens(self) -> torch.Tensor | None:
         """All buffered tokens (F*T, C), frame-major; None when empty."""
@@ -51,12 +63,15 @@ class OpenInterval:
         """Remove and return the oldest ``n`` frames."""
         if not 0 < n <= len(self):
             raise IndexError(f"cannot take {n} frames from {len(self)} buffered")
+        looks = self._looks[:n]
         span = FrameSpan(torch.stack(self._tokens[:n]), torch.stack(self._embeddings[:n]),
-                         self.timestamps[:n])
-        del self._tokens[:n], self._embeddings[:n], self.timestamps[:n]
+                         self.timestamps[:n],
+                         None if any(x is None for x in looks) else torch.stack(looks))
+        del self._tokens[:n], self._embeddings[:n], self._looks[:n], self.timestamps[:n]
         return span
 
     def clear(self) -> None:
         self._tokens.clear()
         self._embeddings.clear()
+        self._looks.clear()
         self.timestamps.clear()

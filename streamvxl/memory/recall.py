@@ -28,10 +28,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal, get_args
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
+
+Scorer = Literal["keys", "frames", "both"]
+"""How intervals are scored against a question (`Retrieval.scorer`)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,18 @@ class Retrieval:
     """Share of ``budget`` given to the newest intervals, whatever their score."""
     digest_tokens: int = 8
     """Rows of an interval's key digest (more: finer scores, more host memory)."""
+    scorer: Scorer = "keys"
+    """What ranks the intervals: "keys" (the question's own queries against each interval's
+    key digest), "frames" (the question's text embedding against image embeddings of a few of
+    each interval's frames, `ClipScorer`: finds what a question *names*, a shape, a colour,
+    a sign), or "both" (the two standardised scores averaged)."""
+    frames: str = "world"
+    """The text-to-frame scorer for "frames" / "both": "world" (the one shipped for the
+    embedded model, `ClipScorer.default`) or "<open_clip architecture>@<weights.safetensors>"
+    (`ClipScorer.from_open_clip`, for real footage)."""
+    frame_rows: int = 8
+    """Frames per interval whose image embeddings are kept for "frames" / "both" (evenly
+    spaced; an interval's score is its best frame's)."""
 
     def __post_init__(self) -> None:
         if self.budget is not None and (isinstance(self.budget, bool)
@@ -63,6 +80,18 @@ class Retrieval:
                 self.digest_tokens < 1:
             raise ConfigError(f"Retrieval.digest_tokens must be a positive int, got "
                               f"{self.digest_tokens!r}")
+        if self.scorer not in get_args(Scorer):
+            raise ConfigError(f"Retrieval.scorer must be one of {get_args(Scorer)}, got "
+                              f"{self.scorer!r}")
+        if not isinstance(self.frames, str) or not (
+                self.frames == "world" or ("@" in self.frames
+                                           and self.frames.endswith(".safetensors"))):
+            raise ConfigError(f"Retrieval.frames must be \"world\" or \"<open_clip "
+                              f"architecture>@<weights.safetensors>\", got {self.frames!r}")
+        if isinstance(self.frame_rows, bool) or not isinstance(self.frame_rows, int) or \
+                self.frame_rows < 1:
+            raise ConfigError(f"Retrieval.frame_rows must be a positive int, got "
+                              f"{self.frame_rows!r}")
 
 
 def digest_layers(num_layers: int) -> slice:
@@ -164,6 +193,42 @@ class DigestIndex:
         return z.mean((0, 1, 3)).cpu()
 
 
+def frame_rows(num_frames: int, rows: int) -> list[int]:
+    """Which of an interval's ``num_frames`` frames keep a text-to-frame embedding: ``rows``
+    evenly spaced ones, the first and last included (all of them when fewer).
+
+    Example:
+        >>> frame_rows(32, 4), frame_rows(3, 4)
+        ([0, 10, 21, 31], [0, 1, 2])
+    """
+    if num_frames <= rows:
+        return list(range(num_frames))
+    return np.linspace(0, num_frames - 1, rows).round().astype(int).tolist()
+
+
+def look_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor) -> torch.Tensor:
+    """(N,) how well each interval's frames match a question: the best cosine between the
+    question's text embedding ``text`` (E,) and the interval's looks (k, E); intervals without
+    looks (stored before the stream kept them) score the lowest of the others."""
+    best = torch.full((len(looks),), float("nan"))
+    for i, rows in enumerate(looks):
+        if rows is not None:
+            best[i] = (rows.float() @ text.float()).max()
+    known = ~best.isnan()
+    if known.any():
+        best[~known] = best[known].min()
+    else:
+        best.zero_()
+    return best
+
+
+def standardised(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` (N,) less their mean, over their standard deviation (zeros when flat)."""
+    if scores.numel() <= 1:
+        return torch.zeros_like(scores)
+    return (scores - scores.mean()) / (scores.std() + 1e-6)
+
+
 def select(sizes: Sequence[int], scores: torch.Tensor, budget: int, recent: float) -> list[int]:
     """Positions (time order) of the intervals a question reads: the newest ones within
     ``recent * budget`` tokens, then the best-scoring ones that still fit ``budget``.
@@ -192,4 +257,5 @@ def select(sizes: Sequence[int], scores: torch.Tensor, budget: int, recent: floa
     return sorted(chosen)
 
 
-__all__ = ["DigestIndex", "Retrieval", "digest_layers", "key_digest", "select"]
+__all__ = ["DigestIndex", "Retrieval", "Scorer", "digest_layers", "frame_rows", "key_digest",
+           "look_scores", "select", "standardised"]

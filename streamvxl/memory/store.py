@@ -68,6 +68,9 @@ class IntervalRecord:
     """Retained tokens (VSTs) in memory."""
     embedding: torch.Tensor | None = field(default=None, compare=False, repr=False)
     """Mean per-frame embedding (CPU, float32), for retrieval."""
+    looks: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    """(k, E) image embeddings of a few of its frames in the text-to-frame scorer's space
+    (CPU, float16; `streamvxl.memory.clip_scorer`), when retrieval scores frames."""
 
     @property
     def num_frames(self) -> int:
@@ -157,7 +160,8 @@ class MemoryStore:
 
     def add(self, keys: torch.Tensor, values: torch.Tensor, *, t_start: float, t_end: float,
             frame_start: int, frame_end: int, ratio: int | None,
-            embedding: torch.Tensor | None = None, evict: int | None = None
+            embedding: torch.Tensor | None = None, evict: int | None = None,
+            looks: torch.Tensor | None = None
             ) -> tuple[IntervalRecord, list[IntervalRecord]]:
         """Store one interval's retained pre-RoPE K/V (L, 1, G, n, D), first dropping the
         ``evict`` oldest intervals (None: as many as `to_evict` says). Returns the new record
@@ -169,7 +173,7 @@ class MemoryStore:
             raise RuntimeError(f"evicting {evict} intervals leaves no room for {n} tokens")
         self._append(keys, values)
         record = IntervalRecord(self.next_id, t_start, t_end, frame_start, frame_end, ratio, n,
-                                embedding)
+                                embedding, looks)
         self.next_id += 1
         self.records.append(record)
         return record, evicted

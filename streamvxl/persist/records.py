@@ -78,6 +78,9 @@ class LogContents:
     gaps: list[Gap] = field(default_factory=list)
     spacing: list[float] = field(default_factory=list)
     """The last intervals between frames, seconds (the automatic gap threshold)."""
+    looks_by: dict[int, str] = field(default_factory=dict)
+    """Which text-to-frame scorer made each held interval's looks (`Retrieval.frames`), by id,
+    for those that have them."""
     last_time: float | None = None
     """Stream time of the newest frame the last record knew of."""
     last_wall: float | None = None
@@ -108,19 +111,27 @@ def memory_body(identity: ModelIdentity, settings: dict[str, Any], prefix_ids: S
 def interval_body(*, id: int, t_start: float, t_end: float, frame_start: int, frame_end: int,
                   ratio: int | None, keys: torch.Tensor, values: torch.Tensor,
                   embedding: torch.Tensor | None, evicts: Sequence[int], gaps: Sequence[Gap],
-                  spacing: Sequence[float], last_time: float | None, wall: float
+                  spacing: Sequence[float], last_time: float | None, wall: float,
+                  looks: torch.Tensor | None = None, looks_by: str | None = None
                   ) -> list[bytes | memoryview]:
     """An ``interval`` record's body, as parts (`codec.pack_parts`): keys and values
-    (L, G, n, D) pre-RoPE, embedding (E,)."""
+    (L, G, n, D) pre-RoPE, embedding (E,); the text-to-frame embeddings ``looks`` (k, E')
+    made by the scorer ``looks_by`` (`Retrieval.frames`) go in the meta, as float16 bytes:
+    they are small, and `fold` reads every record's meta, so a reopened log's disk tier is
+    scored without reading its K/V."""
     tensors = {"keys": keys, "values": values}
     if embedding is not None:
         tensors["embedding"] = embedding.float()
-    return pack_parts({"kind": INTERVAL, "id": id, "t_start": t_start, "t_end": t_end,
-                 "frame_start": frame_start, "frame_end": frame_end, "ratio": ratio,
-                 "num_tokens": int(keys.shape[2]), "evicts": [int(i) for i in evicts],
-                 "gaps": [[g.start, g.end, g.cause] for g in gaps],
-                 "spacing": [float(s) for s in spacing], "last_time": last_time,
-                 "wall": wall}, tensors)
+    meta = {"kind": INTERVAL, "id": id, "t_start": t_start, "t_end": t_end,
+            "frame_start": frame_start, "frame_end": frame_end, "ratio": ratio,
+            "num_tokens": int(keys.shape[2]), "evicts": [int(i) for i in evicts],
+            "gaps": [[g.start, g.end, g.cause] for g in gaps],
+            "spacing": [float(s) for s in spacing], "last_time": last_time, "wall": wall}
+    if looks is not None and looks_by is not None:
+        rows = looks.detach().to("cpu", torch.float16).contiguous()
+        meta["looks"] = {"by": looks_by, "shape": list(rows.shape),
+                         "f16": rows.view(torch.int16).numpy().tobytes()}
+    return pack_parts(meta, tensors)
 
 
 def reset_body(wall: float) -> bytes:
@@ -189,6 +200,9 @@ def fold(bodies: Sequence[bytes], where: str, damaged: int = 0,
             log.warning("%s: skipped a damaged record (%s)", where, e)
     contents.intervals = _load(live, where, contents)
     contents.archived = [(_record(meta), at[i]) for i, meta in archived.items()]
+    contents.looks_by = {i: by for i, meta in [*archived.items(), *((m["id"], m) for m, _ in
+                                                                     live.values())]
+                         if (by := looks_by(meta)) is not None}
     contents.offsets = {i: at[i] for i in [*archived, *(x.record.id for x in contents.intervals)]
                         if i in at}
     held = [r for r, _ in contents.archived] + [i.record for i in contents.intervals]
@@ -253,6 +267,14 @@ def _check_interval(meta: dict[str, Any]) -> dict[str, Any]:
         raise _Malformed("spacing is not a list of numbers")
     if meta["frame_end"] < meta["frame_start"] or meta["t_end"] < meta["t_start"]:
         raise _Malformed("the interval ends before it starts")
+    looks = meta.get("looks")
+    if looks is not None:
+        shape = looks.get("shape") if isinstance(looks, dict) else None
+        if not (isinstance(shape, list) and len(shape) == 2
+                and all(isinstance(x, int) and x > 0 for x in shape)
+                and isinstance(looks.get("by"), str) and isinstance(looks.get("f16"), bytes)
+                and len(looks["f16"]) == 2 * shape[0] * shape[1]):
+            raise _Malformed("looks is not {by, shape [k, E], f16 bytes of that shape}")
     return meta
 
 
@@ -294,9 +316,20 @@ def _load(live: dict[int, tuple[dict[str, Any], bytes]], where: str,
 
 
 def _record(meta: dict[str, Any], embedding: torch.Tensor | None = None) -> IntervalRecord:
+    looks = meta.get("looks")
+    rows = None
+    if looks is not None:  # checked by _check_interval
+        rows = torch.frombuffer(bytearray(looks["f16"]), dtype=torch.float16).reshape(
+            looks["shape"])
     return IntervalRecord(meta["id"], float(meta["t_start"]), float(meta["t_end"]),
                           meta["frame_start"], meta["frame_end"], meta["ratio"],
-                          meta["num_tokens"], embedding)
+                          meta["num_tokens"], embedding, rows)
+
+
+def looks_by(meta: dict[str, Any]) -> str | None:
+    """The scorer whose text-to-frame embeddings an interval record holds (None: none)."""
+    looks = meta.get("looks")
+    return looks["by"] if looks is not None else None
 
 
 def interval_tensors(body: bytes, where: str, interval_id: int

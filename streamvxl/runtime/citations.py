@@ -7,7 +7,15 @@ token and the answer's tokens but the last) go through the model again, reading 
 the cache. Each stored interval's weight is the attention mass on its VSTs in the layer and
 head that gave it the most (`span_weights`); the frames not yet compressed are cited as the
 spans `spans` lists for them. The sink and the text are left out, and the weights are
-normalised over the video. Nothing of the memory is copied: an answer is
+normalised over the video.
+
+When the stream keeps its frames' text-to-frame embeddings (`Retrieval.scorer` "frames" or
+"both"), each span's attention weight is multiplied by the share the text-to-frame scorer gives
+it among the spans in context -- a softmax over them of the question's best cosine with the
+span's frames at the scorer's own logit scale, CLIP's zero-shot choice of "which of these shows
+what the words name" -- and renormalised: of the spans the answer read, those that show what
+the question names come first. A model that reads a sign attends to it; one that does not
+look for a shape still had it in context, and the scorer points there. Nothing of the memory is copied: an answer is
 generated in steps while the stream goes on, but its cache is its own.
 
 Shapes: L layers, G kv heads, M memory tokens, N raw tokens, Q question tokens, A answer
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..answer import Citation, IntervalSpan
+from ..memory.recall import look_scores
 from ..memory.store import IntervalRecord, MemoryStore
 from ..model.attribution import memory_attention, span_weights
 from ..model.cache import RotatedCache
@@ -41,13 +50,24 @@ class Context:
     """Raw tokens of each of ``raw_spans`` (N in all)."""
     question_ids: torch.Tensor
     """(Q,) the question as the model read it."""
+    looks: list[torch.Tensor | None] | None = None
+    """Text-to-frame embeddings (k, E') of each span (``records``, then ``raw_spans``); None
+    when the stream does not keep them."""
+    text: torch.Tensor | None = None
+    """(E',) the question's text embedding, with ``looks``."""
+    scale: float = 1.0
+    """The text-to-frame scorer's logit scale."""
 
     @classmethod
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
-           raw_spans: list[IntervalSpan], question_ids: torch.Tensor) -> Context:
+           raw_spans: list[IntervalSpan], question_ids: torch.Tensor,
+           text: torch.Tensor | None = None, scale: float = 1.0) -> Context:
         sizes = [part.shape[0] for part in state.raw_parts()]
+        looks = None
+        if text is not None:
+            looks = [r.looks for r in records] + state.raw_looks()
         return cls(store.num_tokens, store.sink_tokens, list(records), raw_spans, sizes,
-                   question_ids)
+                   question_ids, looks, text, scale)
 
     @torch.no_grad()
     def cite(self, runtime, cache: RotatedCache, answer_ids: list[int]
@@ -70,12 +90,19 @@ class Context:
         for *_, n in spans:
             bounds.append((at, at + n))
             at += n
-        weights = span_weights(mass, bounds).tolist()  # (S,)
-        out = [Citation(a, b, w, interval)
-               for (a, b, interval, _), w in zip(spans, weights, strict=True)]
+        weights = span_weights(mass, bounds)  # (S,)
+        matches: list[float | None] = [None] * len(spans)
+        if self.looks is not None and self.text is not None:
+            match = look_scores(self.looks, self.text)  # (S,)
+            weights = weights * torch.softmax(self.scale * match, 0)
+            matches = match.tolist()
+        out = [Citation(a, b, w, interval, m)
+               for (a, b, interval, _), w, m in zip(spans, weights.tolist(), matches,
+                                                    strict=True)]
         total = sum(c.weight for c in out) or 1.0
         ranked = sorted(out, key=lambda c: -c.weight)
-        return tuple(Citation(c.t_start, c.t_end, c.weight / total, c.interval) for c in ranked)
+        return tuple(Citation(c.t_start, c.t_end, c.weight / total, c.interval, c.match)
+                     for c in ranked)
 
 
 __all__ = ["Context"]

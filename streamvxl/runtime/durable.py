@@ -15,6 +15,7 @@ starts afresh). Its time goes on from the log's: see `FrameQueue.resume`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -96,7 +97,8 @@ class StreamLog:
         fields = dict(id=state.store.next_id, t_start=job.t_start, t_end=job.t_end,
                       frame_start=job.closed.start, frame_end=job.closed.end, ratio=job.ratio,
                       embedding=job.embedding, evicts=evicts, gaps=list(state.gaps),
-                      spacing=list(state.spacing), last_time=state.last_time, wall=time.time())
+                      spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
+                      looks=job.looks, looks_by=state.looks_wanted)
 
         def write() -> None:
             if copied is not None:
@@ -244,6 +246,7 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
             f"{file}: its prompt prefix was tokenized as {list(contents.prefix_ids)[:12]}..., "
             f"this tokenizer gives {list(settings.prefix_ids)[:12]}...; open it with the "
             "tokenizer that wrote it")
+    _keep_looks(contents, config, str(file))
     store = runtime.new_store(config.token_budget)
     device, dtype = runtime.model.device, runtime.model.dtype
     store.set_sink(contents.sink_keys[:, None].to(device, dtype),
@@ -308,6 +311,25 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
         remember(state, record, store.keys()[:, :, :, at:at + record.num_tokens])
 
 
+def _keep_looks(contents: LogContents, config: MemoryConfig, where: str) -> None:
+    """Drop the text-to-frame embeddings that another scorer made than the one ``config``
+    scores with (or all of them when it scores keys only): another scorer's space would
+    rank nonsense. Those intervals score lowest until they age out (their frames are gone)."""
+    r = config.retrieval
+    wanted = r.frames if r is not None and r.scorer != "keys" else None
+    other = {i for i, by in contents.looks_by.items() if by != wanted}
+    if not other:
+        return
+    if wanted is not None:
+        log.warning("%s: %d intervals' frame embeddings were made by another scorer than %r; "
+                    "they rank lowest for it", where, len(other), wanted)
+    contents.intervals = [dataclasses.replace(x, record=dataclasses.replace(x.record, looks=None))
+                          if x.record.id in other else x for x in contents.intervals]
+    contents.archived = [(dataclasses.replace(r_, looks=None) if r_.id in other else r_, at)
+                         for r_, at in contents.archived]
+    contents.looks_by = {i: by for i, by in contents.looks_by.items() if i not in other}
+
+
 def _reopened_config(recorded: MemoryConfig, given: MemoryConfig | None,
                      where: str) -> MemoryConfig:
     if given is None:
@@ -344,7 +366,8 @@ def _fill(store: MemoryStore, contents: LogContents, where: str) -> None:
         store.next_id = r.id  # the log's ids, gaps and all (evicted or damaged ones)
         store.add(i.keys[:, None].to(device, dtype), i.values[:, None].to(device, dtype),
                   t_start=r.t_start, t_end=r.t_end, frame_start=r.frame_start,
-                  frame_end=r.frame_end, ratio=r.ratio, embedding=r.embedding, evict=0)
+                  frame_end=r.frame_end, ratio=r.ratio, embedding=r.embedding, evict=0,
+                  looks=r.looks)
     store.next_id = contents.next_id
     store.evicted = contents.evicted
 
@@ -364,7 +387,8 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
             id=record.id, t_start=record.t_start, t_end=record.t_end,
             frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
             keys=k, values=v, embedding=record.embedding, evicts=evicts, gaps=state.gaps,
-            spacing=list(state.spacing), last_time=state.last_time, wall=time.time())
+            spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
+            looks=record.looks, looks_by=state.looks_wanted)
 
     for entry in entries:
         k, v = archive.load(entry)

@@ -39,6 +39,8 @@ class IntervalJob:
     """(E,) mean frame embedding, CPU float32."""
     evict: int | None = None
     """Oldest intervals this one evicts; None until its first window runs."""
+    looks: torch.Tensor | None = None
+    """(k, E) image embeddings of a few of its frames (`IntervalRecord.looks`)."""
     kept_k: list[torch.Tensor] = field(default_factory=list)
     """Pre-RoPE keys (L, 1, G, n, D) each finished window kept."""
     kept_v: list[torch.Tensor] = field(default_factory=list)

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..memory.recall import DigestIndex, Retrieval, digest_layers, key_digest, select
+from ..memory.recall import (
+    DigestIndex,
+    Retrieval,
+    digest_layers,
+    key_digest,
+    look_scores,
+    select,
+    standardised,
+)
 from ..memory.store import IntervalRecord, MemoryStore
 from ..memory.tiers import Archive, Reader
 from ..model.queries import question_queries
@@ -119,9 +127,11 @@ def held(state: StreamState) -> list[IntervalRecord]:
     return older + state.store.records
 
 
-def recall(runtime, state: StreamState, ids: torch.Tensor, retrieve: bool = True) -> Recalled:
+def recall(runtime, state: StreamState, ids: torch.Tensor, text: torch.Tensor | None,
+           retrieve: bool = True) -> Recalled:
     """The memory the question ``ids`` (T,) (its prompt-wrapped tokens) reads (see the module
-    docstring); ``retrieve=False``: the GPU store as it is, whatever the tiers hold.
+    docstring), ``text`` (E') its text embedding when retrieval scores frames;
+    ``retrieve=False``: the GPU store as it is, whatever the tiers hold.
 
     Raises:
         MemoryFileError: an interval on disk could not be read back.
@@ -138,7 +148,7 @@ def recall(runtime, state: StreamState, ids: torch.Tensor, retrieve: bool = True
             return Recalled(store, list(store.records), len(everything))
         chosen = list(range(len(everything)))
     else:
-        chosen = select(sizes, scores(runtime, state, ids), budget, config.recent)
+        chosen = select(sizes, scores(runtime, state, ids, text), budget, config.recent)
     out = _recall_store(runtime, state, budget)
     records = [everything[i] for i in chosen]
     keys, values = _gather(state, records)
@@ -179,8 +189,23 @@ def _gather(state: StreamState, records: list[IntervalRecord]
     return torch.cat(parts_k, dim=3), torch.cat(parts_v, dim=3)
 
 
-def scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
-    """(N,) relevance of every held interval (`held`) to the question ``ids`` (T,)."""
+def scores(runtime, state: StreamState, ids: torch.Tensor, text: torch.Tensor | None
+           ) -> torch.Tensor:
+    """(N,) relevance of every held interval (`held`) to the question ``ids`` (T,), whose
+    text embedding (E') is ``text`` when `Retrieval.scorer` reads frames."""
+    config = state.settings.config.retrieval
+    assert config is not None
+    if config.scorer == "keys":
+        return key_scores(runtime, state, ids)
+    assert text is not None  # the runtime embeds the question for a frames scorer
+    looks = look_scores([r.looks for r in held(state)], text)
+    if config.scorer == "frames":
+        return looks
+    return (standardised(key_scores(runtime, state, ids)) + standardised(looks)) / 2
+
+
+def key_scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
+    """(N,) relevance of every held interval to the question ``ids`` (T,) by its key digest."""
     store, model = state.store, runtime.model
     sink = store.sink_tokens
     sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
@@ -222,4 +247,4 @@ def _recall_store(runtime, state: StreamState, budget: int) -> MemoryStore:
 
 
 __all__ = ["Leaving", "Recalled", "archive", "forget_dropped", "held", "leaving", "recall",
-           "remember", "remember_newest", "scores", "tiers_for"]
+           "key_scores", "remember", "remember_newest", "scores", "tiers_for"]

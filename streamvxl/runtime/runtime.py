@@ -27,6 +27,7 @@ from ..config import MemoryConfig
 from ..errors import CheckpointError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
+from ..memory.clip_scorer import ClipScorer
 from ..memory.recall import digest_layers
 from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
@@ -100,6 +101,7 @@ class Runtime:
         self._sinks: dict[tuple[int, ...], ChunkKV] = {}
         self._identity: ModelIdentity | None = None
         self._yes_no: tuple[list[int], list[int]] | None = None
+        self._frame_scorers: dict[str, ClipScorer] = {}
         if not cuda:
             apply_cpu_threads(self.config.cpu_threads)
 
@@ -158,6 +160,8 @@ class Runtime:
             tokens_per_frame=self.model.tokens_per_frame, prefix_ids=prefix,
             stop_ids=stop_ids(self.model.config.llm.eos_ids, self.tokenizer, prompt))
         check_budget(config.token_budget, len(prefix), settings.max_interval_tokens)
+        if config.retrieval is not None and config.retrieval.scorer != "keys":
+            self.frame_scorer(config.retrieval.frames)  # a scorer that cannot load fails here
         return settings
 
     @torch.no_grad()
@@ -192,7 +196,8 @@ class Runtime:
         """Frames through the vision tower into ``state`` (closed intervals join its pending
         ones; `compress_next` compresses them)."""
         frames = self.encode_images(images)
-        state.admit(frames.tokens, frames.embeddings, stamps)
+        state.admit(frames.tokens, frames.embeddings, stamps,
+                    looks=self.looks(state.looks_wanted, images))
 
     def compress_next(self, state: StreamState) -> IntervalRecord | None:
         """Encode one window of the oldest pending interval; after its last window, store it.
@@ -332,13 +337,16 @@ class Runtime:
             text = state.settings.config.prompt.format_question(question.text, gaps)
             ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
                                dtype=torch.long)
-        memory = recall(self, state, ids, question.retrieve)
+        scorer = self.frame_scorer(state.looks_wanted) if state.looks_wanted else None
+        text = scorer.embed_text([question.text])[0] if scorer is not None else None  # (E',)
+        memory = recall(self, state, ids, text, question.retrieve)
         self._sync()
         retrieved = time.perf_counter()
         evidence = spans(state, memory.records)
         raw = state.raw_tokens()
         context = Context.of(state, memory.store, memory.records,
-                             [s for s in evidence if not s.compressed], ids) \
+                             [s for s in evidence if not s.compressed], ids, text,
+                             scorer.scale if scorer is not None else 1.0) \
             if question.cite else None
         ended: list[float] = []  # when the last token was out
         cited: list[tuple[Citation, ...]] = []
@@ -414,6 +422,31 @@ class Runtime:
             return FrameTokens(tokens[0], embeddings[0])
         return FrameTokens(torch.cat(tokens), torch.cat(embeddings))
 
+    def frame_scorer(self, spec: str) -> ClipScorer:
+        """The text-to-frame scorer `Retrieval.frames` names, loaded once for every stream
+        on this runtime, on the model's device.
+
+        Raises:
+            ConfigError, CheckpointError, MissingDependencyError: it cannot be loaded.
+        """
+        scorer = self._frame_scorers.get(spec)
+        if scorer is None:
+            device = self.model.device
+            if spec == "world":
+                scorer = ClipScorer.default(device)
+            else:
+                name, _, path = spec.partition("@")
+                scorer = ClipScorer.from_open_clip(name, path, device)
+            self._frame_scorers[spec] = scorer
+        return scorer
+
+    def looks(self, spec: str | None, images: list[np.ndarray]) -> torch.Tensor | None:
+        """(F, E) text-to-frame embeddings of RGB frames for a stream whose retrieval scores
+        frames with ``spec`` (`StreamState.looks_wanted`); None when ``spec`` is None."""
+        if spec is None:
+            return None
+        return self.frame_scorer(spec).embed_frames(np.stack(images)).half()
+
     def job(self, tokens: torch.Tensor, ratio: int | None, window: int,
             remainder: RemainderRule = "summarize", *, t_start: float, t_end: float,
             frame_start: int, frame_end: int, embedding: torch.Tensor | None = None
@@ -441,7 +474,8 @@ class Runtime:
         keys, values = job.retained()
         return store.add(keys, values, t_start=job.t_start, t_end=job.t_end,
                          frame_start=job.closed.start, frame_end=job.closed.end,
-                         ratio=job.ratio, embedding=job.embedding, evict=job.evict)
+                         ratio=job.ratio, embedding=job.embedding, evict=job.evict,
+                         looks=job.looks)
 
     def compress(self, store: MemoryStore, tokens: torch.Tensor, ratio: int | None,
                  window: int | None = None, remainder: RemainderRule = "summarize", *,

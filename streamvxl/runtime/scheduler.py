@@ -419,10 +419,12 @@ class Scheduler:
             tokens = frames.tokens.index_select(0, index)  # (f, T, C)
             slot.processed_time = batch[rows[-1]][1].timestamp
             try:
+                looks = self.runtime.looks(slot.state.looks_wanted,  # type: ignore[union-attr]
+                                           [batch[i][1].image for i in rows])
                 slot.state.admit(tokens, frames.embeddings[rows],  # type: ignore[union-attr]
                                  [batch[i][1].timestamp for i in rows],
                                  [batch[i][1].gap for i in rows],
-                                 [batch[i][1].dropped_before for i in rows])
+                                 [batch[i][1].dropped_before for i in rows], looks=looks)
             except BaseException as e:  # the refused frame and those after it are lost
                 self._fail(slot, e, "adding frames")
             slot.publish()

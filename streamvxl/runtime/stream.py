@@ -25,7 +25,7 @@ from ..frames import Gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
-from ..memory.recall import DigestIndex
+from ..memory.recall import DigestIndex, frame_rows
 from ..memory.store import IntervalRecord, MemoryStore
 from ..memory.tiers import Archive
 from ..model.encoder import window_plan
@@ -127,11 +127,12 @@ class StreamState:
 
     def admit(self, tokens: torch.Tensor, embeddings: torch.Tensor, stamps: list[float],
               reported: Sequence[Gap | None] | None = None,
-              dropped: Sequence[int] | None = None) -> None:
+              dropped: Sequence[int] | None = None, looks: torch.Tensor | None = None) -> None:
         """Add frames that went through the vision tower: tokens (F, T, C) on the device,
         embeddings (F, E) float32 on the CPU, with the outage each one's source reported just
-        before it and how many frames the queue dropped just before it. Intervals they close
-        join `pending`; gaps join `gaps`.
+        before it and how many frames the queue dropped just before it, and their
+        text-to-frame embeddings (F, E') when retrieval scores frames (`looks_wanted`).
+        Intervals they close join `pending`; gaps join `gaps`.
 
         Raises:
             FrameError: the segmenter refused a frame's embedding (zero, NaN); that frame and
@@ -142,7 +143,8 @@ class StreamState:
             # the segmenter validates the embedding and changes nothing when it refuses it
             closed = self.segmenter.push(self.frames_seen, embeddings[i])
             self._note_gap(ts, reported[i] if reported else None, dropped[i] if dropped else 0)
-            self.open.append(tokens[i], embeddings[i], ts)
+            self.open.append(tokens[i], embeddings[i], ts,
+                             None if looks is None else looks[i])
             self.frames_seen += 1
             for c in closed:
                 self.pending.append(self._job(c))
@@ -222,6 +224,14 @@ class StreamState:
             parts.append(open_tokens)
         return parts
 
+    def raw_looks(self) -> list[torch.Tensor | None]:
+        """Text-to-frame embeddings (k, E') of each span `raw_parts` lists (None where not
+        kept)."""
+        out = [job.looks for job in self.pending]
+        if len(self.open):
+            out.append(self.open.looks())
+        return out
+
     def raw_tokens(self) -> torch.Tensor | None:
         """(N, C) every frame not yet compressed, in stream order (`raw_parts` joined); None
         when there are none. Questions read them uncompressed."""
@@ -240,5 +250,18 @@ class StreamState:
         raw = span.tokens.reshape(1, -1, span.tokens.shape[-1])  # (1, F*T, C)
         plan = window_plan(raw.shape[1], ratio, self.settings.window,
                            self.settings.config.remainder)
+        retrieval = self.settings.config.retrieval
+        looks = None
+        if span.looks is not None and retrieval is not None:
+            looks = span.looks[frame_rows(closed.num_frames, retrieval.frame_rows)].half()
         return IntervalJob(closed, raw, span.timestamps[0], span.timestamps[-1], ratio, plan,
-                           embedding=span.embeddings.float().mean(0).cpu())
+                           embedding=span.embeddings.float().mean(0).cpu(), looks=looks)
+
+    @property
+    def looks_wanted(self) -> str | None:
+        """The text-to-frame scorer whose frame embeddings this stream keeps
+        (`Retrieval.frames`), or None when its retrieval scores keys only."""
+        retrieval = self.settings.config.retrieval
+        if retrieval is None or retrieval.scorer == "keys":
+            return None
+        return retrieval.frames

@@ -42,11 +42,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from ..config import MemoryConfig
 from ..errors import ConfigError
 from ..intervals.boundary import BoundaryConfig
-from ..memory.recall import Retrieval
+from ..memory.recall import Retrieval, Scorer
 from ..persist.durability import Durability
 from .toml_table import Table
 
@@ -284,6 +285,10 @@ def _memory(t: Table | None, defaults: dict) -> dict:
             "budget": r.take_int("budget", None, minimum=1),
             "recent": r.take_float("recent", 0.25, example=0.25),
             "digest_tokens": r.take_int("digest_tokens", 8, minimum=1),
+            "scorer": r.take_choice("scorer", get_args(Scorer), "keys"),
+            "frames": r.take_str("frames", "world",
+                                 example="ViT-B-32@/etc/streamvxl/clip.safetensors"),
+            "frame_rows": r.take_int("frame_rows", 8, minimum=1),
         }
         r.done()
     b = t.table("boundary")

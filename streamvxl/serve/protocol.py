@@ -18,7 +18,8 @@ response topic wins over ``reply_to`` (one that cannot be published to -- wildca
     {"id": "q-17", "camera": "door", "question": "...", "text": "...", "finished": true,
      "intervals": [{"t_start": 12.0, "t_end": 19.5, "num_frames": 8, "ratio": 8,
                     "compressed": true}, ...],
-     "cited": [{"t_start": 12.0, "t_end": 19.5, "weight": 0.8, "interval": 3}, ...],
+     "cited": [{"t_start": 12.0, "t_end": 19.5, "weight": 0.8, "interval": 3,
+                "match": 0.31}, ...],             # match: null unless retrieval scores frames
      "candidates": 212,
      "gaps": [{"t_start": ..., "t_end": ..., "cause": "..."}],
      "context_tokens": 812,
@@ -210,7 +211,7 @@ def answer_message(camera: str, request: AskRequest, answer: Answer) -> dict[str
         "intervals": [{"t_start": s.t_start, "t_end": s.t_end, "num_frames": s.num_frames,
                        "ratio": s.ratio, "compressed": s.compressed} for s in answer.intervals],
         "cited": [{"t_start": c.t_start, "t_end": c.t_end, "weight": c.weight,
-                   "interval": c.interval} for c in answer.cited],
+                   "interval": c.interval, "match": c.match} for c in answer.cited],
         "gaps": [gap_message(g) for g in answer.gaps],
         "context_tokens": answer.context_tokens, "candidates": answer.candidates,
         "timings": {"wait": t.wait, "prefill": t.prefill, "decode": t.decode, "total": t.total,

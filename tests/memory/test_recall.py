@@ -7,7 +7,16 @@ import itertools
 import pytest
 import torch
 
-from streamvxl.memory.recall import DigestIndex, key_digest, select
+from streamvxl.errors import ConfigError
+from streamvxl.memory.recall import (
+    DigestIndex,
+    Retrieval,
+    frame_rows,
+    key_digest,
+    look_scores,
+    select,
+    standardised,
+)
 
 # Shapes: L layers, G kv heads, n tokens, D head_dim, H query heads.
 
@@ -94,3 +103,37 @@ def test_discarded_digests_leave_from_anywhere() -> None:
     index.discard({1, 4})
     assert index.ids == [0, 2, 3, 5]
     assert index._buf[:4].flatten().tolist() == [0.0, 2.0, 3.0, 5.0]
+
+
+def test_look_scores_take_each_intervals_best_frame() -> None:
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(16), dim=0)
+    looks = [torch.randn(k, 16).half() for k in (3, 1, 8)]
+    want = torch.tensor([max(float(row.float() @ text) for row in rows) for rows in looks])
+    assert torch.allclose(look_scores(looks, text), want, atol=1e-6)
+    # an interval stored before its stream kept looks ranks with the lowest, never above
+    mixed = look_scores([looks[0], None, looks[2]], text)
+    assert mixed[1] == min(mixed[0], mixed[2])
+    assert torch.equal(look_scores([None, None], text), torch.zeros(2))
+
+
+def test_frame_rows_spread_over_the_interval() -> None:
+    assert frame_rows(32, 8) == [0, 4, 9, 13, 18, 22, 27, 31]
+    assert frame_rows(5, 8) == [0, 1, 2, 3, 4]
+    assert frame_rows(1, 8) == [0]
+
+
+def test_standardised_scores() -> None:
+    z = standardised(torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.allclose(z, torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.equal(standardised(torch.tensor([2.0])), torch.zeros(1))
+    assert torch.equal(standardised(torch.full((4,), 3.0)), torch.zeros(4))
+
+
+@pytest.mark.parametrize("bad", [{"scorer": "pixels"}, {"frames": "ViT-B-32"},
+                                 {"frames": "ViT-B-32@weights.pt"}, {"frame_rows": 0},
+                                 {"frame_rows": True}])
+def test_retrieval_refuses_bad_scorer_settings(bad) -> None:
+    with pytest.raises(ConfigError):
+        Retrieval(**bad)
+    assert Retrieval(scorer="both", frames="ViT-B-32@/w/clip.safetensors").frame_rows == 8

@@ -57,7 +57,7 @@ def test_the_answer_reads_what_the_rule_chooses(runtime) -> None:
     question = mem._question(QUESTION, 6, 0.0, 1.0, None, True)
     everything = held(mem.state)
     chosen = select([r.num_tokens for r in everything],
-                    scores(runtime, mem.state, question.ids), 12, 0.25)
+                    scores(runtime, mem.state, question.ids, None), 12, 0.25)
     expected = [everything[i] for i in chosen]
     assert 0 < len(expected) < len(everything)
     answer = mem.ask(QUESTION, max_new_tokens=6, output_logits=True)

@@ -1,0 +1,135 @@
+"""Retrieval that scores frames (`Retrieval.scorer` "frames" / "both"): each interval keeps the
+text-to-frame embeddings of a few of its frames, the question's words pick the intervals, the
+embeddings survive restarts and snapshots, and citations weigh attention by the match."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamvxl import VideoMemory
+from streamvxl.errors import CheckpointError
+from streamvxl.memory.recall import Retrieval, frame_rows, look_scores, select, standardised
+from streamvxl.runtime.retrieval import held, key_scores, scores
+from streamvxl.runtime.runtime import Runtime
+from tests.runtime.helpers import QUESTION, config, scenes
+
+pytest.importorskip("open_clip")
+
+STAMPS = [float(i) for i in range(54)]
+FRAMES = scenes(6, 9)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_checkpoint: Path) -> Runtime:
+    return Runtime.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+def filled(runtime: Runtime, background: bool = False, **kw) -> VideoMemory:
+    kw.setdefault("token_budget", 40)
+    kw.setdefault("eviction", "offload")
+    kw.setdefault("retrieval", Retrieval(budget=12, scorer="frames"))
+    mem = VideoMemory.on(runtime, config(**kw), background=background)
+    mem.extend(FRAMES, timestamps=STAMPS)
+    mem.flush()
+    mem.wait()
+    return mem
+
+
+def test_each_interval_keeps_the_embeddings_of_its_spread_frames(runtime) -> None:
+    mem = filled(runtime)
+    scorer = runtime.frame_scorer("world")
+    records = held(mem.state)
+    assert len(records) > 3 and mem.state.archive.entries  # some left the GPU
+    for r in records:
+        picked = [r.frame_start + i for i in frame_rows(r.num_frames, 8)]
+        want = scorer.embed_frames(np.stack([FRAMES[i] for i in picked])).half()
+        assert r.looks is not None and torch.allclose(r.looks.float(), want.float(), atol=2e-3)
+
+
+def test_the_answer_reads_the_intervals_its_words_match(runtime) -> None:
+    mem = filled(runtime)
+    scorer = runtime.frame_scorer("world")
+    records = held(mem.state)
+    text = scorer.embed_text([QUESTION])[0]
+    match = torch.tensor([max(float(row.float() @ text) for row in r.looks) for r in records])
+    chosen = select([r.num_tokens for r in records], match, 12, 0.25)
+    assert 0 < len(chosen) < len(records)
+    answer = mem.ask(QUESTION, max_new_tokens=4)
+    assert [(s.t_start, s.t_end) for s in answer.intervals] == \
+        [(records[i].t_start, records[i].t_end) for i in chosen]
+
+
+def test_both_averages_the_standardised_scores(runtime) -> None:
+    mem = filled(runtime, retrieval=Retrieval(budget=12, scorer="both"))
+    question = mem._question(QUESTION, 4, 0.0, 1.0, None, True)
+    text = runtime.frame_scorer("world").embed_text([QUESTION])[0]
+    keys = key_scores(runtime, mem.state, question.ids)
+    looks = look_scores([r.looks for r in held(mem.state)], text)
+    assert torch.allclose(scores(runtime, mem.state, question.ids, text),
+                          (standardised(keys) + standardised(looks)) / 2)
+
+
+def test_the_worker_keeps_what_the_caller_keeps(runtime) -> None:
+    sync, worker = filled(runtime), filled(runtime, background=True)
+    for a, b in zip(held(sync.state), held(worker.state), strict=True):
+        assert torch.equal(a.looks, b.looks)
+    x, y = sync.ask(QUESTION, max_new_tokens=6), worker.ask(QUESTION, max_new_tokens=6)
+    assert x.text == y.text and x.intervals == y.intervals
+    assert [(c.interval, c.match) for c in x.cited] == [(c.interval, c.match) for c in y.cited]
+    worker.close()
+
+
+def test_embeddings_survive_restarts_and_snapshots(runtime, tmp_path) -> None:
+    mem = filled(runtime, log_dir=tmp_path / "log")
+    before = {r.id: r.looks for r in held(mem.state)}
+    answer = mem.ask(QUESTION, max_new_tokens=4)
+    mem.save(tmp_path / "snap.svxl")
+    mem.close()
+    for where in (tmp_path / "log", tmp_path / "snap.svxl"):
+        again = VideoMemory.open(where, runtime=runtime, background=False)
+        assert {r.id for r in held(again.state)} == set(before)
+        assert all(torch.equal(r.looks, before[r.id]) for r in held(again.state))
+        assert again.ask(QUESTION, max_new_tokens=4).intervals == answer.intervals
+        again.close()
+    # keys only: the embeddings are not used (nor kept on); another scorer: not trusted
+    cfg = config(token_budget=40, eviction="offload", log_dir=tmp_path / "log")
+    keys = VideoMemory.open(tmp_path / "log", runtime=runtime, background=False,
+                            config=dataclasses.replace(cfg, retrieval=Retrieval(budget=12)))
+    assert all(r.looks is None for r in held(keys.state))
+    assert all(c.match is None for c in keys.ask(QUESTION, max_new_tokens=4).cited)
+    keys.close()
+
+
+def test_citations_weigh_attention_by_the_frames_match(runtime, tmp_path) -> None:
+    mem = filled(runtime, log_dir=tmp_path / "log")
+    mem.extend(scenes(1, 5, seed=9), timestamps=[54.0 + i for i in range(5)])  # open frames
+    framed = mem.ask(QUESTION, max_new_tokens=6, retrieve=False)
+    mem.close()
+    cfg = config(token_budget=40, eviction="offload", log_dir=tmp_path / "log")
+    plain = VideoMemory.open(tmp_path / "log", runtime=runtime, background=False,
+                             config=dataclasses.replace(cfg, retrieval=Retrieval(budget=12)))
+    plain.extend(scenes(1, 5, seed=9), timestamps=[54.0 + i for i in range(5)])
+    attention = plain.ask(QUESTION, max_new_tokens=6, retrieve=False)
+    plain.close()
+    assert framed.text == attention.text  # the same context (no gap: the same question)
+    scorer = runtime.frame_scorer("world")
+    by_span = {(c.t_start, c.t_end): c for c in framed.cited}
+    assert any(c.interval is None for c in framed.cited)  # open frames are matched too
+    spans = [(c.t_start, c.t_end) for c in attention.cited]
+    match = torch.tensor([by_span[s].match for s in spans])
+    share = torch.softmax(scorer.scale * match, 0)
+    want = torch.tensor([c.weight for c in attention.cited]) * share
+    want = want / want.sum()
+    got = torch.tensor([by_span[s].weight for s in spans])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_an_unloadable_scorer_fails_when_the_memory_is_made(runtime, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="missing.safetensors"):
+        VideoMemory.on(runtime, config(retrieval=Retrieval(
+            scorer="frames", frames=f"ViT-B-32@{tmp_path / 'missing.safetensors'}")))
