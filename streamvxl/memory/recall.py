@@ -113,31 +113,40 @@ def key_digest(keys: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 class DigestIndex:
-    """Key digests of every interval held on any tier, by id, in time order.
+    """Key digests of every interval held on any tier, by id, in time order, and with
+    ``look_rows`` the text-to-frame embeddings of its frames (`IntervalRecord.looks`).
 
-    Rows live in one host buffer grown by doubling. On a CPU it is float32 and scoring reads it
-    in place; for a GPU model it is float16 in pinned memory, copied to the GPU for each
-    question (one DMA; scoring there takes a fraction of a millisecond) -- the device holds it
-    only while scoring, so its memory stays flat however long the history.
+    Rows live in host buffers grown by doubling. On a CPU they are float32 and scoring reads
+    them in place; for a GPU model the key digests are float16 in pinned memory, copied to the
+    GPU for each question (one DMA; scoring there takes a fraction of a millisecond) -- the
+    device holds them only while scoring, so its memory stays flat however long the history.
+    Looks are scored on the CPU (a few KiB per interval: one small matmul).
 
     Args:
-        device: where scoring runs (the model's device).
+        device: where key scoring runs (the model's device).
+        look_rows: frames per interval whose looks are kept (`Retrieval.frame_rows`); None:
+            none are.
     """
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
+    def __init__(self, device: torch.device | str = "cpu", look_rows: int | None = None
+                 ) -> None:
         self.device = torch.device(device)
+        self.look_rows = look_rows
         self.ids: list[int] = []
         self._buf: torch.Tensor | None = None  # (capacity, L', G, k, D)
+        self._looks: torch.Tensor | None = None  # (capacity, look_rows, E') NaN: none
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def nbytes(self) -> int:
-        """Host bytes the digests hold (the buffer, grown ahead)."""
-        return 0 if self._buf is None else self._buf.nbytes
+        """Host bytes the digests and looks hold (the buffers, grown ahead)."""
+        return sum(0 if b is None else b.nbytes for b in (self._buf, self._looks))
 
-    def add(self, interval_id: int, digest: torch.Tensor) -> None:
+    def add(self, interval_id: int, digest: torch.Tensor, looks: torch.Tensor | None = None
+            ) -> None:
+        """Note an interval's key digest (L', G, k, D) and its looks (k', E') if any."""
         n = len(self.ids)
         if self._buf is None or n == self._buf.shape[0]:
             gpu = self.device.type == "cuda"
@@ -147,6 +156,17 @@ class DigestIndex:
                 grown[:n] = self._buf[:n]
             self._buf = grown
         self._buf[n] = digest
+        if self.look_rows is not None and looks is not None:
+            if self._looks is None or self._looks.shape[0] < self._buf.shape[0]:
+                grown = torch.full((self._buf.shape[0], self.look_rows, looks.shape[1]),
+                                   float("nan"))
+                if self._looks is not None:
+                    grown[:self._looks.shape[0]] = self._looks
+                self._looks = grown
+            # fewer frames than rows: repeated, which leaves an interval's best row as it is
+            self._looks[n] = looks[torch.arange(self.look_rows) % looks.shape[0]].float()
+        elif self._looks is not None:
+            self._looks[n] = float("nan")
         self.ids.append(interval_id)
 
     def drop_before(self, interval_id: int) -> None:
@@ -156,7 +176,9 @@ class DigestIndex:
             k += 1
         if k and self._buf is not None:
             n = len(self.ids)
-            self._buf[:n - k] = self._buf[k:n].clone()
+            for buf in (self._buf, self._looks):
+                if buf is not None:
+                    buf[:n - k] = buf[k:n].clone()
             del self.ids[:k]
 
     def discard(self, ids: set[int]) -> None:
@@ -165,12 +187,26 @@ class DigestIndex:
         keep = [k for k, i in enumerate(self.ids) if i not in ids]
         if len(keep) == len(self.ids) or self._buf is None:
             return
-        self._buf[:len(keep)] = self._buf[torch.tensor(keep, dtype=torch.long)]
+        rows = torch.tensor(keep, dtype=torch.long)
+        for buf in (self._buf, self._looks):
+            if buf is not None:
+                buf[:len(keep)] = buf[rows]
         self.ids = [self.ids[k] for k in keep]
 
     def clear(self) -> None:
         self.ids.clear()
-        self._buf = None
+        self._buf = self._looks = None
+
+    def look_scores(self, text: torch.Tensor) -> torch.Tensor:
+        """(N,) `look_scores` of every interval against a question's text embedding (E')."""
+        n = len(self.ids)
+        if self._looks is None:
+            return torch.zeros(n)
+        best = (self._looks[:n] @ text.float()).amax(1)  # (N,) NaN where no looks
+        known = ~best.isnan()
+        if not known.any():
+            return torch.zeros(n)
+        return torch.where(known, best, best[known].min())
 
     def scores(self, queries: torch.Tensor) -> torch.Tensor:
         """(N,) relevance of each interval to a question whose pre-RoPE queries in the digest

@@ -27,7 +27,6 @@ from ..memory.recall import (
     Retrieval,
     digest_layers,
     key_digest,
-    look_scores,
     select,
     standardised,
 )
@@ -62,7 +61,8 @@ def tiers_for(state: StreamState, device: torch.device, reader: Reader | None = 
     config = state.settings.config
     on_gpu = device.type == "cuda"
     if config.retrieval is not None:
-        state.digests = DigestIndex(device)
+        r = config.retrieval
+        state.digests = DigestIndex(device, r.frame_rows if r.scorer != "keys" else None)
     if config.eviction == "offload":
         log_ = state.log
         if reader is None and log_ is not None:
@@ -102,7 +102,7 @@ def remember(state: StreamState, record: IntervalRecord, keys: torch.Tensor) -> 
     if state.digests is not None:
         config = state.settings.config.retrieval
         assert config is not None  # digests exist for retrieval only
-        state.digests.add(record.id, key_digest(keys, config.digest_tokens))
+        state.digests.add(record.id, key_digest(keys, config.digest_tokens), record.looks)
 
 
 def remember_newest(state: StreamState) -> None:
@@ -198,7 +198,7 @@ def scores(runtime, state: StreamState, ids: torch.Tensor, text: torch.Tensor | 
     if config.scorer == "keys":
         return key_scores(runtime, state, ids)
     assert text is not None  # the runtime embeds the question for a frames scorer
-    looks = look_scores([r.looks for r in held(state)], text)
+    looks = _checked(state).look_scores(text)
     if config.scorer == "frames":
         return looks
     return (standardised(key_scores(runtime, state, ids)) + standardised(looks)) / 2
@@ -215,12 +215,17 @@ def key_scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
         queries = question_queries(model, sink_k, sink_v, ids,
                                    digest_layers(model.config.llm.num_hidden_layers),
                                    runtime.kernels)
+    return _checked(state).scores(queries)
+
+
+def _checked(state: StreamState) -> DigestIndex:
+    """The stream's digest index, which holds exactly the intervals held (in order)."""
     assert state.digests is not None
     ids = [r.id for r in held(state)]
     if state.digests.ids != ids:  # they move together: a mismatch is a bug
         raise RuntimeError(f"digests of intervals {state.digests.ids[:8]}... for intervals "
                            f"{ids[:8]}... ({len(state.digests)} for {len(ids)})")
-    return state.digests.scores(queries)
+    return state.digests
 
 
 def _budget(state: StreamState) -> int:

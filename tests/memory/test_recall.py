@@ -137,3 +137,20 @@ def test_retrieval_refuses_bad_scorer_settings(bad) -> None:
     with pytest.raises(ConfigError):
         Retrieval(**bad)
     assert Retrieval(scorer="both", frames="ViT-B-32@/w/clip.safetensors").frame_rows == 8
+
+
+def test_the_index_scores_looks_as_the_list_does_through_drops() -> None:
+    torch.manual_seed(1)
+    text = torch.nn.functional.normalize(torch.randn(16), dim=0)
+    index = DigestIndex(look_rows=4)
+    looks: dict[int, torch.Tensor | None] = {}
+    for i in range(9):
+        looks[i] = None if i == 3 else torch.randn(1 + i % 5, 16).half()
+        index.add(i, torch.randn(2, 1, 4, 8), looks[i])
+    index.drop_before(2)
+    index.discard({5, 7})
+    held = [i for i in range(9) if i >= 2 and i not in (5, 7)]
+    assert index.ids == held
+    assert torch.allclose(index.look_scores(text), look_scores([looks[i] for i in held], text),
+                          atol=1e-6)
+    assert torch.equal(DigestIndex().look_scores(text), torch.zeros(0))
