@@ -131,7 +131,8 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                 "correct": bool(is_correct(answer.text, qa)), "top_cited_has_event": found,
                 "event_in_context": in_context, "first_token_s": t.first_token,
                 "answer_s": t.total, "retrieve_s": t.retrieve, "cite_s": t.cite,
-                "context_tokens": answer.context_tokens, "candidates": answer.candidates})
+                "context_tokens": answer.context_tokens, "candidates": answer.candidates,
+                "cited": [[c.t_start, c.t_end, c.weight, c.match] for c in answer.cited[:8]]})
         return rows
 
     # everything in context, where the base model's positions reach

@@ -55,11 +55,14 @@ class Retrieval:
     """Share of ``budget`` given to the newest intervals, whatever their score."""
     digest_tokens: int = 8
     """Rows of an interval's key digest (more: finer scores, more host memory)."""
-    scorer: Scorer = "keys"
+    scorer: Scorer | None = None
     """What ranks the intervals: "keys" (the question's own queries against each interval's
     key digest), "frames" (the question's text embedding against image embeddings of a few of
     each interval's frames, `ClipScorer`: finds what a question *names*, a shape, a colour,
-    a sign), or "both" (the two standardised scores averaged)."""
+    a sign), or "both" (the two standardised scores averaged). None: the model's choice
+    (`Runtime.default_scorer`): "frames" for the embedded streamvxl-tiny, whose shipped scorer
+    knows its world, "keys" for any other checkpoint (give "frames" with your own open_clip
+    model in ``frames`` for real footage)."""
     frames: str = "world"
     """The text-to-frame scorer for "frames" / "both": "world" (the one shipped for the
     embedded model, `ClipScorer.default`) or "<open_clip architecture>@<weights.safetensors>"
@@ -80,7 +83,7 @@ class Retrieval:
                 self.digest_tokens < 1:
             raise ConfigError(f"Retrieval.digest_tokens must be a positive int, got "
                               f"{self.digest_tokens!r}")
-        if self.scorer not in get_args(Scorer):
+        if self.scorer is not None and self.scorer not in get_args(Scorer):
             raise ConfigError(f"Retrieval.scorer must be one of {get_args(Scorer)}, got "
                               f"{self.scorer!r}")
         if not isinstance(self.frames, str) or not (

@@ -42,7 +42,7 @@ from ..persist.records import (
 from ..persist.settings import config_from_dict, config_to_dict
 from .job import IntervalJob
 from .retrieval import remember, tiers_for
-from .stream import StreamState
+from .stream import StreamSettings, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
             f"{file}: its prompt prefix was tokenized as {list(contents.prefix_ids)[:12]}..., "
             f"this tokenizer gives {list(settings.prefix_ids)[:12]}...; open it with the "
             "tokenizer that wrote it")
-    _keep_looks(contents, config, str(file))
+    _keep_looks(contents, settings, str(file))
     store = runtime.new_store(config.token_budget)
     device, dtype = runtime.model.device, runtime.model.dtype
     store.set_sink(contents.sink_keys[:, None].to(device, dtype),
@@ -311,12 +311,12 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
         remember(state, record, store.keys()[:, :, :, at:at + record.num_tokens])
 
 
-def _keep_looks(contents: LogContents, config: MemoryConfig, where: str) -> None:
-    """Drop the text-to-frame embeddings that another scorer made than the one ``config``
-    scores with (or all of them when it scores keys only): another scorer's space would
+def _keep_looks(contents: LogContents, settings: StreamSettings, where: str) -> None:
+    """Drop the text-to-frame embeddings that another scorer made than the one ``settings``
+    score with (or all of them when they score keys only): another scorer's space would
     rank nonsense. Those intervals score lowest until they age out (their frames are gone)."""
-    r = config.retrieval
-    wanted = r.frames if r is not None and r.scorer != "keys" else None
+    r = settings.config.retrieval
+    wanted = r.frames if r is not None and settings.scorer not in (None, "keys") else None
     other = {i for i, by in contents.looks_by.items() if by != wanted}
     if not other:
         return

@@ -61,8 +61,8 @@ def tiers_for(state: StreamState, device: torch.device, reader: Reader | None = 
     config = state.settings.config
     on_gpu = device.type == "cuda"
     if config.retrieval is not None:
-        r = config.retrieval
-        state.digests = DigestIndex(device, r.frame_rows if r.scorer != "keys" else None)
+        keep_looks = state.settings.scorer != "keys"
+        state.digests = DigestIndex(device, config.retrieval.frame_rows if keep_looks else None)
     if config.eviction == "offload":
         log_ = state.log
         if reader is None and log_ is not None:
@@ -193,13 +193,12 @@ def scores(runtime, state: StreamState, ids: torch.Tensor, text: torch.Tensor | 
            ) -> torch.Tensor:
     """(N,) relevance of every held interval (`held`) to the question ``ids`` (T,), whose
     text embedding (E') is ``text`` when `Retrieval.scorer` reads frames."""
-    config = state.settings.config.retrieval
-    assert config is not None
-    if config.scorer == "keys":
+    scorer = state.settings.scorer
+    if scorer == "keys":
         return key_scores(runtime, state, ids)
     assert text is not None  # the runtime embeds the question for a frames scorer
     looks = _checked(state).look_scores(text)
-    if config.scorer == "frames":
+    if scorer == "frames":
         return looks
     return (standardised(key_scores(runtime, state, ids)) + standardised(looks)) / 2
 

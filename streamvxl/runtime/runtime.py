@@ -28,7 +28,7 @@ from ..errors import CheckpointError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.clip_scorer import ClipScorer
-from ..memory.recall import digest_layers
+from ..memory.recall import Scorer, digest_layers
 from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
 from ..model.cache import RotatedCache
@@ -102,6 +102,9 @@ class Runtime:
         self._identity: ModelIdentity | None = None
         self._yes_no: tuple[list[int], list[int]] | None = None
         self._frame_scorers: dict[str, ClipScorer] = {}
+        self.default_scorer: Scorer = "keys"
+        """What ranks intervals where `Retrieval.scorer` is None: the question's own queries
+        against key digests, which any checkpoint has (`Runtime.default` sets "frames")."""
         if not cuda:
             apply_cpu_threads(self.config.cpu_threads)
 
@@ -118,8 +121,12 @@ class Runtime:
 
         model, tokenizer = load_default_model(device=device)
         boundary = trained_settings().get("boundary")
-        return cls(model, tokenizer, config=config,
-                   trained_boundary=BoundaryConfig(**boundary) if boundary else None)
+        runtime = cls(model, tokenizer, config=config,
+                      trained_boundary=BoundaryConfig(**boundary) if boundary else None)
+        # its shipped text-to-frame scorer knows the world it was trained on: it finds what a
+        # question names (objects too) where its keys find signs only (docs/retrieval.md)
+        runtime.default_scorer = "frames"
+        return runtime
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, config: RuntimeConfig | None = None,
@@ -158,9 +165,12 @@ class Runtime:
             boundary=config.boundary or self.trained_boundary or BoundaryConfig(),
             window=config.window or self.model.config.vst.window,
             tokens_per_frame=self.model.tokens_per_frame, prefix_ids=prefix,
-            stop_ids=stop_ids(self.model.config.llm.eos_ids, self.tokenizer, prompt))
+            stop_ids=stop_ids(self.model.config.llm.eos_ids, self.tokenizer, prompt),
+            scorer=None if config.retrieval is None else (config.retrieval.scorer
+                                                          or self.default_scorer))
         check_budget(config.token_budget, len(prefix), settings.max_interval_tokens)
-        if config.retrieval is not None and config.retrieval.scorer != "keys":
+        if settings.scorer not in (None, "keys"):
+            assert config.retrieval is not None
             self.frame_scorer(config.retrieval.frames)  # a scorer that cannot load fails here
         return settings
 

@@ -25,7 +25,7 @@ from ..frames import Gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
-from ..memory.recall import DigestIndex, frame_rows
+from ..memory.recall import DigestIndex, Scorer, frame_rows
 from ..memory.store import IntervalRecord, MemoryStore
 from ..memory.tiers import Archive
 from ..model.encoder import window_plan
@@ -62,6 +62,9 @@ class StreamSettings:
     """The prompt prefix (the sink), tokenized."""
     stop_ids: tuple[int, ...]
     """Tokens that end an answer."""
+    scorer: Scorer | None = None
+    """What ranks intervals for retrieval (`Retrieval.scorer`, the model's choice where the
+    config leaves it open); None without retrieval."""
 
     @property
     def max_interval_tokens(self) -> int:
@@ -262,6 +265,6 @@ class StreamState:
         """The text-to-frame scorer whose frame embeddings this stream keeps
         (`Retrieval.frames`), or None when its retrieval scores keys only."""
         retrieval = self.settings.config.retrieval
-        if retrieval is None or retrieval.scorer == "keys":
+        if retrieval is None or self.settings.scorer in (None, "keys"):
             return None
         return retrieval.frames

@@ -285,7 +285,7 @@ def _memory(t: Table | None, defaults: dict) -> dict:
             "budget": r.take_int("budget", None, minimum=1),
             "recent": r.take_float("recent", 0.25, example=0.25),
             "digest_tokens": r.take_int("digest_tokens", 8, minimum=1),
-            "scorer": r.take_choice("scorer", get_args(Scorer), "keys"),
+            "scorer": r.take_choice("scorer", get_args(Scorer), None),
             "frames": r.take_str("frames", "world",
                                  example="ViT-B-32@/etc/streamvxl/clip.safetensors"),
             "frame_rows": r.take_int("frame_rows", 8, minimum=1),

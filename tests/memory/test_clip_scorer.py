@@ -47,7 +47,7 @@ def test_the_shipped_scorer_finds_what_a_question_names(world: ClipScorer) -> No
     frame of its video that best matches "When did the <colour> <shape> appear?" shows it."""
     rng = np.random.default_rng(1234)
     hits = total = 0
-    for _ in range(12):
+    for _ in range(12):  # the 1,500-step weights before them: 21 / 25 (no longer pass)
         ep = sample_episode(rng, WorldConfig(max_objects=3), split="eval")
         frames = world.embed_frames(render(ep))  # (F, E)
         for o in ep.objects:
@@ -58,7 +58,7 @@ def test_the_shipped_scorer_finds_what_a_question_names(world: ClipScorer) -> No
             hits += o.t_in <= best < o.t_out
             total += 1
     assert total >= 20
-    assert hits / total >= 0.85, f"{hits}/{total}"
+    assert hits / total >= 0.95, f"{hits}/{total}"  # the shipped weights: 25 / 25
 
 
 def test_any_open_clip_model_loads_from_safetensors(tmp_path) -> None:

@@ -51,6 +51,19 @@ def test_each_interval_keeps_the_embeddings_of_its_spread_frames(runtime) -> Non
         assert r.looks is not None and torch.allclose(r.looks.float(), want.float(), atol=2e-3)
 
 
+def test_an_open_scorer_is_the_models_choice(runtime) -> None:
+    assert runtime.default_scorer == "keys"  # a checkpoint: its keys, which any model has
+    mem = filled(runtime, retrieval=Retrieval(budget=12))
+    assert mem.state.settings.scorer == "keys" and all(r.looks is None for r in held(mem.state))
+    runtime.default_scorer = "frames"  # what `Runtime.default` sets for streamvxl-tiny
+    try:
+        mem = filled(runtime, retrieval=Retrieval(budget=12))
+        assert mem.state.settings.scorer == "frames"
+        assert all(r.looks is not None for r in held(mem.state))
+    finally:
+        runtime.default_scorer = "keys"
+
+
 def test_the_answer_reads_the_intervals_its_words_match(runtime) -> None:
     mem = filled(runtime)
     scorer = runtime.frame_scorer("world")

@@ -81,6 +81,11 @@ def test_tiers_and_retrieval_read_as_memory_settings() -> None:
     m = c.cameras[0].memory
     assert (m.eviction, m.host_budget, m.retrieval.budget, m.retrieval.recent) == \
         ("offload", 4096, 256, 0.5)
+    assert m.retrieval.scorer is None and m.retrieval.frames == "world"  # the model's choice
+    c = parse_config('[memory.retrieval]\nscorer = "frames"\nframes = "ViT-B-32@/w/c.safetensors"'
+                     '\nframe_rows = 4\n[cameras.cam]\nsource = "x.mp4"\n')
+    r = c.cameras[0].memory.retrieval
+    assert (r.scorer, r.frames, r.frame_rows) == ("frames", "ViT-B-32@/w/c.safetensors", 4)
 
 
 def test_the_smallest_file_needs_only_a_camera() -> None:
@@ -105,6 +110,8 @@ def test_the_smallest_file_needs_only_a_camera() -> None:
     ("[cameras.d]\nsource = 'a'\n[memory]\neviction = 'offload'\n", "set token_budget too"),
     ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nrecent = 2.0\n", "Retrieval.recent"),
     ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nbugdet = 2\n", "bugdet: unknown key"),
+    ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nscorer = 'pixels'\n", "scorer = 'pixels'"),
+    ("[cameras.d]\nsource = 'a'\n[memory.retrieval]\nframes = 'clip.pt'\n", "Retrieval.frames"),
     ("[cameras.d]\nsource = 'a'\n[memory.boundary]\nmin_frames = 8\nmax_frames = 4\n", "[memory]"),
     ("[cameras.d]\nsource = 'a'\n[[cameras.d.watch]]\nthreshold = 1.0\n", "[cameras.d.watch[0]]: missing 'condition'"),
     ("[cameras.d]\nsource = 'a'\n[[cameras.d.watch]]\ncondition = 'x'\n[[cameras.d.watch]]\ncondition = 'x'\n",
