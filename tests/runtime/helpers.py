@@ -34,6 +34,18 @@ def config(**kw) -> MemoryConfig:
     return MemoryConfig(**kw)
 
 
+def tiered(runtime, background: bool = False, **kw) -> VideoMemory:
+    """A memory on ``runtime`` past its budget of 40 tokens (offloaded by default), fed six
+    scenes of nine frames (at 0..53 s) and flushed: intervals on the GPU and on the host."""
+    kw.setdefault("token_budget", 40)
+    kw.setdefault("eviction", "offload")
+    mem = VideoMemory.on(runtime, config(**kw), background=background)
+    mem.extend(scenes(6, 9), timestamps=[float(i) for i in range(54)])
+    mem.flush()
+    mem.wait()
+    return mem
+
+
 def memory(ckpt, background: bool = True, **kw) -> VideoMemory:
     return VideoMemory.from_pretrained(ckpt, config=config(**kw), device="cpu",
                                        background=background)

@@ -16,12 +16,11 @@ from streamvxl.errors import CheckpointError
 from streamvxl.memory.recall import Retrieval, frame_rows, look_scores, select, standardised
 from streamvxl.runtime.retrieval import held, key_scores, scores
 from streamvxl.runtime.runtime import Runtime
-from tests.runtime.helpers import QUESTION, config, scenes
+from tests.runtime.helpers import QUESTION, config, scenes, tiered
 
 pytest.importorskip("open_clip")
 
-STAMPS = [float(i) for i in range(54)]
-FRAMES = scenes(6, 9)
+FRAMES = scenes(6, 9)  # what `tiered` feeds
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +29,9 @@ def runtime(tiny_checkpoint: Path) -> Runtime:
 
 
 def filled(runtime: Runtime, background: bool = False, **kw) -> VideoMemory:
-    kw.setdefault("token_budget", 40)
-    kw.setdefault("eviction", "offload")
+    """`tiered` (fed FRAMES), retrieving by frames unless told otherwise."""
     kw.setdefault("retrieval", Retrieval(budget=12, scorer="frames"))
-    mem = VideoMemory.on(runtime, config(**kw), background=background)
-    mem.extend(FRAMES, timestamps=STAMPS)
-    mem.flush()
-    mem.wait()
-    return mem
+    return tiered(runtime, background, **kw)
 
 
 def test_each_interval_keeps_the_embeddings_of_its_spread_frames(runtime) -> None:

@@ -14,9 +14,7 @@ from streamvxl.memory.recall import Retrieval, select
 from streamvxl.persist.log import log_file
 from streamvxl.runtime.retrieval import held, scores
 from streamvxl.runtime.runtime import Runtime
-from tests.runtime.helpers import QUESTION, config, scenes
-
-STAMPS = [float(i) for i in range(54)]
+from tests.runtime.helpers import QUESTION, config, scenes, tiered
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +23,7 @@ def runtime(tiny_checkpoint: Path) -> Runtime:
 
 
 def filled(runtime: Runtime, background: bool = False, **kw) -> VideoMemory:
-    kw.setdefault("token_budget", 40)
-    kw.setdefault("eviction", "offload")
-    mem = VideoMemory.on(runtime, config(**kw), background=background)
-    mem.extend(scenes(6, 9), timestamps=STAMPS)
-    mem.flush()
-    mem.wait()
-    return mem
+    return tiered(runtime, background, **kw)
 
 
 def twin_of(runtime: Runtime, mem: VideoMemory, ids: list[int]) -> VideoMemory:
