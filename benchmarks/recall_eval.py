@@ -18,9 +18,13 @@ which came first, before / after, how many of their shape, when each appeared an
   the intervals on the GPU, exactly what a ``drop_oldest`` memory keeps, as
   tests/runtime/test_tiers.py shows).
 
+With ``--scorers keys,frames,both`` the retrieval condition is run once per `Retrieval.scorer`:
+the memory keeps its frames' embeddings, and the other scorers reopen its log.
+
 For every answer: right or wrong (`streamvxl.world.is_correct`), whether the top cited interval
 shows what was asked about (the sign; the planted object named; for "when" questions the
-frame of the appearance or exit asked: the evidence an agent would show), time to first token,
+frame of the appearance or exit asked: the evidence an agent would show -- and, apart,
+whether it shows the object at all), time to first token,
 whole ask (with the citation pass), context tokens. Per memory: device memory at ten points of
 the stream (flat?), host tier bytes against its budget, intervals on disk.
 
@@ -87,8 +91,8 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     hay = make_haystack(case.frames, case.depth, seed=case.seed, fps=FPS)
     hay = plant_objects(hay, ((case.depth + 1 / 3) % 1.0, (case.depth + 2 / 3) % 1.0),
                         seed=case.seed)
-    questions = [(hay.qa, [hay.needle_span])] + [
-        (qa, event_spans(qa, hay.planted))
+    questions = [(hay.qa, [hay.needle_span], [hay.needle_span])] + [
+        (qa, event_spans(qa, hay.planted), named_spans(qa, hay.planted))
         for qa in hay.event_questions(np.random.default_rng(case.seed))]
     # one memory per budget keeps what every scorer asked for needs (frame embeddings when any
     # reads frames); the others reopen its log with their own `Retrieval` (a serving field)
@@ -114,7 +118,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     def ask(mem: VideoMemory, method: str, budget: int | None, **kw: Any
             ) -> list[dict[str, Any]]:
         rows = []
-        for qa, spans in questions:  # video frames [lo, hi) that show what is asked about
+        for qa, spans, named in questions:  # frames [lo, hi) showing what is asked / named
             answer = mem.ask(qa.question, max_new_tokens=16, **kw)
 
             def shows(s: Any, spans: list[tuple[int, int]] = spans) -> bool:
@@ -122,6 +126,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                            for lo, hi in spans)
 
             found = bool(answer.cited) and shows(answer.cited[0])
+            found_named = bool(answer.cited) and shows(answer.cited[0], named)
             in_context = any(shows(s) for s in answer.intervals)
             t = answer.timings
             rows.append({
@@ -129,6 +134,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                 "budget": budget, "task": qa.task, "form": qa.form, "question": qa.question,
                 "answer": answer.text, "truth": qa.answer,
                 "correct": bool(is_correct(answer.text, qa)), "top_cited_has_event": found,
+                "top_cited_has_named": found_named,
                 "event_in_context": in_context, "first_token_s": t.first_token,
                 "answer_s": t.total, "retrieve_s": t.retrieve, "cite_s": t.cite,
                 "context_tokens": answer.context_tokens, "candidates": answer.candidates,
@@ -200,6 +206,15 @@ def event_spans(qa, planted) -> list[tuple[int, int]]:
     return [(o.t_in, o.t_out) for o in named]
 
 
+def named_spans(qa, planted) -> list[tuple[int, int]]:
+    """Video frames [lo, hi) showing an object ``qa`` names (for "when" questions the whole
+    time the object is visible, not only the moment asked about)."""
+    if qa.form in WHEN_FORMS:
+        o = planted[int(dict(qa.params)["object"])]
+        return [(o.t_in, o.t_out)]
+    return event_spans(qa, planted)
+
+
 def latency(keep: Path, repeats: int) -> list[dict[str, Any]]:
     """Ask latency on each kept log of the longest streams, in this process alone: retrieval
     against the in-budget ask (``retrieve=False``) on the same memory, interleaved."""
@@ -265,9 +280,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
             "per question form; whether the top cited interval shows the moment a \"when\" "
             "question asks about, and for the other forms an object the question names:", "",
             "| hours | method | GPU budget | colour of the <shape> | which first | before | "
-            "how many | when (answer) | when: top cited has the moment | others: top cited "
-            "has the object | object in context |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "how many | when (answer) | when: top cited has the moment | when: top cited shows "
+            "the object | others: top cited has the object | object in context |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (hours, method, fraction), rs in ordered:
         events = [r for r in rs if r.get("task") not in (None, "needle")]
         if method == "latency" or not events:
@@ -275,13 +290,14 @@ def summary(rows: list[dict[str, Any]]) -> str:
         budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
 
         def of(*forms: str, key: str = "correct", rs: list = events) -> str:
-            return share([r[key] for r in rs if r["form"] in forms])
+            return share([r[key] for r in rs if r["form"] in forms and key in r])
 
         others = tuple({r["form"] for r in events} - set(WHEN_FORMS))
         out.append(
             f"| {hours:g} | {method} | {budget} | {of('colour_of_shape')} | "
             f"{of('first_of_two')} | {of('before')} | {of('count_shape')} | "
             f"{of(*WHEN_FORMS)} | {of(*WHEN_FORMS, key='top_cited_has_event')} | "
+            f"{of(*WHEN_FORMS, key='top_cited_has_named')} | "
             f"{of(*others, key='top_cited_has_event')} | "
             f"{share([r['event_in_context'] for r in events])} |")
     lat = [r for r in rows if r["method"] == "latency"]
