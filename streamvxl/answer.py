@@ -34,8 +34,9 @@ class Citation:
     t_end: float
     """Timestamp of its last frame, seconds."""
     weight: float
-    """Its share of the attention the answer's tokens paid to the video (all spans in context
-    sum to 1)."""
+    """Its share of the attention the answer's tokens paid to the video, times its share of
+    the question's text-to-frame match where retrieval scores frames (all spans in context
+    sum to 1; `streamvxl.runtime.citations`)."""
     interval: int | None
     """Id of the stored interval (`IntervalRecord.id`); None for frames not yet compressed."""
     match: float | None = None
@@ -94,7 +95,8 @@ class Answer:
     question (`PromptTemplate.gap`)."""
     cited: tuple[Citation, ...] = ()
     """The spans the answer drew on, most first: each span in context (``intervals``) with
-    the share of the answer's attention it received (``ask(cite=False)``: empty)."""
+    the share of the answer's attention it received, weighed by how well its frames match the
+    question's words where retrieval scores frames (``ask(cite=False)``: empty)."""
     candidates: int = 0
     """Intervals the memory held on every tier when asked; ``intervals`` lists those the
     question read (all of them unless retrieval chose)."""
@@ -149,4 +151,5 @@ class MemoryStats:
     digest_bytes: int = 0
     """Host bytes of the retrieval index: a key digest per interval held on any tier (not in
     ``host_budget``: 8 key rows per kv head in half the layers, about 1/70 of the K/V of a
-    16-frame interval at Video-XL-7B scale)."""
+    16-frame interval at Video-XL-7B scale), and its frames' text-to-frame embeddings when
+    retrieval scores frames."""

@@ -16,11 +16,17 @@ ReKV's idea (the question's queries against cached keys), applied to the compres
 instead of raw frame blocks, with one selection for all layers so the chosen K/V re-pack into
 one position range.
 
+Or by what the question *names* (``scorer="frames"``): each interval keeps the text-to-frame
+embeddings of a few of its frames (`IntervalRecord.looks`, `streamvxl.memory.clip_scorer`),
+and scores the best cosine between them and the question's text embedding (`look_scores`);
+``"both"`` averages the two, each standardised over the intervals.
+
 `select` then fills the retrieval budget: the most recent intervals first (``recent`` of it:
 what happened just now is always in view), then the best-scoring ones, and returns them in time
 order. Keys are stored before RoPE, so any subset re-packs exactly.
 
-Shapes: N intervals, L' digest layers, G kv heads, H query heads, k digest rows, D head_dim.
+Shapes: N intervals, L' digest layers, G kv heads, H query heads, k digest rows, D head_dim,
+E' text-to-frame embedding width.
 """
 
 from __future__ import annotations
