@@ -47,6 +47,7 @@ from streamvxl.memory.clip_scorer import (
     WORLD_CLIP_MEAN,
     WORLD_CLIP_STD,
     build_world_clip,
+    world_tokenizer,
 )
 from streamvxl.world.questions import FORMS, form_facts, phrase
 from streamvxl.world.render import render
@@ -254,13 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    import open_clip
     from safetensors.torch import save_file
 
     device = torch.device(args.device)
     model = build_world_clip().to(device)
-    tokenizer = open_clip.get_tokenizer(
-        "RN50", context_length=WORLD_CLIP_CONFIG["text_cfg"]["context_length"])
+    tokenizer = world_tokenizer()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
 
     def lr_at(step: int) -> float:

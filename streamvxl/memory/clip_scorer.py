@@ -51,7 +51,7 @@ def _open_clip():
         import open_clip
     except ImportError as e:  # a declared dependency; a broken install says so
         raise MissingDependencyError("the text-to-frame scorer needs open_clip_torch "
-                             "(pip install open_clip_torch)") from e
+                                     "(pip install open_clip_torch)") from e
     return open_clip
 
 
@@ -61,11 +61,17 @@ def build_world_clip() -> torch.nn.Module:
     return open_clip.CLIP(**WORLD_CLIP_CONFIG, init_logit_bias=-10.0)
 
 
+def world_tokenizer() -> Any:
+    """The shipped scorer's tokenizer: CLIP's byte-pair encoding at its context length."""
+    return _open_clip().SimpleTokenizer(
+        context_length=WORLD_CLIP_CONFIG["text_cfg"]["context_length"])
+
+
 class ClipScorer:
     """Image embeddings of frames and text embeddings of questions, in one space.
 
     Args:
-        model: an ``open_clip.CLIP`` (or ``CustomTextCLIP``) in eval mode.
+        model: an ``open_clip.CLIP`` (or ``CustomTextCLIP``); put in eval mode, no grads.
         tokenizer: open_clip's tokenizer for it (``str`` list -> (T, context) ids).
         image_size: the square side its vision tower takes.
         mean, std: per-channel normalisation of [0, 1] pixels.
@@ -85,18 +91,24 @@ class ClipScorer:
 
     @classmethod
     def default(cls, device: torch.device | str = "cpu") -> ClipScorer:
-        """The scorer shipped for the embedded world model (see the module docstring)."""
+        """The scorer shipped for the embedded world model (see the module docstring).
+
+        Raises:
+            CheckpointError: the installation lacks its weights, or they are damaged.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         path = resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE
         model = build_world_clip()
-        with resources.as_file(path) as file:
-            state = load_file(str(file))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
-        return cls(model, _open_clip().get_tokenizer("RN50",
-                                                     context_length=WORLD_CLIP_CONFIG[
-                                                         "text_cfg"]["context_length"]),
-                   WORLD_CLIP_CONFIG["vision_cfg"]["image_size"], WORLD_CLIP_MEAN,
-                   WORLD_CLIP_STD, device)
+        try:
+            with resources.as_file(path) as file:
+                state = load_file(str(file))
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except (OSError, SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"the shipped scorer's weights ({WORLD_CLIP_FILE}) cannot "
+                                  f"be loaded: {e}; reinstall streamvxl") from e
+        return cls(model, world_tokenizer(), WORLD_CLIP_CONFIG["vision_cfg"]["image_size"],
+                   WORLD_CLIP_MEAN, WORLD_CLIP_STD, device)
 
     @classmethod
     def from_open_clip(cls, name: str, checkpoint: str | Path,
@@ -162,4 +174,5 @@ class ClipScorer:
         return float(self.model.logit_scale.detach().exp())
 
 
-__all__ = ["WORLD_CLIP_CONFIG", "WORLD_CLIP_FILE", "ClipScorer", "build_world_clip"]
+__all__ = ["WORLD_CLIP_CONFIG", "WORLD_CLIP_FILE", "ClipScorer", "build_world_clip",
+           "world_tokenizer"]

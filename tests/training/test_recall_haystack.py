@@ -5,9 +5,9 @@ on the CPU)."""
 
 from __future__ import annotations
 
-import pytest
-
 import dataclasses
+
+import pytest
 
 from streamvxl import MemoryConfig, VideoMemory
 from streamvxl.memory.recall import Retrieval
