@@ -96,7 +96,8 @@ def run_case(case: Case) -> list[dict[str, Any]]:
         for qa in hay.event_questions(np.random.default_rng(case.seed))]
     # one memory per budget keeps what every scorer asked for needs (frame embeddings when any
     # reads frames); the others reopen its log with their own `Retrieval` (a serving field)
-    fed = Retrieval(scorer="both") if set(case.scorers) - {"keys"} else Retrieval()
+    fed = Retrieval(scorer=case.scorers[0] if len(case.scorers) == 1 else
+                    "both" if set(case.scorers) - {"keys"} else "keys")
     memory = VideoMemory(config=MemoryConfig(ratio=RATIO, retrieval=fed), background=False)
     runtime = memory.runtime
     limit = case.full_limit
@@ -302,7 +303,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
             f"{share([r['event_in_context'] for r in events])} |")
     lat = [r for r in rows if r["method"] == "latency"]
     if lat:
-        out += ["", "Ask latency on an idle GPU (one process; median of the repeats, seconds):",
+        out += ["", "Ask latency, nothing else running (one process; median of the repeats, "
+                "seconds):",
                 "", "| hours | GPU budget | memory / budget | question reads | first token | "
                 "answer | of which retrieval | citing after | ratio (answer) |",
                 "|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
