@@ -165,17 +165,16 @@ class DigestIndex:
                 grown[:n] = self._buf[:n]
             self._buf = grown
         self._buf[n] = digest
-        if self.look_rows is not None and looks is not None:
-            if self._looks is None or self._looks.shape[0] < self._buf.shape[0]:
-                grown = torch.full((self._buf.shape[0], self.look_rows, looks.shape[1]),
-                                   float("nan"))
-                if self._looks is not None:
-                    grown[:self._looks.shape[0]] = self._looks
+        if self.look_rows is not None and looks is not None and self._looks is None:
+            self._looks = torch.empty((0, self.look_rows, looks.shape[1]))
+        if self._looks is not None:
+            if self._looks.shape[0] < self._buf.shape[0]:  # grown with the digests, NaN: none
+                grown = torch.full((self._buf.shape[0], *self._looks.shape[1:]), float("nan"))
+                grown[:self._looks.shape[0]] = self._looks
                 self._looks = grown
             # fewer frames than rows: repeated, which leaves an interval's best row as it is
-            self._looks[n] = looks[torch.arange(self.look_rows) % looks.shape[0]].float()
-        elif self._looks is not None:
-            self._looks[n] = float("nan")
+            self._looks[n] = float("nan") if looks is None else \
+                looks[torch.arange(self._looks.shape[1]) % looks.shape[0]].float()
         self.ids.append(interval_id)
 
     def drop_before(self, interval_id: int) -> None:
@@ -211,11 +210,7 @@ class DigestIndex:
         n = len(self.ids)
         if self._looks is None:
             return torch.zeros(n)
-        best = (self._looks[:n] @ text.float()).amax(1)  # (N,) NaN where no looks
-        known = ~best.isnan()
-        if not known.any():
-            return torch.zeros(n)
-        return torch.where(known, best, best[known].min())
+        return _floored((self._looks[:n] @ text.float()).amax(1))
 
     def scores(self, queries: torch.Tensor) -> torch.Tensor:
         """(N,) relevance of each interval to a question whose pre-RoPE queries in the digest
@@ -259,12 +254,16 @@ def look_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor) -> tor
     for i, rows in enumerate(looks):
         if rows is not None:
             best[i] = (rows.float() @ text.float()).max()
+    return _floored(best)
+
+
+def _floored(best: torch.Tensor) -> torch.Tensor:
+    """``best`` (N,) with its NaNs (intervals without looks) set to the lowest of the others;
+    zeros when none has looks."""
     known = ~best.isnan()
-    if known.any():
-        best[~known] = best[known].min()
-    else:
-        best.zero_()
-    return best
+    if not known.any():
+        return torch.zeros_like(best)
+    return torch.where(known, best, best[known].min())
 
 
 def standardised(scores: torch.Tensor) -> torch.Tensor:

@@ -154,3 +154,14 @@ def test_the_index_scores_looks_as_the_list_does_through_drops() -> None:
     assert torch.allclose(index.look_scores(text), look_scores([looks[i] for i in held], text),
                           atol=1e-6)
     assert torch.equal(DigestIndex().look_scores(text), torch.zeros(0))
+
+
+def test_intervals_without_looks_after_ones_with_them_grow_the_index() -> None:
+    """A log reopened with looks for its older intervals only, then more intervals past the
+    buffer's first capacity (64): the looks grow with the digests."""
+    text = torch.nn.functional.normalize(torch.ones(16), dim=0)
+    index = DigestIndex(look_rows=2)
+    looks = [torch.full((2, 16), 0.25).half() if i < 3 else None for i in range(150)]
+    for i, rows in enumerate(looks):
+        index.add(i, torch.zeros(2, 1, 4, 8), rows)
+    assert torch.allclose(index.look_scores(text), look_scores(looks, text))
