@@ -348,14 +348,14 @@ class Runtime:
             ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
                                dtype=torch.long)
         scorer = self.frame_scorer(state.looks_wanted) if state.looks_wanted else None
-        text = scorer.embed_text([question.text])[0] if scorer is not None else None  # (E',)
-        memory = recall(self, state, ids, text, question.retrieve)
+        words = scorer.embed_text([question.text])[0] if scorer is not None else None  # (E',)
+        memory = recall(self, state, ids, words, question.retrieve)
         self._sync()
         retrieved = time.perf_counter()
         evidence = spans(state, memory.records)
         raw = state.raw_tokens()
         context = Context.of(state, memory.store, memory.records,
-                             [s for s in evidence if not s.compressed], ids, text,
+                             [s for s in evidence if not s.compressed], ids, words,
                              scorer.scale if scorer is not None else 1.0) \
             if question.cite else None
         ended: list[float] = []  # when the last token was out
