@@ -4,8 +4,8 @@ The key scorer (`streamvxl.memory.recall.DigestIndex`) ranks intervals by what t
 own queries attend to; a model that reads signs but does not look for shapes finds the one and
 not the other. `ClipScorer` ranks them by what their frames *look like* against the question's
 words instead, as ReKV's external retriever does: each interval keeps the image embeddings of a
-few of its frames (`Retrieval.frame_rows`), a question is embedded as text, and an interval scores the
-best match over its rows.
+few of its frames (`Retrieval.frame_rows`), a question is embedded as text, and an interval
+scores the best match over its rows.
 
 Two ways to get one:
 

@@ -15,8 +15,10 @@ it among the spans in context -- a softmax over them of the question's best cosi
 span's frames at the scorer's own logit scale, CLIP's zero-shot choice of "which of these shows
 what the words name" -- and renormalised: of the spans the answer read, those that show what
 the question names come first. A model that reads a sign attends to it; one that does not
-look for a shape still had it in context, and the scorer points there. Nothing of the memory is copied: an answer is
-generated in steps while the stream goes on, but its cache is its own.
+look for a shape still had it in context, and the scorer points there.
+
+Nothing of the memory is copied: an answer is generated in steps while the stream goes on, but
+its cache is its own.
 
 Shapes: L layers, G kv heads, M memory tokens, N raw tokens, Q question tokens, A answer
 tokens, D head_dim.
