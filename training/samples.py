@@ -214,8 +214,10 @@ def multi_image_sample(rng: np.random.Generator, config: WorldConfig | None = No
 
 def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
                  split: Split = "train", tasks: Iterable[Task] | None = None,
-                 n: int = 4) -> Sample:
-    """A random episode rendered, with its frame timestamps and up to ``n`` questions.
+                 n: int = 4, grammar_prob: float = 0.0) -> Sample:
+    """A random episode rendered, with its frame timestamps and up to ``n`` questions
+    (``grammar_prob``: `streamvxl.world.make_questions`'s share of template-form questions
+    worded by the training grammar).
 
     Example:
         >>> s = video_sample(np.random.default_rng(0), WorldConfig(num_frames=16))
@@ -223,7 +225,7 @@ def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
         ((16, 64, 64, 3), [0.0, 0.5, 1.0])
     """
     ep = sample_episode(rng, config, split)
-    qa = make_questions(ep, rng, split, tasks, n)
+    qa = make_questions(ep, rng, split, tasks, n, grammar_prob=grammar_prob)
     return Sample("video", render(ep), ep.timestamps(), tuple(qa), (ep,))
 
 

@@ -224,6 +224,123 @@ TEMPLATE_FORMS_HELD_OUT_GRAMMAR: Grammar = {
 the same ``{slot}`` fields as the form's templates, no phrasing any template list holds."""
 
 
+TEMPLATE_FORMS_TRAIN_CORES: Grammar = {
+    # Wordings the first five tasks' template lists lack, for training only: with the form's
+    # training templates they are the cores of `streamvxl.world.questions.template_train_grammar`,
+    # so training sees sentence shapes (requests, two-part questions, scoped asks) and not only
+    # the list's. None is in the held-out template lists or the held-out grammar.
+    "colour_of_shape": (
+        "I need the colour of the {shape}<scope_video>.",
+        "The {shape}<scope_video>: which colour?",
+        "Do you know what colour the {shape} was?",
+        "Say which colour the {shape} had.",
+    ),
+    "shape_of_colour": (
+        "I need the shape of the {colour} object<scope_video>.",
+        "The {colour} object<scope_video>: which shape?",
+        "Do you know what shape the {colour} object was?",
+        "Say which shape was {colour}.",
+    ),
+    "first_of_two": (
+        "I need to know which was first: the {a} or the {b}.",
+        "The {a} or the {b}: which appeared first<scope_video>?",
+        "Do you know whether the {a} or the {b} appeared first?",
+        "Say which came earlier, the {a} or the {b}.",
+    ),
+    "first_overall": (
+        "I need the first object that appeared<scope_video>.",
+        "The first object to appear<scope_video>: which was it?",
+        "Do you know which object appeared first?",
+        "Say which object came first.",
+    ),
+    "last_overall": (
+        "I need the last object that appeared<scope_video>.",
+        "The last object to appear<scope_video>: which was it?",
+        "Do you know which object appeared last?",
+        "Say which object came last.",
+    ),
+    "sequence": (
+        "I need the order in which {objects} appeared.",
+        "Here are {objects}: in what order did they appear<scope_video>?",
+        "Do you know the order of appearance of {objects}?",
+        "Say in which order {objects} appeared.",
+    ),
+    "count_objects": (
+        "I need the number of objects that appeared<scope_video>.",
+        "Objects that appeared<scope_video>: how many?",
+        "Do you know how many objects appeared?",
+        "Say how many objects there were<scope_video>.",
+    ),
+    "count_colour": (
+        "I need the number of {colour} objects<scope_video>.",
+        "Number of {colour} objects<scope_video>?",
+        "Do you know how many {colour} objects appeared?",
+        "Say how many {colour} objects there were.",
+    ),
+    "count_shape": (
+        "I need the number of {shapes}<scope_video>.",
+        "Number of {shapes}<scope_video>?",
+        "Do you know how many {shapes} appeared?",
+        "Say how many {shapes} there were.",
+    ),
+    "count_cuts": (
+        "I need the number of scene cuts<scope_video>.",
+        "Scene cuts<scope_video>: how many?",
+        "Do you know how many times the scene changed?",
+        "Say how many cuts there were.",
+    ),
+    "when_appear": (
+        "I need the second at which the {obj} appeared.",
+        "The {obj}: at what second did it appear?",
+        "Do you know when the {obj} appeared?",
+        "Say at which second the {obj} appeared.",
+    ),
+    "when_leave": (
+        "I need the second at which the {obj} disappeared.",
+        "The {obj}: at what second did it disappear?",
+        "Do you know when the {obj} disappeared?",
+        "Say at which second the {obj} left.",
+    ),
+    "before": (
+        "I need to know if the {a} appeared before the {b}.",
+        "The {a} and the {b}: did the {a} appear first?",
+        "Do you know if the {a} appeared before the {b}?",
+        "Say whether the {a} came before the {b}.",
+    ),
+    "on_screen": (
+        "I need the object on screen at second {second}.",
+        "Second {second}: which object was on screen?",
+        "Do you know what object was visible at {time}?",
+        "Say which object was on screen at {time}.",
+    ),
+    "needle_word": (
+        "I need the word on the sign<scope_video>.",
+        "The sign<scope_video>: what word was on it?",
+        "Do you know what word the sign showed?",
+        "Say the word written on the sign.",
+    ),
+    "needle_number": (
+        "I need the number on the sign<scope_video>.",
+        "The sign<scope_video>: what number was on it?",
+        "Do you know what number the sign showed?",
+        "Say the number written on the sign.",
+    ),
+    "needle_nth": (
+        "I need what the {ordinal} sign said.",
+        "The {ordinal} sign: what was on it?",
+        "Do you know what the {ordinal} sign showed?",
+        "Say what was written on the {ordinal} sign.",
+    ),
+    # the pieces around a core (the newer forms' openings stay as they are: adding one would
+    # change the questions their recorded evaluations drew)
+    "template_open": ("", "", "", "Tell me: ", "Quick question: ", "One thing: ",
+                      "About the video: ", "Please answer: "),
+    "count_close_train": ("", "", "", " Answer with a number.", " Just the number."),
+}
+"""Training-only wordings of the template forms and the pieces around them (see
+`streamvxl.world.questions.template_train_grammar`)."""
+
+
 def expand(grammar: Grammar, symbol: str, rng: np.random.Generator, depth: int = 0) -> str:
     """A random phrasing of ``symbol``: every ``<name>`` expanded, ``{slot}`` fields kept.
 
@@ -251,5 +368,5 @@ def phrasings(grammar: Grammar, symbol: str) -> set[str]:
     return results
 
 
-__all__ = ["HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_HELD_OUT_GRAMMAR", "TRAIN_GRAMMAR", "Grammar",
-           "expand", "phrasings"]
+__all__ = ["HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_TRAIN_CORES",
+           "TRAIN_GRAMMAR", "Grammar", "expand", "phrasings"]

@@ -43,7 +43,14 @@ from typing import Literal, get_args
 import numpy as np
 
 from .answers import number_to_words
-from .grammar import HELD_OUT_GRAMMAR, TEMPLATE_FORMS_HELD_OUT_GRAMMAR, TRAIN_GRAMMAR, expand
+from .grammar import (
+    HELD_OUT_GRAMMAR,
+    TEMPLATE_FORMS_HELD_OUT_GRAMMAR,
+    TEMPLATE_FORMS_TRAIN_CORES,
+    TRAIN_GRAMMAR,
+    Grammar,
+    expand,
+)
 from .scene import COLOURS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
 Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
@@ -718,14 +725,38 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
 }
 
 
+def template_train_grammar(forms: dict[str, Form]) -> Grammar:
+    """The training grammar of the template forms among ``forms``: per form, an opening, a
+    core -- one of its training templates or one of `TEMPLATE_FORMS_TRAIN_CORES`' wordings --
+    and for yes / no and number answers a closing. A template list alone taught the model its
+    wording (the five tasks fell 11 points in the held-out grammar, docs/results.md); the
+    grammar multiplies the training phrasings without touching the held-out ones."""
+    closes: dict[AnswerKind, str] = {"yes_no": "<yes_no_close>", "number": "<count_close_train>"}
+    grammar: Grammar = {k: TRAIN_GRAMMAR[k] for k in ("scope_video", "yes_no_close")}
+    grammar.update({k: TEMPLATE_FORMS_TRAIN_CORES[k]
+                    for k in ("template_open", "count_close_train")})
+    for form in forms.values():
+        if form.grammar or not form.templates:
+            continue
+        grammar[form.name] = (f"<template_open><{form.name}_core>{closes.get(form.kind, '')}",)
+        grammar[f"{form.name}_core"] = (
+            form.templates + TEMPLATE_FORMS_TRAIN_CORES.get(form.name, ()))
+    return grammar
+
+
+_TEMPLATE_TRAIN_GRAMMAR = template_train_grammar(FORMS)
+
+
 def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: Split,
-           novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
-           ) -> tuple[str, str, bool]:
+           novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
+           grammar_prob: float = 0.0) -> tuple[str, str, bool]:
     """Pick a phrasing and fill it: (question, template, novel). Training never picks a
     held-out phrasing; eval picks one with probability ``novel_phrasing_prob`` (for a form
     with a grammar: a phrasing of the held-out grammar; for a template form: one of its
     held-out templates, or with ``held_out="grammar"`` a phrasing of
-    `TEMPLATE_FORMS_HELD_OUT_GRAMMAR`)."""
+    `TEMPLATE_FORMS_HELD_OUT_GRAMMAR`). A template form's training phrasing comes from
+    `template_train_grammar` with probability ``grammar_prob`` (0: its template list, drawing
+    what the recorded evaluations drew)."""
     if form.grammar:
         novel = split == "eval" and rng.random() < novel_phrasing_prob
         template = expand(HELD_OUT_GRAMMAR if novel else TRAIN_GRAMMAR, form.grammar, rng)
@@ -733,6 +764,10 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     novel = split == "eval" and bool(form.held_out) and rng.random() < novel_phrasing_prob
     if novel and held_out == "grammar":
         template = expand(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name, rng)
+        return template.format(**slots), template, novel
+    own = FORMS.get(form.name) is form  # not an image form of the same name (training.samples)
+    if not novel and own and grammar_prob > 0 and rng.random() < grammar_prob:
+        template = expand(_TEMPLATE_TRAIN_GRAMMAR, form.name, rng)
         return template.format(**slots), template, novel
     pool = form.held_out if novel else form.templates
     template = pool[int(rng.integers(len(pool)))]
@@ -759,11 +794,11 @@ def _pick_form(by_form: dict[str, list[Fact]], forms: dict[str, Form],
 
 def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
                    rng: np.random.Generator, split: Split, n: int,
-                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
-                   ) -> list[QA]:
+                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
+                   grammar_prob: float = 0.0) -> list[QA]:
     """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task
     uniformly among those with candidates, then a form of it (by `Form.weight`), then a fact,
-    then a phrasing."""
+    then a phrasing (`phrase`)."""
     pools: dict[Task, dict[str, list[Fact]]] = {}
     for name, items in facts.items():
         if items:
@@ -780,7 +815,7 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
                 del pools[task]
         form = forms[name]
         question, template, novel = phrase(form, fact.slots, rng, split, novel_phrasing_prob,
-                                           held_out)
+                                           held_out, grammar_prob)
         out.append(QA(form.task, name, question, fact.answer, fact.accepted, fact.evidence,
                       form.kind, template, novel, fact.params))
     return out
@@ -788,8 +823,8 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
 
 def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "train",
                    tasks: Iterable[Task] | None = None, n: int = 4,
-                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates"
-                   ) -> list[QA]:
+                   novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
+                   grammar_prob: float = 0.0) -> list[QA]:
     """Up to ``n`` distinct unambiguous questions about an episode, tasks drawn uniformly
     (among those that have a question), then forms, then instances.
 
@@ -802,6 +837,8 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
         novel_phrasing_prob: in eval, chance of a held-out phrasing.
         held_out: where a template form's held-out phrasings come from (`HeldOut`): "grammar"
             measures robustness to wording no template list holds, for every task.
+        grammar_prob: chance that a first-five-task question in a training phrasing is worded
+            by `template_train_grammar` instead of its template list (0: the recorded draws).
 
     Example:
         >>> from streamvxl.world.scene import sample_episode
@@ -820,4 +857,7 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
             raise ValueError(f"unknown task {t!r}; choose from {VIDEO_TASKS}")
     facts = {name: form_facts(name, episode, rng)
              for name, form in FORMS.items() if form.task in wanted}
-    return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob, held_out)
+    if not 0.0 <= grammar_prob <= 1.0:
+        raise ValueError(f"grammar_prob must be in [0, 1], got {grammar_prob}")
+    return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob, held_out,
+                          grammar_prob)

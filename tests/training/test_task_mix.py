@@ -137,3 +137,22 @@ def test_a_stage_mix_reaches_the_examples_in_process_and_in_workers(tmp_path) ->
         for s in (1, 2):
             got = pool.get(s)
             assert [e.qa for e in got] == [e.qa for e in here[s]]
+
+
+def test_a_grammar_share_words_video_questions_by_the_training_grammar() -> None:
+    from streamvxl.world.questions import FORMS
+
+    videos = TaskMix(video=1.0, image=0.0, multi_image=0.0, grammar_prob=1.0,
+                     video_tasks=("attribute", "order", "count", "time", "needle"))
+    outside = 0
+    for seed in range(30):
+        sample = draw_sample(np.random.default_rng(seed), WORLD, videos, questions=3)
+        outside += sum(qa.template not in FORMS[qa.form].templates for qa in sample.qa)
+    assert outside >= 30  # most of ~90 questions: openings, closings and new cores
+    plain = TaskMix(video=1.0, image=0.0, multi_image=0.0,
+                    video_tasks=("attribute", "order", "count", "time", "needle"))
+    for seed in range(30):
+        sample = draw_sample(np.random.default_rng(seed), WORLD, plain, questions=3)
+        assert all(qa.template in FORMS[qa.form].templates for qa in sample.qa)
+    with pytest.raises(ValueError, match="grammar_prob"):
+        TaskMix(grammar_prob=-0.1)

@@ -17,7 +17,14 @@ from streamvxl.world.grammar import (
     TRAIN_GRAMMAR,
     phrasings,
 )
-from streamvxl.world.questions import FORMS, ORDINALS, QA, VIDEO_TASKS, make_questions
+from streamvxl.world.questions import (
+    FORMS,
+    ORDINALS,
+    QA,
+    VIDEO_TASKS,
+    make_questions,
+    template_train_grammar,
+)
 from streamvxl.world.scene import Episode
 from tests.world.world_cases import episodes
 
@@ -222,6 +229,47 @@ def test_a_held_out_grammar_for_template_forms_only_changes_novel_phrasings() ->
     assert n_novel >= 40
     with pytest.raises(ValueError, match="held_out"):
         make_questions(eps[0], np.random.default_rng(0), "eval", held_out="novel")  # type: ignore[arg-type]
+
+
+def test_template_forms_have_a_training_grammar_apart_from_every_held_out_wording() -> None:
+    """The training grammar holds each template form's training list and many more phrasings,
+    none a held-out template or a held-out-grammar phrasing, each filling the form's slots."""
+    grammar = template_train_grammar(FORMS)
+    for form in FORMS.values():
+        if form.grammar:
+            assert form.name not in grammar
+            continue
+        train = phrasings(grammar, form.name)
+        held = set(form.held_out) | phrasings(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name)
+        assert set(form.templates) <= train and len(train) >= 5 * len(form.templates), form.name
+        assert not train & held, form.name
+        held_patterns = [_pattern(t) for t in held]
+        slot_sets = {frozenset(_slots(t)) for t in form.templates + form.held_out}
+        for text in train:
+            assert frozenset(_slots(text)) in slot_sets, (form.name, text)
+            assert not any(p.match(text) for p in held_patterns), (form.name, text)
+
+
+def test_training_questions_worded_by_the_grammar_keep_their_answers() -> None:
+    grammar = template_train_grammar(FORMS)
+    worded = 0
+    for i, ep in enumerate(episodes("train")):
+        # 0: exactly the draw the recorded runs made
+        assert make_questions(ep, np.random.default_rng([5, i]), "train", n=8) == \
+            make_questions(ep, np.random.default_rng([5, i]), "train", n=8, grammar_prob=0.0)
+        for qa in make_questions(ep, np.random.default_rng([5, i]), "train", n=8,
+                                 grammar_prob=1.0):
+            form = FORMS[qa.form]
+            assert not qa.novel_phrasing
+            if form.grammar:
+                assert qa.template in phrasings(TRAIN_GRAMMAR, form.grammar)
+                continue
+            assert qa.template in phrasings(grammar, qa.form), qa.template
+            worded += qa.template not in form.templates
+            assert is_correct(_expected(ep, qa), qa), qa
+    assert worded >= 40  # most come from the grammar's openings, closings and new cores
+    with pytest.raises(ValueError, match="grammar_prob"):
+        make_questions(episodes()[0], np.random.default_rng(0), grammar_prob=1.5)
 
 
 def test_questions_are_deterministic_and_distinct() -> None:
