@@ -63,7 +63,7 @@ from streamvxl.world import (
     render,
     sample_episode,
 )
-from streamvxl.world.questions import HeldOut
+from streamvxl.world.questions import HeldOut, pairing
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
 from training.samples import Sample
@@ -324,7 +324,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
                             "video": video.name, "method": method, "ratio": ratio,
                             "task": qa.task, "form": qa.form, "question": qa.question,
                             "answer": qa.answer, "prediction": text, "correct": bool(ok),
-                            "novel_phrasing": qa.novel_phrasing})
+                            "novel_phrasing": qa.novel_phrasing,
+                            "pairing": pairing(sample.episodes[0], qa)})
         log.info("video %d/%d: %d frames, %d intervals, %d questions (%.1f s so far)", i + 1,
                  len(samples), video.num_frames, len(video.intervals), len(sample.qa),
                  time.perf_counter() - t0)
@@ -422,6 +423,44 @@ def markdown_phrasing(cells: Sequence[dict[str, Any]]) -> str:
                             f"{100 * seen['accuracy']:.1f} / {100 * new['accuracy']:.1f} "
                             f"(n={new['n']})")
             lines.append(f"| {m} | {task} | " + " | ".join(vals) + " |")
+    return "\n".join(lines + [""]) + "\n"
+
+
+def pairing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy by question form (and ``all``) split by the (shape, colour) pairing of the
+    objects asked about (`streamvxl.world.questions.pairing`: "trained" or "held_out";
+    questions about no object left out), from `evaluate`'s predictions: one ``{"method",
+    "ratio", "form", "pairing", "n", "correct", "accuracy"}`` per cell. A model that composes
+    shape and colour answers both alike; one that memorised pairings does not."""
+    cells = _tally(predictions, lambda p: [(f, p["pairing"]) for f in (ALL, p["form"])]
+                   if p.get("pairing") else [])
+    return [{"method": c["method"], "ratio": c["ratio"], "form": c["key"][0],
+             "pairing": c["key"][1], "n": c["n"], "correct": c["correct"],
+             "accuracy": c["accuracy"]} for c in cells]
+
+
+def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
+    """`pairing_rows` as a table: a row per method and form, a column per ratio holding
+    trained / held-out pairing accuracy and both counts; empty without both kinds."""
+    by = {(c["method"], c["ratio"], c["form"], c["pairing"]): c for c in cells}
+    if {c["pairing"] for c in cells} != {"trained", "held_out"}:
+        return ""
+    ratios = sorted({c["ratio"] for c in cells})
+    forms = [ALL] + [f for f in dict.fromkeys(c["form"] for c in cells) if f != ALL]
+    lines = ["## by (shape, colour) pairing: trained / held-out pairings, accuracy % "
+             "(n trained / held-out)", "",
+             "| method | form | " + " | ".join(f"{r}x" for r in ratios) + " |",
+             "|---|---|" + "---:|" * len(ratios)]
+    for m in dict.fromkeys(c["method"] for c in cells):
+        for form in forms:
+            vals = []
+            for r in ratios:
+                seen, new = by.get((m, r, form, "trained")), by.get((m, r, form, "held_out"))
+                vals.append("-" if seen is None or new is None else
+                            f"{100 * seen['accuracy']:.1f} / {100 * new['accuracy']:.1f} "
+                            f"({seen['n']} / {new['n']})")
+            if any(v != "-" for v in vals):
+                lines.append(f"| {m} | {form} | " + " | ".join(vals) + " |")
     return "\n".join(lines + [""]) + "\n"
 
 
@@ -537,6 +576,7 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     forms = form_rows(predictions or [], "needle")
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
                   + markdown_phrasing(phrasing_rows(predictions or []))
+                  + markdown_pairing(pairing_rows(predictions or []))
                   + markdown_misreads(misread_rows(predictions or [], task="needle")))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
@@ -632,7 +672,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 __all__ = ["Answering", "Decoding", "answer_question", "answering", "digest_note", "eval_samples",
            "evaluate", "form_rows", "load_model_folder", "markdown_phrasing", "markdown_report",
-           "model_digest", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
+           "markdown_pairing", "model_digest", "pairing_rows", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
            "write_report"]
 
 

@@ -51,11 +51,12 @@ from .grammar import (
     Grammar,
     expand,
 )
-from .scene import COLOURS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
+from .scene import COLOURS, HELD_OUT_COMBOS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
 Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
 AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
 HeldOut = Literal["templates", "grammar"]
+Pairing = Literal["trained", "held_out"]
 """Where eval's held-out phrasings of a template form come from: its two held-out templates, or
 `streamvxl.world.grammar.TEMPLATE_FORMS_HELD_OUT_GRAMMAR` (forms with a grammar always use
 the held-out grammar)."""
@@ -861,3 +862,33 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
         raise ValueError(f"grammar_prob must be in [0, 1], got {grammar_prob}")
     return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob, held_out,
                           grammar_prob)
+
+
+def subjects(episode: Episode, qa: QA) -> list[WorldObject]:
+    """The objects a question is about: the ones it names or whose name answers it (empty for
+    counts of everything, scene cuts, signs, and things that never appeared)."""
+    obs = episode.objects
+    p = dict(qa.params)
+    if "object" in p:
+        return [obs[int(p["object"])]]
+    if "a" in p:
+        return [obs[int(p["a"])], obs[int(p["b"])]]
+    if "objects" in p:
+        return [obs[int(i)] for i in p["objects"].split(",")]
+    if "shape" in p or "colour" in p:  # attributes, counts, existence: every match present
+        shape, colour = p.get("shape") or None, p.get("colour") or None
+        return [o for o in obs if shape in (None, o.shape) and colour in (None, o.colour)]
+    if qa.kind == "text":  # first / last of all, on screen at N or now: the answer names it
+        return [o for o in obs if o.name == qa.answer]
+    return []
+
+
+def pairing(episode: Episode, qa: QA) -> Pairing | None:
+    """Whether a question is about an object whose (shape, colour) pairing training never
+    drew (`streamvxl.world.scene.HELD_OUT_COMBOS`: "held_out"), only about trained pairings
+    ("trained"), or about no object (None). The issue's target compares the two per kind:
+    a model that composes what it sees answers both alike."""
+    about = subjects(episode, qa)
+    if not about:
+        return None
+    return "held_out" if any(o.combo in HELD_OUT_COMBOS for o in about) else "trained"

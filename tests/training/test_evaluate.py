@@ -431,3 +431,25 @@ def test_accuracy_splits_by_wording_training_against_held_out() -> None:
     assert "| vst | exist | - | 50.0 / 100.0 (n=1) |" in table
     # one wording only: nothing to compare, no table
     assert ev.markdown_phrasing(ev.phrasing_rows(preds[:2])) == ""
+
+
+def test_accuracy_splits_by_pairing_trained_against_held_out() -> None:
+    """Counted by hand: questions about no object stay out; each form and the whole set split
+    by the pairing of the objects asked about."""
+    def p(form, pairing, correct, method="vst", ratio=16):
+        return {"method": method, "ratio": ratio, "task": "attribute", "form": form,
+                "pairing": pairing, "correct": correct}
+    preds = [p("colour_of_shape", "trained", True), p("colour_of_shape", "held_out", False),
+             p("colour_of_shape", "held_out", True), p("count_cuts", None, True),
+             p("shape_of_colour", "trained", False), p("colour_of_shape", "held_out", True,
+                                                       "full", None)]
+    cells = {(c["method"], c["ratio"], c["form"], c["pairing"]): (c["correct"], c["n"])
+             for c in ev.pairing_rows(preds)}
+    assert cells[("vst", 16, "colour_of_shape", "held_out")] == (1, 2)
+    assert cells[("vst", 16, "all", "trained")] == (1, 2)
+    assert not any(k[2] == "count_cuts" for k in cells)
+    assert cells[("full", 16, "colour_of_shape", "held_out")] == (1, 1)
+    table = ev.markdown_pairing(ev.pairing_rows(preds))
+    assert "| vst | colour_of_shape | 100.0 / 50.0 (1 / 2) |" in table
+    assert "shape_of_colour" not in table  # no held-out question of that form
+    assert ev.markdown_pairing(ev.pairing_rows(preds[:1])) == ""

@@ -23,9 +23,11 @@ from streamvxl.world.questions import (
     QA,
     VIDEO_TASKS,
     make_questions,
+    pairing,
+    subjects,
     template_train_grammar,
 )
-from streamvxl.world.scene import Episode
+from streamvxl.world.scene import HELD_OUT_COMBOS, PLURALS, Episode
 from tests.world.world_cases import episodes
 
 
@@ -338,3 +340,30 @@ def test_existence_questions_answer_yes_as_often_as_a_denial() -> None:
     share = answers["yes"] / sum(answers.values())
     assert sum(answers.values()) >= 250
     assert 0.42 <= share <= 0.58, answers
+
+
+def test_a_question_is_about_the_objects_it_names_or_answers_with() -> None:
+    """`subjects` recomputed another way: an object is a subject when its name, shape or
+    colour is in the question or its name is the answer -- and held-out pairings are only in
+    eval, so training questions are never about one."""
+    held = trained = 0
+    for ep, qa in _all_questions("eval"):
+        about = subjects(ep, qa)
+        if qa.form in ("count_objects", "count_cuts", "needle_word", "needle_number",
+                       "needle_nth", "nothing_now", "colour_of_absent", "exists_absent"):
+            assert about == [] and pairing(ep, qa) is None, qa
+            continue
+        if qa.form in ("count_colour", "count_shape") and qa.answer == "0":
+            assert about == []
+            continue
+        assert about, qa
+        for o in about:
+            assert (o.name in qa.question or o.name == qa.answer or o.shape in qa.question
+                    or o.colour in qa.question or PLURALS[o.shape] in qa.question), (o, qa)
+        expected = "held_out" if any(o.combo in HELD_OUT_COMBOS for o in about) else "trained"
+        assert pairing(ep, qa) == expected
+        held += expected == "held_out"
+        trained += expected == "trained"
+    assert held >= 20 and trained >= 20
+    for ep, qa in _all_questions("train"):
+        assert pairing(ep, qa) in (None, "trained")
