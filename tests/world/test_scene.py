@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -104,6 +105,7 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(min_objects=3, max_objects=2), "min_objects"),
     (dict(object_size=(0.3, 0.2)), "object_size"),
     (dict(edge_prob=1.5), "edge_prob"),
+    (dict(stay_prob=-0.1), "stay_prob"),
     (dict(sign_frames=(4, 2)), "sign_frames"),
     (dict(height=8), "height"),
     (dict(sign_scale=4), "sign"),
@@ -123,3 +125,22 @@ def test_bad_episode_is_rejected() -> None:
         Episode(4, 1.0, 16, 16, (Scene(1, bg),))
     with pytest.raises(ValueError, match="split"):
         sample_episode(np.random.default_rng(0), split="test")  # type: ignore[arg-type]
+
+
+def test_stay_prob_keeps_objects_to_the_last_frame_and_zero_changes_no_draw() -> None:
+    base = WorldConfig(num_frames=24, max_objects=3)
+    for i in range(20):  # 0: the episodes the recorded evaluations drew
+        a = sample_episode(np.random.default_rng([4, i]), base)
+        b = sample_episode(np.random.default_rng([4, i]), replace(base, stay_prob=0.0))
+        assert a == sample_episode(np.random.default_rng([4, i]), replace(base, stay_prob=None))
+        assert a == b
+
+    def share_at_end(p: float | None) -> float:
+        cfg = replace(base, stay_prob=p)
+        objs = [o for i in range(300)
+                for o in sample_episode(np.random.default_rng([5, i]), cfg).objects]
+        return float(np.mean([o.t_out == cfg.num_frames for o in objs]))
+
+    assert share_at_end(1.0) == 1.0
+    free, some = share_at_end(None), share_at_end(0.4)
+    assert free < 0.25 and some > free + 0.25  # ~0.4 + 0.6 * free
