@@ -40,7 +40,13 @@ import torch
 from transformers import CLIPVisionConfig
 
 from streamvxl.model.base_llm import base_llm_folder
-from streamvxl.model.config import VideoXLConfig, VisualConfig, VSTConfig, from_checkpoint_dict
+from streamvxl.model.config import (
+    Cell,
+    VideoXLConfig,
+    VisualConfig,
+    VSTConfig,
+    from_checkpoint_dict,
+)
 from streamvxl.model.default import (
     CAVEAT_KEY,
     LORA_A,
@@ -50,6 +56,7 @@ from streamvxl.model.default import (
     delta_metadata,
     merge_low_rank,
     read_delta,
+    read_delta_metadata,
     skeleton,
     tensors_digest,
     write_delta,
@@ -86,10 +93,11 @@ def tiny_vision_config() -> CLIPVisionConfig:
                             hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=192)
 
 
-def default_config(base_folder: Path, vision: CLIPVisionConfig) -> VideoXLConfig:
-    """The multimodal config on top of the base's LLM config."""
+def default_config(base_folder: Path, vision: CLIPVisionConfig,
+                   cell: Cell = "average") -> VideoXLConfig:
+    """The multimodal config on top of the base's LLM config (``cell``: `VisualConfig.cell`)."""
     base = from_checkpoint_dict(read_config(base_folder), where=str(base_folder / "config.json"))
-    visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2)
+    visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2, cell=cell)
     side = vision.image_size // vision.patch_size // visual.pool_stride
     return VideoXLConfig(llm=base.llm, visual=visual,
                          vst=VSTConfig(window=WINDOW_FRAMES * side * side, ratios=RATIOS),
@@ -97,7 +105,8 @@ def default_config(base_folder: Path, vision: CLIPVisionConfig) -> VideoXLConfig
 
 
 def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
-                        tower_state: Mapping[str, torch.Tensor] | None = None) -> VideoXL:
+                        tower_state: Mapping[str, torch.Tensor] | None = None,
+                        cell: Cell = "average") -> VideoXL:
     """The untrained streamvxl-tiny (float32, CPU, eval mode).
 
     Args:
@@ -105,6 +114,7 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
         seed: seeds the tower's and projector's initialisation (the global RNG is untouched).
         tower_state: a pre-trained tower (`training.vision_pretrain`: keys of
             `VisionTower.state_dict`) instead of a fresh one.
+        cell: how a cell of 2 x 2 patches becomes a token (`VisualConfig.cell`).
 
     Example:
         >>> model = build_default_model()  # doctest: +SKIP
@@ -113,7 +123,7 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
     """
     folder = Path(base_folder) if base_folder is not None else base_llm_folder()
     vision = tiny_vision_config()
-    cfg = default_config(folder, vision)
+    cfg = default_config(folder, vision, cell)
     model = skeleton(cfg, vision)
     state = base_state(model, folder)
     with torch.random.fork_rng(devices=[]):
@@ -139,7 +149,8 @@ def split_delta(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 
 def continue_from_delta(base_folder: str | Path, delta: str | Path,
-                        tower_state: Mapping[str, torch.Tensor] | None = None) -> VideoXL:
+                        tower_state: Mapping[str, torch.Tensor] | None = None,
+                        cell: Cell | None = None) -> VideoXL:
     """The model a run continuing from ``delta`` starts from: the base with the delta's full
     tensors (tower, projector, VST embedding, ...) laid over it, and its low-rank layers left at
     the base weights -- the recipe's ``lora_init`` puts their factors back as adapters, so the
@@ -147,12 +158,22 @@ def continue_from_delta(base_folder: str | Path, delta: str | Path,
 
     ``tower_state`` (`VisionTower` keys) replaces the delta's tower: a tower pre-trained further
     (``training.vision_pretrain --init-tower DELTA``) under the delta's projector and adapters,
-    which the continued run then adapts to it."""
+    which the continued run then adapts to it.
+
+    ``cell`` other than the delta's own (`VisualConfig.cell`; None keeps it) changes the
+    projector's input, so the delta's projector is left out and a fresh one starts: the run
+    then trains it to read the tower it keeps."""
     full, _ = split_delta(delta)
+    own: Cell = read_delta_metadata(Path(delta)).get("visual", {}).get("cell", "average")
+    cell = own if cell is None else cell
     if tower_state is not None:
         full = {k: v for k, v in full.items() if not k.startswith("model.vision_tower.")}
         full.update({"model.vision_tower." + k: v for k, v in tower_state.items()})
-    model = build_default_model(base_folder)
+    if cell != own:
+        log.info("%s: cell %r -> %r, its projector left out (a fresh one starts)", delta, own,
+                 cell)
+        full = {k: v for k, v in full.items() if not k.startswith("model.mm_projector.")}
+    model = build_default_model(base_folder, cell=cell)
     state = model.state_dict()
     unknown = sorted(set(full) - set(state))
     if unknown:
@@ -361,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--vision-weights", type=Path,
                    help="a pre-trained tower (python -m training.vision_pretrain --out FILE)")
+    i.add_argument("--cell", choices=("average", "side_by_side"),
+                   help="how 2 x 2 patches become a token (VisualConfig.cell; default: the "
+                        "delta's, or average); another than the delta's starts a fresh projector")
     i.add_argument("--delta", type=Path, help="continue from an exported delta: its full "
                    "tensors go into the folder; train with --lora-init DELTA for its adapters (with "
                    "--vision-weights: that tower replaces the delta's)")
@@ -405,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
 
             tower = load_file(str(args.vision_weights))
         if args.delta is not None:
-            model = continue_from_delta(base, args.delta, tower)
+            model = continue_from_delta(base, args.delta, tower, args.cell)
         else:
-            model = build_default_model(base, args.seed, tower)
+            model = build_default_model(base, args.seed, tower, args.cell or "average")
         save_videoxl(model, args.out)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
         log.info("wrote %s", args.out)

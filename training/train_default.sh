@@ -33,7 +33,9 @@
 # sets the data processes (the config's 3 starve a step of long videos). TRAIN_WORLD=JSON replaces
 # the config's training world (all its fields: e.g. '{"max_objects": 3, "sign_prob": 0.5,
 # "number_prob": 0.8}' makes 80 % of the short videos', stills' and reading stills' signs numbers;
-# the evaluations keep their own world).
+# the evaluations keep their own world). CELL=side_by_side builds the model (or continues the
+# delta) with `VisualConfig.cell` side by side: a fresh projector reads each token's 2 x 2
+# patches concatenated instead of averaging their projections.
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -75,6 +77,7 @@ elif [[ ${VISION[1]} != 0 ]]; then
     # learn to read it (training it at the adapters' learning rate would erode its features)
     OVERRIDES+=(--train-vision false)
 fi
+[[ -n ${CELL:-} ]] && INIT+=(--cell "$CELL")
 if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from contextlib import ExitStack
@@ -55,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from streamvxl.model.config import VisualConfig
-from streamvxl.model.vision import VisionTower, pool_patches
+from streamvxl.model.vision import VisionTower, pool_patches, stack_patches
 from streamvxl.preprocess import Preprocessor
 from streamvxl.world import WorldConfig, render, sample_episode, sample_still
 from streamvxl.world.scene import COLOURS, INK, SHAPES, Episode
@@ -243,18 +242,6 @@ class FrameBatches:
                            self.per_episode)
 
 
-def cells_side_by_side(patches: torch.Tensor, stride: int) -> torch.Tensor:
-    """(N, P, C) -> (N, T, stride^2 C): the patches of each pooled cell concatenated in raster
-    order instead of averaged -- what a cell holds before the average can mix its columns."""
-    n, p, c = patches.shape
-    side = math.isqrt(p)
-    if side * side != p or side % stride:
-        raise ValueError(f"{p} patches do not form a square grid of {stride} x {stride} cells")
-    g = side // stride
-    grid = patches.view(n, g, stride, g, stride, c)  # (N, row, dy, col, dx, C)
-    return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, g * g, stride * stride * c)
-
-
 class Heads(nn.Module):
     """Linear read-outs of the tower's selected layer: per patch and per frame."""
 
@@ -276,7 +263,7 @@ class Heads(nn.Module):
         if self.cells == "mean":
             cells = pool_patches(patches, POOL_STRIDE)  # (N, T, Cv): what one LLM token averages
         else:
-            cells = cells_side_by_side(patches, POOL_STRIDE)  # (N, T, 4 Cv)
+            cells = stack_patches(patches, POOL_STRIDE)  # (N, T, 4 Cv): a side-by-side cell
         n, t, _ = cells.shape
         reading = self.reading(cells).view(n, t, READ_SLOTS, 1 + len(CHARS))
         return {"colours": per_patch[..., :-1], "ink": per_patch[..., -1],

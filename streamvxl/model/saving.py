@@ -9,6 +9,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from .config import POOL_MODES
 from .videoxl import VideoXL
 
 
@@ -52,7 +53,7 @@ def checkpoint_config(model: VideoXL) -> dict:
             "mm_vision_select_feature": "patch",
             "mm_projector_type": cfg.visual.projector_type,
             "mm_spatial_pool_stride": cfg.visual.pool_stride,
-            "mm_spatial_pool_mode": "average",
+            "mm_spatial_pool_mode": {v: k for k, v in POOL_MODES.items()}[cfg.visual.cell],
             "mm_vision_tower": "vision_tower",
         })
     return out

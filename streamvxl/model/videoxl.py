@@ -12,7 +12,7 @@ from transformers import CLIPVisionConfig
 
 from .config import VideoXLConfig
 from .decoder import Decoder
-from .vision import FrameTokens, VisionTower, build_projector, pool_patches
+from .vision import FrameTokens, VisionTower, build_projector, pool_patches, stack_patches
 
 # Shapes: N frames, T tokens per frame, C hidden, V vocabulary, S image side.
 
@@ -86,9 +86,12 @@ class VideoXL(nn.Module):
     def encode_frames(self, pixel_values: torch.Tensor) -> FrameTokens:
         """Preprocessed frames (N, 3, S, S) -> visual tokens (N, T, C) and CLS embeddings."""
         patches, cls = self.model.vision_tower(pixel_values.to(self.dtype))  # (N, P, Cv)
+        visual = self.config.visual
+        if visual.cell == "side_by_side":
+            cells = stack_patches(patches, visual.pool_stride)  # (N, T, s^2 Cv)
+            return FrameTokens(tokens=self.model.mm_projector(cells), embeddings=cls)
         projected = self.model.mm_projector(patches)  # (N, P, C)
-        return FrameTokens(tokens=pool_patches(projected, self.config.visual.pool_stride),
-                           embeddings=cls)
+        return FrameTokens(tokens=pool_patches(projected, visual.pool_stride), embeddings=cls)
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> embeddings (B, T, C)."""

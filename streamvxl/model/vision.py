@@ -89,8 +89,8 @@ class VisionTower(nn.Module):
 def build_projector(cfg: VisualConfig, hidden_size: int) -> nn.Module:
     """``mm_projector``: indices 0 and 2 match the checkpoint's ``mm_projector.{0,2}``."""
     if cfg.projector_type == "linear":
-        return nn.Linear(cfg.mm_hidden_size, hidden_size)
-    return nn.Sequential(nn.Linear(cfg.mm_hidden_size, hidden_size), nn.GELU(),
+        return nn.Linear(cfg.projector_in, hidden_size)
+    return nn.Sequential(nn.Linear(cfg.projector_in, hidden_size), nn.GELU(),
                          nn.Linear(hidden_size, hidden_size))
 
 
@@ -105,6 +105,19 @@ def pool_patches(features: torch.Tensor, stride: int) -> torch.Tensor:
     grid = features.transpose(1, 2).reshape(n, c, side, side)  # (N, C, g, g)
     pooled = F.avg_pool2d(grid, kernel_size=stride, stride=stride)  # (N, C, g/s, g/s)
     return pooled.flatten(2).transpose(1, 2)  # (N, T, C)
+
+
+def stack_patches(features: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, P, C) over the square patch grid -> (N, T, stride^2 * C): each cell's patches side
+    by side, row-major within the cell ((0, 0), (0, 1), (1, 0), (1, 1) for stride 2), cells
+    row-major per frame as in `pool_patches`."""
+    n, p, c = features.shape
+    side = math.isqrt(p)
+    if side * side != p or side % stride:
+        raise ValueError(f"{p} patches do not form a square grid of {stride}x{stride} cells")
+    g = side // stride
+    grid = features.reshape(n, g, stride, g, stride, c)  # (N, row, dy, col, dx, C)
+    return grid.permute(0, 1, 3, 2, 4, 5).reshape(n, g * g, stride * stride * c)
 
 
 @dataclass

@@ -327,3 +327,38 @@ def test_annotating_a_delta_changes_its_metadata_only(trained, tmp_path: Path,
     assert "caveat" not in meta and meta["training"] == {"steps": 3}
     assert main(["digest", str(path)]) == 0  # the file changed; its tensors' digest did not
     assert capsys.readouterr().out.strip() == digest0 and path.read_bytes() != report.path.read_bytes()
+
+
+def test_a_side_by_side_cell_starts_a_fresh_projector_and_round_trips(trained, base: Path,
+                                                                      cache_dir: Path,
+                                                                      frames: torch.Tensor,
+                                                                      tmp_path: Path) -> None:
+    """``init --delta D --cell side_by_side``: D's tower, VSTs and LLM with a projector that
+    reads 4 x 192 inputs, fresh; its delta says so, and loads back bitwise as VideoMemory
+    would. An averaging delta's metadata stays what it always was (no "cell" key)."""
+    from streamvxl.model.default import read_delta_metadata
+    from training.default_model import continue_from_delta
+
+    _, report = trained
+    assert "cell" not in read_delta_metadata(report.path)["visual"]
+    same = continue_from_delta(base, report.path).state_dict()
+    model = continue_from_delta(base, report.path, cell="side_by_side")
+    state = model.state_dict()
+    assert model.config.visual.cell == "side_by_side"
+    assert model.model.mm_projector[0].in_features == 4 * 192
+    for k, v in state.items():
+        if not k.startswith("model.mm_projector."):
+            assert torch.equal(v, same[k]), k
+    # a side-by-side delta continues as itself, and loads back bitwise
+    path = tmp_path / "sbs.safetensors"
+    export_delta(model, base, path)
+    assert read_delta_metadata(path)["visual"]["cell"] == "side_by_side"
+    again = continue_from_delta(base, path).state_dict()
+    loaded, _ = load_default_model("cpu", torch.float32, path, cache_dir=cache_dir)
+    assert loaded.config.visual.cell == "side_by_side"
+    for k, v in state.items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+        if k.startswith("model.mm_projector."):
+            assert torch.equal(v, again[k]), k
+    with torch.no_grad():
+        assert loaded.encode_frames(frames).tokens.shape == (FRAMES, 16, 576)

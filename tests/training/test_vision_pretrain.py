@@ -202,20 +202,20 @@ def test_a_probe_can_read_the_projector_output(tmp_path) -> None:
 
 
 def test_side_by_side_cells_keep_each_patch_where_the_mean_mixes_them() -> None:
-    from streamvxl.model.vision import pool_patches
-    from training.vision_pretrain import Heads, cells_side_by_side
+    from streamvxl.model.vision import pool_patches, stack_patches
+    from training.vision_pretrain import Heads
 
     # a 4 x 4 grid of 2-d patches, patch (r, c) holding (r, c): two cells per side
     rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
     patches = torch.stack((rows, cols), -1).reshape(1, 16, 2)  # (N=1, P=16, C=2)
-    cells = cells_side_by_side(patches, 2)  # (1, T=4, 8)
+    cells = stack_patches(patches, 2)  # (1, T=4, 8)
     assert cells.shape == (1, 4, 8)
     # cell 1 is the top-right one: patches (0,2) (0,3) (1,2) (1,3) in raster order
     assert cells[0, 1].tolist() == [0, 2, 0, 3, 1, 2, 1, 3]
     # the mean is what side by side averages to: same cells, same order
     torch.testing.assert_close(cells.view(1, 4, 4, 2).mean(2), pool_patches(patches, 2))
     with pytest.raises(ValueError, match="square grid"):
-        cells_side_by_side(torch.zeros(1, 12, 2), 2)
+        stack_patches(torch.zeros(1, 12, 2), 2)
     heads = Heads(2, "side_by_side")
     assert heads(patches, torch.zeros(1, 2))["reading"].shape[:2] == (1, 4)
     with pytest.raises(ValueError, match="cells must be"):
