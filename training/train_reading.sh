@@ -20,7 +20,8 @@
 # READING_HEAD=file starts that head from a checkpoint's heads.safetensors; READING_WARMUP=N
 # lets a fresh one learn alone for N steps.
 # TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
-# then learns to read the new one here. Writes WORK/reading/ (checkpoints, metrics.jsonl),
+# then learns to read the new one here. CELL=side_by_side starts a fresh projector that reads
+# each token's 2 x 2 patches side by side (`VisualConfig.cell`) on the delta's tower. Writes WORK/reading/ (checkpoints, metrics.jsonl),
 # WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:
 #   CONTINUE=WORK/reading.safetensors training/train_default.sh WORK2 MINUTES
 # QUICK=1 shrinks it to a CPU smoke run.
@@ -52,6 +53,7 @@ say "reading stages $STAGES"
 
 INIT=(--delta "$DELTA")
 [[ -n ${TOWER:-} ]] && INIT+=(--vision-weights "$TOWER")
+[[ -n ${CELL:-} ]] && INIT+=(--cell "$CELL")
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 1}")}  # MINUTES may be 5.5
 RESUME=false
