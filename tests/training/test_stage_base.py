@@ -71,3 +71,25 @@ def test_a_short_or_missing_piece_is_refused(tmp_path: Path, wheel) -> None:
     with pytest.raises(ValueError, match="cut short"):
         assemble(stage, tmp_path / "site2")
     assert not (tmp_path / "site2" / GGUF).exists()
+
+
+def test_the_fewest_parts_that_fit_beside_the_tree_are_cut(tmp_path: Path, wheel) -> None:
+    """Without ``parts``, ``split`` cuts the fewest parts whose every folder (the last with its
+    wheels) fits a call beside what it also carries; too much beside is refused."""
+    from training.stage_base import MARGIN, parts_to_fit
+
+    assert parts_to_fit(90, 10, 0, limit=MARGIN + 40) == 3  # pieces of 30, the last + 10
+    assert parts_to_fit(90, 10, 0, limit=MARGIN + 39) == 4
+    with pytest.raises(ValueError, match="no room"):
+        parts_to_fit(90, 10, 30, limit=MARGIN + 40)
+    path, payload = wheel
+    beside, limit = 1000, MARGIN + 1000 + 120_000
+    folders = split(path, [], tmp_path / "parts", beside=beside, limit=limit)
+    sizes = [sum(p.stat().st_size for p in f.iterdir()) for f in folders]
+    assert len(folders) == 3 and max(sizes) + beside + MARGIN <= limit  # 300 kB of noise
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    for f in folders:
+        for item in f.iterdir():
+            (stage / item.name).write_bytes(item.read_bytes())
+    assert assemble(stage, tmp_path / "site").read_bytes() == payload
