@@ -56,10 +56,11 @@ from .scene import COLOURS, HELD_OUT_COMBOS, PLURALS, SHAPES, Episode, Sign, Spl
 Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
 AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
 HeldOut = Literal["templates", "grammar"]
-Pairing = Literal["trained", "held_out"]
 """Where eval's held-out phrasings of a template form come from: its two held-out templates, or
 `streamvxl.world.grammar.TEMPLATE_FORMS_HELD_OUT_GRAMMAR` (forms with a grammar always use
 the held-out grammar)."""
+Pairing = Literal["trained", "held_out"]
+"""Whether a question is about an object of a (shape, colour) pairing training drew (`pairing`)."""
 VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now")
 """Tasks `make_questions` asks about a video ("compare" is for multi-image samples)."""
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
