@@ -343,12 +343,12 @@ class WorldConfig:
     eval_held_out_prob: float = 0.5
     """In ``split="eval"``, chance that an object takes a held-out (shape, colour) pair."""
     stay_prob: float | None = None
-    """Chance that an object stays on screen to the last frame (None or 0: as drawn). Drawn freely, most objects
-    have left by then, so "is the <object> still there?" answered "no" to 78 % of a training
-    run's questions and "what is on screen now?" "nothing" to 79 %, and a model trained on
-    that learned the prior (docs/results.md, the camera runs); a training world raises it.
-    None draws the episodes the recorded evaluations drew (and, like any field added later,
-    is left out when `training.compare_models` pairs their questions)."""
+    """Chance that an object stays on screen to the last frame (None or 0: as drawn). Drawn
+    freely, most objects have left by then, so "is the <object> still there?" answered "no" to
+    78 % of a training run's questions and "what is on screen now?" "nothing" to 79 %, and a
+    model trained on that learned the prior (docs/results.md, the camera runs); a training
+    world raises it. None draws the episodes the recorded evaluations drew (and, like any field
+    added later, is left out when `training.compare_models` pairs their questions)."""
     camera: CameraConfig | None = None
     """Draw a camera per episode from these ranges (light, blur, noise, H.264); None: perfect
     frames. A dict (from JSON) is read as `CameraConfig` fields."""
