@@ -98,7 +98,7 @@ class StreamLog:
                       frame_start=job.closed.start, frame_end=job.closed.end, ratio=job.ratio,
                       embedding=job.embedding, evicts=evicts, gaps=list(state.gaps),
                       spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-                      looks=job.looks, looks_by=state.looks_wanted)
+                      looks=job.looks, looks_by=state.settings.looks_wanted)
 
         def write() -> None:
             if copied is not None:
@@ -315,8 +315,7 @@ def _keep_looks(contents: LogContents, settings: StreamSettings, where: str) -> 
     """Drop the text-to-frame embeddings that another scorer made than the one ``settings``
     score with (or all of them when they score keys only): another scorer's space would
     rank nonsense. Those intervals score lowest until they age out (their frames are gone)."""
-    r = settings.config.retrieval
-    wanted = r.frames if r is not None and settings.scorer not in (None, "keys") else None
+    wanted = settings.looks_wanted
     other = {i for i, by in contents.looks_by.items() if by != wanted}
     if not other:
         return
@@ -325,8 +324,8 @@ def _keep_looks(contents: LogContents, settings: StreamSettings, where: str) -> 
                     "they rank lowest for it", where, len(other), wanted)
     contents.intervals = [dataclasses.replace(x, record=dataclasses.replace(x.record, looks=None))
                           if x.record.id in other else x for x in contents.intervals]
-    contents.archived = [(dataclasses.replace(r_, looks=None) if r_.id in other else r_, at)
-                         for r_, at in contents.archived]
+    contents.archived = [(dataclasses.replace(r, looks=None) if r.id in other else r, at)
+                         for r, at in contents.archived]
     contents.looks_by = {i: by for i, by in contents.looks_by.items() if i not in other}
 
 
@@ -388,7 +387,7 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
             frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
             keys=k, values=v, embedding=record.embedding, evicts=evicts, gaps=state.gaps,
             spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-            looks=record.looks, looks_by=state.looks_wanted)
+            looks=record.looks, looks_by=state.settings.looks_wanted)
 
     for entry in entries:
         k, v = archive.load(entry)

@@ -61,7 +61,7 @@ def tiers_for(state: StreamState, device: torch.device, reader: Reader | None = 
     config = state.settings.config
     on_gpu = device.type == "cuda"
     if config.retrieval is not None:
-        keep_looks = state.settings.scorer != "keys"
+        keep_looks = state.settings.looks_wanted is not None
         state.digests = DigestIndex(device, config.retrieval.frame_rows if keep_looks else None)
     if config.eviction == "offload":
         log_ = state.log

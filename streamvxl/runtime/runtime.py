@@ -169,9 +169,8 @@ class Runtime:
             scorer=None if config.retrieval is None else (config.retrieval.scorer
                                                           or self.default_scorer))
         check_budget(config.token_budget, len(prefix), settings.max_interval_tokens)
-        if settings.scorer not in (None, "keys"):
-            assert config.retrieval is not None
-            self.frame_scorer(config.retrieval.frames)  # a scorer that cannot load fails here
+        if settings.looks_wanted is not None:
+            self.frame_scorer(settings.looks_wanted)  # a scorer that cannot load fails here
         return settings
 
     @torch.no_grad()
@@ -207,7 +206,7 @@ class Runtime:
         ones; `compress_next` compresses them)."""
         frames = self.encode_images(images)
         state.admit(frames.tokens, frames.embeddings, stamps,
-                    looks=self.looks(state.looks_wanted, images))
+                    looks=self.looks(state.settings.looks_wanted, images))
 
     def compress_next(self, state: StreamState) -> IntervalRecord | None:
         """Encode one window of the oldest pending interval; after its last window, store it.
@@ -347,7 +346,8 @@ class Runtime:
             text = state.settings.config.prompt.format_question(question.text, gaps)
             ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"],
                                dtype=torch.long)
-        scorer = self.frame_scorer(state.looks_wanted) if state.looks_wanted else None
+        wanted = state.settings.looks_wanted
+        scorer = self.frame_scorer(wanted) if wanted is not None else None
         words = scorer.embed_text([question.text])[0] if scorer is not None else None  # (E',)
         memory = recall(self, state, ids, words, question.retrieve)
         self._sync()
@@ -452,7 +452,7 @@ class Runtime:
 
     def looks(self, spec: str | None, images: list[np.ndarray]) -> torch.Tensor | None:
         """(F, E) text-to-frame embeddings of RGB frames for a stream whose retrieval scores
-        frames with ``spec`` (`StreamState.looks_wanted`); None when ``spec`` is None."""
+        frames with ``spec`` (`StreamSettings.looks_wanted`); None when ``spec`` is None."""
         if spec is None:
             return None
         return self.frame_scorer(spec).embed_frames(np.stack(images)).half()

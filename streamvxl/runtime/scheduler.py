@@ -419,7 +419,7 @@ class Scheduler:
             tokens = frames.tokens.index_select(0, index)  # (f, T, C)
             slot.processed_time = batch[rows[-1]][1].timestamp
             try:
-                looks = self.runtime.looks(slot.state.looks_wanted,  # type: ignore[union-attr]
+                looks = self.runtime.looks(slot.state.settings.looks_wanted,  # type: ignore[union-attr]
                                            [batch[i][1].image for i in rows])
                 slot.state.admit(tokens, frames.embeddings[rows],  # type: ignore[union-attr]
                                  [batch[i][1].timestamp for i in rows],

@@ -67,6 +67,15 @@ class StreamSettings:
     config leaves it open); None without retrieval."""
 
     @property
+    def looks_wanted(self) -> str | None:
+        """The text-to-frame scorer whose frame embeddings the stream keeps
+        (`Retrieval.frames`), or None when its retrieval scores keys only (or it has none)."""
+        retrieval = self.config.retrieval
+        if retrieval is None or self.scorer in (None, "keys"):
+            return None
+        return retrieval.frames
+
+    @property
     def max_interval_tokens(self) -> int:
         """Most tokens one interval can retain (longest interval at the smallest ratio)."""
         raw = self.boundary.max_frames * self.tokens_per_frame
@@ -134,7 +143,8 @@ class StreamState:
         """Add frames that went through the vision tower: tokens (F, T, C) on the device,
         embeddings (F, E) float32 on the CPU, with the outage each one's source reported just
         before it and how many frames the queue dropped just before it, and their
-        text-to-frame embeddings (F, E') when retrieval scores frames (`looks_wanted`).
+        text-to-frame embeddings (F, E') when retrieval scores frames
+        (`StreamSettings.looks_wanted`).
         Intervals they close join `pending`; gaps join `gaps`.
 
         Raises:
@@ -259,12 +269,3 @@ class StreamState:
             looks = span.looks[frame_rows(closed.num_frames, retrieval.frame_rows)].half()
         return IntervalJob(closed, raw, span.timestamps[0], span.timestamps[-1], ratio, plan,
                            embedding=span.embeddings.float().mean(0).cpu(), looks=looks)
-
-    @property
-    def looks_wanted(self) -> str | None:
-        """The text-to-frame scorer whose frame embeddings this stream keeps
-        (`Retrieval.frames`), or None when its retrieval scores keys only."""
-        retrieval = self.settings.config.retrieval
-        if retrieval is None or self.settings.scorer in (None, "keys"):
-            return None
-        return retrieval.frames
