@@ -348,7 +348,9 @@ class Runtime:
                                dtype=torch.long)
         wanted = state.settings.looks_wanted
         scorer = self.frame_scorer(wanted) if wanted is not None else None
-        words = scorer.embed_text([question.text])[0] if scorer is not None else None  # (E',)
+        # the question's words rank intervals (retrieval) and weigh citations; neither: skip
+        words = scorer.embed_text([question.text])[0] \
+            if scorer is not None and (question.retrieve or question.cite) else None  # (E',)
         memory = recall(self, state, ids, words, question.retrieve)
         self._sync()
         retrieved = time.perf_counter()
