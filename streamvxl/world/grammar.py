@@ -446,6 +446,21 @@ def expand(grammar: Grammar, symbol: str, rng: np.random.Generator, depth: int =
     return _SYMBOL.sub(lambda m: expand(grammar, m.group(1), rng, depth + 1), text)
 
 
+def symbols_below(grammar: Grammar, symbol: str) -> set[str]:
+    """The symbols ``symbol``'s alternatives expand, at every depth (``symbol`` excluded): what
+    a grammar borrowing ``symbol`` must carry with it."""
+    found: set[str] = set()
+    todo = [symbol]
+    while todo:
+        for option in grammar[todo.pop()]:
+            for name in _SYMBOL.findall(option):
+                if name not in found:
+                    found.add(name)
+                    todo.append(name)
+    found.discard(symbol)
+    return found
+
+
 def phrasings(grammar: Grammar, symbol: str) -> set[str]:
     """Every phrasing ``symbol`` can produce (for tests and for counting variety)."""
     results: set[str] = set()
@@ -460,4 +475,4 @@ def phrasings(grammar: Grammar, symbol: str) -> set[str]:
 
 
 __all__ = ["HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_HELD_OUT_GRAMMAR", "TEMPLATE_FORMS_TRAIN_CORES",
-           "TRAIN_GRAMMAR", "Grammar", "expand", "phrasings"]
+           "TRAIN_GRAMMAR", "Grammar", "expand", "phrasings", "symbols_below"]

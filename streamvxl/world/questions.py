@@ -50,6 +50,7 @@ from .grammar import (
     TRAIN_GRAMMAR,
     Grammar,
     expand,
+    symbols_below,
 )
 from .scene import COLOURS, HELD_OUT_COMBOS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
@@ -727,22 +728,40 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
 }
 
 
+WORDED_ALIKE: dict[str, str] = {"colour_of_absent": "colour_of_shape"}
+"""A form whose answer is "none" -> the template form asking the same of a present object.
+Trained with ``grammar_prob`` > 0, each is also worded as the other: with wordings of their
+own, "What colour was the <shape>?" meant "none" to the third camera candidate, which then
+denied the colour of every present object in the clips from outside the renderer (4 of 5;
+docs/results.md). The other denial forms share their grammar with their counterparts already
+(`exists_absent` / `exists_present`, `nothing_now` / `on_screen_now`, ...)."""
+
+
 def template_train_grammar(forms: dict[str, Form]) -> Grammar:
     """The training grammar of the template forms among ``forms``: per form, an opening, a
     core -- one of its training templates or one of `TEMPLATE_FORMS_TRAIN_CORES`' wordings --
     and for yes / no and number answers a closing. A template list alone taught the model its
     wording (the five tasks fell 11 points in the held-out grammar, docs/results.md); the
-    grammar multiplies the training phrasings without touching the held-out ones."""
+    grammar multiplies the training phrasings without touching the held-out ones. A form that
+    is the counterpart of a denial form (`WORDED_ALIKE`) also takes that form's training
+    wordings, as a second alternative."""
     closes: dict[AnswerKind, str] = {"yes_no": "<yes_no_close>", "number": "<count_close_train>"}
     grammar: Grammar = {k: TRAIN_GRAMMAR[k] for k in ("scope_video", "yes_no_close")}
     grammar.update({k: TEMPLATE_FORMS_TRAIN_CORES[k]
                     for k in ("template_open", "count_close_train")})
+    counterparts = {present: forms[absent] for absent, present in WORDED_ALIKE.items()
+                    if absent in forms}
     for form in forms.values():
         if form.grammar or not form.templates:
             continue
         grammar[form.name] = (f"<template_open><{form.name}_core>{closes.get(form.kind, '')}",)
         grammar[f"{form.name}_core"] = (
             form.templates + TEMPLATE_FORMS_TRAIN_CORES.get(form.name, ()))
+        if (denial := counterparts.get(form.name)) is not None:
+            grammar[form.name] += TRAIN_GRAMMAR[denial.grammar]
+            grammar.update({k: TRAIN_GRAMMAR[k]
+                            for k in symbols_below(TRAIN_GRAMMAR, denial.grammar)
+                            if k not in grammar})
     return grammar
 
 
@@ -758,8 +777,13 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     held-out templates, or with ``held_out="grammar"`` a phrasing of
     `TEMPLATE_FORMS_HELD_OUT_GRAMMAR`). A template form's training phrasing comes from
     `template_train_grammar` with probability ``grammar_prob`` (0: its template list, drawing
-    what the recorded evaluations drew)."""
+    what the recorded evaluations drew), and so does a denial form's in `WORDED_ALIKE` (its
+    counterpart's training grammar)."""
     if form.grammar:
+        alike = WORDED_ALIKE.get(form.name) if FORMS.get(form.name) is form else None
+        if split == "train" and alike and grammar_prob > 0 and rng.random() < grammar_prob:
+            template = expand(_TEMPLATE_TRAIN_GRAMMAR, alike, rng)  # worded as its counterpart
+            return template.format(**slots), template, False
         novel = split == "eval" and rng.random() < novel_phrasing_prob
         template = expand(HELD_OUT_GRAMMAR if novel else TRAIN_GRAMMAR, form.grammar, rng)
         return template.format(**slots), template, novel

@@ -23,6 +23,7 @@ from streamvxl.world.questions import (
     ORDINALS,
     QA,
     VIDEO_TASKS,
+    WORDED_ALIKE,
     make_questions,
     pairing,
     subjects,
@@ -265,7 +266,10 @@ def test_training_questions_worded_by_the_grammar_keep_their_answers() -> None:
             form = FORMS[qa.form]
             assert not qa.novel_phrasing
             if form.grammar:
-                assert qa.template in phrasings(TRAIN_GRAMMAR, form.grammar)
+                allowed = phrasings(TRAIN_GRAMMAR, form.grammar)
+                if qa.form in WORDED_ALIKE:
+                    allowed |= phrasings(grammar, WORDED_ALIKE[qa.form])
+                assert qa.template in allowed, qa.template
                 continue
             assert qa.template in phrasings(grammar, qa.form), qa.template
             worded += qa.template not in form.templates
@@ -388,3 +392,22 @@ def test_training_grammar_avoids_the_held_out_grammars_own_words() -> None:
                       "would"}
     assert {"hue", "tint", "footage", "tally", "arrival", "board"} <= held_own
     assert held_own & trained <= function_words
+
+
+def test_a_denial_form_and_its_counterpart_share_their_training_wordings() -> None:
+    """"What colour was the <shape>?" must not mean "none": trained with the grammar, the
+    absent-colour form and the colour form draw the same wordings, each with its own answers."""
+    grammar = template_train_grammar(FORMS)
+    absent_wordings = phrasings(TRAIN_GRAMMAR, FORMS["colour_of_absent"].grammar)
+    assert absent_wordings <= phrasings(grammar, "colour_of_shape")
+    answers: dict[str, set[str]] = {}
+    for i, ep in enumerate(episodes("train") * 4):
+        for qa in make_questions(ep, np.random.default_rng([9, i]), "train", n=12,
+                                 grammar_prob=1.0):
+            if qa.form in ("colour_of_absent", "colour_of_shape"):
+                answers.setdefault(qa.template, set()).add(qa.form)
+    shared = [t for t, forms in answers.items() if len(forms) == 2]
+    assert shared, answers  # some one wording asked both: about a present and an absent shape
+    worded_as_other = [t for t, forms in answers.items()
+                       if "colour_of_absent" in forms and t not in absent_wordings]
+    assert worded_as_other  # the denial form took the colour form's wordings too
