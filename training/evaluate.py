@@ -276,7 +276,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
         device: where a model loaded from a folder goes (None: CUDA when available).
         predictions: when a list, one record per answered question is appended to it.
         held_out: where the first five tasks' held-out phrasings come from: their held-out
-            templates, or ``"grammar"`` (a held-out grammar no template list holds).
+            templates, ``"grammar"`` (a held-out grammar no template list holds), or
+            ``"crossed"`` (`streamvxl.world.questions.HeldOut`).
 
     Returns:
         One row per (method, ratio, task) that has questions, tasks followed by ``"all"``:
@@ -625,8 +626,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--window", type=int, help="raw tokens per encoder window")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--held-out", default="templates", choices=get_args(HeldOut),
-                   help="the first five tasks' held-out phrasings: their held-out templates or "
-                        "a held-out grammar (the newer tasks always use their grammar)")
+                   help="the first five tasks' held-out phrasings: their held-out templates, "
+                        "a held-out grammar, or 'crossed': a colour question in the wordings "
+                        "training gave the absent-colour form (the newer tasks always use their "
+                        "grammar)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -56,10 +56,13 @@ from .scene import COLOURS, HELD_OUT_COMBOS, PLURALS, SHAPES, Episode, Sign, Spl
 
 Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
 AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
-HeldOut = Literal["templates", "grammar"]
-"""Where eval's held-out phrasings of a template form come from: its two held-out templates, or
-`streamvxl.world.grammar.TEMPLATE_FORMS_HELD_OUT_GRAMMAR` (forms with a grammar always use
-the held-out grammar)."""
+HeldOut = Literal["templates", "grammar", "crossed"]
+"""Where eval's held-out phrasings of a template form come from: its two held-out templates,
+`streamvxl.world.grammar.TEMPLATE_FORMS_HELD_OUT_GRAMMAR`, or ("crossed") for a form with a
+denial counterpart in `WORDED_ALIKE`, the counterpart's *training* wordings -- words that may
+have taught the model the other form's answer ("What colour was the <shape>?" -> "none"); the
+other forms then use their held-out templates. Forms with a grammar always use the held-out
+grammar."""
 Pairing = Literal["trained", "held_out"]
 """Whether a question is about an object of a (shape, colour) pairing training drew (`pairing`)."""
 VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now")
@@ -766,6 +769,7 @@ def template_train_grammar(forms: dict[str, Form]) -> Grammar:
 
 
 _TEMPLATE_TRAIN_GRAMMAR = template_train_grammar(FORMS)
+_DENIAL_OF = {present: absent for absent, present in WORDED_ALIKE.items()}
 
 
 def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: Split,
@@ -790,6 +794,10 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     novel = split == "eval" and bool(form.held_out) and rng.random() < novel_phrasing_prob
     if novel and held_out == "grammar":
         template = expand(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name, rng)
+        return template.format(**slots), template, novel
+    denial = _DENIAL_OF.get(form.name) if FORMS.get(form.name) is form else None
+    if novel and held_out == "crossed" and denial:
+        template = expand(TRAIN_GRAMMAR, FORMS[denial].grammar, rng)
         return template.format(**slots), template, novel
     own = FORMS.get(form.name) is form  # not an image form of the same name (training.samples)
     if not novel and own and grammar_prob > 0 and rng.random() < grammar_prob:

@@ -29,7 +29,7 @@ from streamvxl.world.questions import (
     subjects,
     template_train_grammar,
 )
-from streamvxl.world.scene import HELD_OUT_COMBOS, PLURALS, Episode
+from streamvxl.world.scene import COLOURS, HELD_OUT_COMBOS, PLURALS, Episode
 from tests.world.world_cases import episodes
 
 
@@ -411,3 +411,22 @@ def test_a_denial_form_and_its_counterpart_share_their_training_wordings() -> No
     worded_as_other = [t for t, forms in answers.items()
                        if "colour_of_absent" in forms and t not in absent_wordings]
     assert worded_as_other  # the denial form took the colour form's wordings too
+
+
+def test_crossed_wordings_ask_a_present_shape_s_colour_as_training_asked_an_absent_one() -> None:
+    """held_out="crossed": the colour form's novel questions use the absent-colour form's
+    training wordings, answered by the object's colour; every other form is as with its
+    held-out templates (the evaluation that found "What colour was the <shape>?" -> "none")."""
+    absent_wordings = phrasings(TRAIN_GRAMMAR, FORMS["colour_of_absent"].grammar)
+    crossed = 0
+    for i, ep in enumerate(episodes("eval")):
+        for qa in make_questions(ep, np.random.default_rng([3, i]), "eval", n=10,
+                                 novel_phrasing_prob=1.0, held_out="crossed"):
+            form = FORMS[qa.form]
+            if qa.form == "colour_of_shape":
+                assert qa.novel_phrasing and qa.template in absent_wordings, qa.template
+                assert qa.answer in COLOURS and is_correct(_expected(ep, qa), qa)
+                crossed += 1
+            elif not form.grammar:
+                assert qa.template in form.held_out, qa.template
+    assert crossed >= 3
