@@ -21,7 +21,8 @@ How many parts: a call carries the tracked repository and one part within 64 MiB
 Run from the repository, ``split`` measures what git tracks and cuts the fewest parts that fit
 beside it with 1 MiB to spare (`parts_to_fit`); ``--also MB`` reserves room for more in every
 call (a reading head); ``--parts N`` overrides. A delta to continue from (18 MB) rides in a
-call of its own. With 36.6 MB tracked, three parts of 30 MB fit with 0.3 MB to spare.
+call of its own. The tree grows: split again when it has, since a part that fitted
+beside it may no longer.
 
 Nothing is unpickled; the hash check refuses a part that was cut or mixed up.
 """

@@ -21,8 +21,9 @@
 # lets a fresh one learn alone for N steps.
 # TOWER=file (from `training.vision_pretrain`) replaces the delta's vision tower; the projector
 # then learns to read the new one here. CELL=side_by_side starts a fresh projector that reads
-# each token's 2 x 2 patches side by side (`VisualConfig.cell`) on the delta's tower. Writes WORK/reading/ (checkpoints, metrics.jsonl),
-# WORK/reading.safetensors, WORK/log and WORK/READ_DONE. The curriculum continues from the export:
+# each token's 2 x 2 patches side by side (`VisualConfig.cell`) on the delta's tower.
+# Writes WORK/reading/ (checkpoints, metrics.jsonl), WORK/reading.safetensors, WORK/log and
+# WORK/READ_DONE. The curriculum continues from the export:
 #   CONTINUE=WORK/reading.safetensors training/train_default.sh WORK2 MINUTES
 # QUICK=1 shrinks it to a CPU smoke run.
 set -euo pipefail

@@ -782,9 +782,11 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     `TEMPLATE_FORMS_HELD_OUT_GRAMMAR`). A template form's training phrasing comes from
     `template_train_grammar` with probability ``grammar_prob`` (0: its template list, drawing
     what the recorded evaluations drew), and so does a denial form's in `WORDED_ALIKE` (its
-    counterpart's training grammar)."""
+    counterpart's training grammar). With ``held_out="crossed"`` the counterpart of a denial
+    form takes its novel phrasing from the denial form's training grammar."""
+    own = FORMS.get(form.name) is form  # not an image form of the same name (training.samples)
     if form.grammar:
-        alike = WORDED_ALIKE.get(form.name) if FORMS.get(form.name) is form else None
+        alike = WORDED_ALIKE.get(form.name) if own else None
         if split == "train" and alike and grammar_prob > 0 and rng.random() < grammar_prob:
             template = expand(_TEMPLATE_TRAIN_GRAMMAR, alike, rng)  # worded as its counterpart
             return template.format(**slots), template, False
@@ -795,11 +797,10 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     if novel and held_out == "grammar":
         template = expand(TEMPLATE_FORMS_HELD_OUT_GRAMMAR, form.name, rng)
         return template.format(**slots), template, novel
-    denial = _DENIAL_OF.get(form.name) if FORMS.get(form.name) is form else None
+    denial = _DENIAL_OF.get(form.name) if own else None
     if novel and held_out == "crossed" and denial:
         template = expand(TRAIN_GRAMMAR, FORMS[denial].grammar, rng)
         return template.format(**slots), template, novel
-    own = FORMS.get(form.name) is form  # not an image form of the same name (training.samples)
     if not novel and own and grammar_prob > 0 and rng.random() < grammar_prob:
         template = expand(_TEMPLATE_TRAIN_GRAMMAR, form.name, rng)
         return template.format(**slots), template, novel
