@@ -24,7 +24,8 @@ the memory keeps its frames' embeddings, and the other scorers reopen its log.
 For every answer: right or wrong (`streamvxl.world.is_correct`), whether the top cited interval
 shows what was asked about (the sign; the planted object named; for "when" questions the
 frame of the appearance or exit asked: the evidence an agent would show -- and, apart,
-whether it shows the object at all), time to first token,
+whether it shows the object at all; where the runtime has a moment probe, the same "when"
+answers are cited again without it, side by side), time to first token,
 whole ask (with the citation pass), context tokens. Per memory: device memory at ten points of
 the stream (flat?), host tier bytes against its budget, intervals on disk.
 
@@ -130,7 +131,19 @@ def run_case(case: Case) -> list[dict[str, Any]]:
             found_named = bool(answer.cited) and shows(answer.cited[0], named)
             in_context = any(shows(s) for s in answer.intervals)
             t = answer.timings
-            rows.append({
+            plain = {}
+            if qa.form in WHEN_FORMS and runtime.moment_probe is not None:
+                # the same answer cited by the frames match alone: the probe's effect, side by
+                # side (greedy: the same text; only the citation pass differs)
+                probe, runtime.moment_probe = runtime.moment_probe, None
+                try:
+                    again = mem.ask(qa.question, max_new_tokens=16, **kw)
+                finally:
+                    runtime.moment_probe = probe
+                assert again.text == answer.text, (again.text, answer.text)
+                plain = {"top_cited_has_event_without_moment":
+                         bool(again.cited) and shows(again.cited[0])}
+            rows.append({**plain,
                 "hours": case.hours, "depth": case.depth, "seed": case.seed, "method": method,
                 "budget": budget, "task": qa.task, "form": qa.form, "question": qa.question,
                 "answer": answer.text, "truth": qa.answer,
@@ -281,9 +294,10 @@ def summary(rows: list[dict[str, Any]]) -> str:
             "per question form; whether the top cited interval shows the moment a \"when\" "
             "question asks about, and for the other forms an object the question names:", "",
             "| hours | method | GPU budget | colour of the <shape> | which first | before | "
-            "how many | when (answer) | when: top cited has the moment | when: top cited shows "
-            "the object | others: top cited has the object | object in context |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "how many | when (answer) | when: top cited has the moment | ... without the "
+            "moment probe | when: top cited shows the object | others: top cited has the object "
+            "| object in context |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (hours, method, fraction), rs in ordered:
         events = [r for r in rs if r.get("task") not in (None, "needle")]
         if method == "latency" or not events:
@@ -298,6 +312,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
             f"| {hours:g} | {method} | {budget} | {of('colour_of_shape')} | "
             f"{of('first_of_two')} | {of('before')} | {of('count_shape')} | "
             f"{of(*WHEN_FORMS)} | {of(*WHEN_FORMS, key='top_cited_has_event')} | "
+            f"{of(*WHEN_FORMS, key='top_cited_has_event_without_moment')} | "
             f"{of(*WHEN_FORMS, key='top_cited_has_named')} | "
             f"{of(*others, key='top_cited_has_event')} | "
             f"{share([r['event_in_context'] for r in events])} |")

@@ -17,6 +17,12 @@ what the words name" -- and renormalised: of the spans the answer read, those th
 the question names come first. A model that reads a sign attends to it; one that does not
 look for a shape still had it in context, and the scorer points there.
 
+A question about a moment ("when did the star leave?") is cited at that moment: where the
+runtime has a `streamvxl.memory.moments.MomentProbe` for its model, the probe reads the
+question's own queries (`question_moment`) and the spans are weighed by where the match rises
+(appear) or falls (leave) instead of the match alone (`streamvxl.memory.moments.moment_scores`):
+every span of an object's stay shows the object, one of them shows it arrive.
+
 Nothing of the memory is copied: an answer is generated in steps while the stream goes on, but
 its cache is its own.
 
@@ -31,10 +37,12 @@ from dataclasses import dataclass
 import torch
 
 from ..answer import Citation, IntervalSpan
+from ..memory.moments import moment_scores
 from ..memory.recall import look_scores
 from ..memory.store import IntervalRecord, MemoryStore
 from ..model.attribution import memory_attention, span_weights
 from ..model.cache import RotatedCache
+from ..model.queries import question_queries
 from .stream import StreamState
 
 
@@ -59,17 +67,21 @@ class Context:
     """(E',) the question's text embedding, with ``looks``."""
     scale: float = 1.0
     """The text-to-frame scorer's logit scale."""
+    moment: torch.Tensor | None = None
+    """(3,) P(other), P(appear), P(leave) of the question (`question_moment`), with ``looks``;
+    None: weigh the plain match."""
 
     @classmethod
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
            raw_spans: list[IntervalSpan], question_ids: torch.Tensor,
-           text: torch.Tensor | None = None, scale: float = 1.0) -> Context:
+           text: torch.Tensor | None = None, scale: float = 1.0,
+           moment: torch.Tensor | None = None) -> Context:
         sizes = [part.shape[0] for part in state.raw_parts()]
         looks = None
         if text is not None:
             looks = [r.looks for r in records] + state.raw_looks()
         return cls(store.num_tokens, store.sink_tokens, list(records), raw_spans, sizes,
-                   question_ids, looks, text, scale)
+                   question_ids, looks, text, scale, moment)
 
     @torch.no_grad()
     def cite(self, runtime, cache: RotatedCache, answer_ids: list[int]
@@ -96,7 +108,9 @@ class Context:
         matches: list[float | None] = [None] * len(spans)
         if self.looks is not None and self.text is not None:
             match = look_scores(self.looks, self.text)  # (S,)
-            weights = weights * torch.softmax(self.scale * match, 0)
+            shown = match if self.moment is None else moment_scores(self.looks, self.text,
+                                                                     self.moment)
+            weights = weights * torch.softmax(self.scale * shown, 0)
             matches = match.tolist()
         out = [Citation(a, b, w, interval, m)
                for (a, b, interval, _), w, m in zip(spans, weights.tolist(), matches,
@@ -107,4 +121,24 @@ class Context:
                      for c in ranked)
 
 
-__all__ = ["Context"]
+@torch.no_grad()
+def question_moment(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor | None:
+    """(3,) the moment the question ``ids`` (Q,) asks about, by the runtime's
+    `MomentProbe` over its queries in one pass over [sink | question] (the pass retrieval's
+    key scorer makes, replayed from its CUDA graph where there is one); None without a probe."""
+    probe = runtime.moment_probe
+    if probe is None:
+        return None
+    store, model = state.store, runtime.model
+    sink = store.sink_tokens
+    sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
+    graphs = runtime.query_graphs
+    if graphs is not None and graphs.layers.start <= probe.layer < graphs.layers.stop:
+        queries = graphs(sink_k, sink_v, ids)[probe.layer - graphs.layers.start]  # (H, D)
+    else:
+        queries = question_queries(model, sink_k, sink_v, ids,
+                                   slice(probe.layer, probe.layer + 1), runtime.kernels)[0]
+    return probe.probabilities(queries)
+
+
+__all__ = ["Context", "question_moment"]

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..errors import CheckpointError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.clip_scorer import ClipScorer
+from ..memory.moments import MomentProbe
 from ..memory.recall import Scorer, digest_layers
 from ..memory.store import IntervalRecord, MemoryStore, check_budget
 from ..model.attention import AttentionKernels
@@ -41,7 +43,7 @@ from ..model.videoxl import VideoXL
 from ..model.vision import FrameTokens
 from ..persist.identity import ModelIdentity, model_identity
 from ..preprocess import Preprocessor
-from .citations import Context
+from .citations import Context, question_moment
 from .conditions import KEEP_SCORES, Condition, WatchEvent, yes_no_ids
 from .conditions import score as yes_no_score
 from .config import RuntimeConfig, apply_cpu_threads
@@ -105,6 +107,11 @@ class Runtime:
         self.default_scorer: Scorer = "keys"
         """What ranks intervals where `Retrieval.scorer` is None: the question's own queries
         against key digests, which any checkpoint has (`Runtime.default` sets "frames")."""
+        self.moment_probe: MomentProbe | None = None
+        """Reads which moment a question asks about ("when did it appear / leave?") from its
+        queries, so that citations point at that moment where frames are scored
+        (`streamvxl.runtime.citations`); trained per model (``training.moment_probe``).
+        `Runtime.default` sets the embedded model's."""
         if not cuda:
             apply_cpu_threads(self.config.cpu_threads)
 
@@ -117,7 +124,13 @@ class Runtime:
         Raises:
             CheckpointError: the installation lacks its weights or its base wheel.
         """
-        from ..model.default import load_default_model, trained_settings
+        from ..model.default import (
+            DEFAULT_DELTA,
+            load_default_model,
+            tensors_digest,
+            trained_settings,
+        )
+        from ..model.loading import read_tensors
 
         model, tokenizer = load_default_model(device=device)
         boundary = trained_settings().get("boundary")
@@ -126,6 +139,7 @@ class Runtime:
         # its shipped text-to-frame scorer knows the world it was trained on: it finds what a
         # question names (objects too) where its keys find signs only (docs/retrieval.md)
         runtime.default_scorer = "frames"
+        runtime.moment_probe = MomentProbe.shipped(tensors_digest(read_tensors([DEFAULT_DELTA])))
         return runtime
 
     @classmethod
@@ -373,7 +387,10 @@ class Runtime:
             self._sync()
             ended.append(time.perf_counter())
             if context is not None:
-                cited.append(context.cite(self, cache, gen.ids))
+                # the question's moment is read after the answer, as the citations are:
+                # neither delays the first token
+                moment = question_moment(self, state, ids) if words is not None else None
+                cited.append(replace(context, moment=moment).cite(self, cache, gen.ids))
                 self._sync()
 
         def finish(out: Decoded) -> Answer:

@@ -140,3 +140,62 @@ def test_an_unloadable_scorer_fails_when_the_memory_is_made(runtime, tmp_path) -
     with pytest.raises(CheckpointError, match="missing.safetensors"):
         VideoMemory.on(runtime, config(retrieval=Retrieval(
             scorer="frames", frames=f"ViT-B-32@{tmp_path / 'missing.safetensors'}")))
+
+
+def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkeypatch) -> None:
+    """With a `MomentProbe` on the runtime, a cited span's attention weight is multiplied by the
+    softmax of its moment score (`moment_scores` of the spans' looks in context order, with the
+    probe's reading of the question's queries in its layer) instead of its plain match."""
+    from streamvxl.memory.moments import MOMENTS, MomentProbe
+    from streamvxl.model.queries import question_queries
+    from streamvxl.runtime import citations
+
+    llm = runtime.model.config.llm
+    features = llm.num_attention_heads * llm.dim_per_head
+    g = torch.Generator().manual_seed(3)
+    probe = MomentProbe(llm.num_hidden_layers - 1, torch.zeros(features), torch.ones(features),
+                        torch.randn(len(MOMENTS), features, generator=g),
+                        torch.tensor([0.0, 2.0, 0.0]), "test")
+    seen: list[tuple[list, torch.Tensor, torch.Tensor]] = []
+
+    def spy(looks, text, p):
+        out = citations_moment_scores(looks, text, p)
+        seen.append((list(looks), p, out))
+        return out
+
+    citations_moment_scores = citations.moment_scores
+    monkeypatch.setattr(citations, "moment_scores", spy)
+    mem = filled(runtime, log_dir=tmp_path / "log")
+    mem.extend(scenes(1, 5, seed=9), timestamps=[54.0 + i for i in range(5)])  # open frames
+    runtime.moment_probe = probe
+    try:
+        timed = mem.ask(QUESTION, max_new_tokens=6, retrieve=False)
+    finally:
+        runtime.moment_probe = None
+    framed = mem.ask(QUESTION, max_new_tokens=6, retrieve=False)
+    sink = mem.state.store.sink_tokens
+    ids = torch.tensor(runtime.tokenizer(mem.config.prompt.format_question(QUESTION),
+                                         add_special_tokens=False)["input_ids"])
+    queries = question_queries(runtime.model, mem.state.store.keys()[:, :, :, :sink],
+                               mem.state.store.values()[:, :, :, :sink], ids,
+                               slice(probe.layer, probe.layer + 1))[0]
+    mem.close()
+    assert len(seen) == 1  # once, for the question with a probe
+    looks, p, moment = seen[0]
+    assert torch.allclose(p, probe.probabilities(queries), atol=1e-5)
+    assert timed.text == framed.text  # the probe changes what is cited, never the answer
+    # the spans in context order (time order): each cited weight is the plain-match citation's
+    # attention share re-weighed by the moment score instead of the match
+    spans = sorted((c.t_start, c.t_end) for c in framed.cited)
+    assert len(looks) == len(spans)
+    by_match = {(c.t_start, c.t_end): c for c in framed.cited}
+    scale = runtime.frame_scorer("world").scale
+    match = torch.tensor([by_match[s].match for s in spans])
+    attention = torch.tensor([by_match[s].weight for s in spans]) / torch.softmax(
+        scale * match, 0)
+    want = attention * torch.softmax(scale * moment, 0)
+    want = want / want.sum()
+    by_moment = {(c.t_start, c.t_end): c for c in timed.cited}
+    got = torch.tensor([by_moment[s].weight for s in spans])
+    assert torch.allclose(got, want, atol=1e-4)
+    assert [by_moment[s].match for s in spans] == [by_match[s].match for s in spans]

@@ -1,0 +1,148 @@
+"""Moments (`streamvxl.memory.moments`): which end of an event a question asks about, and which
+span shows it.
+
+- `moment_scores` equals a slow loop over the rows in time order, for any mixture of the three
+  moments, spans without looks included; with P(other) = 1 it is the plain match
+  (`look_scores`).
+- An object entering in one span and leaving in a later one: "appear" picks the first, "leave"
+  the last, whatever the spans in between match; on screen from the first row: it appeared in
+  the first span; still on screen at the last row: no span shows it leaving more than the
+  others' noise.
+- A probe survives its file; a file that is not one, a damaged one, a probe of another width or
+  for other weights is refused (typed error) or not used.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from streamvxl.errors import CheckpointError
+from streamvxl.memory import moments
+from streamvxl.memory.moments import MOMENTS, MomentProbe, moment_scores
+from streamvxl.memory.recall import look_scores
+
+# Shapes: S spans, k rows per span, E embedding width, F features.
+E = 8
+
+
+def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
+                p: torch.Tensor) -> torch.Tensor:
+    """The definition, row by row."""
+    rows = [(i, float(r @ text)) for i, span in enumerate(looks) if span is not None
+            for r in span.float()]
+    lowest = min(c for _, c in rows)
+    best: dict[int, list[float]] = {}
+    for j, (i, c) in enumerate(rows):
+        before = rows[j - 1][1] if j else lowest
+        after = rows[j + 1][1] if j + 1 < len(rows) else c
+        m, r, f = best.get(i, [-9.0, -9.0, -9.0])
+        best[i] = [max(m, c), max(r, c - before), max(f, c - after)]
+    out = [None if i not in best else float(p[0] * best[i][0] + p[1] * best[i][1]
+                                            + p[2] * best[i][2]) for i in range(len(looks))]
+    floor = min(v for v in out if v is not None)
+    return torch.tensor([floor if v is None else v for v in out])
+
+
+def visits(on: list[list[bool]]) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """Looks of spans whose rows show the object (True) or something else, and the text
+    that names the object."""
+    thing, other = torch.zeros(E), torch.zeros(E)
+    thing[0], other[1] = 1.0, 1.0
+    noise = torch.Generator().manual_seed(0)
+    looks: list[torch.Tensor | None] = [
+        torch.stack([(thing if v else other) + 0.05 * torch.randn(E, generator=noise)
+                     for v in span]) for span in on]
+    return looks, thing
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_equal_the_row_by_row_definition(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    looks: list[torch.Tensor | None] = [
+        None if torch.rand(1, generator=g) < 0.2 else
+        torch.randn(int(torch.randint(1, 5, (1,), generator=g)), E, generator=g)
+        for _ in range(7)]
+    looks[0] = torch.randn(3, E, generator=g)  # at least one span with looks
+    text = torch.randn(E, generator=g)
+    p = torch.softmax(torch.randn(3, generator=g), 0)
+    assert torch.allclose(moment_scores(looks, text, p), slow_scores(looks, text, p), atol=1e-5)
+    other = torch.tensor([1.0, 0.0, 0.0])
+    assert torch.allclose(moment_scores(looks, text, other), look_scores(looks, text))
+
+
+def test_appear_and_leave_point_at_the_two_ends_of_a_stay() -> None:
+    on = [[False] * 4, [False, False, True, True], [True] * 4, [True] * 4, [True, False, False,
+                                                                             False], [False] * 4]
+    looks, text = visits(on)
+    appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
+    leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
+    match = moment_scores(looks, text, torch.tensor([1.0, 0.0, 0.0]))
+    assert int(appear.argmax()) == 1 and int(leave.argmax()) == 4
+    assert (match[1:5] > 0.8).all()  # every span of the stay matches "the thing" alike
+
+
+def test_on_screen_from_the_start_and_to_the_end() -> None:
+    looks, text = visits([[True] * 3, [True] * 3, [False] * 3, [False, True, True]])
+    appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
+    leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
+    assert int(appear.argmax()) in (0, 3) and appear[0] > 0.8  # it appeared in the first span
+    assert int(leave.argmax()) == 1  # left once; still there at the end is no exit
+    assert leave[3] < 0.2
+
+
+def test_spans_without_looks_score_the_lowest() -> None:
+    looks, text = visits([[False] * 2, [True] * 2])
+    got = moment_scores([looks[0], None, looks[1]], text, torch.tensor([0.0, 1.0, 0.0]))
+    assert got[1] == got.min() and int(got.argmax()) == 2
+    assert moment_scores([None, None], text, torch.tensor([0.0, 1.0, 0.0])).tolist() == [0, 0]
+
+
+def probe(features: int = 4, digest: str = "abc") -> MomentProbe:
+    g = torch.Generator().manual_seed(1)
+    return MomentProbe(3, torch.randn(features, generator=g), torch.rand(features, generator=g)
+                       + 0.5, torch.randn(len(MOMENTS), features, generator=g),
+                       torch.randn(len(MOMENTS), generator=g), digest)
+
+
+def test_a_probe_survives_its_file(tmp_path: Path) -> None:
+    p = probe()
+    p.save(tmp_path / "p.safetensors", {"trained": "here"})
+    back = MomentProbe.load(tmp_path / "p.safetensors")
+    assert back.layer == 3 and back.model_digest == "abc"
+    x = torch.randn(2, 2)  # (H, D) flattens to F
+    assert torch.allclose(back.probabilities(x), p.probabilities(x))
+    assert float(p.probabilities(x).sum()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reads 4 features, got 6"):
+        p.probabilities(torch.randn(6))
+
+
+def test_files_that_are_not_probes_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(CheckpointError, match="not a readable moment probe"):
+        MomentProbe.load(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError, match="not a readable moment probe"):
+        MomentProbe.load(tmp_path / "missing.safetensors")
+    save_file({"mean": torch.zeros(4)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a moment probe"):
+        MomentProbe.load(tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="weight"):
+        MomentProbe(0, torch.zeros(4), torch.ones(4), torch.zeros(2, 4), torch.zeros(3), "x")
+
+
+def test_a_probe_for_other_weights_is_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    weights = tmp_path / "streamvxl" / "weights"
+    weights.mkdir(parents=True)
+    probe(digest="trained-on-these").save(weights / moments.SHIPPED_PROBE_FILE)
+    monkeypatch.setattr(moments.resources, "files", lambda _package: tmp_path / "streamvxl")
+    assert MomentProbe.shipped("trained-on-these") is not None
+    with caplog.at_level(logging.WARNING):
+        assert MomentProbe.shipped("other-weights") is None
+    assert "trained on other weights" in caplog.text
+    (weights / moments.SHIPPED_PROBE_FILE).unlink()
+    assert MomentProbe.shipped("trained-on-these") is None
