@@ -35,8 +35,9 @@ class Citation:
     """Timestamp of its last frame, seconds."""
     weight: float
     """Its share of the attention the answer's tokens paid to the video, times its share of
-    the question's text-to-frame match where retrieval scores frames (all spans in context
-    sum to 1; `streamvxl.runtime.citations`)."""
+    the question's text-to-frame match where retrieval scores frames -- for a question that
+    asks when something appeared or left (`Runtime.moment_probe`), of the match's rise or
+    fall there instead (all spans in context sum to 1; `streamvxl.runtime.citations`)."""
     interval: int | None
     """Id of the stored interval (`IntervalRecord.id`); None for frames not yet compressed."""
     match: float | None = None
@@ -96,7 +97,8 @@ class Answer:
     cited: tuple[Citation, ...] = ()
     """The spans the answer drew on, most first: each span in context (``intervals``) with
     the share of the answer's attention it received, weighed by how well its frames match the
-    question's words where retrieval scores frames (``ask(cite=False)``: empty)."""
+    question's words where retrieval scores frames -- or show the moment asked, for "when did
+    ... appear / leave?" (``ask(cite=False)``: empty)."""
     candidates: int = 0
     """Intervals the memory held on every tier when asked; ``intervals`` lists those the
     question read (all of them unless retrieval chose)."""

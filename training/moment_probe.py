@@ -17,7 +17,7 @@ one model, on the world's questions:
   weighted to balance (two "when" forms among ~30).
 
 The shipped probe (``streamvxl/weights/streamvxl-tiny-moments.safetensors``) is this, on the
-2-core CPU in ~2 minutes::
+2-core CPU in ~5 minutes (2,960 questions through the model, one thread, beside other work)::
 
     python -m training.moment_probe --out streamvxl/weights/streamvxl-tiny-moments.safetensors
 
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     assert best is not None
     _, probe, l2 = best
     record: dict[str, Any] = {"layer": probe.layer, "l2": l2, "seed": args.seed,
-                              "model": str(delta), "model_tensors_sha256": digest}
+                              "model": Path(delta).name, "model_tensors_sha256": digest,
+                              "per_form": args.per_form, "eval_per_form": args.eval_per_form}
     for name, (fx, fy) in data.items():
         record[name] = scores(probe, fx[:, probe.layer], fy)
         log.info("%s: %s", name, json.dumps(record[name]))
