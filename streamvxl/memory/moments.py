@@ -12,9 +12,9 @@ frame after. Two pieces:
   only asks it which end of an event they point at. It is trained per model
   (``python -m training.moment_probe``) and records the digest of the weights it was trained
   on, so it is never applied to another model.
-- `moment_scores`: per span, the rise and the fall of the best text-to-frame cosine across its
-  frames, in time order, mixed by the probe's probabilities with the plain match (a question
-  that asks no "when" keeps the plain match).
+- `moment_scores`: per span, how well its frames match what the question names plus how much
+  that match rises (appear) or falls (leave) there, in time order, mixed by the probe's
+  probabilities (a question that asks no "when" keeps the plain match).
 
 Shapes: S spans, k rows (frames with a text-to-frame embedding) of a span, E' embedding width,
 F probe features (H query heads x D head_dim), K moments (3).
@@ -170,21 +170,26 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     """(S,) how well each span shows the moment a question asks about.
 
     ``looks`` are the spans' text-to-frame embeddings in time order. With every row's cosine
-    c (in time order, across spans), a span's *rise* is the largest c[j] - c[j-1] over its
-    rows (the first row of all rises from the lowest cosine seen: what is on screen from the
-    start appeared there), its *fall* the largest c[j] - c[j+1] (the last row of all does not
-    fall: what is still on screen has not left), and its *match* the best c (as
-    `streamvxl.memory.recall.look_scores`). The score is
-    P(other) * match + P(appear) * rise + P(leave) * fall. Spans without looks score the
-    lowest of the others.
+    c (in time order, across spans), row j's *rise* is c[j] - c[j-1] (the first row of all
+    rises from the lowest cosine seen: what is on screen from the start appeared there) and
+    its *fall* c[j] - c[j+1] (the last row of all does not fall: what is still on screen has
+    not left). A span scores its best row's
+
+        c[j] + P(appear) * rise[j] + P(leave) * fall[j]
+
+    -- the row must show what the question names (c) *and* change there: a scene cut changes
+    every frame's cosine a little, and an object's stay matches in every span; only its first
+    (last) frames do both. With P(other) = 1 it is the plain match
+    (`streamvxl.memory.recall.look_scores`). Spans without looks score the lowest of the
+    others.
 
     Example:
         >>> e = torch.eye(2)
         >>> looks = [e[[0, 0]], e[[1, 1]], e[[1, 0]]]  # the thing (e[1]) in spans 1 and 2
         >>> moment_scores(looks, e[1], torch.tensor([0., 1., 0.])).tolist()  # appear
-        [0.0, 1.0, 0.0]
+        [0.0, 2.0, 1.0]
         >>> moment_scores(looks, e[1], torch.tensor([0., 0., 1.])).tolist()  # leave
-        [0.0, 0.0, 1.0]
+        [0.0, 1.0, 2.0]
     """
     cos = row_cosines(looks, text)
     flat = torch.cat(cos) if cos else torch.zeros(0)  # (R,) every row, in time order
@@ -193,14 +198,13 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
         return torch.zeros(len(cos))
     before = torch.cat((flat.min()[None], flat[:-1]))  # (R,) the row before each
     after = torch.cat((flat[1:], flat[-1:]))  # (R,) the row after (the last: itself)
-    rise, fall = flat - before, flat - after
-    p_other, p_appear, p_leave = probabilities.float().tolist()
+    _, p_appear, p_leave = probabilities.float().tolist()
+    rows = flat + p_appear * (flat - before) + p_leave * (flat - after)  # (R,)
     at = 0
     for i, c in enumerate(cos):
         n = c.shape[0]
         if n:
-            scores[i] = (p_other * c.max() + p_appear * rise[at:at + n].max()
-                         + p_leave * fall[at:at + n].max())
+            scores[i] = rows[at:at + n].max()
         at += n
     known = ~scores.isnan()
     return torch.where(known, scores, scores[known].min())

@@ -36,14 +36,13 @@ def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
     rows = [(i, float(r @ text)) for i, span in enumerate(looks) if span is not None
             for r in span.float()]
     lowest = min(c for _, c in rows)
-    best: dict[int, list[float]] = {}
+    best: dict[int, float] = {}
     for j, (i, c) in enumerate(rows):
         before = rows[j - 1][1] if j else lowest
         after = rows[j + 1][1] if j + 1 < len(rows) else c
-        m, r, f = best.get(i, [-9.0, -9.0, -9.0])
-        best[i] = [max(m, c), max(r, c - before), max(f, c - after)]
-    out = [None if i not in best else float(p[0] * best[i][0] + p[1] * best[i][1]
-                                            + p[2] * best[i][2]) for i in range(len(looks))]
+        here = c + float(p[1]) * (c - before) + float(p[2]) * (c - after)
+        best[i] = max(best.get(i, -99.0), here)
+    out = [best.get(i) for i in range(len(looks))]
     floor = min(v for v in out if v is not None)
     return torch.tensor([floor if v is None else v for v in out])
 
@@ -75,6 +74,19 @@ def test_scores_equal_the_row_by_row_definition(seed: int) -> None:
     assert torch.allclose(moment_scores(looks, text, other), look_scores(looks, text))
 
 
+def test_a_change_without_the_thing_is_no_moment() -> None:
+    """A scene cut changes every frame's cosine, here by more than the object's own entry does
+    (-0.6 -> 0.3 against 0.3 -> 1.0); the entry is where the object shows *and* the match
+    rises, so the cut is not cited for "appear" (a rise alone would cite it)."""
+    text = torch.zeros(E)
+    text[0] = 1.0
+    cosines = [[0.0, 0.0], [-0.6, 0.3, 0.3], [1.0, 1.0], [1.0, 1.0]]
+    looks: list[torch.Tensor | None] = [torch.stack([c * text for c in span]) for span in cosines]
+    appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
+    assert int(appear.argmax()) == 2
+    assert torch.allclose(appear, slow_scores(looks, text, torch.tensor([0.0, 1.0, 0.0])))
+
+
 def test_appear_and_leave_point_at_the_two_ends_of_a_stay() -> None:
     on = [[False] * 4, [False, False, True, True], [True] * 4, [True] * 4, [True, False, False,
                                                                              False], [False] * 4]
@@ -90,9 +102,9 @@ def test_on_screen_from_the_start_and_to_the_end() -> None:
     looks, text = visits([[True] * 3, [True] * 3, [False] * 3, [False, True, True]])
     appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
     leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
-    assert int(appear.argmax()) in (0, 3) and appear[0] > 0.8  # it appeared in the first span
+    assert int(appear.argmax()) in (0, 3) and appear[0] > 1.8  # it appeared in the first span
     assert int(leave.argmax()) == 1  # left once; still there at the end is no exit
-    assert leave[3] < 0.2
+    assert leave[3] < 1.2
 
 
 def test_spans_without_looks_score_the_lowest() -> None:
