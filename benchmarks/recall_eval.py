@@ -73,6 +73,8 @@ class Case:
     retrieval_budgets: tuple[int, ...]
     keep: str | None
     scorers: tuple[str, ...] = ("keys",)
+    reopen: bool = False
+    """Ask the logs ``keep`` holds from an earlier run instead of feeding the haystack again."""
 
     @property
     def frames(self) -> int:
@@ -158,7 +160,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     # everything in context, where the base model's positions reach
     full_tokens = None
     memory.reset()
-    if case.frames * runtime.model.tokens_per_frame / RATIO + 200 < limit:
+    if not case.reopen and case.frames * runtime.model.tokens_per_frame / RATIO + 200 < limit:
         marks = feed(memory)
         full_tokens = memory.stats().memory_tokens
         rows += [{**row, "device_bytes": marks} for row in ask(memory, "full", None)]
@@ -172,8 +174,12 @@ def run_case(case: Case) -> list[dict[str, Any]]:
             where = Path(case.keep or tmp) / f"{case.hours:g}h_seed{case.seed}_f{fraction:g}"
             cfg = MemoryConfig(ratio=RATIO, token_budget=budget, eviction="offload",
                                host_budget=host, log_dir=where, retrieval=fed)
-            mem = VideoMemory.on(runtime, cfg, background=False)
-            marks = feed(mem)
+            if case.reopen:  # the same haystack, fed by an earlier run (its device marks lost)
+                mem = VideoMemory.open(where, runtime=runtime, background=False, config=cfg)
+                marks = []
+            else:
+                mem = VideoMemory.on(runtime, cfg, background=False)
+                marks = feed(mem)
             stats = mem.stats()
             tiers = dict(fraction=fraction, device_bytes=marks, host_bytes=stats.host_bytes,
                          host_budget_bytes=host * mem.state.store.arena.bytes_per_token * 2 // 3,
@@ -337,12 +343,13 @@ def summary(rows: list[dict[str, Any]]) -> str:
             continue
         r = rs[0]
         marks = [m / 2**20 for m in r["device_bytes"][1:]] or [0.0]
+        device = (f"{min(marks):.1f} - {max(marks):.1f}" if r["device_bytes"]
+                  else "- (reopened)")
         tiers = "-" if fraction is None else (
             f"{r['host_bytes'] / 2**20:.1f} / {r['host_budget_bytes'] / 2**20:.1f}")
         counts = "-" if fraction is None else f"{r['in_gpu']} / {r['on_host']} / {r['on_disk']}"
         budget = "all" if fraction is None else f"1/{round(1 / fraction)}"
-        flat.append(f"| {hours:g} | {method} | {budget} | {min(marks):.1f} - {max(marks):.1f} | "
-                    f"{tiers} | {counts} |")
+        flat.append(f"| {hours:g} | {method} | {budget} | {device} | {tiers} | {counts} |")
     return "\n".join(out + flat)
 
 
@@ -356,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also reopen each log with these retrieval budgets (tokens), e.g. 256,128")
     p.add_argument("--keep", type=Path, default=None,
                    help="keep the logs here (else a temporary folder), for --latency")
+    p.add_argument("--reopen", action="store_true",
+                   help="ask the logs --keep holds (an earlier run with the same --hours, "
+                        "--haystacks, --depths, --fractions) instead of feeding again: a "
+                        "retrieval or citation change measured in minutes, not hours")
     p.add_argument("--latency", type=int, default=0,
                    help="then time this many asks on the longest kept logs, GPU otherwise idle")
     p.add_argument("--fractions", default="0.1,0.01", help="GPU budget / full memory")
@@ -372,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write <out>.json and <out>.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.reopen and args.keep is None:
+        p.error("--reopen asks the logs --keep holds: give --keep")
     fractions = tuple(float(x) for x in args.fractions.split(","))
     budgets = [int(b) for b in args.retrieval_budgets.split(",") if b]
     keep = str(args.keep) if args.keep is not None else None
@@ -382,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         counts *= len(hours)
     # haystack k of a length: seed k (its own scenes and sign), the depths in turn
     cases = [Case(h, depths[k % len(depths)], k, fractions, args.host_fraction, args.threads,
-                  args.full_limit, tuple(budgets), keep, tuple(args.scorers.split(",")))
+                  args.full_limit, tuple(budgets), keep, tuple(args.scorers.split(",")),
+                  args.reopen)
              for h, n in zip(hours, counts, strict=True) for k in range(n)]
     cases.sort(key=lambda c: -c.frames)  # longest first: the pool ends evenly
     rows: list[dict[str, Any]] = []

@@ -2,9 +2,9 @@
 
 "When did the star appear?" and "when did the star leave?" name the same object; a span that
 shows the star matches both equally, and an object on screen for half a minute spans several
-intervals. What tells the answer's evidence apart is the *change*: the star appears where the
-question's text-to-frame match rises from the frame before, and leaves where it falls to the
-frame after. Two pieces:
+intervals. What tells the answer's evidence apart is where the stay *begins* and *ends*: the
+star appears at the first frame of the run of frames that match it, and leaves after the last.
+Two pieces:
 
 - `MomentProbe`: a linear read-out of the answering model's own queries for the question (the
   last token's pre-RoPE queries in one layer, as `streamvxl.model.queries` computes them for
@@ -12,9 +12,10 @@ frame after. Two pieces:
   only asks it which end of an event they point at. It is trained per model
   (``python -m training.moment_probe``) and records the digest of the weights it was trained
   on, so it is never applied to another model.
-- `moment_scores`: per span, how well its frames match what the question names plus how much
-  that match rises (appear) or falls (leave) there, in time order, mixed by the probe's
-  probabilities (a question that asks no "when" keeps the plain match).
+- `moment_scores`: per span, how well its frames match what the question names, and whether
+  it holds the first (appear) or last (leave) frame of that thing's stay on screen -- the run
+  of frames around the best match that keep matching -- mixed by the probe's probabilities (a
+  question that asks no "when" keeps the plain match).
 
 Shapes: S spans, k rows (frames with a text-to-frame embedding) of a span, E' embedding width,
 F probe features (H query heads x D head_dim), K moments (3).
@@ -169,45 +170,61 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
                   probabilities: torch.Tensor) -> torch.Tensor:
     """(S,) how well each span shows the moment a question asks about.
 
-    ``looks`` are the spans' text-to-frame embeddings in time order. With every row's cosine
-    c (in time order, across spans), row j's *rise* is c[j] - c[j-1] (the first row of all
-    rises from the lowest cosine seen: what is on screen from the start appeared there) and
-    its *fall* c[j] - c[j+1] (the last row of all does not fall: what is still on screen has
-    not left). A span scores its best row's
+    ``looks`` are the spans' text-to-frame embeddings in time order; c is every kept frame's
+    cosine with the question's text embedding ``text``, in that order. What the question names
+    is on screen around the best-matching frame, for as long as c stays above the midpoint
+    between that frame's cosine and the median one (`stay`): its first frame is where it
+    appeared, its last where it left. A span scores
 
-        c[j] + P(appear) * rise[j] + P(leave) * fall[j]
+        match + P(appear) * [it holds the stay's first frame] + P(leave) * [... its last]
 
-    -- the row must show what the question names (c) *and* change there: a scene cut changes
-    every frame's cosine a little, and an object's stay matches in every span; only its first
-    (last) frames do both. With P(other) = 1 it is the plain match
-    (`streamvxl.memory.recall.look_scores`). Spans without looks score the lowest of the
-    others.
+    where match is its best cosine (as `streamvxl.memory.recall.look_scores`): a question
+    that asks no "when" (P(other) = 1) keeps the plain match, and one that does points at the
+    stay's edge, not at the middle of it, which matches as well. Spans without looks score the
+    lowest of the others.
 
     Example:
         >>> e = torch.eye(2)
-        >>> looks = [e[[0, 0]], e[[1, 1]], e[[1, 0]]]  # the thing (e[1]) in spans 1 and 2
+        >>> looks = [e[[0, 0]], e[[1, 1]], e[[1, 1]], e[[1, 0]], e[[0, 0]]]  # spans 1-3
         >>> moment_scores(looks, e[1], torch.tensor([0., 1., 0.])).tolist()  # appear
-        [0.0, 2.0, 1.0]
+        [0.0, 2.0, 1.0, 1.0, 0.0]
         >>> moment_scores(looks, e[1], torch.tensor([0., 0., 1.])).tolist()  # leave
-        [0.0, 1.0, 2.0]
+        [0.0, 1.0, 1.0, 2.0, 0.0]
     """
     cos = row_cosines(looks, text)
-    flat = torch.cat(cos) if cos else torch.zeros(0)  # (R,) every row, in time order
     scores = torch.full((len(cos),), float("nan"))
-    if flat.numel() == 0:
+    if not any(c.numel() for c in cos):
         return torch.zeros(len(cos))
-    before = torch.cat((flat.min()[None], flat[:-1]))  # (R,) the row before each
-    after = torch.cat((flat[1:], flat[-1:]))  # (R,) the row after (the last: itself)
+    first, last = stay(torch.cat(cos))
     _, p_appear, p_leave = probabilities.float().tolist()
-    rows = flat + p_appear * (flat - before) + p_leave * (flat - after)  # (R,)
     at = 0
     for i, c in enumerate(cos):
         n = c.shape[0]
         if n:
-            scores[i] = rows[at:at + n].max()
+            scores[i] = (c.max() + p_appear * float(at <= first < at + n)
+                         + p_leave * float(at <= last < at + n))
         at += n
     known = ~scores.isnan()
     return torch.where(known, scores, scores[known].min())
 
 
-__all__ = ["MOMENTS", "SHIPPED_PROBE_FILE", "Moment", "MomentProbe", "moment_scores", "row_cosines"]
+def stay(cosines: torch.Tensor) -> tuple[int, int]:
+    """The first and last row of the run of ``cosines`` (R,) around the highest one that stays
+    at or above the midpoint between it and their median.
+
+    Example:
+        >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.1]))
+        (2, 4)
+    """
+    peak = int(cosines.argmax())
+    floor = (cosines[peak] + cosines.median()) / 2
+    first = last = peak
+    while first > 0 and cosines[first - 1] >= floor:
+        first -= 1
+    while last + 1 < cosines.shape[0] and cosines[last + 1] >= floor:
+        last += 1
+    return first, last
+
+
+__all__ = ["MOMENTS", "SHIPPED_PROBE_FILE", "Moment", "MomentProbe", "moment_scores", "row_cosines",
+           "stay"]

@@ -5,9 +5,9 @@ span shows it.
   moments, spans without looks included; with P(other) = 1 it is the plain match
   (`look_scores`).
 - An object entering in one span and leaving in a later one: "appear" picks the first, "leave"
-  the last, whatever the spans in between match; on screen from the first row: it appeared in
-  the first span; still on screen at the last row: no span shows it leaving more than the
-  others' noise.
+  the last, though the spans in between match as well; a scene cut that moves every cosine
+  more than the entry does is not cited; on screen from the first row: it appeared in the
+  first span.
 - A probe survives its file; a file that is not one, a damaged one, a probe of another width or
   for other weights is refused (typed error) or not used.
 """
@@ -32,19 +32,25 @@ E = 8
 
 def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
                 p: torch.Tensor) -> torch.Tensor:
-    """The definition, row by row."""
+    """The definition, row by row: the stay is walked from the best row both ways."""
     rows = [(i, float(r @ text)) for i, span in enumerate(looks) if span is not None
             for r in span.float()]
-    lowest = min(c for _, c in rows)
-    best: dict[int, float] = {}
-    for j, (i, c) in enumerate(rows):
-        before = rows[j - 1][1] if j else lowest
-        after = rows[j + 1][1] if j + 1 < len(rows) else c
-        here = c + float(p[1]) * (c - before) + float(p[2]) * (c - after)
-        best[i] = max(best.get(i, -99.0), here)
-    out = [best.get(i) for i in range(len(looks))]
-    floor = min(v for v in out if v is not None)
-    return torch.tensor([floor if v is None else v for v in out])
+    values = sorted(c for _, c in rows)
+    median = values[(len(values) - 1) // 2]  # torch.median: the lower of the two middles
+    peak = max(range(len(rows)), key=lambda j: (rows[j][1], -j))
+    floor = (rows[peak][1] + median) / 2
+    first = last = peak
+    while first > 0 and rows[first - 1][1] >= floor:
+        first -= 1
+    while last + 1 < len(rows) and rows[last + 1][1] >= floor:
+        last += 1
+    out = []
+    for i in range(len(looks)):
+        mine = [c for k, c in rows if k == i]
+        out.append(None if not mine else max(mine) + float(p[1]) * (rows[first][0] == i)
+                   + float(p[2]) * (rows[last][0] == i))
+    floor_score = min(v for v in out if v is not None)
+    return torch.tensor([floor_score if v is None else v for v in out])
 
 
 def visits(on: list[list[bool]]) -> tuple[list[torch.Tensor | None], torch.Tensor]:
@@ -74,17 +80,20 @@ def test_scores_equal_the_row_by_row_definition(seed: int) -> None:
     assert torch.allclose(moment_scores(looks, text, other), look_scores(looks, text))
 
 
-def test_a_change_without_the_thing_is_no_moment() -> None:
-    """A scene cut changes every frame's cosine, here by more than the object's own entry does
-    (-0.6 -> 0.3 against 0.3 -> 1.0); the entry is where the object shows *and* the match
-    rises, so the cut is not cited for "appear" (a rise alone would cite it)."""
+def test_a_scene_cut_is_no_moment() -> None:
+    """A scene cut moves every frame's cosine, here by more than the object's own entry does
+    (-0.6 -> 0.3 against 0.3 -> 0.9); the entry is the first frame of the object's stay, so the
+    cut is not cited for "appear" (the largest rise would cite it)."""
     text = torch.zeros(E)
     text[0] = 1.0
-    cosines = [[0.0, 0.0], [-0.6, 0.3, 0.3], [1.0, 1.0], [1.0, 1.0]]
+    cosines = [[0.0, 0.0], [-0.6, 0.3, 0.3], [0.9, 1.0], [1.0, 0.95], [0.2, 0.0]]
     looks: list[torch.Tensor | None] = [torch.stack([c * text for c in span]) for span in cosines]
     appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
-    assert int(appear.argmax()) == 2
-    assert torch.allclose(appear, slow_scores(looks, text, torch.tensor([0.0, 1.0, 0.0])))
+    leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
+    assert int(appear.argmax()) == 2 and int(leave.argmax()) == 3
+    for p in ([0.0, 1.0, 0.0], [0.0, 0.0, 1.0]):
+        assert torch.allclose(moment_scores(looks, text, torch.tensor(p)),
+                              slow_scores(looks, text, torch.tensor(p)))
 
 
 def test_appear_and_leave_point_at_the_two_ends_of_a_stay() -> None:
@@ -99,12 +108,13 @@ def test_appear_and_leave_point_at_the_two_ends_of_a_stay() -> None:
 
 
 def test_on_screen_from_the_start_and_to_the_end() -> None:
-    looks, text = visits([[True] * 3, [True] * 3, [False] * 3, [False, True, True]])
+    looks, text = visits([[True] * 3, [True] * 3, [False] * 3, [False] * 3])
     appear = moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]))
     leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
-    assert int(appear.argmax()) in (0, 3) and appear[0] > 1.8  # it appeared in the first span
-    assert int(leave.argmax()) == 1  # left once; still there at the end is no exit
-    assert leave[3] < 1.2
+    assert int(appear.argmax()) == 0 and int(leave.argmax()) == 1
+    looks, text = visits([[False] * 3, [False, True, True], [True] * 3])
+    leave = moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]))
+    assert int(leave.argmax()) == 2  # still there at the end: the last span is its stay's end
 
 
 def test_spans_without_looks_score_the_lowest() -> None:
