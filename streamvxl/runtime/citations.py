@@ -19,9 +19,10 @@ look for a shape still had it in context, and the scorer points there.
 
 A question about a moment ("when did the star leave?") is cited at that moment: where the
 runtime has a `streamvxl.memory.moments.MomentProbe` for its model, the probe reads the
-question's own queries (`question_moment`) and the spans are weighed by where the match rises
-(appear) or falls (leave) instead of the match alone (`streamvxl.memory.moments.moment_scores`):
-every span of an object's stay shows the object, one of them shows it arrive.
+question's own queries (`question_moment`), and the span holding the first (appear) or last
+(leave) frame of the named thing's stay on screen is weighed up over the rest of the stay
+(`streamvxl.memory.moments.moment_scores`): every span of an object's stay shows the object,
+one of them shows it arrive.
 
 Nothing of the memory is copied: an answer is generated in steps while the stream goes on, but
 its cache is its own.
