@@ -36,8 +36,9 @@ class Citation:
     weight: float
     """Its share of the attention the answer's tokens paid to the video, times its share of
     the question's text-to-frame match where retrieval scores frames -- for a question that
-    asks when something appeared or left (`Runtime.moment_probe`), of the match's rise or
-    fall there instead (all spans in context sum to 1; `streamvxl.runtime.citations`)."""
+    asks when something appeared or left (`Runtime.moment_probe`), weighed up where the named
+    thing's stay on screen begins or ends (all spans in context sum to 1;
+    `streamvxl.runtime.citations`)."""
     interval: int | None
     """Id of the stored interval (`IntervalRecord.id`); None for frames not yet compressed."""
     match: float | None = None

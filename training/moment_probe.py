@@ -1,7 +1,7 @@
 """Train a model's moment probe: which end of an event a question asks about.
 
-Citations of "when did the <object> appear / leave?" point at the span where the question's
-frames match rises or falls (`streamvxl.memory.moments`); which of the two the question means is
+Citations of "when did the <object> appear / leave?" point at the span where the named thing's
+stay on screen begins or ends (`streamvxl.memory.moments`); which of the two the question means is
 read from the answering model's own queries for it by a linear probe. This fits that probe for
 one model, on the world's questions:
 
