@@ -81,6 +81,27 @@ class Case:
         return int(round(self.hours * 3600 * FPS))
 
 
+def log_folder(keep: Path, hours: float, seed: int, fraction: float) -> Path:
+    """Where one haystack's memory log at one budget lives under ``--keep``."""
+    return keep / f"{hours:g}h_seed{seed}_f{fraction:g}"
+
+
+def check_keep(keep: Path, cases: list[Case], reopen: bool) -> str | None:
+    """Why ``keep`` cannot serve ``cases``, before any haystack is fed: reopening needs every
+    log there; feeding needs none of them there (a memory log is never overwritten, and finding
+    that out in a worker costs the run)."""
+    for case in cases:
+        for fraction in case.fractions:
+            where = log_folder(keep, case.hours, case.seed, fraction)
+            held = where.is_dir() and any(where.iterdir())
+            if reopen and not held:
+                return f"--reopen: no kept log at {where} (feed it first with the same settings)"
+            if not reopen and held:
+                return (f"{where} already holds a log (an earlier run?): give --keep an empty "
+                        "folder, or ask it again with --reopen")
+    return None
+
+
 def run_case(case: Case) -> list[dict[str, Any]]:
     """Every condition of one haystack (in a worker process)."""
     import torch
@@ -171,7 +192,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
         budget = max(sink + 24, sink + int(round(fraction * tokens)))  # sink + one interval
         host = int(round(case.host_fraction * tokens))
         with tempfile.TemporaryDirectory() as tmp:
-            where = Path(case.keep or tmp) / f"{case.hours:g}h_seed{case.seed}_f{fraction:g}"
+            where = log_folder(Path(case.keep or tmp), case.hours, case.seed, fraction)
             cfg = MemoryConfig(ratio=RATIO, token_budget=budget, eviction="offload",
                                host_budget=host, log_dir=where, retrieval=fed)
             if case.reopen:  # the same haystack, fed by an earlier run (its device marks lost)
@@ -399,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                   args.reopen)
              for h, n in zip(hours, counts, strict=True) for k in range(n)]
     cases.sort(key=lambda c: -c.frames)  # longest first: the pool ends evenly
+    if args.keep is not None and (why := check_keep(args.keep, cases, args.reopen)):
+        p.error(why)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
