@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from streamvxl.config import MemoryConfig
 from streamvxl.memory.moments import MOMENTS, MomentProbe
-from streamvxl.model.queries import question_queries
+from streamvxl.memory.recall import digest_layers
+from streamvxl.runtime.retrieval import own_queries
 from streamvxl.runtime.runtime import Runtime
 from streamvxl.world.questions import FORMS, form_facts, phrase
 from streamvxl.world.scene import sample_episode
@@ -54,7 +55,7 @@ WHEN_SHARE = 8
 """Questions of each "when" form per question of another form: each moment has one form and
 "other" has ~30, so the moments' wordings get enough examples (their loss is also weighted)."""
 
-# Shapes: N questions, L layers, F features (H heads x D head_dim), K moments.
+# Shapes: N questions, L' digest layers, F features (H heads x D head_dim), K moments.
 
 
 def questions(per_form: int, split: str, held_out: str, seed: int) -> list[tuple[str, int]]:
@@ -85,20 +86,16 @@ def questions(per_form: int, split: str, held_out: str, seed: int) -> list[tuple
 
 @torch.no_grad()
 def features(runtime: Runtime, texts: list[str]) -> torch.Tensor:
-    """(N, L, F) float32: each question's last-token queries in every layer."""
+    """(N, L', F) float32: each question's own queries in the digest layers, as citations
+    read them (`streamvxl.runtime.retrieval.own_queries`)."""
     state = runtime.new_stream(MemoryConfig())
-    store, model = state.store, runtime.model
-    sink = store.sink_tokens
-    sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
     prompt = state.settings.config.prompt
-    every = slice(0, model.config.llm.num_hidden_layers)
     rows = []
     start = time.perf_counter()
     for i, text in enumerate(texts):
         ids = torch.tensor(runtime.tokenizer(prompt.format_question(text),
                                              add_special_tokens=False)["input_ids"])
-        q = question_queries(model, sink_k, sink_v, ids, every, runtime.kernels)  # (L, H, D)
-        rows.append(q.flatten(1).float().cpu())
+        rows.append(own_queries(runtime, state.store, ids).flatten(1).float().cpu())  # (L', F)
         if (i + 1) % 200 == 0:
             log.info("features: %d / %d questions (%.0f s)", i + 1, len(texts),
                      time.perf_counter() - start)
@@ -179,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
                  sum(lab == 1 for _, lab in items), sum(lab == 2 for _, lab in items))
         data[name] = (features(runtime, [t for t, _ in items]),
                       torch.tensor([lab for _, lab in items]))
-    layers = range(model.config.llm.num_hidden_layers // 2, model.config.llm.num_hidden_layers)
+    kept = digest_layers(model.config.llm.num_hidden_layers)  # what `own_queries` keeps
     best: tuple[float, MomentProbe, float] | None = None
     x, y = data["train"]
-    for layer in layers:  # the upper half: what the retrieval's query graphs already compute
+    for layer in range(kept.start, kept.stop):
         for l2 in (float(v) for v in args.l2.split(",")):
-            probe = MomentProbe(layer, *fit(x[:, layer], y, l2), model_digest=digest)
+            probe = MomentProbe(layer, *fit(x[:, layer - kept.start], y, l2), model_digest=digest)
             vx, vy = data["held-out templates"]
-            got = balanced_nll(probe, vx[:, layer], vy)
+            got = balanced_nll(probe, vx[:, layer - kept.start], vy)
             log.info("layer %d, l2 %g: held-out templates, balanced NLL %.3f", layer, l2, got)
             if best is None or got < best[0]:
                 best = (got, probe, l2)
@@ -196,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                               "model": Path(delta).name, "model_tensors_sha256": digest,
                               "per_form": args.per_form, "eval_per_form": args.eval_per_form}
     for name, (fx, fy) in data.items():
-        record[name] = scores(probe, fx[:, probe.layer], fy)
+        record[name] = scores(probe, fx[:, probe.layer - kept.start], fy)
         log.info("%s: %s", name, json.dumps(record[name]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     probe.save(args.out, record)

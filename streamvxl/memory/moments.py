@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 
 from ..errors import CheckpointError
+from .recall import look_scores
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,8 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
 
     where match is its best cosine (as `streamvxl.memory.recall.look_scores`): a question
     that asks no "when" (P(other) = 1) keeps the plain match, and one that does points at the
-    stay's edge, not at the middle of it, which matches as well. Spans without looks score the
-    lowest of the others.
+    stay's edge, not at the middle of it, which matches as well. Spans without looks match as
+    the lowest of the others.
 
     Example:
         >>> e = torch.eye(2)
@@ -191,21 +192,18 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
         >>> moment_scores(looks, e[1], torch.tensor([0., 0., 1.])).tolist()  # leave
         [0.0, 1.0, 1.0, 2.0, 0.0]
     """
+    match = look_scores(looks, text)  # (S,)
     cos = row_cosines(looks, text)
-    scores = torch.full((len(cos),), float("nan"))
     if not any(c.numel() for c in cos):
-        return torch.zeros(len(cos))
+        return match
     first, last = stay(torch.cat(cos))
+    span_of = torch.repeat_interleave(torch.arange(len(cos)),
+                                      torch.tensor([c.shape[0] for c in cos]))  # (R,)
     _, p_appear, p_leave = probabilities.float().tolist()
-    at = 0
-    for i, c in enumerate(cos):
-        n = c.shape[0]
-        if n:
-            scores[i] = (c.max() + p_appear * float(at <= first < at + n)
-                         + p_leave * float(at <= last < at + n))
-        at += n
-    known = ~scores.isnan()
-    return torch.where(known, scores, scores[known].min())
+    edges = torch.zeros(len(cos))
+    edges[span_of[first]] += p_appear
+    edges[span_of[last]] += p_leave
+    return match + edges
 
 
 def stay(cosines: torch.Tensor) -> tuple[int, int]:

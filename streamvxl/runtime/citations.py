@@ -39,11 +39,11 @@ import torch
 
 from ..answer import Citation, IntervalSpan
 from ..memory.moments import moment_scores
-from ..memory.recall import look_scores
+from ..memory.recall import digest_layers, look_scores
 from ..memory.store import IntervalRecord, MemoryStore
 from ..model.attribution import memory_attention, span_weights
 from ..model.cache import RotatedCache
-from ..model.queries import question_queries
+from .retrieval import own_queries
 from .stream import StreamState
 
 
@@ -75,14 +75,13 @@ class Context:
     @classmethod
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
            raw_spans: list[IntervalSpan], question_ids: torch.Tensor,
-           text: torch.Tensor | None = None, scale: float = 1.0,
-           moment: torch.Tensor | None = None) -> Context:
+           text: torch.Tensor | None = None, scale: float = 1.0) -> Context:
         sizes = [part.shape[0] for part in state.raw_parts()]
         looks = None
         if text is not None:
             looks = [r.looks for r in records] + state.raw_looks()
         return cls(store.num_tokens, store.sink_tokens, list(records), raw_spans, sizes,
-                   question_ids, looks, text, scale, moment)
+                   question_ids, looks, text, scale)
 
     @torch.no_grad()
     def cite(self, runtime, cache: RotatedCache, answer_ids: list[int]
@@ -125,21 +124,20 @@ class Context:
 @torch.no_grad()
 def question_moment(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor | None:
     """(3,) the moment the question ``ids`` (Q,) asks about, by the runtime's
-    `MomentProbe` over its queries in one pass over [sink | question] (the pass retrieval's
-    key scorer makes, replayed from its CUDA graph where there is one); None without a probe."""
+    `MomentProbe` over its own queries (`retrieval.own_queries`: the key scorer's pass, replayed
+    from its CUDA graph where there is one); None without a probe.
+
+    Raises:
+        ValueError: the probe reads a layer the question's own queries do not keep.
+    """
     probe = runtime.moment_probe
     if probe is None:
         return None
-    store, model = state.store, runtime.model
-    sink = store.sink_tokens
-    sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
-    graphs = runtime.query_graphs
-    if graphs is not None and graphs.layers.start <= probe.layer < graphs.layers.stop:
-        queries = graphs(sink_k, sink_v, ids)[probe.layer - graphs.layers.start]  # (H, D)
-    else:
-        queries = question_queries(model, sink_k, sink_v, ids,
-                                   slice(probe.layer, probe.layer + 1), runtime.kernels)[0]
-    return probe.probabilities(queries)
+    layers = digest_layers(runtime.model.config.llm.num_hidden_layers)
+    if not layers.start <= probe.layer < layers.stop:
+        raise ValueError(f"the moment probe reads layer {probe.layer}; questions' own queries "
+                         f"are kept in layers {layers.start}-{layers.stop - 1}")
+    return probe.probabilities(own_queries(runtime, state.store, ids)[probe.layer - layers.start])
 
 
 __all__ = ["Context", "question_moment"]

@@ -205,16 +205,20 @@ def scores(runtime, state: StreamState, ids: torch.Tensor, text: torch.Tensor | 
 
 def key_scores(runtime, state: StreamState, ids: torch.Tensor) -> torch.Tensor:
     """(N,) relevance of every held interval to the question ``ids`` (T,) by its key digest."""
-    store, model = state.store, runtime.model
+    return _checked(state).scores(own_queries(runtime, state.store, ids))
+
+
+def own_queries(runtime, store: MemoryStore, ids: torch.Tensor) -> torch.Tensor:
+    """(L', H, D) the question ``ids`` (T,)'s own queries in the digest layers
+    (`digest_layers`): its last token's, over [sink | question] (what the key scorer and the
+    moment probe read)."""
     sink = store.sink_tokens
     sink_k, sink_v = store.keys()[:, :, :, :sink], store.values()[:, :, :, :sink]
     if runtime.query_graphs is not None:  # one graph replay instead of a launch-bound pass
-        queries = runtime.query_graphs(sink_k, sink_v, ids)
-    else:
-        queries = question_queries(model, sink_k, sink_v, ids,
-                                   digest_layers(model.config.llm.num_hidden_layers),
-                                   runtime.kernels)
-    return _checked(state).scores(queries)
+        return runtime.query_graphs(sink_k, sink_v, ids)
+    model = runtime.model
+    return question_queries(model, sink_k, sink_v, ids,
+                            digest_layers(model.config.llm.num_hidden_layers), runtime.kernels)
 
 
 def _checked(state: StreamState) -> DigestIndex:
@@ -251,4 +255,4 @@ def _recall_store(runtime, state: StreamState, budget: int) -> MemoryStore:
 
 
 __all__ = ["Leaving", "Recalled", "archive", "forget_dropped", "held", "leaving", "recall",
-           "key_scores", "remember", "remember_newest", "scores", "tiers_for"]
+           "key_scores", "own_queries", "remember", "remember_newest", "scores", "tiers_for"]

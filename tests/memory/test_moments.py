@@ -44,13 +44,10 @@ def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
         first -= 1
     while last + 1 < len(rows) and rows[last + 1][1] >= floor:
         last += 1
-    out = []
-    for i in range(len(looks)):
-        mine = [c for k, c in rows if k == i]
-        out.append(None if not mine else max(mine) + float(p[1]) * (rows[first][0] == i)
-                   + float(p[2]) * (rows[last][0] == i))
-    floor_score = min(v for v in out if v is not None)
-    return torch.tensor([floor_score if v is None else v for v in out])
+    best = [max((c for k, c in rows if k == i), default=None) for i in range(len(looks))]
+    lowest_match = min(v for v in best if v is not None)
+    return torch.tensor([(lowest_match if m is None else m) + float(p[1]) * (rows[first][0] == i)
+                         + float(p[2]) * (rows[last][0] == i) for i, m in enumerate(best)])
 
 
 def visits(on: list[list[bool]]) -> tuple[list[torch.Tensor | None], torch.Tensor]:
