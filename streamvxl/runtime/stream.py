@@ -11,7 +11,6 @@ check, the stop ids) is settled there and nowhere else.
 from __future__ import annotations
 
 import logging
-import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import torch
 from ..config import MemoryConfig
 from ..errors import ConfigError
 from ..frames import Gap
+from ..gaps import GAP_HISTORY, GAP_MIN_SECONDS, step_gap
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.open_interval import OpenInterval
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
     from .durable import RecordFile, StreamLog
 
 log = logging.getLogger(__name__)
-
-GAP_HISTORY = 16
-"""Intervals between frames the automatic gap threshold looks at."""
-GAP_FACTOR = 4.0
-GAP_MIN_SECONDS = 2.0
 
 # Shapes: F frames, T tokens per frame, C hidden, E embedding width.
 
@@ -101,7 +96,7 @@ class StreamState:
     """Frames admitted so far; the next frame's index."""
     gaps: list[Gap] = field(default_factory=list)
     """Stretches the memory did not see, oldest first: reported by a live source
-    (`Frame.gap`), or found between two frames further apart than `gap_threshold`."""
+    (`Frame.gap`), or found between two frames further apart than `streamvxl.gaps.gap_threshold`."""
     last_time: float | None = None
     """Timestamp of the newest admitted frame."""
     spacing: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
@@ -167,16 +162,6 @@ class StreamState:
         for c in self.segmenter.flush():
             self.pending.append(self._job(c))
 
-    def gap_threshold(self) -> float | None:
-        """Seconds between two frames that make a gap: `MemoryConfig.gap_seconds`, else 4x
-        the median of the recent intervals, at least 2 s (None until a few intervals are
-        known)."""
-        if self.settings.config.gap_seconds is not None:
-            return self.settings.config.gap_seconds
-        if len(self.spacing) < 3:
-            return None
-        return max(GAP_MIN_SECONDS, GAP_FACTOR * statistics.median(self.spacing))
-
     def oldest_held(self) -> IntervalRecord | None:
         """The oldest interval held on any tier (None: none)."""
         if self.archive is not None and self.archive.entries:
@@ -193,16 +178,11 @@ class StreamState:
             self.resumed_wall = None
             if reported is None and last is not None and ts - last > GAP_MIN_SECONDS:
                 reported = Gap(last, ts, "the memory was not running")
+        if reported is None:  # the automatic rule (`streamvxl.gaps`), which training shares
+            reported = step_gap(last, ts, self.spacing, self.settings.config.gap_seconds,
+                                dropped)
         if reported is not None:
             self.gaps.append(reported)
-        elif last is not None:
-            threshold = self.gap_threshold()
-            if threshold is not None and ts - last > threshold:
-                cause = (f"{dropped} frames dropped: the memory fell behind" if dropped
-                         else "no frames came")
-                self.gaps.append(Gap(last, ts, cause))
-        if last is not None and reported is None:
-            self.spacing.append(ts - last)
         self.last_time = ts
 
     def reset(self) -> None:

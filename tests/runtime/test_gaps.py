@@ -92,3 +92,24 @@ def test_gaps_leave_with_the_intervals_they_came_before(tiny_checkpoint) -> None
 def test_a_bad_gap_template_is_refused() -> None:
     with pytest.raises(Exception, match="PromptTemplate.gap"):
         PromptTemplate(gap="offline from {begin}")
+
+
+def test_training_finds_the_gaps_the_memory_finds(tiny_checkpoint) -> None:
+    """`streamvxl.gaps.found_gaps` (what training and evaluation tell the model) against a
+    memory fed the same timestamps: jittered rates, stalls just over and under the threshold,
+    and a rate change that moves the threshold (4.5 s is a gap at 1 s a frame, 3.9 s is not)."""
+    import numpy as np
+
+    from streamvxl.gaps import found_gaps
+
+    rng = np.random.default_rng(5)
+    steps = np.concatenate([rng.uniform(0.4, 0.6, 10), [2.6], rng.uniform(0.4, 0.6, 6), [1.9],
+                            rng.uniform(0.9, 1.1, 20), [4.5, 3.9, 1.0, 1.0]])
+    stamps = [0.0, *np.cumsum(steps).tolist()]
+    images = scenes(4, len(stamps) // 4 + 1)[:len(stamps)]
+    mem = memory(tiny_checkpoint, background=False)
+    mem.extend(images, timestamps=stamps)
+    found = found_gaps(stamps)
+    assert len(found) >= 2  # the case means something: the 2.6-s stall and the 4.5-s one
+    assert mem.stats().gaps == tuple(found)
+    mem.close()
