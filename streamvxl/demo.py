@@ -61,7 +61,8 @@ MAX_TRIES = 200
 """Clips drawn at most until one has a cut, a sign and a question of every task."""
 DEMO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle")
 """The tasks the demo asks, one question each: the ones the shipped model was trained on
-(`VIDEO_TASKS` also holds "exist" and "now", which the next default model is to learn)."""
+(`VIDEO_TASKS` also holds "exist", "now" and "offline", which the next default model is to
+learn)."""
 
 MemoryFactory = Callable[[MemoryConfig], VideoMemory]
 """Builds the memory the clip streams into, from the demo's settings."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from streamvxl.gaps import found_gaps
 from streamvxl.intervals import BoundaryConfig, segment
 from streamvxl.model.layout import split_windows
 from streamvxl.preprocess import Preprocessor
@@ -188,11 +189,13 @@ def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: 
     ``reading_cell``: the px side of the cell one visual token pools; given, the example
     carries its frames' reading labels (`training.reading.sample_reading_labels`)."""
     pixels = preprocess(list(sample.frames))  # (N, 3, S, S)
+    # the gaps a `VideoMemory` fed these timestamps tells before every question
+    gaps = found_gaps(sample.timestamps) if sample.timestamps is not None else []
     return Example(
         kind=sample.kind,
         pixels=pixels,
         prefix_ids=_ids(tokenizer, prompt.prefix, vocab_size),
-        questions=[_ids(tokenizer, prompt.format_question(qa.question), vocab_size)
+        questions=[_ids(tokenizer, prompt.format_question(qa.question, gaps), vocab_size)
                    for qa in sample.qa],
         answers=[_ids(tokenizer, qa.answer + end_of_turn, vocab_size) for qa in sample.qa],
         ratios=tuple(ratios),

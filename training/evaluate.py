@@ -47,6 +47,8 @@ import numpy as np
 import torch
 
 from streamvxl.config import MemoryConfig
+from streamvxl.frames import Gap
+from streamvxl.gaps import found_gaps
 from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.loading import load_videoxl
 from streamvxl.model.videoxl import VideoXL
@@ -58,9 +60,9 @@ from streamvxl.world import (
     VIDEO_TASKS,
     Task,
     WorldConfig,
+    camera_feed,
     is_correct,
     make_questions,
-    render,
     sample_episode,
 )
 from streamvxl.world.questions import HeldOut, pairing
@@ -188,7 +190,7 @@ def eval_samples(world: WorldConfig, n_videos: int, seed: int = 0,
         qa = [q for task in tasks
               for q in make_questions(ep, rng, "eval", (task,), questions_per_task,
                                       held_out=held_out)]
-        out.append(Sample("video", render(ep), ep.timestamps(), tuple(qa), (ep,)))
+        out.append(Sample("video", *camera_feed(ep), tuple(qa), (ep,)))
     return out
 
 
@@ -238,10 +240,12 @@ def answering(model: VideoXL | str | Path, tokenizer: Any, methods: Sequence[str
     return Answering(runtime, settings, Decoding(runtime, settings.stop_ids, max_new_tokens))
 
 
-def question_ids(answering: Answering, question: str) -> torch.Tensor:
-    """(Q,) the chat-wrapped ids of ``question``, checked against the model's vocabulary."""
+def question_ids(answering: Answering, question: str, gaps: Sequence[Gap] = ()) -> torch.Tensor:
+    """(Q,) the chat-wrapped ids of ``question`` with the memory's note of each gap before it
+    (`streamvxl.gaps.found_gaps` of the video's timestamps: what a `VideoMemory` fed them
+    would say), checked against the model's vocabulary."""
     prompt = answering.settings.config.prompt
-    return token_ids(answering.runtime.tokenizer, prompt.format_question(question),
+    return token_ids(answering.runtime.tokenizer, prompt.format_question(question, gaps),
                      answering.runtime.model.config.llm.vocab_size)
 
 
@@ -306,7 +310,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     for i, sample in enumerate(samples):
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
                              name=f"eval-{i}")
-        q_ids = [question_ids(answer_with, qa.question) for qa in sample.qa]
+        gaps = found_gaps(sample.timestamps)
+        q_ids = [question_ids(answer_with, qa.question, gaps) for qa in sample.qa]
         for method in methods:
             for ratio in ((None,) if method == "full" else ratios):
                 memory = build_memory(runtime, settings, video, method, ratio)
@@ -346,7 +351,7 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     missing = [t for t in tasks if not tally.get((methods[0], ratios[0], t))]
     if missing:
         log.warning("no questions of task(s) %s in %d videos: raise n_videos (or the world's "
-                    "sign_prob for needles)", missing, n_videos)
+                    "sign_prob for needles, its offline_prob for outages)", missing, n_videos)
     for row in rows:
         if row["task"] == ALL:
             log.info("%-8s r=%-3d accuracy %.3f (n=%d) memory %.0f tokens", row["method"],

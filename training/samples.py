@@ -34,7 +34,7 @@ from streamvxl.world.questions import (
     make_questions,
     number_variants,
 )
-from streamvxl.world.render import render
+from streamvxl.world.render import camera_feed, render
 from streamvxl.world.scene import (
     PLURALS,
     SHAPES,
@@ -215,7 +215,8 @@ def multi_image_sample(rng: np.random.Generator, config: WorldConfig | None = No
 def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
                  split: Split = "train", tasks: Iterable[Task] | None = None,
                  n: int = 4, grammar_prob: float = 0.0) -> Sample:
-    """A random episode rendered, with its frame timestamps and up to ``n`` questions
+    """A random episode as its camera delivered it (`streamvxl.world.camera_feed`: an outage's
+    frames missing), with the frames' timestamps and up to ``n`` questions
     (``grammar_prob``: `streamvxl.world.make_questions`'s share of template-form questions
     worded by the training grammar).
 
@@ -226,7 +227,7 @@ def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
     """
     ep = sample_episode(rng, config, split)
     qa = make_questions(ep, rng, split, tasks, n, grammar_prob=grammar_prob)
-    return Sample("video", render(ep), ep.timestamps(), tuple(qa), (ep,))
+    return Sample("video", *camera_feed(ep), tuple(qa), (ep,))
 
 
 def _save_png(frame: np.ndarray, path: Path) -> None:

@@ -17,7 +17,7 @@ Example:
 from .answers import is_correct, normalize_answer
 from .camera import Camera, CameraConfig
 from .questions import FORMS, QA, VIDEO_TASKS, Form, Task, make_questions
-from .render import render, render_frame
+from .render import camera_feed, render, render_frame
 from .scene import (
     COLOURS,
     HELD_OUT_COMBOS,
@@ -49,6 +49,7 @@ __all__ = [
     "Task",
     "WorldConfig",
     "WorldObject",
+    "camera_feed",
     "is_correct",
     "make_questions",
     "normalize_answer",

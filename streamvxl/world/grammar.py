@@ -71,6 +71,40 @@ TRAIN_GRAMMAR: Grammar = {
         "Which colour did the {shape} have?",
         "Tell me the colour of the {shape}.",
     ),
+    # the camera's outage: whether, when, how long, and what happened meanwhile
+    "offline_any": ("<open><offline_core><yes_no_close>",),
+    "offline_core": (
+        "Was the camera offline<scope_video>?",
+        "Did the camera go offline<scope_video>?",
+        "Was the feed interrupted<scope_video>?",
+        "Did the video cut out<scope_video>?",
+        "Was there a break in the footage?",
+        "Did the camera stop sending frames<scope_video>?",
+    ),
+    "offline_when": ("<open><offline_when_core>",),
+    "offline_when_core": (
+        "When did the camera go offline?",
+        "At what time did the feed drop?",
+        "When was the video interrupted?",
+        "At which second did the camera stop sending frames?",
+        "When did the footage cut out?",
+    ),
+    "offline_how_long": ("<open><offline_long_core>",),
+    "offline_long_core": (
+        "How long was the camera offline?",
+        "For how many seconds was the feed down?",
+        "How long did the interruption last?",
+        "How many seconds of video are missing?",
+        "How long was the video cut off?",
+    ),
+    "offline_missed": ("<open><offline_missed_core>",),
+    "offline_missed_core": (
+        "What happened while the camera was offline?",
+        "What appeared while the feed was down?",
+        "What was on screen during the interruption?",
+        "What did the camera show while it was offline?",
+        "Who came by while the camera was offline?",
+    ),
 }
 """Phrasings training uses."""
 
@@ -106,6 +140,31 @@ HELD_OUT_GRAMMAR: Grammar = {
         "Which hue did the {shape} show?",
         "The {shape}: what was its colouring?",
         "Give the tint of the {shape}.",
+    ),
+    "offline_any": ("<open><offline_core><yes_no_close>",),
+    "offline_core": (
+        "Did the stream drop out<scope_video>?",
+        "Were any frames missing<scope_video>?",
+        "Did the camera lose its connection<scope_video>?",
+        "Was there an outage<scope_video>?",
+    ),
+    "offline_when": ("<open><offline_when_core>",),
+    "offline_when_core": (
+        "At what moment did the stream drop out?",
+        "When did the outage begin?",
+        "What time did the camera lose its connection?",
+    ),
+    "offline_how_long": ("<open><offline_long_core>",),
+    "offline_long_core": (
+        "What was the length of the outage in seconds?",
+        "How much time passed before the stream came back?",
+        "For what duration was the connection lost?",
+    ),
+    "offline_missed": ("<open><offline_missed_core>",),
+    "offline_missed_core": (
+        "During the outage, what took place?",
+        "Which object showed up while the stream was gone?",
+        "Describe the footage from the time the connection was lost.",
     ),
 }
 """Phrasings only held-out evaluation uses: the same skeleton of symbols as `TRAIN_GRAMMAR`,

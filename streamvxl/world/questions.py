@@ -15,6 +15,10 @@ phrasings and 2 held-out phrasings that only ``split="eval"`` uses:
   what colour was the <shape> when no <shape> appeared.
 - ``now``: what is on screen now (at the end: the video ends when the question is asked) --
   an object, or "nothing"; is the <object> still on screen.
+- ``offline`` (in a world that draws outages, `WorldConfig.offline_prob`): was the camera
+  offline at any point (yes / no), when it went offline and for how long (seconds), and what
+  happened meanwhile -- which the memory cannot know (any denial). The memory tells the model
+  of the outage in words before every question (`streamvxl.gaps`).
 
 Questions whose true answer is that nothing of the kind was seen ("what colour was the
 <shape>" when no <shape> appeared; "what is on screen now" over an empty frame) are answered
@@ -54,7 +58,8 @@ from .grammar import (
 )
 from .scene import COLOURS, HELD_OUT_COMBOS, PLURALS, SHAPES, Episode, Sign, Split, WorldObject
 
-Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "compare"]
+Task = Literal["attribute", "order", "count", "time", "needle", "exist", "now", "offline",
+               "compare"]
 AnswerKind = Literal["text", "number", "seconds", "yes_no", "list", "absent"]
 HeldOut = Literal["templates", "grammar", "crossed"]
 """Where eval's held-out phrasings of a template form come from: its two held-out templates,
@@ -65,7 +70,8 @@ other forms then use their held-out templates. Forms with a grammar always use t
 grammar."""
 Pairing = Literal["trained", "held_out"]
 """Whether a question is about an object of a (shape, colour) pairing training drew (`pairing`)."""
-VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now")
+VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now",
+                                 "offline")
 """Tasks `make_questions` asks about a video ("compare" is for multi-image samples)."""
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 
@@ -377,6 +383,13 @@ FORMS: dict[str, Form] = {f.name: f for f in (
     # every object answered "no" to 4 of 5 questions, and a model that learned "no" looked right
     _grammar_form("still_there", "now", "yes_no", "still_there"),
     _grammar_form("no_longer_there", "now", "yes_no", "still_there"),
+    # an episode with an outage has four forms to ask, one without it one: the "yes" form
+    # weighs two so that the task's yes / no answers are not one in four
+    _grammar_form("went_offline", "offline", "yes_no", "offline_any", weight=2.0),
+    _grammar_form("never_offline", "offline", "yes_no", "offline_any"),
+    _grammar_form("offline_when", "offline", "seconds", "offline_when"),
+    _grammar_form("offline_how_long", "offline", "seconds", "offline_how_long"),
+    _grammar_form("missed_offline", "offline", "absent", "offline_missed"),
 )}
 """Every video question form by name."""
 
@@ -578,6 +591,8 @@ def _on_screen(ep: Episode, rng: np.random.Generator) -> list[Fact]:
         o = ep.objects[seen[0]]
         if not (o.t_in <= a and o.t_out >= b):
             continue  # enters or leaves inside the window
+        if ep.offline is not None and a < ep.offline[1] and b > ep.offline[0]:
+            continue  # the camera did not deliver (all of) the window
         facts.append(Fact({"second": str(second), "time": seconds_text(second)}, o.name,
                            name_variants(o, ep.objects), (a, b), (("second", str(second)),)))
     return facts
@@ -703,6 +718,51 @@ def _colour_of_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
                  (0, ep.num_frames), (("shape", shape),))]
 
 
+def _went_offline(ep: Episode, rng: np.random.Generator, went: bool) -> list[Fact]:
+    """"Was the camera offline at any point?" (``went``: it was), asked only in a world that
+    draws outages (`Episode.outages_drawn`)."""
+    if not ep.outages_drawn or (ep.offline is not None) != went:
+        return []
+    answer = "yes" if went else "no"
+    return [Fact({}, answer, (answer,), _outage_frames(ep) if went else (0, ep.num_frames))]
+
+
+def _outage_frames(ep: Episode) -> tuple[int, int]:
+    """The delivered frames on either side of the outage and what it hid: [a - 1, b + 1)."""
+    assert ep.offline is not None
+    a, b = ep.offline
+    return a - 1, b + 1
+
+
+def _offline_when(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """When the camera went offline: the last frame before the outage (what the memory's note
+    says, `streamvxl.prompt.PromptTemplate.gap`)."""
+    if ep.offline is None:
+        return []
+    s = seconds_of(ep.offline[0] - 1, ep.fps)
+    return [Fact({}, seconds_text(s), seconds_variants(s), _outage_frames(ep))]
+
+
+def _offline_how_long(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """How long the memory saw nothing: from the last frame before the outage to the first
+    after it."""
+    if ep.offline is None:
+        return []
+    a, b = ep.offline
+    s = int(np.floor((b - (a - 1)) / ep.fps + 0.5))
+    return [Fact({}, seconds_text(s), seconds_variants(s), _outage_frames(ep))]
+
+
+UNSEEN = ("I did not see that", "nothing I could see", "I did not see it")
+
+
+def _missed_offline(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """What happened while the camera was offline: the memory cannot know (any denial)."""
+    if ep.offline is None:
+        return []
+    return [Fact({}, UNSEEN[0], UNSEEN, _outage_frames(ep))]
+
+
 _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
     "colour_of_shape": lambda ep, rng: _attribute_facts(ep, "shape"),
     "shape_of_colour": lambda ep, rng: _attribute_facts(ep, "colour"),
@@ -728,6 +788,11 @@ _FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
     "nothing_now": _nothing_now,
     "still_there": lambda ep, rng: _still_there(ep, rng, visible=True),
     "no_longer_there": lambda ep, rng: _still_there(ep, rng, visible=False),
+    "went_offline": lambda ep, rng: _went_offline(ep, rng, went=True),
+    "never_offline": lambda ep, rng: _went_offline(ep, rng, went=False),
+    "offline_when": _offline_when,
+    "offline_how_long": _offline_how_long,
+    "missed_offline": _missed_offline,
 }
 
 

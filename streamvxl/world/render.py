@@ -209,6 +209,23 @@ def render(episode: Episode, start: int = 0, stop: int | None = None) -> np.ndar
     return out
 
 
+def camera_feed(episode: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """What the camera delivered: frames (F', H, W, 3) uint8 and their seconds (F',) float64 --
+    every frame but an outage's (`Episode.offline`), whose timestamps then jump over it.
+
+    Example:
+        >>> from streamvxl.world.scene import WorldConfig, sample_episode
+        >>> ep = sample_episode(np.random.default_rng(0), WorldConfig(num_frames=8))
+        >>> [a.shape for a in camera_feed(ep)]
+        [(8, 64, 64, 3), (8,)]
+    """
+    kept = episode.delivered()  # (F',)
+    video = render(episode)
+    if len(kept) < episode.num_frames:
+        video = video[kept]
+    return video, episode.timestamps()[kept]
+
+
 def render_frame(episode: Episode, t: int) -> np.ndarray:
     """Frame ``t`` as an (H, W, 3) uint8 array; equal to ``render(episode)[t]``."""
     if not 0 <= t < episode.num_frames:

@@ -21,6 +21,7 @@ integers t = 0 .. num_frames - 1 at time t / fps seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Collection, Sequence
@@ -29,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..gaps import GAP_FACTOR, GAP_MIN_SECONDS
 from .camera import Camera, CameraConfig, sample_camera
 from .font import CHARSET, text_size
 
@@ -228,6 +230,15 @@ class Episode:
     """Signs, drawn on top of objects."""
     camera: Camera | None = None
     """What the frames go through after drawing (`streamvxl.world.camera`); None: none."""
+    offline: tuple[int, int] | None = None
+    """Frames [a, b) the camera did not deliver (it was offline; the world went on): never
+    the first or the last frame, and no object enters or leaves, no sign shows and no scene
+    cuts on frames a - 1 .. b, so every other question's answer stays in what was delivered
+    (`delivered`). None: every frame was delivered."""
+    outages_drawn: bool = False
+    """Whether the episode's world could take the camera offline (`WorldConfig.offline_prob`
+    > 0): only then is it asked whether the camera went offline -- a world without outages
+    would answer "no" to every such question and teach a model nothing else."""
 
     def __post_init__(self) -> None:
         f = self.num_frames
@@ -265,6 +276,16 @@ class Episode:
             if g.x < 0 or g.y < 0 or g.x + w > self.width or g.y + h > self.height:
                 raise ValueError(f"sign {g.text!r} ({h}x{w} at x={g.x}, y={g.y}) must lie inside "
                                  f"the {self.height}x{self.width} frame")
+        if self.offline is not None:
+            a, b = self.offline
+            if not 1 <= a < b <= f - 1:
+                raise ValueError(f"Episode.offline must be frames [a, b) with 1 <= a < b <= {f - 1}"
+                                 f" (the first and last frames delivered), got {self.offline}")
+            hidden = [e for e in _events(self) if a - 1 <= e <= b]
+            if hidden:
+                raise ValueError(f"Episode.offline {self.offline}: objects enter or leave, signs "
+                                 f"show or scenes cut at frames {sorted(set(hidden))}, next to or "
+                                 "inside the outage; the delivered frames must show every event")
 
     @property
     def duration(self) -> float:
@@ -288,6 +309,22 @@ class Episode:
     def timestamps(self) -> np.ndarray:
         """Seconds of every frame, (F,) float64."""
         return np.arange(self.num_frames, dtype=np.float64) / self.fps
+
+    def delivered(self) -> np.ndarray:
+        """(F',) int64 the frames the camera delivered: all but those of ``offline``."""
+        t = np.arange(self.num_frames, dtype=np.int64)
+        if self.offline is None:
+            return t
+        a, b = self.offline
+        return t[(t < a) | (t >= b)]
+
+
+def _events(ep: Episode) -> list[int]:
+    """Frames where something changes: an object's first frame and the frame after its last, a
+    sign's first and last frames (and every frame between: a sign is a short needle), cuts."""
+    out = [e for o in ep.objects for e in (o.t_in, o.t_out)]
+    out += [t for g in ep.signs for t in range(g.t_in, g.t_out)]
+    return out + list(ep.cuts)
 
 
 @dataclass(frozen=True)
@@ -352,6 +389,13 @@ class WorldConfig:
     camera: CameraConfig | None = None
     """Draw a camera per episode from these ranges (light, blur, noise, H.264); None: perfect
     frames. A dict (from JSON) is read as `CameraConfig` fields."""
+    offline_prob: float = 0.0
+    """Chance that the camera goes offline for a stretch of the video (`Episode.offline`,
+    placed where nothing happens; none when no such stretch exists). 0 draws every recorded
+    episode and asks nothing about outages."""
+    offline_frames: tuple[int, int] = (5, 8)
+    """Range of frames an outage lasts; its shortest must make a gap the memory finds
+    (`streamvxl.gaps`: longer than 4 frame intervals and 2 s)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.camera, dict):
@@ -381,6 +425,17 @@ class WorldConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"WorldConfig.{name} must lie in [0, 1], got "
                                  f"{getattr(self, name)}")
+        if not 0.0 <= self.offline_prob <= 1.0:
+            raise ValueError(f"WorldConfig.offline_prob must lie in [0, 1], got "
+                             f"{self.offline_prob}")
+        lo, hi = self.offline_frames
+        if self.offline_prob > 0 and not (1 <= lo <= hi and (lo + 1) / self.fps > max(
+                GAP_MIN_SECONDS, GAP_FACTOR / self.fps)):
+            raise ValueError(
+                f"WorldConfig.offline_frames {self.offline_frames}: the shortest outage must "
+                f"leave more than max({GAP_MIN_SECONDS:g} s, {GAP_FACTOR:g} frame intervals) "
+                f"between two delivered frames at {self.fps:g} fps, or the memory does not "
+                "find it (streamvxl.gaps)")
         if self.stay_prob is not None and not 0.0 <= self.stay_prob <= 1.0:
             raise ValueError(f"WorldConfig.stay_prob must lie in [0, 1] or be None, got "
                              f"{self.stay_prob}")
@@ -457,7 +512,31 @@ def sample_episode(rng: np.random.Generator, config: WorldConfig | None = None,
                 break
     signs = _sample_signs(rng, cfg, tracks, f)
     camera = sample_camera(rng, cfg.camera) if cfg.camera is not None else None
-    return Episode(f, cfg.fps, cfg.height, cfg.width, scenes, tuple(objects), signs, camera)
+    episode = Episode(f, cfg.fps, cfg.height, cfg.width, scenes, tuple(objects), signs, camera)
+    if not cfg.offline_prob:  # no draw: the episodes recorded before outages existed
+        return episode
+    outage = _sample_outage(rng, cfg, episode) if rng.random() < cfg.offline_prob else None
+    return dataclasses.replace(episode, offline=outage, outages_drawn=True)
+
+
+def _sample_outage(rng: np.random.Generator, cfg: WorldConfig, ep: Episode
+                   ) -> tuple[int, int] | None:
+    """Frames [a, b) to drop where nothing happens, after enough frames for the memory's gap
+    rule to know the camera's rate (None: no such stretch)."""
+    lo, hi = cfg.offline_frames
+    length = int(rng.integers(lo, hi + 1))
+    first = _RATE_FRAMES  # frames 0 .. first - 1 give the rule its three intervals
+    events = np.array(_events(ep), dtype=np.int64)
+    starts = [a for a in range(first, ep.num_frames - length)  # b = a + length <= F - 1
+              if not ((events >= a - 1) & (events <= a + length)).any()]
+    if not starts:
+        return None
+    a = starts[int(rng.integers(len(starts)))]
+    return a, a + length
+
+
+_RATE_FRAMES = 4
+"""Delivered frames before an outage: three intervals, the fewest the gap rule reads."""
 
 
 def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,

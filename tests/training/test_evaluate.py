@@ -191,7 +191,8 @@ def test_bad_requests_are_refused(model, runtime, settings, video) -> None:
 def test_eval_set_is_held_out(world) -> None:
     samples = ev.eval_samples(world, 12, seed=0)
     qas = [qa for s in samples for qa in s.qa]
-    assert {qa.task for qa in qas} == set(VIDEO_TASKS)
+    # a world without outages asks none about them (the outage test below asks them)
+    assert {qa.task for qa in qas} == set(VIDEO_TASKS) - {"offline"}
     assert any(qa.novel_phrasing for qa in qas)
     assert any(o.combo in HELD_OUT_COMBOS for s in samples for o in s.episodes[0].objects)
     again = ev.eval_samples(world, 12, seed=0)
@@ -453,3 +454,40 @@ def test_accuracy_splits_by_pairing_trained_against_held_out() -> None:
     assert "| vst | colour_of_shape | 100.0 / 50.0 (1 / 2) |" in table
     assert "shape_of_colour" not in table  # no held-out question of that form
     assert ev.markdown_pairing(ev.pairing_rows(preds[:1])) == ""
+
+
+def test_a_video_with_an_outage_is_asked_with_the_memorys_note(model, tokenizer,
+                                                               monkeypatch) -> None:
+    """An outage's frames never reach the model, and every question about that video starts
+    with the note a `VideoMemory` fed the same frames would give (the gap recomputed here from
+    the episode, not by `streamvxl.gaps`)."""
+    from streamvxl.frames import Gap
+
+    world = WorldConfig(num_frames=24, height=model.image_size, width=model.image_size,
+                        max_objects=2, offline_prob=1.0)
+    tasks = ("offline", "attribute")
+    samples = ev.eval_samples(world, 6, seed=3, tasks=tasks)
+    asked: dict[tuple[str, str], list[int]] = {}
+
+    def fake(memory, question, question_ids, decoding):
+        asked[(memory.video.name, question)] = question_ids.tolist()
+        return "no"
+
+    monkeypatch.setattr(ev, "answer_question", fake)
+    ev.evaluate(model, tokenizer, world=world, n_videos=6, seed=3, ratios=(2,),
+                methods=("vst",), tasks=tasks, boundary=BOUNDARY, window=WINDOW,
+                max_new_tokens=2)
+    outages = 0
+    for i, sample in enumerate(samples):
+        ep = sample.episodes[0]
+        gaps = []
+        if ep.offline is not None:
+            a, b = ep.offline
+            gaps = [Gap((a - 1) / world.fps, b / world.fps, "no frames came")]
+            assert len(sample.frames) == ep.num_frames - (b - a)
+            outages += 1
+        for qa in sample.qa:
+            text = PromptTemplate().format_question(qa.question, gaps)
+            assert asked[(f"eval-{i}", qa.question)] == tokenizer(
+                text, add_special_tokens=False)["input_ids"]
+    assert outages >= 2 and len(asked) >= 8

@@ -156,3 +156,34 @@ def test_a_grammar_share_words_video_questions_by_the_training_grammar() -> None
         assert all(qa.template in FORMS[qa.form].templates for qa in sample.qa)
     with pytest.raises(ValueError, match="grammar_prob"):
         TaskMix(grammar_prob=-0.1)
+
+
+def test_training_videos_with_an_outage_carry_the_memorys_note() -> None:
+    """A training video whose camera went offline lacks those frames, and its questions start
+    with the note the memory tells the model at answer time (`streamvxl.gaps`), so training
+    and the product ask in the same words."""
+    from streamvxl.frames import Gap
+    from streamvxl.preprocess import Preprocessor
+    from streamvxl.prompt import PromptTemplate
+    from streamvxl.testing import make_tokenizer
+    from training.batch import make_example
+
+    tokenizer = make_tokenizer()
+    world = WorldConfig(num_frames=24, height=56, width=56, max_objects=2, offline_prob=1.0)
+    mix = TaskMix(1.0, 0.0, 0.0, video_tasks=("offline", "count"))
+    outages = 0
+    for seed in range(12):
+        sample = draw_sample(np.random.default_rng(seed), world, mix, questions=2)
+        ep = sample.episodes[0]
+        gaps = []
+        if ep.offline is not None:
+            a, b = ep.offline
+            gaps = [Gap((a - 1) / world.fps, b / world.fps, "no frames came")]
+            assert len(sample.frames) == len(sample.timestamps) == ep.num_frames - (b - a)
+            outages += 1
+        example = make_example(sample, tokenizer, PromptTemplate(), Preprocessor(56), (2,),
+                               seed=seed, vocab_size=512)
+        for qa, ids in zip(sample.qa, example.questions, strict=True):
+            text = PromptTemplate().format_question(qa.question, gaps)
+            assert ids.tolist() == tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert outages >= 3

@@ -88,6 +88,7 @@ def _expected(ep: Episode, qa: QA) -> str:
         second = int(qa.param("second"))
         frame = math.floor(second * ep.fps + 0.5)
         assert not any(g.visible(frame) for g in ep.signs)
+        assert ep.offline is None or not ep.offline[0] - 1 <= frame <= ep.offline[1], qa
         return _one([o for o in obs if o.visible(frame)], qa.question).name
     if form in ("needle_word", "needle_number"):
         sign = _one(list(ep.signs), "sign")
@@ -120,6 +121,21 @@ def _expected(ep: Episode, qa: QA) -> str:
         o = obs[int(qa.param("object"))]
         assert o.name in qa.question
         return "yes" if o.visible(last) else "no"
+    if qa.task == "offline":  # from the delivered frames' times alone
+        assert ep.outages_drawn
+        stamps = ep.timestamps()[ep.delivered()]
+        jumps = np.diff(stamps)  # (F' - 1,)
+        went = bool((jumps > 1.5 / ep.fps).any())
+        if form in ("went_offline", "never_offline"):
+            return "yes" if went else "no"
+        assert went
+        k = int(np.argmax(jumps))
+        if form == "offline_when":
+            return f"{math.floor(stamps[k] + 0.5)} seconds"
+        if form == "offline_how_long":
+            return f"{math.floor(jumps[k] + 0.5)} seconds"
+        if form == "missed_offline":
+            return qa.answer if is_correct("I saw nothing then", qa) else "?"
     raise AssertionError(f"no check for form {form}")
 
 
@@ -355,7 +371,8 @@ def test_a_question_is_about_the_objects_it_names_or_answers_with() -> None:
     for ep, qa in _all_questions("eval"):
         about = subjects(ep, qa)
         if qa.form in ("count_objects", "count_cuts", "needle_word", "needle_number",
-                       "needle_nth", "nothing_now", "colour_of_absent", "exists_absent"):
+                       "needle_nth", "nothing_now", "colour_of_absent", "exists_absent") \
+                or qa.task == "offline":
             assert about == [] and pairing(ep, qa) is None, qa
             continue
         if qa.form in ("count_colour", "count_shape") and qa.answer == "0":
@@ -430,3 +447,23 @@ def test_crossed_wordings_ask_a_present_shape_s_colour_as_training_asked_an_abse
             elif not form.grammar:
                 assert qa.template in form.held_out, qa.template
     assert crossed >= 3
+
+
+def test_outages_are_asked_about_only_where_the_world_draws_them() -> None:
+    """A world without outages would answer "no" to every "was the camera offline?" and teach
+    only that; one with them asks every offline form, both answers of the yes / no one."""
+    from dataclasses import replace
+
+    from streamvxl.world import WorldConfig, sample_episode
+
+    base = WorldConfig(num_frames=32, max_objects=3)
+    forms: Counter = Counter()
+    for i in range(120):
+        rng = np.random.default_rng([0x0F, i])
+        assert make_questions(sample_episode(rng, base), rng, "train", ("offline",), 2) == []
+        rng = np.random.default_rng([0x0F, i])
+        ep = sample_episode(rng, replace(base, offline_prob=1.0), "eval")
+        for q in make_questions(ep, rng, "eval", ("offline",), 2):
+            forms[q.form] += 1
+    assert set(forms) == {f.name for f in FORMS.values() if f.task == "offline"}, forms
+    assert forms["went_offline"] >= 20 and forms["never_offline"] >= 20, forms

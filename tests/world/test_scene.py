@@ -109,6 +109,9 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(sign_frames=(4, 2)), "sign_frames"),
     (dict(height=8), "height"),
     (dict(sign_scale=4), "sign"),
+    (dict(offline_prob=1.2), "offline_prob"),
+    (dict(offline_prob=0.5, offline_frames=(3, 8)), "offline_frames"),  # 2 s at 2 fps: no gap
+    (dict(offline_prob=0.5, fps=8.0, offline_frames=(12, 20)), "offline_frames"),
 ])
 def test_bad_config_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -144,3 +147,56 @@ def test_stay_prob_keeps_objects_to_the_last_frame_and_zero_changes_no_draw() ->
     assert share_at_end(1.0) == 1.0
     free, some = share_at_end(None), share_at_end(0.4)
     assert free < 0.25 and some > free + 0.25  # ~0.4 + 0.6 * free
+
+
+@pytest.mark.parametrize("cfg", [
+    WorldConfig(num_frames=32, max_objects=3, sign_prob=0.5, offline_prob=0.9),
+    WorldConfig(num_frames=40, fps=1.0, max_objects=2, offline_prob=1.0, offline_frames=(4, 7)),
+    WorldConfig(num_frames=48, fps=4.0, max_objects=4, cut_prob=0.8, offline_prob=1.0,
+                offline_frames=(8, 14)),
+], ids=["2fps", "1fps", "4fps"])
+def test_an_outage_hides_no_event_and_is_the_gap_the_memory_finds(cfg: WorldConfig) -> None:
+    from streamvxl.gaps import found_gaps
+    from streamvxl.world.render import camera_feed
+
+    placed = 0
+    for i in range(60):
+        ep = sample_episode(np.random.default_rng([6, i]), cfg, "eval")
+        assert ep.outages_drawn
+        frames, stamps = camera_feed(ep)
+        whole = render(ep)
+        if ep.offline is None:
+            assert len(frames) == ep.num_frames and found_gaps(stamps) == []
+            continue
+        placed += 1
+        a, b = ep.offline
+        lo, hi = cfg.offline_frames
+        assert 4 <= a and lo <= b - a <= hi and b <= ep.num_frames - 1
+        kept = [t for t in range(ep.num_frames) if not a <= t < b]
+        assert np.array_equal(frames, whole[kept]) and np.allclose(stamps, np.array(kept) / cfg.fps)
+        for o in ep.objects:  # enters and leaves where the camera saw it
+            assert not a - 1 <= o.t_in <= b and not a - 1 <= o.t_out <= b
+        assert all(g.t_out - 1 < a - 1 or g.t_in > b for g in ep.signs)  # visible frames
+        assert all(not a - 1 <= c <= b for c in ep.cuts)
+        gaps = found_gaps(stamps)
+        assert [(g.start, g.end) for g in gaps] == [((a - 1) / cfg.fps, b / cfg.fps)]
+    assert placed >= 15
+
+
+def test_an_outage_is_checked_and_a_world_without_them_changes_no_draw() -> None:
+    bg = Backdrop("solid", ((120, 120, 120), (120, 120, 120)))
+    star = WorldObject("star", "red", 5, 6, 11, 8, 8)
+    ok = Episode(20, 1.0, 16, 16, (Scene(0, bg),), (star,), offline=(13, 18))
+    assert ok.delivered().tolist() == [*range(13), 18, 19]
+    with pytest.raises(ValueError, match="next to or inside the outage"):
+        Episode(20, 1.0, 16, 16, (Scene(0, bg),), (star,), offline=(8, 11))  # hides the exit
+    with pytest.raises(ValueError, match="next to or inside the outage"):
+        Episode(20, 1.0, 32, 32, (Scene(0, bg),), (star,), offline=(13, 18),
+                signs=(Sign("CAT", 12, 13, 0, 0),))  # a sign the frame before it
+    with pytest.raises(ValueError, match="first and last frames delivered"):
+        Episode(20, 1.0, 16, 16, (Scene(0, bg),), offline=(15, 20))
+    base = WorldConfig(num_frames=24, max_objects=3)
+    for i in range(20):  # 0: the episodes the recorded evaluations drew
+        a = sample_episode(np.random.default_rng([7, i]), base)
+        assert a == sample_episode(np.random.default_rng([7, i]), replace(base, offline_prob=0.0))
+        assert a.offline is None and not a.outages_drawn

@@ -14,6 +14,7 @@ CONFIGS = {
                         sign_prob=1.0, max_signs=3, fps=1.0),
     "wide": WorldConfig(num_frames=24, height=48, width=96, fps=4.0, max_objects=3,
                         sign_prob=0.7, max_signs=2),
+    "offline": WorldConfig(num_frames=32, max_objects=3, sign_prob=0.5, offline_prob=0.9),
 }
 
 
