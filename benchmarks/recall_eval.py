@@ -107,6 +107,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(case.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # spawned
     from streamvxl import MemoryConfig, VideoMemory
     from streamvxl.memory.recall import Retrieval
     from streamvxl.world import is_correct
@@ -128,14 +129,17 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     cuda = runtime.model.device.type == "cuda"
     rows: list[dict[str, Any]] = []
 
-    def feed(mem: VideoMemory) -> list[int]:
+    def feed(mem: VideoMemory, what: str) -> list[int]:
         """Push the haystack; device bytes allocated at ten points along it."""
-        marks, step, i = [], max(1, case.frames // 10), 0
+        marks, step, i, start = [], max(1, case.frames // 10), 0, time.perf_counter()
         for chunk in hay.chunks():  # one scene at a time: batches for the vision tower
             mem.extend(list(chunk), timestamps=[(i + k) / FPS for k in range(len(chunk))])
             if (i + len(chunk)) // step > i // step:
                 mem.flush()
                 marks.append(torch.cuda.memory_allocated() if cuda else 0)
+                log.info("%g h seed %d, %s: %d of %d frames fed in %.0f s", case.hours,
+                         case.seed, what, i + len(chunk), case.frames,
+                         time.perf_counter() - start)
             i += len(chunk)
         mem.flush()
         return marks
@@ -182,7 +186,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     full_tokens = None
     memory.reset()
     if not case.reopen and case.frames * runtime.model.tokens_per_frame / RATIO + 200 < limit:
-        marks = feed(memory)
+        marks = feed(memory, "everything in context")
         full_tokens = memory.stats().memory_tokens
         rows += [{**row, "device_bytes": marks} for row in ask(memory, "full", None)]
     sink = memory.stats().sink_tokens
@@ -200,7 +204,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
                 marks = []
             else:
                 mem = VideoMemory.on(runtime, cfg, background=False)
-                marks = feed(mem)
+                marks = feed(mem, f"budget {fraction:g} of the memory")
             stats = mem.stats()
             tiers = dict(fraction=fraction, device_bytes=marks, host_bytes=stats.host_bytes,
                          host_budget_bytes=host * mem.state.store.arena.bytes_per_token * 2 // 3,
