@@ -492,11 +492,11 @@ def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compre
             lines.append(f"| {m} | " + " | ".join(
                 "-" if v is None else f"{100 * v['accuracy']:.1f}" for v in vals) + " |")
         lines.append("")
-    if forms:
-        task_forms = list(dict.fromkeys(f["form"] for f in forms))
-        by = {(f["method"], f["ratio"], f["form"]): f for f in forms}
-        lines += [f"## {forms[0]['task']} by question form: accuracy % (n per cell)", "",
-                  head, rule]
+    for task in dict.fromkeys(f["task"] for f in forms):
+        of_task = [f for f in forms if f["task"] == task]
+        task_forms = list(dict.fromkeys(f["form"] for f in of_task))
+        by = {(f["method"], f["ratio"], f["form"]): f for f in of_task}
+        lines += [f"## {task} by question form: accuracy % (n per cell)", "", head, rule]
         for m in methods:
             for form in task_forms:
                 vals = [by.get((m, r, form)) for r in ratios]
@@ -578,8 +578,13 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     js.write_text(json.dumps({"settings": settings, "rows": rows, "differences": differences,
                               "predictions": predictions or []}, indent=1))
     md = out / f"{name}.md"
-    # needles split by sign kind: a word is one of 32, a number needs its digits in order
-    forms = form_rows(predictions or [], "needle")
+    # every task asked in more than one form, split by form: needles by sign kind (a word is
+    # one of 32, a number needs its digits in order), yes / no questions by their answer
+    asked: dict[str, set[str]] = defaultdict(set)
+    for p in predictions or ():
+        asked[p["task"]].add(p["form"])
+    forms = [row for task, names in asked.items() if len(names) > 1
+             for row in form_rows(predictions or [], task)]
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
                   + markdown_phrasing(phrasing_rows(predictions or []))
                   + markdown_pairing(pairing_rows(predictions or []))

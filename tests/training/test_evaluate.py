@@ -302,6 +302,12 @@ def test_needles_split_by_form() -> None:
     assert "| vst needle_number | 0.0 (n=1) | 100.0 (n=1) |" in md
     assert "| full needle_word | 100.0 (n=1) | 100.0 (n=1) |" in md
     assert "full needle_number" not in md  # no such question: no row
+    outages = [pred("vst", 2, "went_offline", True, "offline"),
+               pred("vst", 2, "never_offline", False, "offline")]
+    md = ev.markdown_report(rows, forms=ev.form_rows(preds, "needle")
+                            + ev.form_rows(outages, "offline"))
+    assert "## needle by question form" in md and "## offline by question form" in md
+    assert "| vst never_offline | 0.0 (n=1) | - |" in md
 
 
 def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
