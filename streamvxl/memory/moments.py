@@ -168,14 +168,18 @@ def row_cosines(looks: Sequence[torch.Tensor | None], text: torch.Tensor) -> lis
 
 
 def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
-                  probabilities: torch.Tensor) -> torch.Tensor:
+                  probabilities: torch.Tensor, follows: Sequence[bool] | None = None
+                  ) -> torch.Tensor:
     """(S,) how well each span shows the moment a question asks about.
 
     ``looks`` are the spans' text-to-frame embeddings in time order; c is every kept frame's
     cosine with the question's text embedding ``text``, in that order. What the question names
     is on screen around the best-matching frame, for as long as c stays above the midpoint
-    between that frame's cosine and the median one (`stay`): its first frame is where it
-    appeared, its last where it left. A span scores
+    between that frame's cosine and the median one and the spans follow one another in the
+    stream (`stay`; ``follows[i]``: span i comes right after span i - 1, nothing between; None:
+    all do): its first frame is where it appeared, its last where it left. Retrieval reads
+    intervals hours apart side by side, and a stay must not run from one into another. A span
+    scores
 
         match + P(appear) * [it holds the stay's first frame] + P(leave) * [... its last]
 
@@ -196,9 +200,13 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     cos = row_cosines(looks, text)
     if not any(c.numel() for c in cos):
         return match
-    first, last = stay(torch.cat(cos))
     span_of = torch.repeat_interleave(torch.arange(len(cos)),
                                       torch.tensor([c.shape[0] for c in cos]))  # (R,)
+    runs = None
+    if follows is not None:  # (S,) which stretch of contiguous spans each span is in
+        runs = torch.cumsum(torch.tensor([i > 0 and not f for i, f in enumerate(follows)]),
+                            0)[span_of]  # (R,)
+    first, last = stay(torch.cat(cos), runs)
     _, p_appear, p_leave = probabilities.float().tolist()
     edges = torch.zeros(len(cos))
     edges[span_of[first]] += p_appear
@@ -206,20 +214,25 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     return match + edges
 
 
-def stay(cosines: torch.Tensor) -> tuple[int, int]:
+def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None) -> tuple[int, int]:
     """The first and last row of the run of ``cosines`` (R,) around the highest one that stays
-    at or above the midpoint between it and their median.
+    at or above the midpoint between it and their median, within the highest one's stretch of
+    ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
 
     Example:
         >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.1]))
         (2, 4)
+        >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1]), torch.tensor([0, 0, 0, 1, 1, 1]))
+        (3, 4)
     """
     peak = int(cosines.argmax())
     floor = (cosines[peak] + cosines.median()) / 2
+    run = torch.zeros_like(cosines, dtype=torch.long) if runs is None else runs
     first = last = peak
-    while first > 0 and cosines[first - 1] >= floor:
+    while first > 0 and cosines[first - 1] >= floor and run[first - 1] == run[peak]:
         first -= 1
-    while last + 1 < cosines.shape[0] and cosines[last + 1] >= floor:
+    while (last + 1 < cosines.shape[0] and cosines[last + 1] >= floor
+           and run[last + 1] == run[peak]):
         last += 1
     return first, last
 

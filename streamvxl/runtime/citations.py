@@ -71,6 +71,9 @@ class Context:
     moment: torch.Tensor | None = None
     """(3,) P(other), P(appear), P(leave) of the question (`question_moment`), with ``looks``;
     None: weigh the plain match."""
+    follows: list[bool] | None = None
+    """Per span (``records``, then ``raw_spans``): it comes right after the span before it in
+    the stream, nothing between (a stay on screen runs only through such spans)."""
 
     @classmethod
     def of(cls, state: StreamState, store: MemoryStore, records: list[IntervalRecord],
@@ -80,8 +83,14 @@ class Context:
         looks = None
         if text is not None:
             looks = [r.looks for r in records] + state.raw_looks()
+        # interval ids count up the stream; the frames not yet compressed come right after the
+        # newest stored interval, and after one another
+        newest = state.store.records[-1].id if state.store.records else None
+        follows = [i > 0 and r.id == records[i - 1].id + 1 for i, r in enumerate(records)]
+        follows += [k > 0 or (bool(records) and records[-1].id == newest)
+                    for k in range(len(raw_spans))]
         return cls(store.num_tokens, store.sink_tokens, list(records), raw_spans, sizes,
-                   question_ids, looks, text, scale)
+                   question_ids, looks, text, scale, follows=follows)
 
     @torch.no_grad()
     def cite(self, runtime, cache: RotatedCache, answer_ids: list[int]
@@ -108,8 +117,8 @@ class Context:
         matches: list[float | None] = [None] * len(spans)
         if self.looks is not None and self.text is not None:
             match = look_scores(self.looks, self.text)  # (S,)
-            shown = match if self.moment is None else moment_scores(self.looks, self.text,
-                                                                     self.moment)
+            shown = match if self.moment is None else moment_scores(
+                self.looks, self.text, self.moment, self.follows)
             weights = weights * torch.softmax(self.scale * shown, 0)
             matches = match.tolist()
         out = [Citation(a, b, w, interval, m)

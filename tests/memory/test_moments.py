@@ -5,7 +5,8 @@ span shows it.
   moments, spans without looks included; with P(other) = 1 it is the plain match
   (`look_scores`).
 - An object entering in one span and leaving in a later one: "appear" picks the first, "leave"
-  the last, though the spans in between match as well; a scene cut that moves every cosine
+  the last, though the spans in between match as well; a stay never runs between spans that do
+  not follow each other in the stream; a scene cut that moves every cosine
   more than the entry does is not cited; on screen from the first row: it appeared in the
   first span.
 - A probe survives its file; a file that is not one, a damaged one, a probe of another width or
@@ -31,18 +32,23 @@ E = 8
 
 
 def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
-                p: torch.Tensor) -> torch.Tensor:
-    """The definition, row by row: the stay is walked from the best row both ways."""
+                p: torch.Tensor, follows: list[bool] | None = None) -> torch.Tensor:
+    """The definition, row by row: the stay is walked from the best row both ways, never
+    between two spans with a span boundary between them that does not follow."""
     rows = [(i, float(r @ text)) for i, span in enumerate(looks) if span is not None
             for r in span.float()]
     values = sorted(c for _, c in rows)
     median = values[(len(values) - 1) // 2]  # torch.median: the lower of the two middles
     peak = max(range(len(rows)), key=lambda j: (rows[j][1], -j))
     floor = (rows[peak][1] + median) / 2
+
+    def joined(a: int, b: int) -> bool:  # rows a < b: every span boundary between follows
+        return follows is None or all(follows[k] for k in range(rows[a][0] + 1, rows[b][0] + 1))
+
     first = last = peak
-    while first > 0 and rows[first - 1][1] >= floor:
+    while first > 0 and rows[first - 1][1] >= floor and joined(first - 1, first):
         first -= 1
-    while last + 1 < len(rows) and rows[last + 1][1] >= floor:
+    while last + 1 < len(rows) and rows[last + 1][1] >= floor and joined(last, last + 1):
         last += 1
     best = [max((c for k, c in rows if k == i), default=None) for i in range(len(looks))]
     lowest_match = min(v for v in best if v is not None)
@@ -73,8 +79,30 @@ def test_scores_equal_the_row_by_row_definition(seed: int) -> None:
     text = torch.randn(E, generator=g)
     p = torch.softmax(torch.randn(3, generator=g), 0)
     assert torch.allclose(moment_scores(looks, text, p), slow_scores(looks, text, p), atol=1e-5)
+    follows = (torch.rand(7, generator=g) < 0.6).tolist()
+    assert torch.allclose(moment_scores(looks, text, p, follows),
+                          slow_scores(looks, text, p, follows), atol=1e-5)
     other = torch.tensor([1.0, 0.0, 0.0])
     assert torch.allclose(moment_scores(looks, text, other), look_scores(looks, text))
+    assert torch.allclose(moment_scores(looks, text, other, follows), look_scores(looks, text))
+
+
+def test_a_stay_does_not_run_into_an_interval_hours_away() -> None:
+    """Retrieval reads intervals from anywhere in the stream side by side: a look-alike's
+    interval an hour before the object's must not become the first frame of its stay (a
+    4-hour haystack's "when did the pink star show up" was cited at a pink triangle's interval
+    2,300 s earlier that way)."""
+    text = torch.zeros(E)
+    text[0] = 1.0
+    cosines = [[0.1, 0.1], [0.1, 0.1], [0.8, 0.85], [0.9, 0.95], [0.9, 0.6], [0.1, 0.1],
+               [0.1, 0.1]]  # span 2: the look-alike; 3-4: the object's stay
+    looks: list[torch.Tensor | None] = [torch.stack([c * text for c in span]) for span in cosines]
+    appear = torch.tensor([0.0, 1.0, 0.0])
+    assert int(moment_scores(looks, text, appear).argmax()) == 2  # read as one stretch of time
+    follows = [False, True, False, False, True, False, True]  # 2 and 3 are far apart
+    assert int(moment_scores(looks, text, appear, follows).argmax()) == 3
+    assert torch.allclose(moment_scores(looks, text, appear, follows),
+                          slow_scores(looks, text, appear, follows))
 
 
 def test_a_scene_cut_is_no_moment() -> None:

@@ -157,10 +157,12 @@ def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkey
                         torch.randn(len(MOMENTS), features, generator=g),
                         torch.tensor([0.0, 2.0, 0.0]), "test")
     seen: list[tuple[list, torch.Tensor, torch.Tensor]] = []
+    follows_seen: list[list[bool]] = []
 
-    def spy(looks, text, p):
-        out = citations_moment_scores(looks, text, p)
+    def spy(looks, text, p, follows=None):
+        out = citations_moment_scores(looks, text, p, follows)
         seen.append((list(looks), p, out))
+        follows_seen.append(list(follows))
         return out
 
     citations_moment_scores = citations.moment_scores
@@ -170,8 +172,20 @@ def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkey
     runtime.moment_probe = probe
     try:
         timed = mem.ask(QUESTION, max_new_tokens=6, retrieve=False)
+        wide = filled(runtime, retrieval=Retrieval(budget=30, recent=0.0, scorer="frames"))
+        retrieved = wide.ask(QUESTION, max_new_tokens=6)
+        wide.close()
     finally:
         runtime.moment_probe = None
+    # a stay runs only through spans that follow one another in the stream: the newest
+    # intervals and the open frames do; retrieved ones far apart do not (1 frame a second)
+    for answer, follows in zip((timed, retrieved), follows_seen, strict=True):
+        spans = sorted((c.t_start, c.t_end) for c in answer.cited)
+        assert follows == [i > 0 and spans[i][0] == spans[i - 1][1] + 1.0
+                           for i in range(len(spans))], (spans, follows)
+    assert follows_seen[0][1:] == [True] * (len(follows_seen[0]) - 1)
+    assert not all(follows_seen[1][1:])
+    del seen[1:]
     framed = mem.ask(QUESTION, max_new_tokens=6, retrieve=False)
     sink = mem.state.store.sink_tokens
     ids = torch.tensor(runtime.tokenizer(mem.config.prompt.format_question(QUESTION),

@@ -171,7 +171,7 @@ def test_an_outage_hides_no_event_and_is_the_gap_the_memory_finds(cfg: WorldConf
         placed += 1
         a, b = ep.offline
         lo, hi = cfg.offline_frames
-        assert 4 <= a and lo <= b - a <= hi and b <= ep.num_frames - 1
+        assert a >= 4 and lo <= b - a <= hi and b <= ep.num_frames - 1
         kept = [t for t in range(ep.num_frames) if not a <= t < b]
         assert np.array_equal(frames, whole[kept]) and np.allclose(stamps, np.array(kept) / cfg.fps)
         for o in ep.objects:  # enters and leaves where the camera saw it
