@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depths", default="0.1,0.3,0.5,0.7,0.9")
     p.add_argument("--haystacks", default="5",
                    help="haystacks per length (seeds 0..n-1, depths in turn), or one per length")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seed of the first haystack: fresh haystacks for a rule chosen on the "
+                        "first ones")
     p.add_argument("--retrieval-budgets", default="",
                    help="also reopen each log with these retrieval budgets (tokens), e.g. 256,128")
     p.add_argument("--keep", type=Path, default=None,
@@ -418,10 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     hours = [float(h) for h in args.hours.split(",")]
     if len(counts) == 1:
         counts *= len(hours)
-    # haystack k of a length: seed k (its own scenes and sign), the depths in turn
-    cases = [Case(h, depths[k % len(depths)], k, fractions, args.host_fraction, args.threads,
-                  args.full_limit, tuple(budgets), keep, tuple(args.scorers.split(",")),
-                  args.reopen)
+    # haystack k of a length: seed first + k (its own scenes and sign), the depths in turn
+    cases = [Case(h, depths[k % len(depths)], args.first_seed + k, fractions,
+                  args.host_fraction, args.threads, args.full_limit, tuple(budgets), keep,
+                  tuple(args.scorers.split(",")), args.reopen)
              for h, n in zip(hours, counts, strict=True) for k in range(n)]
     cases.sort(key=lambda c: -c.frames)  # longest first: the pool ends evenly
     if args.keep is not None and (why := check_keep(args.keep, cases, args.reopen)):
