@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .frames import Gap
 
@@ -31,19 +31,21 @@ GAP_FACTOR = 4.0
 """A gap is this many times longer than the median interval between frames..."""
 GAP_MIN_SECONDS = 2.0
 """... and longer than this."""
+GAP_MIN_INTERVALS = 3
+"""Intervals between frames the rule needs before it finds a gap (the camera's rate)."""
 NO_FRAMES_CAME = "no frames came"
 """The cause of a gap the rule finds (`Gap.cause`)."""
 
 
-def gap_threshold(spacing: Iterable[float], gap_seconds: float | None = None) -> float | None:
-    """Seconds between two frames that make a gap, given the recent intervals between frames
-    (``gap_seconds`` set: that; None while fewer than three intervals are known)."""
+def gap_threshold(spacing: Sequence[float], gap_seconds: float | None = None) -> float | None:
+    """Seconds between two frames that make a gap, given the last (at most ``GAP_HISTORY``)
+    intervals between frames (``gap_seconds`` set: that; None while fewer than
+    ``GAP_MIN_INTERVALS`` are known)."""
     if gap_seconds is not None:
         return gap_seconds
-    recent = list(spacing)[-GAP_HISTORY:]
-    if len(recent) < 3:
+    if len(spacing) < GAP_MIN_INTERVALS:
         return None
-    return max(GAP_MIN_SECONDS, GAP_FACTOR * statistics.median(recent))
+    return max(GAP_MIN_SECONDS, GAP_FACTOR * statistics.median(spacing))
 
 
 def step_gap(last: float | None, ts: float, spacing: deque[float],
@@ -74,5 +76,5 @@ def found_gaps(stamps: Iterable[float], gap_seconds: float | None = None) -> lis
     return gaps
 
 
-__all__ = ["GAP_FACTOR", "GAP_HISTORY", "GAP_MIN_SECONDS", "NO_FRAMES_CAME", "found_gaps",
-           "gap_threshold", "step_gap"]
+__all__ = ["GAP_FACTOR", "GAP_HISTORY", "GAP_MIN_INTERVALS", "GAP_MIN_SECONDS", "NO_FRAMES_CAME",
+           "found_gaps", "gap_threshold", "step_gap"]

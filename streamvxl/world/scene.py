@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..gaps import GAP_FACTOR, GAP_MIN_SECONDS
+from ..gaps import GAP_MIN_INTERVALS, gap_threshold
 from .camera import Camera, CameraConfig, sample_camera
 from .font import CHARSET, text_size
 
@@ -429,13 +429,12 @@ class WorldConfig:
             raise ValueError(f"WorldConfig.offline_prob must lie in [0, 1], got "
                              f"{self.offline_prob}")
         lo, hi = self.offline_frames
-        if self.offline_prob > 0 and not (1 <= lo <= hi and (lo + 1) / self.fps > max(
-                GAP_MIN_SECONDS, GAP_FACTOR / self.fps)):
+        threshold = gap_threshold([1 / self.fps] * GAP_MIN_INTERVALS)  # at this camera's rate
+        if self.offline_prob > 0 and not (1 <= lo <= hi and (lo + 1) / self.fps > threshold):
             raise ValueError(
                 f"WorldConfig.offline_frames {self.offline_frames}: the shortest outage must "
-                f"leave more than max({GAP_MIN_SECONDS:g} s, {GAP_FACTOR:g} frame intervals) "
-                f"between two delivered frames at {self.fps:g} fps, or the memory does not "
-                "find it (streamvxl.gaps)")
+                f"leave more than {threshold:g} s between two delivered frames at "
+                f"{self.fps:g} fps, or the memory does not find it (streamvxl.gaps)")
         if self.stay_prob is not None and not 0.0 <= self.stay_prob <= 1.0:
             raise ValueError(f"WorldConfig.stay_prob must lie in [0, 1] or be None, got "
                              f"{self.stay_prob}")
@@ -525,7 +524,7 @@ def _sample_outage(rng: np.random.Generator, cfg: WorldConfig, ep: Episode
     rule to know the camera's rate (None: no such stretch)."""
     lo, hi = cfg.offline_frames
     length = int(rng.integers(lo, hi + 1))
-    first = _RATE_FRAMES  # frames 0 .. first - 1 give the rule its three intervals
+    first = GAP_MIN_INTERVALS + 1  # frames 0 .. first - 1: the intervals the gap rule reads
     events = np.array(_events(ep), dtype=np.int64)
     starts = [a for a in range(first, ep.num_frames - length)  # b = a + length <= F - 1
               if not ((events >= a - 1) & (events <= a + length)).any()]
@@ -533,10 +532,6 @@ def _sample_outage(rng: np.random.Generator, cfg: WorldConfig, ep: Episode
         return None
     a = starts[int(rng.integers(len(starts)))]
     return a, a + length
-
-
-_RATE_FRAMES = 4
-"""Delivered frames before an outage: three intervals, the fewest the gap rule reads."""
 
 
 def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,
