@@ -14,8 +14,8 @@ Two pieces:
   on, so it is never applied to another model.
 - `moment_scores`: per span, how well its frames match what the question names, and whether
   it holds the first (appear) or last (leave) frame of that thing's stay on screen -- the run
-  of frames around the best match that keep matching -- mixed by the probe's probabilities (a
-  question that asks no "when" keeps the plain match).
+  of frames that keep matching around the best match in the span the evidence points at --
+  mixed by the probe's probabilities (a question that asks no "when" keeps the plain match).
 
 Shapes: S spans, k rows (frames with a text-to-frame embedding) of a span, E' embedding width,
 F probe features (H query heads x D head_dim), K moments (3).
@@ -168,18 +168,21 @@ def row_cosines(looks: Sequence[torch.Tensor | None], text: torch.Tensor) -> lis
 
 
 def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
-                  probabilities: torch.Tensor, follows: Sequence[bool] | None = None
-                  ) -> torch.Tensor:
+                  probabilities: torch.Tensor, follows: Sequence[bool] | None = None,
+                  around: int | None = None) -> torch.Tensor:
     """(S,) how well each span shows the moment a question asks about.
 
     ``looks`` are the spans' text-to-frame embeddings in time order; c is every kept frame's
     cosine with the question's text embedding ``text``, in that order. What the question names
-    is on screen around the best-matching frame, for as long as c stays above the midpoint
-    between that frame's cosine and the median one and the spans follow one another in the
-    stream (`stay`; ``follows[i]``: span i comes right after span i - 1, nothing between; None:
-    all do): its first frame is where it appeared, its last where it left. Retrieval reads
-    intervals hours apart side by side, and a stay must not run from one into another. A span
-    scores
+    is on screen around a peak -- the best-matching frame of span ``around`` (the one the
+    answer's evidence points at; None, or a span without looks: the best-matching frame of
+    all) -- for as long as c stays above the midpoint between the peak's cosine and the median
+    one and the spans follow one another in the stream (`stay`; ``follows[i]``: span i comes
+    right after span i - 1, nothing between; None: all do): its first frame is where it
+    appeared, its last where it left. Retrieval reads intervals hours apart side by side, and
+    a stay must not run from one into another; over hours, a look-alike (a circle of the
+    object's colour) can match the words a little better than the object the answer read, and
+    the stay must be the object's. A span scores
 
         match + P(appear) * [it holds the stay's first frame] + P(leave) * [... its last]
 
@@ -206,7 +209,10 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     if follows is not None:  # (S,) which stretch of contiguous spans each span is in
         runs = torch.cumsum(torch.tensor([i > 0 and not f for i, f in enumerate(follows)]),
                             0)[span_of]  # (R,)
-    first, last = stay(torch.cat(cos), runs)
+    peak = None
+    if around is not None and cos[around].numel():
+        peak = sum(c.shape[0] for c in cos[:around]) + int(cos[around].argmax())
+    first, last = stay(torch.cat(cos), runs, peak)
     _, p_appear, p_leave = probabilities.float().tolist()
     edges = torch.zeros(len(cos))
     edges[span_of[first]] += p_appear
@@ -214,18 +220,22 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     return match + edges
 
 
-def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None) -> tuple[int, int]:
-    """The first and last row of the run of ``cosines`` (R,) around the highest one that stays
-    at or above the midpoint between it and their median, within the highest one's stretch of
-    ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
+def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | None = None
+         ) -> tuple[int, int]:
+    """The first and last row of the run of ``cosines`` (R,) around row ``peak`` (None: the
+    highest) that stays at or above the midpoint between the peak and their median, within the
+    peak's stretch of ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
 
     Example:
         >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.1]))
         (2, 4)
         >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1]), torch.tensor([0, 0, 0, 1, 1, 1]))
         (3, 4)
+        >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.8]), peak=6)
+        (6, 7)
     """
-    peak = int(cosines.argmax())
+    if peak is None:
+        peak = int(cosines.argmax())
     floor = (cosines[peak] + cosines.median()) / 2
     run = torch.zeros_like(cosines, dtype=torch.long) if runs is None else runs
     first = last = peak

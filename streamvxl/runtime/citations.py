@@ -22,7 +22,9 @@ runtime has a `streamvxl.memory.moments.MomentProbe` for its model, the probe re
 question's own queries (`question_moment`), and the span holding the first (appear) or last
 (leave) frame of the named thing's stay on screen is weighed up over the rest of the stay
 (`streamvxl.memory.moments.moment_scores`): every span of an object's stay shows the object,
-one of them shows it arrive.
+one of them shows it arrive. The stay is the one around the span the plain citation puts first
+(attention x match): over hours a look-alike can match the words a little better than the
+object the answer read, and the moment must not move the citation onto it.
 
 Nothing of the memory is copied: an answer is generated in steps while the stream goes on, but
 its cache is its own.
@@ -117,8 +119,11 @@ class Context:
         matches: list[float | None] = [None] * len(spans)
         if self.looks is not None and self.text is not None:
             match = look_scores(self.looks, self.text)  # (S,)
-            shown = match if self.moment is None else moment_scores(
-                self.looks, self.text, self.moment, self.follows)
+            shown = match
+            if self.moment is not None:  # the stay of what the plain citation puts first
+                plain = weights * torch.softmax(self.scale * match, 0)  # (S,)
+                shown = moment_scores(self.looks, self.text, self.moment, self.follows,
+                                      around=int(plain.argmax()))
             weights = weights * torch.softmax(self.scale * shown, 0)
             matches = match.tolist()
         out = [Citation(a, b, w, interval, m)

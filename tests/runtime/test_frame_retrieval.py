@@ -145,7 +145,8 @@ def test_an_unloadable_scorer_fails_when_the_memory_is_made(runtime, tmp_path) -
 def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkeypatch) -> None:
     """With a `MomentProbe` on the runtime, a cited span's attention weight is multiplied by the
     softmax of its moment score (`moment_scores` of the spans' looks in context order, with the
-    probe's reading of the question's queries in its layer) instead of its plain match."""
+    probe's reading of the question's queries in its layer, around the span the plain citation
+    puts first) instead of its plain match."""
     from streamvxl.memory.moments import MOMENTS, MomentProbe
     from streamvxl.model.queries import question_queries
     from streamvxl.runtime import citations
@@ -158,11 +159,13 @@ def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkey
                         torch.tensor([0.0, 2.0, 0.0]), "test")
     seen: list[tuple[list, torch.Tensor, torch.Tensor]] = []
     follows_seen: list[list[bool]] = []
+    around_seen: list[int] = []
 
-    def spy(looks, text, p, follows=None):
-        out = citations_moment_scores(looks, text, p, follows)
+    def spy(looks, text, p, follows=None, around=None):
+        out = citations_moment_scores(looks, text, p, follows, around)
         seen.append((list(looks), p, out))
         follows_seen.append(list(follows))
+        around_seen.append(around)
         return out
 
     citations_moment_scores = citations.moment_scores
@@ -198,6 +201,9 @@ def test_a_moment_probe_weighs_the_change_of_the_match(runtime, tmp_path, monkey
     looks, p, moment = seen[0]
     assert torch.allclose(p, probe.probabilities(queries), atol=1e-5)
     assert timed.text == framed.text  # the probe changes what is cited, never the answer
+    # the stay is built around the span the plain citation (no probe) puts first
+    spans = sorted((c.t_start, c.t_end) for c in framed.cited)
+    assert around_seen[0] == spans.index((framed.cited[0].t_start, framed.cited[0].t_end))
     # the spans in context order (time order): each cited weight is the plain-match citation's
     # attention share re-weighed by the moment score instead of the match
     spans = sorted((c.t_start, c.t_end) for c in framed.cited)
