@@ -240,6 +240,9 @@ def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 
         raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
     seeds = [seed] if isinstance(seed, int) else list(seed)
     rng = np.random.default_rng([NIAH_SEED_TAG, *seeds, num_frames])
+    if "sizes" in (world or {}):
+        raise ValueError("a haystack is one camera: give its frame size as height and width, "
+                         "not world 'sizes'")
     fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
     segments = []
     for n in _segment_lengths(num_frames, segment_frames):

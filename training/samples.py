@@ -201,7 +201,7 @@ def multi_image_sample(rng: np.random.Generator, config: WorldConfig | None = No
         >>> s.frames.shape[0], s.qa[0].task
         (3, 'compare')
     """
-    cfg = config or WorldConfig()
+    cfg = (config or WorldConfig()).drawn(rng)  # one size for all the images
     k = int(rng.integers(2, 5)) if num_images is None else num_images
     if not 2 <= k <= len(ORDINALS):
         raise ValueError(f"num_images must be in [2, {len(ORDINALS)}], got {k}")

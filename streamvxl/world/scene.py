@@ -396,11 +396,18 @@ class WorldConfig:
     offline_frames: tuple[int, int] = (5, 8)
     """Range of frames an outage lasts; its shortest must make a gap the memory finds
     (`streamvxl.gaps`: longer than 4 frame intervals and 2 s)."""
+    sizes: tuple[tuple[int, int], ...] | None = None
+    """Frame sizes (height, width) to draw one of per episode, in place of ``height`` x
+    ``width`` (cameras come in many resolutions and aspect ratios; object sizes, speeds and
+    sign fonts scale with each); None: always ``height`` x ``width``, no draw (the recorded
+    episodes). A multi-image sample draws one size for all its images."""
 
     def __post_init__(self) -> None:
         if isinstance(self.camera, dict):
             object.__setattr__(self, "camera", CameraConfig(**{
                 k: tuple(v) if isinstance(v, list) else v for k, v in self.camera.items()}))
+        if self.sizes is not None:
+            self._check_sizes()
         m = min(self.height, self.width)
         if self.num_frames < 1:
             raise ValueError(f"WorldConfig.num_frames must be >= 1, got {self.num_frames}")
@@ -453,6 +460,37 @@ class WorldConfig:
             raise ValueError("WorldConfig: a 4-character sign does not fit the frame; lower "
                              "sign_scale or set sign_prob=0")
 
+    def _check_sizes(self) -> None:
+        try:
+            sizes = tuple((int(h), int(w)) for h, w in self.sizes)  # type: ignore[union-attr]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"WorldConfig.sizes must be (height, width) pairs, got "
+                             f"{self.sizes!r}") from e
+        if not sizes:
+            raise ValueError("WorldConfig.sizes must name at least one (height, width) or be "
+                             "None")
+        object.__setattr__(self, "sizes", sizes)
+        for h, w in sizes:
+            try:
+                dataclasses.replace(self, height=h, width=w, sizes=None)
+            except ValueError as e:
+                raise ValueError(f"WorldConfig.sizes: {h}x{w} does not suit this world: {e}"
+                                 ) from e
+
+    def drawn(self, rng: np.random.Generator) -> WorldConfig:
+        """This config at one frame size drawn from ``sizes`` (itself, with no draw, when
+        ``sizes`` is None).
+
+        Example:
+            >>> one = WorldConfig(sizes=((48, 48), (64, 112))).drawn(np.random.default_rng(0))
+            >>> (one.height, one.width), one.sizes
+            ((64, 112), None)
+        """
+        if self.sizes is None:
+            return self
+        h, w = self.sizes[int(rng.integers(len(self.sizes)))]
+        return dataclasses.replace(self, height=h, width=w, sizes=None)
+
     @property
     def font_scale(self) -> int:
         """The sign font scale in use."""
@@ -488,7 +526,7 @@ def sample_episode(rng: np.random.Generator, config: WorldConfig | None = None,
         >>> ep.num_frames
         16
     """
-    cfg = config or WorldConfig()
+    cfg = (config or WorldConfig()).drawn(rng)
     _check_split(split)
     f = cfg.num_frames
     scenes = _sample_scenes(rng, cfg)
@@ -548,7 +586,7 @@ def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,
         exclude: (shape, colour) pairs not to draw.
         sign: force a sign (True) or none (False); None uses ``config.sign_prob``.
     """
-    cfg = config or WorldConfig()
+    cfg = (config or WorldConfig()).drawn(rng)
     _check_split(split)
     backdrop = _sample_backdrop(rng, cfg, None)
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1)) if num_objects is None \

@@ -112,6 +112,10 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(offline_prob=1.2), "offline_prob"),
     (dict(offline_prob=0.5, offline_frames=(3, 8)), "offline_frames"),  # 2 s at 2 fps: no gap
     (dict(offline_prob=0.5, fps=8.0, offline_frames=(12, 20)), "offline_frames"),
+    (dict(sizes=()), "sizes"),
+    (dict(sizes=((64, 64), (12, 64))), "sizes: 12x64"),
+    (dict(sizes=((64, 64), (24, 24))), "sizes: 24x24.*object_size"),  # 3.8 px objects
+    (dict(sizes=((64, 64), 64)), "sizes"),
 ])
 def test_bad_config_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -128,6 +132,48 @@ def test_bad_episode_is_rejected() -> None:
         Episode(4, 1.0, 16, 16, (Scene(1, bg),))
     with pytest.raises(ValueError, match="split"):
         sample_episode(np.random.default_rng(0), split="test")  # type: ignore[arg-type]
+
+
+def test_sizes_draw_a_frame_size_per_episode_and_none_changes_no_draw() -> None:
+    sizes = ((48, 48), (64, 112), (96, 72))
+    cfg = WorldConfig(num_frames=16, max_objects=3, sizes=[list(s) for s in sizes])  # from JSON
+    assert cfg.sizes == sizes
+    drawn = [sample_episode(np.random.default_rng([6, i]), cfg) for i in range(60)]
+    assert {(ep.height, ep.width) for ep in drawn} == set(sizes)
+    for ep in drawn:  # objects scale with the drawn size, as a config of that size draws them
+        at = replace(cfg, height=ep.height, width=ep.width, sizes=None)
+        lo, hi = at.size_range
+        assert all(lo <= o.size <= hi for o in ep.objects)
+        assert render(ep).shape == (16, ep.height, ep.width, 3)
+    base = WorldConfig(num_frames=16, max_objects=3)
+    for i in range(10):  # None: the episodes recorded before sizes existed
+        assert sample_episode(np.random.default_rng([7, i]), base) == sample_episode(
+            np.random.default_rng([7, i]), replace(base, sizes=None))
+    one = WorldConfig(num_frames=16, max_objects=3, sizes=((64, 112),))
+    ep = sample_episode(np.random.default_rng(3), one)
+    assert ep == sample_episode(np.random.default_rng(3), replace(base, height=64, width=112))
+    assert (sample_still(np.random.default_rng(4), one).width,
+            single_image_sample(np.random.default_rng(4), one).frames.shape[1:3]) == (112, (64, 112))
+
+
+def test_a_multi_image_sample_draws_one_size_for_all_its_images() -> None:
+    cfg = WorldConfig(sizes=((48, 48), (64, 112), (96, 72)))
+    shapes = set()
+    for i in range(20):
+        s = multi_image_sample(np.random.default_rng(i), cfg)
+        assert {(ep.height, ep.width) for ep in s.episodes} == {s.frames.shape[1:3]}
+        shapes.add(s.frames.shape[1:3])
+    assert len(shapes) == 3
+
+
+def test_one_camera_tools_refuse_a_world_of_many_sizes() -> None:
+    from training.niah import make_haystack
+    from training.vision_pretrain import PretrainConfig, pretrain
+
+    with pytest.raises(ValueError, match="height and width"):
+        make_haystack(64, 0.5, seed=0, world={"sizes": [[64, 112]]})
+    with pytest.raises(ValueError, match="sizes"):
+        pretrain(PretrainConfig(world={"sizes": [[64, 112]]}))
 
 
 def test_stay_prob_keeps_objects_to_the_last_frame_and_zero_changes_no_draw() -> None:

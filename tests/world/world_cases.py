@@ -15,6 +15,8 @@ CONFIGS = {
     "wide": WorldConfig(num_frames=24, height=48, width=96, fps=4.0, max_objects=3,
                         sign_prob=0.7, max_signs=2),
     "offline": WorldConfig(num_frames=32, max_objects=3, sign_prob=0.5, offline_prob=0.9),
+    "sizes": WorldConfig(num_frames=24, max_objects=3, sign_prob=0.5,
+                         sizes=((48, 48), (64, 112), (96, 72), (80, 80))),
 }
 
 
