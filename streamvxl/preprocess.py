@@ -1,8 +1,15 @@
 """Frames (H x W x 3 uint8 RGB) -> the vision tower's pixel tensors, CLIP style.
 
-Resize the shortest edge to the tower's image size (bicubic, antialiased), centre-crop a square,
-scale to [0, 1] and normalise with the tower's mean/std. Done in torch so it runs on the model's
-device; values are rounded to uint8 after resizing like the PIL-based CLIP processor.
+Fit the frame into the tower's square (``fit``), scale to [0, 1] and normalise with the
+tower's mean/std. Done in torch so it runs on the model's device; values are rounded to uint8
+after resizing like the PIL-based CLIP processor.
+
+- ``"crop"`` (CLIP's and Video-XL's): resize the shortest edge to the square's side (bicubic,
+  antialiased) and centre-crop. A 16:9 camera loses 22 % of its width on each side: whatever
+  happens there is never seen.
+- ``"pad"`` (LLaVA's ``expand2square``): paste the frame on a square of the mean colour (0
+  after normalisation), then resize that. Every pixel is seen, smaller. A square frame gives
+  the same pixels either way.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,6 +26,9 @@ import torch.nn.functional as F
 from .errors import CheckpointError
 
 # Shapes: N frames, S image side, H/W frame height/width.
+
+Fit = Literal["crop", "pad"]
+"""How a frame that is not square fits the tower's square (`Preprocessor.fit`)."""
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -33,6 +44,16 @@ class Preprocessor:
     """Per-channel mean in [0, 1] units."""
     std: tuple[float, float, float] = CLIP_STD
     """Per-channel standard deviation in [0, 1] units."""
+    fit: Fit = "crop"
+    """How a frame that is not square fits the tower's square: centre-cropped ("crop", what
+    CLIP and Video-XL were trained with) or padded with the mean colour ("pad": nothing at the
+    frame's sides is lost)."""
+
+    def __post_init__(self) -> None:
+        if self.fit not in ("crop", "pad"):
+            raise ValueError(f"Preprocessor.fit must be 'crop' or 'pad', got {self.fit!r}")
+        if self.image_size < 1:
+            raise ValueError(f"Preprocessor.image_size must be >= 1, got {self.image_size}")
 
     @classmethod
     def from_folder(cls, folder: Path, image_size: int) -> Preprocessor:
@@ -78,8 +99,19 @@ class Preprocessor:
         s = self.image_size
         img = frame.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
         h, w = img.shape[-2:]
-        scale = s / min(h, w)
-        nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
+        if self.fit == "pad" and h != w:  # LLaVA's expand2square: a square of the mean colour
+            side = max(h, w)
+            square = torch.tensor([round(255 * m) for m in self.mean], dtype=img.dtype,
+                                  device=img.device).view(1, 3, 1, 1).repeat(1, 1, side, side)
+            top, left = (side - h) // 2, (side - w) // 2
+            square[:, :, top:top + h, left:left + w] = img
+            img, h, w = square, side, side  # (1, 3, side, side)
+        # CLIPImageProcessor's resize: the shortest edge to S, the longest in proportion
+        # (rounded down), then the centre S x S
+        if h <= w:
+            nh, nw = s, max(s, int(s * w / h))
+        else:
+            nh, nw = max(s, int(s * h / w)), s
         if (nh, nw) != (h, w):
             img = F.interpolate(img, size=(nh, nw), mode="bicubic", antialias=True,
                                 align_corners=False).clamp_(0, 255).round_()

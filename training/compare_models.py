@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Evaluation settings that say which model answered or what was computed, not which questions
 # were asked: left out of a question's identity.
-_NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods")
+_NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods", "fit")
 # Settings that shape the answers (the memory's intervals, its window, the answer length): not
 # the questions either, but models compared on one sample must share them.
 _CONDITIONS = ("boundary", "window", "max_new_tokens")

@@ -39,7 +39,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
@@ -52,7 +52,7 @@ from streamvxl.gaps import found_gaps
 from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.loading import load_videoxl
 from streamvxl.model.videoxl import VideoXL
-from streamvxl.preprocess import Preprocessor
+from streamvxl.preprocess import Fit, Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.runtime import Runtime, RuntimeConfig, StreamSettings
 from streamvxl.runtime.question import answer_text
@@ -331,7 +331,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
                             "task": qa.task, "form": qa.form, "question": qa.question,
                             "answer": qa.answer, "prediction": text, "correct": bool(ok),
                             "novel_phrasing": qa.novel_phrasing,
-                            "pairing": pairing(sample.episodes[0], qa)})
+                            "pairing": pairing(sample.episodes[0], qa),
+                            "frame_size": "x".join(map(str, sample.frames.shape[1:3]))})
         log.info("video %d/%d: %d frames, %d intervals, %d questions (%.1f s so far)", i + 1,
                  len(samples), video.num_frames, len(video.intervals), len(sample.qa),
                  time.perf_counter() - t0)
@@ -470,6 +471,41 @@ def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines + [""]) + "\n"
 
 
+def frame_size_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy by task (and ``all``) split by the videos' frame size (height x width, from a
+    world that draws ``sizes``), from `evaluate`'s predictions: one ``{"method", "ratio",
+    "task", "frame_size", "n", "correct", "accuracy"}`` per cell. A model that sees only its
+    training size, or a preprocessing that crops a wide frame's sides, shows here."""
+    cells = _tally(predictions, lambda p: [(t, p["frame_size"]) for t in (ALL, p["task"])]
+                   if p.get("frame_size") else [])
+    return [{"method": c["method"], "ratio": c["ratio"], "task": c["key"][0],
+             "frame_size": c["key"][1], "n": c["n"], "correct": c["correct"],
+             "accuracy": c["accuracy"]} for c in cells]
+
+
+def markdown_frame_sizes(cells: Sequence[dict[str, Any]]) -> str:
+    """`frame_size_rows` as a table: a row per method, ratio and task, a column per frame
+    size holding accuracy % (n); empty with one size."""
+    sizes = sorted({c["frame_size"] for c in cells},
+                   key=lambda k: tuple(int(v) for v in k.split("x")))
+    if len(sizes) < 2:
+        return ""
+    by = {(c["method"], c["ratio"], c["task"], c["frame_size"]): c for c in cells}
+    tasks = [ALL] + [t for t in dict.fromkeys(c["task"] for c in cells) if t != ALL]
+    lines = ["## by frame size (height x width): accuracy % (n)", "",
+             "| method | ratio | task | " + " | ".join(sizes) + " |",
+             "|---|---:|---|" + "---:|" * len(sizes)]
+    for m in dict.fromkeys(c["method"] for c in cells):
+        for r in sorted({c["ratio"] for c in cells}):
+            for task in tasks:
+                vals = [by.get((m, r, task, k)) for k in sizes]
+                if any(vals):
+                    lines.append(f"| {m} | {r}x | {task} | " + " | ".join(
+                        "-" if c is None else f"{100 * c['accuracy']:.1f} ({c['n']})"
+                        for c in vals) + " |")
+    return "\n".join(lines + [""]) + "\n"
+
+
 def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
                     notes: Sequence[str] = (), differences: Sequence[dict[str, Any]] = (),
                     forms: Sequence[dict[str, Any]] = ()) -> str:
@@ -588,6 +624,7 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
                   + markdown_phrasing(phrasing_rows(predictions or []))
                   + markdown_pairing(pairing_rows(predictions or []))
+                  + markdown_frame_sizes(frame_size_rows(predictions or []))
                   + markdown_misreads(misread_rows(predictions or [], task="needle")))
     written = [js, md]
     png = plot_accuracy(rows, out / f"{name}.png")
@@ -641,6 +678,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         "training gave the absent-colour form (the newer tasks always use their "
                         "grammar)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--fit", choices=get_args(Fit),
+                   help="how frames that are not square fit the tower (`Preprocessor.fit`; "
+                        "default: the model's own)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -651,6 +691,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     device = None if args.device == "auto" else args.device
     digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
+    if args.fit:
+        preprocess = replace(preprocess, fit=args.fit)
     frames = args.frames or trained.get("frames", 16)
     world_fields = {"max_objects": 2, **trained.get("world", {}), **(args.world or {})}
     world = WorldConfig(num_frames=frames, height=model.image_size, width=model.image_size,
@@ -673,6 +715,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
     if args.held_out != "templates":  # absent: the recorded evaluations' templates
         settings["held_out"] = args.held_out
+    if preprocess.fit != "crop":  # absent: the recorded evaluations' centre crop
+        settings["fit"] = preprocess.fit
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos "
              f"(split \"eval\") of {frames} frames, seed {args.seed}, held-out phrasings "
              f"from {args.held_out}; greedy answers of <= "
@@ -683,10 +727,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 
-__all__ = ["Answering", "Decoding", "answer_question", "answering", "digest_note", "eval_samples",
-           "evaluate", "form_rows", "load_model_folder", "markdown_phrasing", "markdown_report",
-           "markdown_pairing", "model_digest", "pairing_rows", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser", "token_ids", "training_settings",
-           "write_report"]
+__all__ = ["answer_question", "answering", "Answering", "Decoding", "digest_note", "eval_samples",
+           "evaluate", "form_rows", "frame_size_rows", "load_model_folder", "markdown_frame_sizes",
+           "markdown_pairing", "markdown_phrasing", "markdown_report", "model_digest",
+           "pairing_rows", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser",
+           "token_ids", "training_settings", "write_report"]
 
 
 if __name__ == "__main__":

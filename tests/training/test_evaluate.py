@@ -462,6 +462,50 @@ def test_accuracy_splits_by_pairing_trained_against_held_out() -> None:
     assert ev.markdown_pairing(ev.pairing_rows(preds[:1])) == ""
 
 
+def test_accuracy_splits_by_frame_size() -> None:
+    """Counted by hand: each task and the whole set split by the video's frame size, sizes in
+    order of height then width; one size gives no table."""
+    def p(task, size, correct, method="vst", ratio=16):
+        return {"method": method, "ratio": ratio, "task": task, "form": task,
+                "frame_size": size, "correct": correct}
+    preds = [p("exist", "72x128", True), p("exist", "72x128", False), p("now", "64x64", True),
+             p("exist", "128x72", False), p("now", "72x128", True, "full", None)]
+    cells = {(c["method"], c["ratio"], c["task"], c["frame_size"]): (c["correct"], c["n"])
+             for c in ev.frame_size_rows(preds)}
+    assert cells[("vst", 16, "exist", "72x128")] == (1, 2)
+    assert cells[("vst", 16, "all", "72x128")] == (1, 2)
+    assert cells[("full", 16, "now", "72x128")] == (1, 1)
+    table = ev.markdown_frame_sizes(ev.frame_size_rows(preds))
+    assert "| method | ratio | task | 64x64 | 72x128 | 128x72 |" in table
+    assert "| vst | 16x | exist | - | 50.0 (2) | 0.0 (1) |" in table
+    assert ev.markdown_frame_sizes(ev.frame_size_rows(preds[:2])) == ""
+
+
+def test_cli_fits_frames_as_asked_and_records_it(tmp_path: Path, monkeypatch) -> None:
+    from streamvxl.preprocess import Preprocessor
+
+    fits: list[str] = []
+    one = Preprocessor._one
+    monkeypatch.setattr(Preprocessor, "_one", lambda self, frame: fits.append(self.fit)
+                        or one(self, frame))
+    common = ["--model", "tiny-random", "--out", str(tmp_path), "--n-videos", "2", "--frames",
+              "8", "--ratios", "2", "--methods", "vst", "--tasks", "exist", "--window", "16",
+              "--max-new-tokens", "2", "--device", "cpu", "--world",
+              '{"sizes": [[40, 40], [40, 72]]}',
+              "--boundary", '{"window": 1, "min_frames": 2, "max_frames": 4}']
+    ev.main(common + ["--name", "crop"])
+    assert fits and set(fits) == {"crop"}
+    fits.clear()
+    ev.main(common + ["--name", "pad", "--fit", "pad"])
+    assert fits and set(fits) == {"pad"}
+    crop, pad = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("crop", "pad"))
+    assert "fit" not in crop["settings"] and pad["settings"]["fit"] == "pad"
+    assert {p["frame_size"] for p in crop["predictions"]} == {"40x40", "40x72"}
+    # the same questions: pairable by training.compare_models
+    assert [(p["video"], p["question"]) for p in crop["predictions"]] == [
+        (p["video"], p["question"]) for p in pad["predictions"]]
+
+
 def test_a_video_with_an_outage_is_asked_with_the_memorys_note(model, tokenizer,
                                                                monkeypatch) -> None:
     """An outage's frames never reach the model, and every question about that video starts
