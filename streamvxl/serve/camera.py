@@ -28,10 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def load_hub(config: ServeConfig) -> Hub:
-    """The one model every camera of ``config`` shares: its checkpoint, else streamvxl-tiny."""
+    """The one model every camera of ``config`` shares: its checkpoint, else streamvxl-tiny,
+    fitting frames as ``config.fit`` asks."""
     if config.model_path:
-        return Hub.from_pretrained(config.model_path, device=config.device)
-    return Hub.default(device=config.device)
+        hub = Hub.from_pretrained(config.model_path, device=config.device)
+    else:
+        hub = Hub.default(device=config.device)
+    runtime = hub.runtime
+    if config.fit is not None and runtime.preprocessor is not None:
+        runtime.preprocessor = replace(runtime.preprocessor, fit=config.fit)
+    return hub
 
 
 class Camera:

@@ -5,6 +5,7 @@ Example (every key but ``cameras.<name>.source`` has a default)::
     [model]                       # absent: the embedded streamvxl-tiny
     path = "/models/VideoXL"      # a Video-XL checkpoint folder
     device = "cuda"
+    fit = "pad"                   # wide frames padded, not centre-cropped (default: "crop")
 
     [serve]
     health_seconds = 10           # the health line, and the retained status over MQTT
@@ -49,6 +50,7 @@ from ..errors import ConfigError
 from ..intervals.boundary import BoundaryConfig
 from ..memory.recall import Retrieval, Scorer
 from ..persist.durability import Durability
+from ..preprocess import Fit
 from .toml_table import Table
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -147,6 +149,9 @@ class ServeConfig:
     """Where the settings came from (errors name it)."""
     ray: RayConfig | None = None
     """``[ray]``: how ``serve --ray`` shards the cameras (ignored without ``--ray``)."""
+    fit: Fit | None = None
+    """How frames that are not square fit the model's tower (`Preprocessor.fit`); None: the
+    model's own (a centre crop)."""
 
 
 def load_config(path: str | os.PathLike[str]) -> ServeConfig:
@@ -181,10 +186,11 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     assert cameras_table is not None
     doc.done()
 
-    model_path = device = None
+    model_path = device = fit = None
     if model is not None:
         model_path = model.take_str("path", None, example="/models/VideoXL")
         device = model.take_str("device", None, example="cuda")
+        fit = model.take_choice("fit", get_args(Fit), None)
         model.done()
         if model_path is not None:
             model_path = str(base / model_path)
@@ -207,7 +213,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
                           "source = \"rtsp://10.0.0.5/stream\"")
     return ServeConfig(tuple(cameras), model_path, device,
                        _mqtt(mqtt, base) if mqtt is not None else None, log_dir, health,
-                       shutdown, source, _ray(ray) if ray is not None else None)
+                       shutdown, source, _ray(ray) if ray is not None else None, fit)
 
 
 def _ray(t: Table) -> RayConfig:

@@ -14,6 +14,7 @@ FULL = """
 [model]
 path = "ckpt"
 device = "cpu"
+fit = "pad"
 
 [serve]
 health_seconds = 5
@@ -56,7 +57,7 @@ fps = 1
 def test_a_full_file_reads_as_typed_settings(tmp_path: Path) -> None:
     (tmp_path / "serve.toml").write_text(FULL)
     c = load_config(tmp_path / "serve.toml")
-    assert c.model_path == str(tmp_path / "ckpt") and c.device == "cpu"
+    assert c.model_path == str(tmp_path / "ckpt") and c.device == "cpu" and c.fit == "pad"
     assert c.log_dir == str(tmp_path / "memories") and c.health_seconds == 5.0
     assert c.shutdown_seconds == 3.0
     door, yard = c.cameras
@@ -90,7 +91,7 @@ def test_tiers_and_retrieval_read_as_memory_settings() -> None:
 
 def test_the_smallest_file_needs_only_a_camera() -> None:
     c = parse_config('[cameras.cam]\nsource = "x.mp4"\n')
-    assert c.mqtt is None and c.model_path is None and c.log_dir is None
+    assert c.mqtt is None and c.model_path is None and c.log_dir is None and c.fit is None
     assert c.cameras[0].fps == 1.0
 
 
@@ -125,6 +126,7 @@ def test_the_smallest_file_needs_only_a_camera() -> None:
     ("[cameras.d]\nsource = 'a'\n[mqtt.tls]\nca = 'missing.crt'\n", "[mqtt.tls] ca = 'missing.crt': no such file"),
     ("[cameras.d]\nsource = 'a'\n[mqtt]\nhost = 5\n", "[mqtt] host = 5: must be a non-empty string"),
     ("[cameras.d]\nsource = 'a'\n[modle]\npath = 'x'\n", "modle: unknown key; did you mean 'model'"),
+    ("[cameras.d]\nsource = 'a'\n[model]\nfit = 'squash'\n", "[model] fit = 'squash': must be one of 'crop', 'pad'"),
     ("[cameras.d]\nsource = 'a'\n[serve]\nhealth_seconds = true\n", "health_seconds = True"),
     ("cameras = 3\n", "cameras = 3: must be a table"),
     ("[cameras.d\nsource = 'a'\n", "not valid TOML"),
@@ -139,3 +141,24 @@ def test_each_mistake_names_its_key(text: str, named: str, tmp_path: Path) -> No
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the serve configuration"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_the_models_fit_reaches_the_hubs_preprocessing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[model] fit`` changes how the shared runtime fits frames; absent, the model's own."""
+    from streamvxl.runtime import Runtime
+    from streamvxl.runtime.hub import Hub
+    from streamvxl.serve.camera import load_hub
+    from streamvxl.testing import make_tokenizer, random_videoxl
+
+    model, tokenizer = random_videoxl(0), make_tokenizer()
+    monkeypatch.setattr(Hub, "default", classmethod(
+        lambda cls, config=None, *, device=None, background=True:
+        cls(Runtime(model, tokenizer), background=False)))
+    cam = '[cameras.cam]\nsource = "x.mp4"\n'
+    for text, fit in ((cam, "crop"), ('[model]\nfit = "pad"\n' + cam, "pad")):
+        hub = load_hub(parse_config(text))
+        try:
+            assert hub.runtime.preprocessor.fit == fit
+            assert hub.runtime.preprocessor.image_size == model.image_size
+        finally:
+            hub.close()
