@@ -206,10 +206,13 @@ def write_mp4(clip: Clip, path: Path) -> Path:
     return path
 
 
-def memories(model: str | Path | None = None):
+def memories(model: str | Path | None = None, fit: str | None = None):
     """A function making a fresh `VideoMemory` (default `MemoryConfig`, as ``VideoMemory()``)
     per clip over one runtime: the embedded streamvxl-tiny, or ``model`` (a delta or a
-    model folder), loaded once."""
+    model folder), loaded once; ``fit``: how frames that are not square reach it
+    (`streamvxl.preprocess.Preprocessor.fit`; None: the model's own)."""
+    from dataclasses import replace
+
     from streamvxl import MemoryConfig, VideoMemory
     from streamvxl.intervals import BoundaryConfig
     from streamvxl.runtime import Runtime
@@ -227,6 +230,8 @@ def memories(model: str | Path | None = None):
             fields = trained_settings(model).get("boundary")
             boundary = BoundaryConfig(**fields) if fields else None
         runtime = Runtime(net, tokenizer, preprocess, trained_boundary=boundary)
+    if fit is not None:
+        runtime.preprocessor = replace(runtime.preprocessor, fit=fit)
     return lambda: VideoMemory.on(runtime, MemoryConfig())
 
 
@@ -274,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=Path, default=None, help="keep the MP4 files here")
     p.add_argument("--out", type=Path, default=None, help="write <out>/<name>.json and .md")
     p.add_argument("--name", default="outside_clips")
+    p.add_argument("--fit", choices=("crop", "pad"),
+                   help="how frames that are not square reach the model (default: its own)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    factory = memories(args.model)
+    factory = memories(args.model, args.fit)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -286,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             path = write_mp4(clip, folder / f"{clip.name}.mp4")
             rows += ask_clip(clip, path, factory)
             log.info("[%d/%d] %s (%.0f s)", k, len(CLIPS), clip.name, time.perf_counter() - t0)
-    text = markdown(rows, args.model or "the embedded streamvxl-tiny")
+    text = markdown(rows, (args.model or "the embedded streamvxl-tiny")
+                    + (f", frames fit by {args.fit}" if args.fit else ""))
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -78,3 +78,9 @@ def test_a_clip_is_asked_end_to_end(tiny_checkpoint: Path, tmp_path: Path) -> No
                     max_new_tokens=4)
     assert [r["question"] for r in rows] == [q for q, *_ in clip.questions]
     assert all(r["frames"] == 24 and isinstance(r["correct"], bool) for r in rows)
+
+
+def test_fit_reaches_the_memorys_preprocessing(tiny_checkpoint: Path) -> None:
+    for fit in ("crop", "pad"):
+        with memories(tiny_checkpoint, fit)() as mem:
+            assert mem.preprocessor.fit == fit
