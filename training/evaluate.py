@@ -132,13 +132,13 @@ def digest_note(settings: Mapping[str, Any]) -> str:
 
 
 def training_settings(model_folder: str | Path) -> dict[str, Any]:
-    """frames / world / boundary / window of the recipe run that wrote ``model_folder``
+    """frames / world / boundary / window / fit of the recipe run that wrote ``model_folder``
     (read from ``../trainer.json``); empty when the folder is not such a checkpoint."""
     meta = Path(model_folder).parent / "trainer.json"
     if not meta.is_file():
         return {}
     cfg = json.loads(meta.read_text()).get("config", {})
-    return {k: cfg[k] for k in ("frames", "world", "boundary", "window") if k in cfg}
+    return {k: cfg[k] for k in ("frames", "world", "boundary", "window", "fit") if k in cfg}
 
 
 def token_ids(tokenizer: Any, text: str, vocab_size: int) -> torch.Tensor:
@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--fit", choices=get_args(Fit),
                    help="how frames that are not square fit the tower (`Preprocessor.fit`; "
-                        "default: the model's own)")
+                        "default: the training run's, else a centre crop)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -691,8 +691,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     device = None if args.device == "auto" else args.device
     digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
-    if args.fit:
-        preprocess = replace(preprocess, fit=args.fit)
+    fit = args.fit or trained.get("fit")  # as the model was trained, unless told
+    if fit:
+        preprocess = replace(preprocess, fit=fit)
     frames = args.frames or trained.get("frames", 16)
     world_fields = {"max_objects": 2, **trained.get("world", {}), **(args.world or {})}
     world = WorldConfig(num_frames=frames, height=model.image_size, width=model.image_size,

@@ -38,9 +38,9 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from torch.distributed.tensor import DTensor
 from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.loading import load_videoxl
 from streamvxl.model.videoxl import VideoXL
-from streamvxl.preprocess import Preprocessor
+from streamvxl.preprocess import Fit, Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.world import VIDEO_TASKS, WorldConfig
 from training.batch import Example, TaskMix, draw_sample, make_example
@@ -150,7 +150,12 @@ class RecipeConfig:
     frames: int = 16
     """Frames per video (rendered at the model's image size)."""
     world: dict[str, Any] = field(default_factory=lambda: {"max_objects": 2})
-    """Further `WorldConfig` fields (e.g. max_objects, cut_prob, sign_prob)."""
+    """Further `WorldConfig` fields (e.g. max_objects, cut_prob, sign_prob; ``sizes`` draws
+    frame sizes other than the model's square)."""
+    fit: Fit = "crop"
+    """How frames that are not square fit the tower (`streamvxl.preprocess.Preprocessor.fit`;
+    the product must fit them the same way). A world drawing such sizes needs "pad": a crop
+    cuts off objects its questions ask about."""
     mix: TaskMix = field(default_factory=TaskMix)
     """Proportions of videos / single images / image sets, and the video tasks."""
     uncompressed_share: float = 0.0
@@ -274,6 +279,15 @@ class RecipeConfig:
         if self.reading_loss > 0 and not (self.train_projector or self.train_vision):
             raise ValueError("RecipeConfig.reading_loss teaches the projector (or the tower) to "
                              "keep the characters' order: set train_projector or train_vision")
+        if self.fit not in get_args(Fit):
+            raise ValueError(f"RecipeConfig.fit must be one of {get_args(Fit)}, got {self.fit!r}")
+        sizes = self.world.get("sizes") or ()
+        if self.fit == "crop" and any(h != w for h, w in sizes):
+            raise ValueError("RecipeConfig.world draws frames that are not square: set fit to "
+                             "'pad' (a centre crop cuts off objects the questions ask about)")
+        if sizes and self.reading_loss > 0:
+            raise ValueError("RecipeConfig.reading_loss reads signs on the tower's own pixel "
+                             "grid: leave 'sizes' out of the world, or set reading_loss to 0")
         if not 0.0 <= self.uncompressed_share <= 1.0:
             raise ValueError(f"RecipeConfig.uncompressed_share must be in [0, 1], got "
                              f"{self.uncompressed_share!r}")
@@ -388,6 +402,7 @@ def load_model(cfg: RecipeConfig, checkpoint: Path | None, device: torch.device 
     tokenizer and frame preprocessing; with ``lora_rank``, its adapters: fresh ones, or a
     checkpoint's."""
     model, tokenizer, preprocess = _load_weights(cfg, checkpoint, device)
+    preprocess = replace(preprocess, fit=cfg.fit)
     if cfg.lora_rank is not None and checkpoint is not None:
         path = checkpoint / LORA_FILE
         if not path.is_file():

@@ -33,7 +33,8 @@
 # sets the data processes (the config's 3 starve a step of long videos). TRAIN_WORLD=JSON replaces
 # the config's training world (all its fields: e.g. '{"max_objects": 3, "sign_prob": 0.5,
 # "number_prob": 0.8}' makes 80 % of the short videos', stills' and reading stills' signs numbers;
-# the evaluations keep their own world). CELL=side_by_side builds the model (or continues the
+# the evaluations keep their own world; its "sizes" with frames that are not square need FIT=pad).
+# CELL=side_by_side builds the model (or continues the
 # delta) with `VisualConfig.cell` side by side: a fresh projector reads each token's 2 x 2
 # patches concatenated instead of averaging their projections.
 set -euo pipefail
@@ -94,6 +95,7 @@ say "init"
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${TRAIN_WORLD:-} ]] && OVERRIDES+=(--world "$TRAIN_WORLD")
+[[ -n ${FIT:-} ]] && OVERRIDES+=(--fit "$FIT")  # pad: a TRAIN_WORLD with wide "sizes" needs it
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
 OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
 [[ -n ${MICRO_FRAMES:-} ]] && OVERRIDES+=(--micro-batch-frames "$MICRO_FRAMES")

@@ -116,7 +116,11 @@ def test_flags_and_json_config_agree(tmp_path: Path) -> None:
                                         ({"learning_rate": 1.0}, "unknown"),
                                         ({"fsdp_param_dtype": "float16"}, "fsdp_param_dtype"),
                                         ({"fsdp_param_dtype": "bfloat16", "lora_rank": 4},
-                                         "fsdp_param_dtype bfloat16 rounds LoRA")])
+                                         "fsdp_param_dtype bfloat16 rounds LoRA"),
+                                        ({"fit": "squash"}, "fit"),
+                                        ({"world": {"sizes": [[48, 80]]}}, "set fit to 'pad'"),
+                                        ({"world": {"sizes": [[48, 48]]}, "reading_loss": 0.5},
+                                         "reading_loss")])
 def test_bad_config_is_rejected_by_name(bad: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         config_from_dict(bad)
@@ -150,3 +154,22 @@ def test_no_checkpoints_writes_none(tmp_path: Path) -> None:
     ({"fsdp_param_dtype": "bfloat16"}, torch.bfloat16), ({"autocast": False}, None)])
 def test_fsdp_gather_dtype(fields: dict, gathered) -> None:
     assert RecipeConfig(**fields).fsdp_gather_dtype == gathered
+
+
+def test_a_world_of_wide_frames_trains_on_padded_frames(tmp_path: Path, monkeypatch) -> None:
+    """``fit`` reaches every training frame's preprocessing, and the run records it (the
+    evaluation of its checkpoints reads it back)."""
+    from streamvxl.preprocess import Preprocessor
+    from training.evaluate import training_settings
+
+    fits: list[tuple[str, tuple[int, ...]]] = []
+    one = Preprocessor._one
+    monkeypatch.setattr(Preprocessor, "_one", lambda self, frame: fits.append(
+        (self.fit, tuple(frame.shape[:2]))) or one(self, frame))
+    cfg = tiny_run(tmp_path, stages=[[2, [2]]], fit="pad",
+                   world={"max_objects": 2, "sizes": [[40, 72], [40, 40]]})
+    train(cfg)
+    assert fits and {f for f, _ in fits} == {"pad"}
+    assert {size for _, size in fits} <= {(40, 72), (40, 40)}
+    step = sorted(tmp_path.glob("step_*"))[-1]
+    assert training_settings(step / "model")["fit"] == "pad"
