@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class Preprocessor:
     frame's sides is lost)."""
 
     def __post_init__(self) -> None:
-        if self.fit not in ("crop", "pad"):
+        if self.fit not in get_args(Fit):
             raise ValueError(f"Preprocessor.fit must be 'crop' or 'pad', got {self.fit!r}")
         if self.image_size < 1:
             raise ValueError(f"Preprocessor.image_size must be >= 1, got {self.image_size}")
