@@ -9,10 +9,15 @@ shape, or both, per object; a sign for the needle questions), and a frame is a p
 (frame, text) pair of the batch, which takes any number of positives per text (an absent
 thing's question has none). Frames get a random gain and pixel noise.
 
-Evaluation (printed every ``--eval-every`` steps and at the end) uses ``split="eval"`` episodes
-(held-out pairings) and held-out phrasings: for every text with a positive in the batch,
-whether its best-scoring frame is one (precision at 1), split into texts that name a held-out
-pairing and the others.
+Evaluation (printed every ``--eval-every`` steps and at the end; ``--evaluate`` alone scores
+the shipped weights or ``--init``'s) uses ``split="eval"`` episodes (held-out pairings) and
+held-out phrasings: for every text with a positive in the batch, whether its best-scoring frame
+is one (precision at 1), split into texts that name a held-out pairing and the others; and for
+every text naming a (shape, colour) with both the thing and a look-alike in the batch (one of
+its shape and colour: a yellow circle for "the yellow diamond"), whether the thing's best frame
+outscores every look-alike's ("over_lookalikes"). Over hours of video a look-alike is always
+somewhere in the memory, and citations of "when" questions went to it (docs/retrieval.md);
+``--lookalike-weight`` weighs those pairs up in the loss.
 
 The shipped weights are step 2,400 of a 2,800-step cosine on one H200 (14 processes drawing
 the world; 0.17 s a step; the call's time ran out first, and the recipe writes the weights at
@@ -156,10 +161,20 @@ def episode_texts(ep: Episode, rng: np.random.Generator, k: int, split: str,
     return Texts(texts, names, held)
 
 
+def looks_alike(named: Named, shape: str, colour: str) -> bool:
+    """Whether an object of ``shape`` and ``colour`` shares exactly one of the two with a thing
+    named by both (a yellow circle for "the yellow diamond"): what a scorer confuses."""
+    if named[0] is None or named[1] is None or named[0] == SIGN:
+        return False
+    return (named[0] == shape) != (named[1] == colour)
+
+
 def batch(rng: np.random.Generator, episodes: int, frames_per: int, texts_per: int,
-          split: str, world: WorldConfig) -> tuple[torch.Tensor, Texts, torch.Tensor]:
-    """Frames (B, H, W, 3) uint8, their texts, and labels (B, T) 1.0 where frame shows what
-    the text names."""
+          split: str, world: WorldConfig
+          ) -> tuple[torch.Tensor, Texts, torch.Tensor, torch.Tensor]:
+    """Frames (B, H, W, 3) uint8, their texts, labels (B, T) 1.0 where a frame shows what the
+    text names, and look-alikes (B, T) 1.0 where it does not but shows something that
+    `looks_alike` a thing the text names."""
     frames, visible, texts = [], [], Texts([], [], [])
     for _ in range(episodes):
         ep = sample_episode(rng, world, split=split)  # type: ignore[arg-type]
@@ -175,7 +190,9 @@ def batch(rng: np.random.Generator, episodes: int, frames_per: int, texts_per: i
         texts.held_out.extend(more.held_out)
     labels = torch.tensor([[float(any(shows(n, s, c) for n in named for s, c in seen))
                             for named in texts.named] for seen in visible])
-    return torch.from_numpy(np.stack(frames)), texts, labels
+    alike = torch.tensor([[float(any(looks_alike(n, s, c) for n in named for s, c in seen))
+                           for named in texts.named] for seen in visible]) * (1 - labels)
+    return torch.from_numpy(np.stack(frames)), texts, labels, alike
 
 
 class Batches(torch.utils.data.IterableDataset):
@@ -189,9 +206,9 @@ class Batches(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, 1, info.id if info is not None else 0])
         world = WorldConfig()
         while True:
-            frames, texts, labels = batch(rng, self.episodes, self.frames, self.texts, "train",
-                                          world)
-            yield to_input(frames, rng), texts.texts, labels
+            frames, texts, labels, alike = batch(rng, self.episodes, self.frames, self.texts,
+                                                 "train", world)
+            yield to_input(frames, rng), texts.texts, labels, alike
 
 
 def to_input(frames: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
@@ -207,12 +224,15 @@ def to_input(frames: torch.Tensor, rng: np.random.Generator | None = None) -> to
     return (x / 255.0 - mean) / std
 
 
-def sigmoid_loss(model, images: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor
-                 ) -> torch.Tensor:
+def sigmoid_loss(model, images: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """SigLIP's loss over every (frame, text) pair, each pair weighted by ``weights`` (B, T)
+    (None: all 1)."""
     img = F.normalize(model.encode_image(images), dim=-1)  # (B, E)
     txt = F.normalize(model.encode_text(ids), dim=-1)  # (T, E)
     logits = model.logit_scale.exp() * img @ txt.T + model.logit_bias  # (B, T)
-    return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / labels.shape[0]
+    return F.binary_cross_entropy_with_logits(logits, labels, weights,
+                                              reduction="sum") / labels.shape[0]
 
 
 @torch.inference_mode()
@@ -221,17 +241,22 @@ def evaluate(model, tokenizer, seed: int, device: torch.device, rounds: int = 4,
     """Precision at 1 over held-out videos and phrasings (see the module docstring)."""
     model.eval()
     rng = np.random.default_rng([seed, 99])
-    hits = {"held_out": [0, 0], "trained": [0, 0]}
+    hits = {"held_out": [0, 0], "trained": [0, 0], "over_lookalikes": [0, 0]}
     for _ in range(rounds):
-        frames, texts, labels = batch(rng, episodes, 16, 16, "eval", WorldConfig())
+        frames, texts, labels, alike = batch(rng, episodes, 16, 16, "eval", WorldConfig())
         img = F.normalize(model.encode_image(to_input(frames).to(device)), dim=-1)
         txt = F.normalize(model.encode_text(tokenizer(texts.texts).to(device)), dim=-1)
-        best = (img @ txt.T).argmax(0).cpu()  # (T,) best frame per text
+        sim = (img @ txt.T).cpu()  # (B, T)
+        best = sim.argmax(0)  # (T,) best frame per text
         for j in range(len(texts.texts)):
             if labels[:, j].any():
                 key = "held_out" if texts.held_out[j] else "trained"
                 hits[key][0] += int(labels[best[j], j] > 0)
                 hits[key][1] += 1
+            if labels[:, j].any() and alike[:, j].any():  # the thing against its look-alikes
+                shown = sim[labels[:, j] > 0, j].max()
+                hits["over_lookalikes"][0] += int(shown > sim[alike[:, j] > 0, j].max())
+                hits["over_lookalikes"][1] += 1
     model.train()
     return {k: (a / b if b else float("nan"), b) for k, (a, b) in hits.items()}
 
@@ -250,16 +275,40 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes drawing batches (0: in the training loop)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--out", type=Path, required=True, help="the .safetensors to write")
+    p.add_argument("--lookalike-weight", type=float, default=1.0,
+                   help="weight of a (frame, text) pair whose frame shows a look-alike of what "
+                        "the text names (one of its colour and shape; 1: as any pair)")
+    p.add_argument("--init", type=Path, help="start from these weights (.safetensors)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="only print the precision at 1 of --init (the shipped weights "
+                        "without it) and exit")
+    p.add_argument("--out", type=Path, help="the .safetensors to write")
     args = p.parse_args(argv)
+    if args.out is None and not args.evaluate:
+        p.error("--out is required to train")
+    if args.lookalike_weight < 0:
+        p.error("--lookalike-weight must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     device = torch.device(args.device)
-    model = build_world_clip().to(device)
+    model = build_world_clip()
+    init = args.init
+    if init is None and args.evaluate:
+        from importlib import resources
+
+        from streamvxl.memory.clip_scorer import WORLD_CLIP_FILE
+        init = Path(str(resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE))
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+    model = model.to(device)
     tokenizer = world_tokenizer()
+    if args.evaluate:
+        log.info("%s precision at 1: %s", init,
+                 json.dumps(evaluate(model, tokenizer, args.seed, device)))
+        return 0
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
 
     def lr_at(step: int) -> float:
@@ -272,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         Batches(args.seed, args.episodes, args.frames, args.texts), batch_size=None,
         num_workers=args.workers, prefetch_factor=4 if args.workers else None)
     start = time.perf_counter()
-    for step, (images, texts, labels) in zip(range(args.steps), loader, strict=False):
+    for step, (images, texts, labels, alike) in zip(range(args.steps), loader, strict=False):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
+        weights = 1 + (args.lookalike_weight - 1) * alike  # (B, T)
         loss = sigmoid_loss(model, images.to(device), tokenizer(texts).to(device),
-                            labels.to(device))
+                            labels.to(device), weights.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -292,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             save_file({k: v.detach().half().cpu().contiguous()
                        for k, v in model.state_dict().items()},
                       str(args.out), metadata={"config": json.dumps(WORLD_CLIP_CONFIG),
-                                               "steps": str(step + 1), "seed": str(args.seed)})
+                                               "steps": str(step + 1), "seed": str(args.seed),
+                                               "lookalike_weight": str(args.lookalike_weight)})
             log.info("wrote %s (step %d)", args.out, step + 1)
     return 0
 

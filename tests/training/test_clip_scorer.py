@@ -9,7 +9,7 @@ import torch
 
 from streamvxl.memory import clip_scorer
 from streamvxl.world.scene import WorldConfig, sample_episode
-from training.clip_scorer import SIGN, batch, episode_texts, main, named_in, shows
+from training.clip_scorer import SIGN, batch, episode_texts, looks_alike, main, named_in, shows
 
 pytest.importorskip("open_clip")
 
@@ -20,11 +20,17 @@ def test_what_a_text_names() -> None:
     assert named_in("the blue one and the circle") == [(None, "blue"), ("circle", None)]
     assert named_in("What happened after the cut?") == []
     assert shows(("star", None), "star", "red") and not shows(("star", "blue"), "star", "red")
+    assert looks_alike(("diamond", "yellow"), "circle", "yellow")
+    assert looks_alike(("diamond", "yellow"), "diamond", "red")
+    assert not looks_alike(("diamond", "yellow"), "diamond", "yellow")  # the thing itself
+    assert not looks_alike(("diamond", "yellow"), "circle", "red")
+    assert not looks_alike((None, "yellow"), "circle", "yellow")  # any yellow thing is it
+    assert not looks_alike((SIGN, None), "circle", "yellow")
 
 
 def test_labels_follow_what_each_frame_shows() -> None:
     rng = np.random.default_rng(3)
-    frames, texts, labels = batch(rng, 6, 8, 8, "train", WorldConfig(sign_prob=0.5))
+    frames, texts, labels, alike = batch(rng, 6, 8, 8, "train", WorldConfig(sign_prob=0.5))
     assert frames.shape[0] == labels.shape[0] == 48 and labels.shape[1] == len(texts.texts)
     assert 0 < labels.mean() < 0.5
     # every label is 1 exactly when some named thing is on that frame (recomputed here from
@@ -41,12 +47,27 @@ def test_labels_follow_what_each_frame_shows() -> None:
     want = torch.tensor([[float(any(shows(n, s, c) for n in named for s, c in frame))
                           for named in texts.named] for frame in seen])
     assert torch.equal(labels, want)
+    # a look-alike: not the thing, but something sharing one of its shape and colour
+    similar = torch.tensor([[float(not any(shows(n, s, c) for n in named for s, c in frame)
+                                   and any(n[0] not in (None, SIGN) and n[1] is not None
+                                           and (n[0] == s) + (n[1] == c) == 1
+                                           for n in named for s, c in frame))
+                             for named in texts.named] for frame in seen])
+    assert torch.equal(alike, similar) and alike.any()
 
 
 def test_a_run_writes_weights_the_product_loads(tmp_path, monkeypatch) -> None:
     out = tmp_path / "world-clip.safetensors"
     assert main(["--steps", "2", "--episodes", "2", "--frames", "4", "--texts", "4",
-                 "--eval-every", "2", "--threads", "1", "--out", str(out)]) == 0
+                 "--eval-every", "2", "--threads", "1", "--lookalike-weight", "4",
+                 "--out", str(out)]) == 0
+    from safetensors import safe_open
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["lookalike_weight"] == "4.0"
+    more = tmp_path / "more.safetensors"  # continued from the first run's weights
+    assert main(["--steps", "1", "--episodes", "2", "--frames", "4", "--texts", "4",
+                 "--eval-every", "1", "--threads", "1", "--init", str(out),
+                 "--out", str(more)]) == 0
     monkeypatch.setattr(clip_scorer.resources, "files", lambda _: tmp_path / "pkg")
     (tmp_path / "pkg" / "weights").mkdir(parents=True)
     (tmp_path / "pkg" / "weights" / clip_scorer.WORLD_CLIP_FILE).write_bytes(out.read_bytes())
@@ -55,3 +76,28 @@ def test_a_run_writes_weights_the_product_loads(tmp_path, monkeypatch) -> None:
     (tmp_path / "pkg" / "weights" / clip_scorer.WORLD_CLIP_FILE).write_bytes(b"torn")
     with pytest.raises(clip_scorer.CheckpointError, match="reinstall"):
         clip_scorer.ClipScorer.default()
+
+
+def test_lookalike_pairs_weigh_as_asked() -> None:
+    """A look-alike pair's loss counts ``weight`` times, every other pair once."""
+    from training.clip_scorer import sigmoid_loss
+
+    model = clip_scorer.build_world_clip()
+    tokenizer = clip_scorer.world_tokenizer()
+    images = torch.randn(3, 3, 64, 64)
+    ids = tokenizer(["the red star", "a blue circle"])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    alike = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    with torch.no_grad():
+        plain = sigmoid_loss(model, images, ids, labels)
+        heavy = sigmoid_loss(model, images, ids, labels, 1 + 3 * alike)
+        only = sigmoid_loss(model, images, ids, labels, alike)
+    assert torch.allclose(heavy, plain + 3 * only)
+
+
+def test_evaluate_scores_the_shipped_weights(caplog) -> None:
+    import logging
+    with caplog.at_level(logging.INFO, logger="training.clip_scorer"):
+        assert main(["--evaluate", "--threads", "1"]) == 0
+    line = next(r.getMessage() for r in caplog.records if "precision at 1" in r.getMessage())
+    assert "over_lookalikes" in line and "held_out" in line
