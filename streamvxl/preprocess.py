@@ -7,14 +7,15 @@ after resizing like the PIL-based CLIP processor.
 - ``"crop"`` (CLIP's and Video-XL's): resize the shortest edge to the square's side (bicubic,
   antialiased) and centre-crop. A 16:9 camera loses 22 % of its width on each side: whatever
   happens there is never seen.
-- ``"pad"`` (LLaVA's ``expand2square``): paste the frame on a square of the mean colour (0
-  after normalisation), then resize that. Every pixel is seen, smaller. A square frame gives
+- ``"pad"`` (LLaVA's ``expand2square``): paste the frame on a square of the mean colour (about
+  0 after normalisation), then resize that. Every pixel is seen, smaller. A square frame gives
   the same pixels either way.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -73,6 +74,22 @@ class Preprocessor:
                 return cls(image_size, mean, std)
         return cls(image_size)
 
+    @classmethod
+    def recorded(cls, image_size: int, record: Mapping[str, object], source: object
+                 ) -> Preprocessor:
+        """CLIP defaults at ``image_size`` fitting frames as a checkpoint's ``record`` says
+        (``{"fit": "pad"}``; empty: a centre crop), the record read from ``source``.
+
+        Raises:
+            CheckpointError: the record holds something else, or a fit that does not exist.
+        """
+        unknown = sorted(set(record) - {"fit"})
+        fit = record.get("fit", "crop")
+        if unknown or fit not in get_args(Fit):
+            raise CheckpointError(f"{source}: its preprocessing record {dict(record)!r} is not "
+                                  f"{{'fit': one of {get_args(Fit)}}}")
+        return cls(image_size, fit=fit)  # type: ignore[arg-type]
+
     def __call__(self, frames: list[np.ndarray], device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Validated RGB uint8 frames -> (N, 3, S, S) normalised pixels."""
@@ -99,9 +116,10 @@ class Preprocessor:
         s = self.image_size
         img = frame.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
         h, w = img.shape[-2:]
-        if self.fit == "pad" and h != w:  # LLaVA's expand2square: a square of the mean colour
+        if self.fit == "pad" and h != w:  # LLaVA's expand2square: a square of the mean
+            # colour, rounded down as LLaVA does (122, 116, 104 for CLIP's: ~-0.01 normalised)
             side = max(h, w)
-            square = torch.tensor([round(255 * m) for m in self.mean], dtype=img.dtype,
+            square = torch.tensor([int(255 * m) for m in self.mean], dtype=img.dtype,
                                   device=img.device).view(1, 3, 1, 1).repeat(1, 1, side, side)
             top, left = (side - h) // 2, (side - w) // 2
             square[:, :, top:top + h, left:left + w] = img

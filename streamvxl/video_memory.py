@@ -139,4 +139,6 @@ def _runtime(model: VideoXL | None, tokenizer: Any, preprocessor: Preprocessor |
     runtime = Runtime.default(config)
     if tokenizer is not None:
         runtime.tokenizer = tokenizer
+    if preprocessor is not None:  # e.g. fit="pad" for a wide camera
+        runtime.preprocessor = preprocessor
     return runtime

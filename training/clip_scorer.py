@@ -302,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         from streamvxl.memory.clip_scorer import WORLD_CLIP_FILE
         init = Path(str(resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE))
     if init is not None:
-        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+        from safetensors import SafetensorError
+        try:
+            model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+        except (OSError, RuntimeError, SafetensorError) as e:
+            p.error(f"cannot load the world CLIP's weights from {init}: {e}")
     model = model.to(device)
     tokenizer = world_tokenizer()
     if args.evaluate:
@@ -343,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                        for k, v in model.state_dict().items()},
                       str(args.out), metadata={"config": json.dumps(WORLD_CLIP_CONFIG),
                                                "steps": str(step + 1), "seed": str(args.seed),
-                                               "lookalike_weight": str(args.lookalike_weight)})
+                                               "lookalike_weight": str(args.lookalike_weight),
+                                               "init": str(args.init or "")})
             log.info("wrote %s (step %d)", args.out, step + 1)
     return 0
 

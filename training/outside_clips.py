@@ -31,11 +31,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from streamvxl.preprocess import Fit
 from streamvxl.world import QA, is_correct
 
 log = logging.getLogger("training.outside_clips")
@@ -206,11 +207,11 @@ def write_mp4(clip: Clip, path: Path) -> Path:
     return path
 
 
-def memories(model: str | Path | None = None, fit: str | None = None):
+def memories(model: str | Path | None = None, fit: Fit | None = None):
     """A function making a fresh `VideoMemory` (default `MemoryConfig`, as ``VideoMemory()``)
     per clip over one runtime: the embedded streamvxl-tiny, or ``model`` (a delta or a
     model folder), loaded once; ``fit``: how frames that are not square reach it
-    (`streamvxl.preprocess.Preprocessor.fit`; None: the model's own)."""
+    (`streamvxl.preprocess.Preprocessor.fit`; None: as the weights record)."""
     from dataclasses import replace
 
     from streamvxl import MemoryConfig, VideoMemory
@@ -230,7 +231,7 @@ def memories(model: str | Path | None = None, fit: str | None = None):
             fields = trained_settings(model).get("boundary")
             boundary = BoundaryConfig(**fields) if fields else None
         runtime = Runtime(net, tokenizer, preprocess, trained_boundary=boundary)
-    if fit is not None:
+    if fit is not None and runtime.preprocessor is not None:
         runtime.preprocessor = replace(runtime.preprocessor, fit=fit)
     return lambda: VideoMemory.on(runtime, MemoryConfig())
 
@@ -279,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=Path, default=None, help="keep the MP4 files here")
     p.add_argument("--out", type=Path, default=None, help="write <out>/<name>.json and .md")
     p.add_argument("--name", default="outside_clips")
-    p.add_argument("--fit", choices=("crop", "pad"),
-                   help="how frames that are not square reach the model (default: its own)")
+    p.add_argument("--fit", choices=get_args(Fit),
+                   help="how frames that are not square reach the model (default: as it was "
+                        "trained)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     factory = memories(args.model, args.fit)

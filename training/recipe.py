@@ -148,7 +148,7 @@ class RecipeConfig:
     seed: int = 0
     """Seeds the model (tiny-random) and every example."""
     frames: int = 16
-    """Frames per video (rendered at the model's image size)."""
+    """Frames per video (rendered at the model's image size, or at the world's ``sizes``)."""
     world: dict[str, Any] = field(default_factory=lambda: {"max_objects": 2})
     """Further `WorldConfig` fields (e.g. max_objects, cut_prob, sign_prob; ``sizes`` draws
     frame sizes other than the model's square)."""
@@ -281,7 +281,11 @@ class RecipeConfig:
                              "keep the characters' order: set train_projector or train_vision")
         if self.fit not in get_args(Fit):
             raise ValueError(f"RecipeConfig.fit must be one of {get_args(Fit)}, got {self.fit!r}")
-        sizes = self.world.get("sizes") or ()
+        try:  # the rest of the world is checked when the run draws it, at the model's size
+            sizes = [(int(h), int(w)) for h, w in self.world.get("sizes") or ()]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"RecipeConfig.world's sizes must be [height, width] pairs, got "
+                             f"{self.world.get('sizes')!r}") from e
         if self.fit == "crop" and any(h != w for h, w in sizes):
             raise ValueError("RecipeConfig.world draws frames that are not square: set fit to "
                              "'pad' (a centre crop cuts off objects the questions ask about)")

@@ -34,9 +34,9 @@
 # the config's training world (all its fields: e.g. '{"max_objects": 3, "sign_prob": 0.5,
 # "number_prob": 0.8}' makes 80 % of the short videos', stills' and reading stills' signs numbers;
 # the evaluations keep their own world; its "sizes" with frames that are not square need FIT=pad).
-# CELL=side_by_side builds the model (or continues the
-# delta) with `VisualConfig.cell` side by side: a fresh projector reads each token's 2 x 2
-# patches concatenated instead of averaging their projections.
+# CELL=side_by_side builds the model (or continues the delta) with `VisualConfig.cell` side by
+# side: a fresh projector reads each token's 2 x 2 patches concatenated instead of averaging
+# their projections.
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}

@@ -175,8 +175,9 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     ``looks`` are the spans' text-to-frame embeddings in time order; c is every kept frame's
     cosine with the question's text embedding ``text``, in that order. What the question names
     is on screen around a peak -- the best-matching frame of span ``around`` (the one the
-    answer's evidence points at; None, or a span without looks: the best-matching frame of
-    all) -- for as long as c stays above the midpoint between the peak's cosine and the median
+    answer's evidence points at; None, a span without looks, or one whose frames match under
+    the midpoint between the best cosine and the median: the best-matching frame of all) --
+    for as long as c stays above the midpoint between the peak's cosine and the median
     one and the spans follow one another in the stream (`stay`; ``follows[i]``: span i comes
     right after span i - 1, nothing between; None: all do): its first frame is where it
     appeared, its last where it left. Retrieval reads intervals hours apart side by side, and
@@ -209,10 +210,14 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     if follows is not None:  # (S,) which stretch of contiguous spans each span is in
         runs = torch.cumsum(torch.tensor([i > 0 and not f for i, f in enumerate(follows)]),
                             0)[span_of]  # (R,)
+    rows = torch.cat(cos)  # (R,)
     peak = None
-    if around is not None and cos[around].numel():
+    # the evidence's span, if it matches at all: at or above the midpoint of the best and the
+    # median cosine, the floor a stay around the best frame would have
+    if around is not None and cos[around].numel() and (
+            cos[around].max() >= (rows.max() + rows.median()) / 2):
         peak = sum(c.shape[0] for c in cos[:around]) + int(cos[around].argmax())
-    first, last = stay(torch.cat(cos), runs, peak)
+    first, last = stay(rows, runs, peak)
     _, p_appear, p_leave = probabilities.float().tolist()
     edges = torch.zeros(len(cos))
     edges[span_of[first]] += p_appear

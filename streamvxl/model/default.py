@@ -62,6 +62,9 @@ MEMORY_KEY = "memory"
 """Optional metadata field: the memory settings the weights were trained with, as JSON of
 `MemoryConfig` fields (``{"boundary": {"window": 2, "min_frames": 4, "max_frames": 16}}``); a
 stream that leaves them unset uses these."""
+PREPROCESS_KEY = "preprocess"
+"""Optional metadata field: how the weights saw their frames, as JSON (``{"fit": "pad"}``,
+`streamvxl.preprocess.Preprocessor.fit`); absent: a centre crop."""
 LORA_A, LORA_B = ".lora_A", ".lora_B"
 """Suffixes of the factors of a low-rank change: ``W = W_base + B @ A``."""
 VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -71,7 +74,7 @@ VISION_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_a
 
 __all__ = ["DEFAULT_DELTA", "apply_delta", "base_state", "config_from_metadata", "delta_metadata",
            "load_default_model", "merge_low_rank", "read_delta", "skeleton", "tensors_digest",
-           "trained_settings", "write_delta"]
+           "trained_preprocess", "trained_settings", "write_delta"]
 
 
 # -- the model skeleton and the base it is relative to -------------------------------------------
@@ -215,6 +218,20 @@ def trained_settings(delta_path: str | os.PathLike | None = None) -> dict[str, A
         raise CheckpointError(f"{path}: its {MEMORY_KEY!r} metadata must map MemoryConfig fields "
                               f"to JSON objects, got {settings!r}")
     return settings
+
+
+def trained_preprocess(delta_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """How a delta's weights saw their frames (`PREPROCESS_KEY`; empty if it says nothing).
+
+    Raises:
+        CheckpointError: the delta is unreadable, or the field is not a JSON object.
+    """
+    path = Path(delta_path) if delta_path is not None else DEFAULT_DELTA
+    record = read_delta_metadata(path).get(PREPROCESS_KEY, {})
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: its {PREPROCESS_KEY!r} metadata must be a JSON object, "
+                              f"got {record!r}")
+    return record
 
 
 def read_delta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

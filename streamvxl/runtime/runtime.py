@@ -128,13 +128,16 @@ class Runtime:
             DEFAULT_DELTA,
             load_default_model,
             tensors_digest,
+            trained_preprocess,
             trained_settings,
         )
         from ..model.loading import read_tensors
 
         model, tokenizer = load_default_model(device=device)
         boundary = trained_settings().get("boundary")
-        runtime = cls(model, tokenizer, config=config,
+        preprocessor = Preprocessor.recorded(model.image_size, trained_preprocess(),
+                                             DEFAULT_DELTA)
+        runtime = cls(model, tokenizer, preprocessor, config=config,
                       trained_boundary=BoundaryConfig(**boundary) if boundary else None)
         # its shipped text-to-frame scorer knows the world it was trained on: it finds what a
         # question names (objects too) where its keys find signs only (docs/retrieval.md)

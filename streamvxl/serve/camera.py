@@ -20,6 +20,7 @@ from ..errors import ClosedError, StreamVXLError
 from ..persist.log import log_file
 from ..runtime.conditions import WatchEvent
 from ..runtime.hub import Hub, StreamHandle
+from ..runtime.runtime import Runtime
 from ..sources import open_source
 from ..sources.status import SourceEvent
 from .config import CameraConfig, ServeConfig
@@ -31,13 +32,13 @@ def load_hub(config: ServeConfig) -> Hub:
     """The one model every camera of ``config`` shares: its checkpoint, else streamvxl-tiny,
     fitting frames as ``config.fit`` asks."""
     if config.model_path:
-        hub = Hub.from_pretrained(config.model_path, device=config.device)
+        runtime = Runtime.from_pretrained(config.model_path, device=config.device)
     else:
-        hub = Hub.default(device=config.device)
-    runtime = hub.runtime
+        runtime = Runtime.default(device=config.device)
     if config.fit is not None and runtime.preprocessor is not None:
+        # before the hub's worker starts: from then on only it touches the runtime
         runtime.preprocessor = replace(runtime.preprocessor, fit=config.fit)
-    return hub
+    return Hub(runtime)
 
 
 class Camera:

@@ -150,8 +150,9 @@ class ServeConfig:
     ray: RayConfig | None = None
     """``[ray]``: how ``serve --ray`` shards the cameras (ignored without ``--ray``)."""
     fit: Fit | None = None
-    """How frames that are not square fit the model's tower (`Preprocessor.fit`); None: the
-    model's own (a centre crop)."""
+    """How frames that are not square fit the model's tower (`Preprocessor.fit`); None: as
+    the model records (a centre crop for Video-XL checkpoints, the delta's record for the
+    embedded model)."""
 
 
 def load_config(path: str | os.PathLike[str]) -> ServeConfig:

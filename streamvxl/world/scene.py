@@ -462,10 +462,12 @@ class WorldConfig:
 
     def _check_sizes(self) -> None:
         try:
-            sizes = tuple((int(h), int(w)) for h, w in self.sizes)  # type: ignore[union-attr]
+            sizes = tuple((h, w) for h, w in self.sizes)  # type: ignore[union-attr]
         except (TypeError, ValueError) as e:
             raise ValueError(f"WorldConfig.sizes must be (height, width) pairs, got "
                              f"{self.sizes!r}") from e
+        if not all(isinstance(v, int) and not isinstance(v, bool) for s in sizes for v in s):
+            raise ValueError(f"WorldConfig.sizes must be whole pixel counts, got {self.sizes!r}")
         if not sizes:
             raise ValueError("WorldConfig.sizes must name at least one (height, width) or be "
                              "None")

@@ -42,8 +42,10 @@ def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
             for r in span.float()]
     values = sorted(c for _, c in rows)
     median = values[(len(values) - 1) // 2]  # torch.median: the lower of the two middles
-    candidates = [j for j in range(len(rows)) if rows[j][0] == around] or range(len(rows))
-    peak = max(candidates, key=lambda j: (rows[j][1], -j))
+    best = max(c for _, c in rows)
+    candidates = [j for j in range(len(rows)) if rows[j][0] == around
+                  and max(c for i, c in rows if i == around) >= (best + median) / 2]
+    peak = max(candidates or range(len(rows)), key=lambda j: (rows[j][1], -j))
     floor = (rows[peak][1] + median) / 2
 
     def joined(a: int, b: int) -> bool:  # rows a < b: every span boundary between follows
@@ -129,6 +131,10 @@ def test_the_stay_is_that_of_the_span_the_evidence_points_at() -> None:
     assert int(moment_scores(looks, text, leave, around=4).argmax()) == 5
     assert torch.allclose(moment_scores(looks, text, appear, around=5),
                           slow_scores(looks, text, appear, around=5))
+    # a span the evidence points at that does not show it (0.1 against a best of 0.6 and a
+    # median of 0.1): the stay is the best frame's, not one spread over everything
+    assert torch.equal(moment_scores(looks, text, appear, around=3),
+                       moment_scores(looks, text, appear))
 
 
 def test_a_scene_cut_is_no_moment() -> None:

@@ -151,14 +151,13 @@ def test_the_models_fit_reaches_the_hubs_preprocessing(monkeypatch: pytest.Monke
     from streamvxl.testing import make_tokenizer, random_videoxl
 
     model, tokenizer = random_videoxl(0), make_tokenizer()
-    monkeypatch.setattr(Hub, "default", classmethod(
-        lambda cls, config=None, *, device=None, background=True:
-        cls(Runtime(model, tokenizer), background=False)))
+    monkeypatch.setattr(Runtime, "default", classmethod(
+        lambda cls, config=None, device=None: cls(model, tokenizer)))
     cam = '[cameras.cam]\nsource = "x.mp4"\n'
     for text, fit in ((cam, "crop"), ('[model]\nfit = "pad"\n' + cam, "pad")):
         hub = load_hub(parse_config(text))
         try:
-            assert hub.runtime.preprocessor.fit == fit
+            assert isinstance(hub, Hub) and hub.runtime.preprocessor.fit == fit
             assert hub.runtime.preprocessor.image_size == model.image_size
         finally:
             hub.close()

@@ -253,6 +253,27 @@ def test_a_caveat_is_logged_whenever_the_delta_loads(trained, base: Path, cache_
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_delta_records_how_its_weights_saw_their_frames(trained, base: Path,
+                                                           cache_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A delta trained on padded frames is evaluated (and served) on padded frames; one that
+    records nothing is cropped; a record that names no fit is refused when written."""
+    from streamvxl.errors import CheckpointError
+    from streamvxl.model.default import trained_preprocess
+    from training.evaluate import load_model_folder
+
+    monkeypatch.setenv("STREAMVXL_CACHE", str(cache_dir))
+    model, report = trained
+    path = tmp_path / "padded.safetensors"
+    export_delta(model, base, path, preprocess={"fit": "pad"})
+    assert trained_preprocess(path) == {"fit": "pad"} and trained_preprocess(report.path) == {}
+    assert load_model_folder(path, device="cpu")[2].fit == "pad"
+    assert load_model_folder(report.path, device="cpu")[2].fit == "crop"
+    with pytest.raises(CheckpointError, match="preprocessing record"):
+        export_delta(model, base, tmp_path / "bad.safetensors", preprocess={"fit": "squash"})
+
+
 def test_a_pretrained_tower_replaces_the_fresh_one(base: Path, fresh) -> None:
     tower = {k.removeprefix("model.vision_tower."): v + 1.0
              for k, v in fresh.state_dict().items() if k.startswith("model.vision_tower.")}

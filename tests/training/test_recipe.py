@@ -120,7 +120,8 @@ def test_flags_and_json_config_agree(tmp_path: Path) -> None:
                                         ({"fit": "squash"}, "fit"),
                                         ({"world": {"sizes": [[48, 80]]}}, "set fit to 'pad'"),
                                         ({"world": {"sizes": [[48, 48]]}, "reading_loss": 0.5},
-                                         "reading_loss")])
+                                         "reading_loss"),
+                                        ({"world": {"sizes": [[48]]}}, "height, width")])
 def test_bad_config_is_rejected_by_name(bad: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         config_from_dict(bad)
@@ -173,3 +174,15 @@ def test_a_world_of_wide_frames_trains_on_padded_frames(tmp_path: Path, monkeypa
     assert {size for _, size in fits} <= {(40, 72), (40, 40)}
     step = sorted(tmp_path.glob("step_*"))[-1]
     assert training_settings(step / "model")["fit"] == "pad"
+    # what the export records, and the evaluations read back
+    from training import niah
+    from training.default_model import trained_preprocess_of
+    from training.evaluate import load_model_folder
+
+    assert trained_preprocess_of(step / "model") == {"fit": "pad"}
+    assert load_model_folder(step / "model", device="cpu")[2].fit == "pad"
+    # a haystack is one camera: the run's sizes are left out of it, not refused
+    niah.main(["--model", str(step / "model"), "--frames", "16", "--depths", "0.5",
+               "--ratio", "2", "--device", "cpu", "--max-new-tokens", "2",
+               "--out", str(tmp_path / "niah")])
+    assert (tmp_path / "niah" / "niah.json").is_file()

@@ -116,6 +116,7 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(sizes=((64, 64), (12, 64))), "sizes: 12x64"),
     (dict(sizes=((64, 64), (24, 24))), "sizes: 24x24.*object_size"),  # 3.8 px objects
     (dict(sizes=((64, 64), 64)), "sizes"),
+    (dict(sizes=((64, 64.5),)), "sizes must be whole pixel counts"),
 ])
 def test_bad_config_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):

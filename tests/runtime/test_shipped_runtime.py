@@ -1,10 +1,13 @@
-"""The moment probe shipped for streamvxl-tiny (``weights/streamvxl-tiny-moments``).
+"""The runtime `Runtime.default` makes for streamvxl-tiny: its moment probe
+(``weights/streamvxl-tiny-moments``) and how it fits frames.
 
 - It belongs to the shipped weights: `Runtime.default` finds it and uses it (a new default model
   shipped without its own probe fails here, not silently in citations).
 - Read through the product's path (`question_moment`), it tells which end of an event plain
   questions ask about, in words and of things the world never has (trucks, buildings,
   forklifts): trained on the world's phrasings, it reads the model's understanding of them.
+- Its frames are fitted as the delta records (nothing: a centre crop), or as a `VideoMemory`
+  over it is told.
 """
 
 from __future__ import annotations
@@ -69,3 +72,14 @@ def test_it_reads_which_end_of_an_event_plain_questions_ask_about(runtime: Runti
         assert p is not None
         read[question] = MOMENTS[int(p.argmax())]
     assert read == ASKED
+
+
+def test_the_default_model_fits_frames_as_recorded_or_as_asked(runtime: Runtime) -> None:
+    """The shipped delta records no fit: its frames are centre-cropped as it was trained; a
+    `VideoMemory` given its own preprocessing over the default model uses that."""
+    from streamvxl import VideoMemory
+    from streamvxl.preprocess import Preprocessor
+
+    assert default.trained_preprocess() == {} and runtime.preprocessor.fit == "crop"
+    with VideoMemory(preprocessor=Preprocessor(runtime.model.image_size, fit="pad")) as mem:
+        assert mem.preprocessor.fit == "pad"
