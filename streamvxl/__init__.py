@@ -29,6 +29,7 @@ from .errors import (
 from .frames import Frame, Gap
 from .intervals import BoundaryConfig, DensityRatio, FixedRatio
 from .persist import Durability
+from .preprocess import Preprocessor
 from .runtime import Hub, Runtime, RuntimeConfig, StreamHandle
 from .runtime.conditions import WatchEvent
 from .runtime.events import IntervalEvent
@@ -56,6 +57,7 @@ __all__ = [
     "MemoryFileError",
     "MemoryStats",
     "ModelMismatchError",
+    "Preprocessor",
     "QuestionError",
     "Reconnect",
     "Runtime",
