@@ -38,6 +38,10 @@ from .recall import look_scores
 
 log = logging.getLogger(__name__)
 
+STAY_FLOOR = 0.5
+"""A stay runs through frames whose cosine is at least this share of the way from the median
+cosine up to its peak's."""
+
 SHIPPED_PROBE_FILE = "streamvxl-tiny-moments.safetensors"
 """The embedded model's probe, in ``streamvxl/weights``."""
 
@@ -214,8 +218,9 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     peak = None
     # the evidence's span, if it matches at all: at or above the midpoint of the best and the
     # median cosine, the floor a stay around the best frame would have
+    median = rows.median()
     if around is not None and cos[around].numel() and (
-            cos[around].max() >= (rows.max() + rows.median()) / 2):
+            cos[around].max() >= median + STAY_FLOOR * (rows.max() - median)):
         peak = sum(c.shape[0] for c in cos[:around]) + int(cos[around].argmax())
     first, last = stay(rows, runs, peak)
     _, p_appear, p_leave = probabilities.float().tolist()
@@ -241,7 +246,8 @@ def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | No
     """
     if peak is None:
         peak = int(cosines.argmax())
-    floor = (cosines[peak] + cosines.median()) / 2
+    median = cosines.median()
+    floor = median + STAY_FLOOR * (cosines[peak] - median)
     run = torch.zeros_like(cosines, dtype=torch.long) if runs is None else runs
     first = last = peak
     while first > 0 and cosines[first - 1] >= floor and run[first - 1] == run[peak]:
