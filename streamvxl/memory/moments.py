@@ -38,9 +38,11 @@ from .recall import look_scores
 
 log = logging.getLogger(__name__)
 
-STAY_FLOOR = 0.5
+STAY_FLOOR = 0.25
 """A stay runs through frames whose cosine is at least this share of the way from the median
-cosine up to its peak's."""
+cosine up to its peak's. At the midpoint (0.5) an object's match that dipped for a few frames,
+or fell as it left through an edge, ended its stay an interval early or began it an interval
+late (six of seven misses over eight 1- and 4-hour haystacks; docs/retrieval.md)."""
 
 SHIPPED_PROBE_FILE = "streamvxl-tiny-moments.safetensors"
 """The embedded model's probe, in ``streamvxl/weights``."""
@@ -180,9 +182,9 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     cosine with the question's text embedding ``text``, in that order. What the question names
     is on screen around a peak -- the best-matching frame of span ``around`` (the one the
     answer's evidence points at; None, a span without looks, or one whose frames match under
-    the midpoint between the best cosine and the median: the best-matching frame of all) --
-    for as long as c stays above the midpoint between the peak's cosine and the median
-    one and the spans follow one another in the stream (`stay`; ``follows[i]``: span i comes
+    the floor a stay around the best cosine would have: the best-matching frame of all) --
+    for as long as c stays at or above a floor `STAY_FLOOR` of the way from the median cosine
+    up to the peak's and the spans follow one another in the stream (`stay`; ``follows[i]``: span i comes
     right after span i - 1, nothing between; None: all do): its first frame is where it
     appeared, its last where it left. Retrieval reads intervals hours apart side by side, and
     a stay must not run from one into another; over hours, a look-alike (a circle of the
@@ -216,8 +218,8 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
                             0)[span_of]  # (R,)
     rows = torch.cat(cos)  # (R,)
     peak = None
-    # the evidence's span, if it matches at all: at or above the midpoint of the best and the
-    # median cosine, the floor a stay around the best frame would have
+    # the evidence's span, if it matches at all: at or above the floor a stay around the best
+    # frame would have
     median = rows.median()
     if around is not None and cos[around].numel() and (
             cos[around].max() >= median + STAY_FLOOR * (rows.max() - median)):
@@ -233,8 +235,8 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
 def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | None = None
          ) -> tuple[int, int]:
     """The first and last row of the run of ``cosines`` (R,) around row ``peak`` (None: the
-    highest) that stays at or above the midpoint between the peak and their median, within the
-    peak's stretch of ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
+    highest) that stays at or above `STAY_FLOOR` of the way from their median up to the peak,
+    within the peak's stretch of ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
 
     Example:
         >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.1]))

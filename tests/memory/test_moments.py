@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from streamvxl.errors import CheckpointError
 from streamvxl.memory import moments
-from streamvxl.memory.moments import MOMENTS, MomentProbe, moment_scores
+from streamvxl.memory.moments import MOMENTS, STAY_FLOOR, MomentProbe, moment_scores
 from streamvxl.memory.recall import look_scores
 
 # Shapes: S spans, k rows per span, E embedding width, F features.
@@ -43,10 +43,10 @@ def slow_scores(looks: list[torch.Tensor | None], text: torch.Tensor,
     values = sorted(c for _, c in rows)
     median = values[(len(values) - 1) // 2]  # torch.median: the lower of the two middles
     best = max(c for _, c in rows)
-    candidates = [j for j in range(len(rows)) if rows[j][0] == around
-                  and max(c for i, c in rows if i == around) >= (best + median) / 2]
+    candidates = [j for j in range(len(rows)) if rows[j][0] == around and max(
+        c for i, c in rows if i == around) >= median + STAY_FLOOR * (best - median)]
     peak = max(candidates or range(len(rows)), key=lambda j: (rows[j][1], -j))
-    floor = (rows[peak][1] + median) / 2
+    floor = median + STAY_FLOOR * (rows[peak][1] - median)
 
     def joined(a: int, b: int) -> bool:  # rows a < b: every span boundary between follows
         return follows is None or all(follows[k] for k in range(rows[a][0] + 1, rows[b][0] + 1))
@@ -135,6 +135,24 @@ def test_the_stay_is_that_of_the_span_the_evidence_points_at() -> None:
     # median of 0.1): the stay is the best frame's, not one spread over everything
     assert torch.equal(moment_scores(looks, text, appear, around=3),
                        moment_scores(looks, text, appear))
+
+
+def test_a_stay_outlasts_a_dip_and_a_partial_exit() -> None:
+    """Two held-out 4-hour haystacks' misses, their cosines as kept: a pink diamond matched
+    0.557 on arrival, 0.33-0.38 for six frames, then 0.43-0.56 (a stay floored at the midpoint,
+    0.39, began after the dip: one interval late); a purple square leaving through an edge
+    matched 0.26-0.35 in its last interval (the stay ended one interval early)."""
+    text = torch.zeros(E)
+    text[0] = 1.0
+    background = [[0.23, 0.2, 0.25, 0.22]] * 5
+    diamond = background + [[0.557, 0.557, 0.379, 0.379], [0.379, 0.379, 0.329, 0.329],
+                            [0.427, 0.557, 0.3, 0.3], [0.2, 0.21, 0.22, 0.2]]
+    looks: list[torch.Tensor | None] = [torch.stack([c * text for c in span]) for span in diamond]
+    assert int(moment_scores(looks, text, torch.tensor([0.0, 1.0, 0.0]), around=7).argmax()) == 5
+    square = background + [[0.56, 0.57, 0.55, 0.56], [0.476, 0.557, 0.463, 0.342],
+                           [0.318, 0.353, 0.322, 0.258], [0.2, 0.21, 0.22, 0.2]]
+    looks = [torch.stack([c * text for c in span]) for span in square]
+    assert int(moment_scores(looks, text, torch.tensor([0.0, 0.0, 1.0]), around=6).argmax()) == 7
 
 
 def test_a_scene_cut_is_no_moment() -> None:
