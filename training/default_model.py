@@ -335,23 +335,24 @@ def export_lora_delta(model: VideoXL, base_folder: str | Path, out_file: str | P
     return export_delta(model, base_folder, out_file, low_rank=low_rank, **kwargs)
 
 
+def _run_config(model_folder: Path) -> dict[str, object]:
+    """The config of the recipe run that wrote ``model_folder`` (its ``../trainer.json``);
+    empty when the folder is not such a checkpoint."""
+    meta = model_folder.parent / "trainer.json"
+    return json.loads(meta.read_text()).get("config", {}) if meta.is_file() else {}
+
+
 def trained_memory(model_folder: Path) -> dict[str, object] | None:
     """The memory settings of the recipe run that wrote ``model_folder`` (the boundary in its
     ``../trainer.json``), what `MEMORY_KEY` records; None when the folder has no such record."""
-    meta = model_folder.parent / "trainer.json"
-    if not meta.is_file():
-        return None
-    boundary = json.loads(meta.read_text()).get("config", {}).get("boundary")
+    boundary = _run_config(model_folder).get("boundary")
     return {"boundary": boundary} if isinstance(boundary, dict) else None
 
 
 def trained_preprocess_of(model_folder: Path) -> dict[str, object] | None:
     """How the recipe run that wrote ``model_folder`` fitted its frames (``fit`` in its
     ``../trainer.json``), what `PREPROCESS_KEY` records; None without such a record."""
-    meta = model_folder.parent / "trainer.json"
-    if not meta.is_file():
-        return None
-    fit = json.loads(meta.read_text()).get("config", {}).get("fit")
+    fit = _run_config(model_folder).get("fit")
     return {"fit": fit} if fit else None
 
 
