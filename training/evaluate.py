@@ -393,6 +393,13 @@ def _tally(predictions: Sequence[dict[str, Any]],
             for (m, r, *key), (c, n) in tally.items()]
 
 
+def _named(cells: list[dict[str, Any]], *names: str) -> list[dict[str, Any]]:
+    """`_tally`'s cells with their group key spelled out as ``names`` (one per key part)."""
+    return [{"method": c["method"], "ratio": c["ratio"],
+             **dict(zip(names, c["key"], strict=True)),
+             "n": c["n"], "correct": c["correct"], "accuracy": c["accuracy"]} for c in cells]
+
+
 def form_rows(predictions: Sequence[dict[str, Any]], task: str) -> list[dict[str, Any]]:
     """Accuracy of one task split by question form (e.g. the needle's ``needle_word`` and
     ``needle_number``) from `evaluate`'s predictions: one ``{"method", "ratio", "task",
@@ -408,11 +415,8 @@ def phrasing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     `evaluate`'s predictions: one ``{"method", "ratio", "task", "novel", "n", "correct",
     "accuracy"}`` per cell. A gap between the two is what the model learned of the wording
     rather than of the video. ``full`` (ratio None) counts at each ratio, as in the rows."""
-    cells = _tally(predictions, lambda p: [(t, bool(p.get("novel_phrasing")))
-                                           for t in (ALL, p["task"])])
-    return [{"method": c["method"], "ratio": c["ratio"], "task": c["key"][0],
-             "novel": c["key"][1], "n": c["n"], "correct": c["correct"],
-             "accuracy": c["accuracy"]} for c in cells]
+    return _named(_tally(predictions, lambda p: [(t, bool(p.get("novel_phrasing")))
+                                                 for t in (ALL, p["task"])]), "task", "novel")
 
 
 def markdown_phrasing(cells: Sequence[dict[str, Any]]) -> str:
@@ -444,11 +448,8 @@ def pairing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     questions about no object left out), from `evaluate`'s predictions: one ``{"method",
     "ratio", "form", "pairing", "n", "correct", "accuracy"}`` per cell. A model that composes
     shape and colour answers both alike; one that memorised pairings does not."""
-    cells = _tally(predictions, lambda p: [(f, p["pairing"]) for f in (ALL, p["form"])]
-                   if p.get("pairing") else [])
-    return [{"method": c["method"], "ratio": c["ratio"], "form": c["key"][0],
-             "pairing": c["key"][1], "n": c["n"], "correct": c["correct"],
-             "accuracy": c["accuracy"]} for c in cells]
+    return _named(_tally(predictions, lambda p: [(f, p["pairing"]) for f in (ALL, p["form"])]
+                         if p.get("pairing") else []), "form", "pairing")
 
 
 def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
@@ -481,11 +482,8 @@ def frame_size_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any
     world that draws ``sizes``), from `evaluate`'s predictions: one ``{"method", "ratio",
     "task", "frame_size", "n", "correct", "accuracy"}`` per cell. A model that sees only its
     training size, or a preprocessing that crops a wide frame's sides, shows here."""
-    cells = _tally(predictions, lambda p: [(t, p["frame_size"]) for t in (ALL, p["task"])]
-                   if p.get("frame_size") else [])
-    return [{"method": c["method"], "ratio": c["ratio"], "task": c["key"][0],
-             "frame_size": c["key"][1], "n": c["n"], "correct": c["correct"],
-             "accuracy": c["accuracy"]} for c in cells]
+    return _named(_tally(predictions, lambda p: [(t, p["frame_size"]) for t in (ALL, p["task"])]
+                         if p.get("frame_size") else []), "task", "frame_size")
 
 
 def markdown_frame_sizes(cells: Sequence[dict[str, Any]]) -> str:
