@@ -358,7 +358,8 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     vision = tiny_vision_config()
-    if (cfg.world or {}).get("sizes") is not None:  # patch labels are read on the tower's own pixel grid
+    # patch labels are read on the tower's own pixel grid
+    if (cfg.world or {}).get("sizes") is not None:
         raise ValueError(f"vision pretraining draws {vision.image_size}x{vision.image_size} "
                          "frames, the tower's own size: leave 'sizes' out of the world")
     world = WorldConfig(height=vision.image_size, width=vision.image_size, **(cfg.world or {}))

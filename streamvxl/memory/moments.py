@@ -183,13 +183,12 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     is on screen around a peak -- the best-matching frame of span ``around`` (the one the
     answer's evidence points at; None, a span without looks, or one whose frames match under
     the floor a stay around the best cosine would have: the best-matching frame of all) --
-    for as long as c stays at or above a floor `STAY_FLOOR` of the way from the median cosine
-    up to the peak's and the spans follow one another in the stream (`stay`; ``follows[i]``: span i comes
-    right after span i - 1, nothing between; None: all do): its first frame is where it
-    appeared, its last where it left. Retrieval reads intervals hours apart side by side, and
-    a stay must not run from one into another; over hours, a look-alike (a circle of the
-    object's colour) can match the words a little better than the object the answer read, and
-    the stay must be the object's. A span scores
+    for as long as c stays at or above `stay_floor` and the spans follow one another in the
+    stream (`stay`; ``follows[i]``: span i comes right after span i - 1, nothing between;
+    None: all do): its first frame is where it appeared, its last where it left. Retrieval
+    reads intervals hours apart side by side, and a stay must not run from one into another;
+    over hours, a look-alike (a circle of the object's colour) can match the words a little
+    better than the object the answer read, and the stay must be the object's. A span scores
 
         match + P(appear) * [it holds the stay's first frame] + P(leave) * [... its last]
 
@@ -220,9 +219,8 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     peak = None
     # the evidence's span, if it matches at all: at or above the floor a stay around the best
     # frame would have
-    median = rows.median()
     if around is not None and cos[around].numel() and (
-            cos[around].max() >= median + STAY_FLOOR * (rows.max() - median)):
+            cos[around].max() >= stay_floor(rows, rows.max())):
         peak = sum(c.shape[0] for c in cos[:around]) + int(cos[around].argmax())
     first, last = stay(rows, runs, peak)
     _, p_appear, p_leave = probabilities.float().tolist()
@@ -232,11 +230,23 @@ def moment_scores(looks: Sequence[torch.Tensor | None], text: torch.Tensor,
     return match + edges
 
 
+def stay_floor(cosines: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """The lowest cosine a stay peaking at ``peak`` runs through: `STAY_FLOOR` of the way from
+    the median of ``cosines`` (R,) up to the peak.
+
+    Example:
+        >>> round(float(stay_floor(torch.tensor([0.2, 0.2, 0.6, 1.0]), torch.tensor(1.0))), 3)
+        0.4
+    """
+    median = cosines.median()
+    return median + STAY_FLOOR * (peak - median)
+
+
 def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | None = None
          ) -> tuple[int, int]:
     """The first and last row of the run of ``cosines`` (R,) around row ``peak`` (None: the
-    highest) that stays at or above `STAY_FLOOR` of the way from their median up to the peak,
-    within the peak's stretch of ``runs`` (R,) (rows with one label are contiguous in time; None: all are).
+    highest) that stays at or above `stay_floor`, within the peak's stretch of ``runs`` (R,)
+    (rows with one label are contiguous in time; None: all are).
 
     Example:
         >>> stay(torch.tensor([0.1, 0.1, 0.6, 0.9, 0.7, 0.1, 0.8, 0.1]))
@@ -248,8 +258,7 @@ def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | No
     """
     if peak is None:
         peak = int(cosines.argmax())
-    median = cosines.median()
-    floor = median + STAY_FLOOR * (cosines[peak] - median)
+    floor = stay_floor(cosines, cosines[peak])
     run = torch.zeros_like(cosines, dtype=torch.long) if runs is None else runs
     first = last = peak
     while first > 0 and cosines[first - 1] >= floor and run[first - 1] == run[peak]:
@@ -260,5 +269,5 @@ def stay(cosines: torch.Tensor, runs: torch.Tensor | None = None, peak: int | No
     return first, last
 
 
-__all__ = ["MOMENTS", "SHIPPED_PROBE_FILE", "Moment", "MomentProbe", "moment_scores", "row_cosines",
-           "stay"]
+__all__ = ["MOMENTS", "SHIPPED_PROBE_FILE", "STAY_FLOOR", "Moment", "MomentProbe", "moment_scores",
+           "row_cosines", "stay", "stay_floor"]
