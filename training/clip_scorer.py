@@ -51,6 +51,7 @@ from streamvxl.memory.clip_scorer import (
     WORLD_CLIP_CONFIG,
     WORLD_CLIP_MEAN,
     WORLD_CLIP_STD,
+    ClipScorer,
     build_world_clip,
     world_tokenizer,
 )
@@ -295,22 +296,18 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     model = build_world_clip()
-    init = args.init
-    if init is None and args.evaluate:
-        from importlib import resources
-
-        from streamvxl.memory.clip_scorer import WORLD_CLIP_FILE
-        init = Path(str(resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE))
-    if init is not None:
+    if args.init is not None:
         from safetensors import SafetensorError
         try:
-            model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+            model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
         except (OSError, RuntimeError, SafetensorError) as e:
-            p.error(f"cannot load the world CLIP's weights from {init}: {e}")
+            p.error(f"cannot load the world CLIP's weights from {args.init}: {e}")
+    elif args.evaluate:  # the shipped weights, loaded as the product loads them
+        model = ClipScorer.default().model.requires_grad_(True)
     model = model.to(device)
     tokenizer = world_tokenizer()
     if args.evaluate:
-        log.info("%s precision at 1: %s", init,
+        log.info("%s precision at 1: %s", args.init or "the shipped weights",
                  json.dumps(evaluate(model, tokenizer, args.seed, device)))
         return 0
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
