@@ -10,6 +10,11 @@ projector, the embeddings, every decoder layer with its VST projections -- and l
 two that act only after the last layer (the final norm and ``lm_head``: changing them changes
 answers, not memories). It is device-independent: the tensors' bytes are hashed on the host, so
 a log written on a GPU opens on a CPU in the same dtype.
+
+How frames become pixels shapes the keys too, and is not in the weights: the same model reads a
+wide frame centre-cropped or padded (`Preprocessor.fit`). A log records its writer's
+preprocessing beside the digest (`preprocess_record`) and opening it under another is refused
+(`check_preprocess`), so one memory never mixes cropped and padded intervals.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import MemoryFileError, ModelMismatchError
+from ..preprocess import Preprocessor
 
 # Parameters that act after the last decoder layer: they never shape a key or a value.
 AFTER_LAST_LAYER = ("lm_head.weight", "model.norm.weight")
@@ -94,6 +100,40 @@ def check_identity(written: ModelIdentity, current: ModelIdentity, where: str) -
         "mean nothing to another one")
 
 
+def preprocess_record(preprocessor: Preprocessor | None) -> dict[str, object] | None:
+    """``preprocessor`` as the plain data a log records (None: a model without vision)."""
+    if preprocessor is None:
+        return None
+    return {"image_size": preprocessor.image_size, "mean": list(preprocessor.mean),
+            "std": list(preprocessor.std), "fit": preprocessor.fit}
+
+
+def check_preprocess(written: dict[str, object] | None, current: Preprocessor | None,
+                     where: str) -> None:
+    """Refuse a memory whose frames were preprocessed otherwise than this runtime's would be.
+
+    A log written before streamvxl recorded its preprocessing (``written`` None) is opened
+    unchecked: its writer used what the model's weights said, as this runtime does unless it
+    was given another `Preprocessor`.
+
+    Raises:
+        ModelMismatchError: naming the fields that differ, both sides, and the fix.
+    """
+    now = preprocess_record(current)
+    if written is None or now is None:
+        return
+    differ = sorted(k for k in set(written) | set(now) if written.get(k) != now.get(k))
+    if not differ:
+        return
+    sides = "; ".join(f"{k}: written {written.get(k)!r}, this runtime {now.get(k)!r}"
+                      for k in differ)
+    raise ModelMismatchError(
+        f"{where} was written from frames preprocessed otherwise ({sides}): its keys and "
+        "values would mix with ones this runtime makes. Open it with a runtime built with the "
+        "writer's preprocessing (`Runtime(..., preprocessor=Preprocessor(...))`; in `streamvxl "
+        "serve`, the `[model] fit` it was written with)")
+
+
 def _tensor_digest(t: torch.Tensor) -> bytes:
     flat = t.detach().reshape(-1)
     h = hashlib.sha256()
@@ -104,4 +144,5 @@ def _tensor_digest(t: torch.Tensor) -> bytes:
     return h.digest()
 
 
-__all__ = ["ModelIdentity", "check_identity", "model_identity"]
+__all__ = ["ModelIdentity", "check_identity", "check_preprocess", "model_identity",
+           "preprocess_record"]

@@ -78,6 +78,9 @@ class LogContents:
     gaps: list[Gap] = field(default_factory=list)
     spacing: list[float] = field(default_factory=list)
     """The last intervals between frames, seconds (the automatic gap threshold)."""
+    preprocess: dict[str, Any] | None = None
+    """How the writer turned frames into pixels (`identity.preprocess_record`); None in a log
+    written before streamvxl recorded it, or under a model without vision."""
     looks_by: dict[int, str] = field(default_factory=dict)
     """Which text-to-frame scorer made each held interval's looks (`Retrieval.frames`), by id,
     for those that have them."""
@@ -97,15 +100,18 @@ class LogContents:
 # -- writing -------------------------------------------------------------------------------------
 def memory_body(identity: ModelIdentity, settings: dict[str, Any], prefix_ids: Sequence[int],
                 sink_keys: torch.Tensor, sink_values: torch.Tensor, wall: float,
-                evicted: int = 0) -> bytes:
+                evicted: int = 0, preprocess: dict[str, Any] | None = None) -> bytes:
     """The ``memory`` record: sink K/V (L, G, S, D); ``evicted``: intervals evicted before
-    it (a snapshot's history)."""
+    it (a snapshot's history); ``preprocess``: how frames became pixels
+    (`identity.preprocess_record`; None for a model without vision)."""
     from .. import __version__
 
-    return pack({"kind": MEMORY, "identity": identity.to_dict(), "settings": settings,
-                 "prefix_ids": [int(i) for i in prefix_ids], "created": wall,
-                 "evicted": int(evicted), "writer": f"streamvxl {__version__}"},
-                {"sink_keys": sink_keys, "sink_values": sink_values})
+    meta = {"kind": MEMORY, "identity": identity.to_dict(), "settings": settings,
+            "prefix_ids": [int(i) for i in prefix_ids], "created": wall,
+            "evicted": int(evicted), "writer": f"streamvxl {__version__}"}
+    if preprocess is not None:
+        meta["preprocess"] = preprocess
+    return pack(meta, {"sink_keys": sink_keys, "sink_values": sink_values})
 
 
 def interval_body(*, id: int, t_start: float, t_end: float, frame_start: int, frame_end: int,
@@ -224,8 +230,11 @@ def _memory(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LogConten
     keys, values = tensors.get("sink_keys"), tensors.get("sink_values")
     if keys is None or values is None or keys.dim() != 4 or keys.shape != values.shape:
         raise _Malformed("the sink's keys and values are missing or of different shapes")
+    preprocess = meta.get("preprocess")
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise _Malformed("preprocess is not a map")
     return LogContents(ModelIdentity.from_dict(meta.get("identity")), settings, tuple(prefix),
-                       keys, values, evicted=_int(meta, "evicted"),
+                       keys, values, preprocess=preprocess, evicted=_int(meta, "evicted"),
                        last_wall=_number(meta, "created"))
 
 

@@ -30,7 +30,7 @@ from ..config import MemoryConfig
 from ..errors import ConfigError, MemoryFileError, ModelMismatchError
 from ..intervals.segmenter import IntervalSegmenter
 from ..memory.store import IntervalRecord, MemoryStore
-from ..persist.identity import check_identity
+from ..persist.identity import check_identity, check_preprocess, preprocess_record
 from ..persist.log import Body, LogWriter, log_file, read_log, read_record, write_atomic
 from ..persist.records import (
     LogContents,
@@ -237,6 +237,7 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
     file = log_file(path) if is_log else path
     contents, valid_end = read_log(file)
     check_identity(contents.identity, runtime.identity, str(file))
+    check_preprocess(contents.preprocess, runtime.preprocessor, str(file))
     recorded = config_from_dict(contents.settings, str(file))
     config = _reopened_config(recorded, config, str(file))
     config = replace(config, log_dir=str(path) if is_log else config.log_dir)
@@ -404,7 +405,8 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
 def _memory_record(runtime, state: StreamState) -> bytes:
     return memory_body(runtime.identity, config_to_dict(state.settings.config),
                        state.settings.prefix_ids, *_sink(state.store), time.time(),
-                       evicted=state.store.evicted - len(state.archive or ()))
+                       evicted=state.store.evicted - len(state.archive or ()),
+                       preprocess=preprocess_record(runtime.preprocessor))
 
 
 def _sink(store: MemoryStore) -> tuple[torch.Tensor, torch.Tensor]:

@@ -184,6 +184,27 @@ def test_another_model_dtype_or_prompt_is_refused(runtime, tmp_path, tmp_path_fa
                          config=config(prompt=prompt))
 
 
+def test_a_memory_is_refused_under_other_preprocessing(runtime, tmp_path, monkeypatch) -> None:
+    """Cropped and padded frames give other keys from the same weights: a log written with
+    one fit does not open under a runtime with the other; one written before the preprocessing
+    was recorded opens unchecked."""
+    from streamvxl import Preprocessor
+    from streamvxl.runtime import durable
+
+    padded = Runtime(runtime.model, runtime.tokenizer,
+                     Preprocessor(runtime.model.image_size, fit="pad"))
+    written(runtime, tmp_path / "cropped").close()
+    with pytest.raises(ModelMismatchError, match="fit: written 'crop', this runtime 'pad'"):
+        VideoMemory.open(tmp_path / "cropped", runtime=padded, background=False)
+    VideoMemory.open(tmp_path / "cropped", runtime=runtime, background=False).close()
+    written(padded, tmp_path / "padded").close()
+    with pytest.raises(ModelMismatchError, match="fit: written 'pad', this runtime 'crop'"):
+        VideoMemory.open(tmp_path / "padded", runtime=runtime, background=False)
+    monkeypatch.setattr(durable, "preprocess_record", lambda p: None)  # an older writer
+    written(runtime, tmp_path / "older").close()
+    VideoMemory.open(tmp_path / "older", runtime=padded, background=False).close()
+
+
 def test_only_serving_settings_may_change_on_reopen(runtime, tmp_path) -> None:
     written(runtime, tmp_path).close()
     with pytest.raises(ConfigError, match="ratio"):
