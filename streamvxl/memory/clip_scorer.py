@@ -20,6 +20,7 @@ Shapes: F frames, E embedding width, T texts.
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ def world_tokenizer() -> Any:
         context_length=WORLD_CLIP_CONFIG["text_cfg"]["context_length"])
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (16 hex digits) over ``model``'s parameter and buffer names, shapes and bytes:
+    two scorers with one digest put frames in one embedding space."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        flat = t.detach().float().reshape(-1).contiguous().cpu()  # one dtype: a cast is no change
+        h.update(f"{name}:{tuple(t.shape)}".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class ClipScorer:
     """Image embeddings of frames and text embeddings of questions, in one space.
 
@@ -82,6 +94,9 @@ class ClipScorer:
                  mean: tuple[float, ...], std: tuple[float, ...],
                  device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
+        self.digest = weights_digest(model)
+        """sha256 over the weights (16 hex digits): which embedding space the scorer's
+        frames live in (a log's frame embeddings are tagged with it)."""
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.image_size = image_size

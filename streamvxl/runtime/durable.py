@@ -98,7 +98,7 @@ class StreamLog:
                       frame_start=job.closed.start, frame_end=job.closed.end, ratio=job.ratio,
                       embedding=job.embedding, evicts=evicts, gaps=list(state.gaps),
                       spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-                      looks=job.looks, looks_by=state.settings.looks_wanted)
+                      looks=job.looks, looks_by=state.settings.looks_tag)
 
         def write() -> None:
             if copied is not None:
@@ -314,10 +314,13 @@ def _restore_tiers(runtime, state: StreamState, contents: LogContents,
 
 def _keep_looks(contents: LogContents, settings: StreamSettings, where: str) -> None:
     """Drop the text-to-frame embeddings that another scorer made than the one ``settings``
-    score with (or all of them when they score keys only): another scorer's space would
-    rank nonsense. Those intervals score lowest until they age out (their frames are gone)."""
+    score with -- another name, or the same name with other weights (the tag's digest) -- or
+    all of them when they score keys only: another scorer's space would rank nonsense. Those
+    intervals score lowest until they age out (their frames are gone). A tag without a digest
+    (logs from before streamvxl wrote one) is taken by its name."""
     wanted = settings.looks_wanted
-    other = {i for i, by in contents.looks_by.items() if by != wanted}
+    same = {settings.looks_tag, wanted} if wanted is not None else set()
+    other = {i for i, by in contents.looks_by.items() if by not in same}
     if not other:
         return
     if wanted is not None:
@@ -388,7 +391,7 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
             frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
             keys=k, values=v, embedding=record.embedding, evicts=evicts, gaps=state.gaps,
             spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-            looks=record.looks, looks_by=state.settings.looks_wanted)
+            looks=record.looks, looks_by=state.settings.looks_tag)
 
     for entry in entries:
         k, v = archive.load(entry)

@@ -60,6 +60,10 @@ class StreamSettings:
     scorer: Scorer | None = None
     """What ranks intervals for retrieval (`Retrieval.scorer`, the model's choice where the
     config leaves it open); None without retrieval."""
+    looks_tag: str | None = None
+    """``"<looks_wanted>#<weights digest>"``: what a log tags the stream's frame embeddings
+    with, so a reopening under other weights of the same name drops them; None when the
+    stream keeps none."""
 
     @property
     def looks_wanted(self) -> str | None:

@@ -112,6 +112,40 @@ def test_embeddings_survive_restarts_and_snapshots(runtime, tmp_path) -> None:
     keys.close()
 
 
+def test_embeddings_of_other_weights_under_the_same_name_are_dropped(runtime, tmp_path,
+                                                                      caplog) -> None:
+    """A log tags its frame embeddings with the scorer's name and weights digest: reopened
+    under other "world" weights (a new release's), they rank nothing; an untagged log (from
+    before the digest) is taken by its name."""
+    from streamvxl.memory.clip_scorer import (
+        WORLD_CLIP_MEAN,
+        WORLD_CLIP_STD,
+        ClipScorer,
+        build_world_clip,
+        world_tokenizer,
+    )
+
+    filled(runtime, log_dir=tmp_path / "log").close()
+    retrained = Runtime(runtime.model, runtime.tokenizer)
+    retrained._frame_scorers["world"] = ClipScorer(build_world_clip(), world_tokenizer(), 64,
+                                                   WORLD_CLIP_MEAN, WORLD_CLIP_STD)
+    assert retrained.frame_scorer("world").digest != runtime.frame_scorer("world").digest
+    with caplog.at_level("WARNING"):
+        again = VideoMemory.open(tmp_path / "log", runtime=retrained, background=False)
+    assert all(r.looks is None for r in held(again.state)) and "another scorer" in caplog.text
+    again.close()
+    same = VideoMemory.open(tmp_path / "log", runtime=runtime, background=False)
+    assert all(r.looks is not None for r in held(same.state))
+    same.close()
+    older = filled(runtime, log_dir=tmp_path / "older")  # written as before the digest
+    older.state.settings = dataclasses.replace(older.state.settings, looks_tag="world")
+    older.save(tmp_path / "older.svxl")
+    older.close()
+    untagged = VideoMemory.open(tmp_path / "older.svxl", runtime=retrained, background=False)
+    assert all(r.looks is not None for r in held(untagged.state))
+    untagged.close()
+
+
 def test_citations_weigh_attention_by_the_frames_match(runtime, tmp_path) -> None:
     mem = filled(runtime, log_dir=tmp_path / "log")
     mem.extend(scenes(1, 5, seed=9), timestamps=[54.0 + i for i in range(5)])  # open frames
