@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.recall_eval import FPS, WHEN_FORMS, named_spans
+from benchmarks.recall_eval import FPS, WHEN_FORMS, haystack, named_spans
 
 log = logging.getLogger("benchmarks.clip_haystacks")
 
@@ -42,39 +42,21 @@ SHIPPED = "shipped"
 
 def load_scorers(candidates: list[Path]) -> dict[str, Any]:
     """The shipped world CLIP and each candidate file (the same architecture), by name."""
-    from safetensors.torch import load_file
+    from streamvxl.memory.clip_scorer import ClipScorer
 
-    from streamvxl.memory.clip_scorer import (
-        WORLD_CLIP_CONFIG,
-        WORLD_CLIP_MEAN,
-        WORLD_CLIP_STD,
-        ClipScorer,
-        build_world_clip,
-        world_tokenizer,
-    )
-
-    scorers = {SHIPPED: ClipScorer.default()}
-    for path in candidates:
-        model = build_world_clip()
-        model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-        scorers[path.stem] = ClipScorer(model, world_tokenizer(),
-                                        WORLD_CLIP_CONFIG["vision_cfg"]["image_size"],
-                                        WORLD_CLIP_MEAN, WORLD_CLIP_STD)
-    return scorers
+    return {SHIPPED: ClipScorer.default(), **{p.stem: ClipScorer.world(p) for p in candidates}}
 
 
 def haystack_rows(hours: float, depth: float, seed: int, scorers: dict[str, Any]
                   ) -> list[dict[str, Any]]:
     """Every scorer on every planted-object question of one haystack."""
-    from training.niah import make_haystack, plant_objects
-
     frames = int(round(hours * 3600 * FPS))
-    hay = make_haystack(frames, depth, seed=seed, fps=FPS)  # as recall_eval builds it
-    hay = plant_objects(hay, ((depth + 1 / 3) % 1.0, (depth + 2 / 3) % 1.0), seed=seed)
+    hay = haystack(frames, depth, seed)
     questions = hay.event_questions(np.random.default_rng(seed))
-    # the spans of every object of the haystack, in video frames: the look-alikes' frames
-    spans = [(off + o.t_in, off + o.t_out)
-             for seg, off in zip(hay.segments, hay.offsets, strict=True) for o in seg.objects]
+    anything = np.zeros(frames, dtype=bool)  # frames showing some object: the look-alikes'
+    for seg, off in zip(hay.segments, hay.offsets, strict=True):
+        for o in seg.objects:
+            anything[off + o.t_in:off + o.t_out] = True
     looks = {name: torch.cat([s.embed_frames(chunk) for chunk in hay.chunks()])  # (F, E)
              for name, s in scorers.items()}
     rows = []
@@ -83,10 +65,7 @@ def haystack_rows(hours: float, depth: float, seed: int, scorers: dict[str, Any]
         shows = np.zeros(frames, dtype=bool)
         for lo, hi in named:
             shows[lo:hi] = True
-        others = np.zeros(frames, dtype=bool)  # frames of other objects, not the named one
-        for lo, hi in spans:
-            others[lo:hi] = True
-        others &= ~shows
+        others = anything & ~shows  # frames of other objects, not the named one
         row: dict[str, Any] = {"hours": hours, "seed": seed, "depth": depth, "form": qa.form,
                                "question": qa.question}
         for name, s in scorers.items():

@@ -111,11 +111,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     from streamvxl import MemoryConfig, VideoMemory
     from streamvxl.memory.recall import Retrieval
     from streamvxl.world import is_correct
-    from training.niah import make_haystack, plant_objects
-
-    hay = make_haystack(case.frames, case.depth, seed=case.seed, fps=FPS)
-    hay = plant_objects(hay, ((case.depth + 1 / 3) % 1.0, (case.depth + 2 / 3) % 1.0),
-                        seed=case.seed)
+    hay = haystack(case.frames, case.depth, case.seed)
     questions = [(hay.qa, [hay.needle_span], [hay.needle_span])] + [
         (qa, event_spans(qa, hay.planted), named_spans(qa, hay.planted))
         for qa in hay.event_questions(np.random.default_rng(case.seed))]
@@ -236,6 +232,15 @@ def run_case(case: Case) -> list[dict[str, Any]]:
 
 
 WHEN_FORMS = ("when_appear", "when_leave")
+
+
+def haystack(frames: int, depth: float, seed: int) -> Any:
+    """The haystack of ``frames`` at 1 fps with its needle at ``depth`` and two planted
+    objects a third and two thirds of the stream further on (`training.niah.Haystack`)."""
+    from training.niah import make_haystack, plant_objects
+
+    hay = make_haystack(frames, depth, seed=seed, fps=FPS)
+    return plant_objects(hay, ((depth + 1 / 3) % 1.0, (depth + 2 / 3) % 1.0), seed=seed)
 
 
 def event_spans(qa, planted) -> list[tuple[int, int]]:

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamvxl.errors import CheckpointError
 from streamvxl.memory.clip_scorer import (
     WORLD_CLIP_CONFIG,
     WORLD_CLIP_MEAN,
@@ -292,18 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     device = torch.device(args.device)
     model = build_world_clip()
-    if args.init is not None:
-        from safetensors import SafetensorError
+    if args.init is not None or args.evaluate:  # loaded as the product loads them
         try:
-            model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
-        except (OSError, RuntimeError, SafetensorError) as e:
-            p.error(f"cannot load the world CLIP's weights from {args.init}: {e}")
-    elif args.evaluate:  # the shipped weights, loaded as the product loads them
-        model = ClipScorer.default().model.requires_grad_(True)
+            loaded = ClipScorer.world(args.init) if args.init is not None \
+                else ClipScorer.default()
+        except CheckpointError as e:
+            p.error(str(e))
+        model = loaded.model.requires_grad_(True).train()
     model = model.to(device)
     tokenizer = world_tokenizer()
     if args.evaluate:

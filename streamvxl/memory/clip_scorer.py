@@ -12,6 +12,7 @@ Two ways to get one:
 - `ClipScorer.default()`: the small CLIP shipped with the package (``weights/world-clip``:
   a ViT on 64 x 64 frames and a small text transformer, trained on the world's frames and
   questions by ``python -m training.clip_scorer``); it knows the world's shapes and colours.
+  `ClipScorer.world(checkpoint)`: that architecture with other weights the recipe wrote.
 - `ClipScorer.from_open_clip(name, checkpoint)`: any open_clip architecture with its weights in
   a ``.safetensors`` file, for real footage (checkpoints are never unpickled).
 
@@ -111,17 +112,30 @@ class ClipScorer:
         Raises:
             CheckpointError: the installation lacks its weights, or they are damaged.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
         path = resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE
-        model = build_world_clip()
         try:
             with resources.as_file(path) as file:
-                state = load_file(str(file))
-            model.load_state_dict({k: v.float() for k, v in state.items()})
-        except (OSError, SafetensorError, RuntimeError) as e:
+                return cls.world(file, device)
+        except CheckpointError as e:
             raise CheckpointError(f"the shipped scorer's weights ({WORLD_CLIP_FILE}) cannot "
                                   f"be loaded: {e}; reinstall streamvxl") from e
+
+    @classmethod
+    def world(cls, checkpoint: str | Path, device: torch.device | str = "cpu") -> ClipScorer:
+        """The shipped scorer's architecture with the weights in ``checkpoint`` (a
+        ``.safetensors`` file `training.clip_scorer` wrote: a retrained candidate).
+
+        Raises:
+            CheckpointError: the file cannot be read or holds other weights.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        model = build_world_clip()
+        try:
+            model.load_state_dict({k: v.float() for k, v in load_file(str(checkpoint)).items()})
+        except (OSError, SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"{checkpoint} does not hold the world CLIP's weights: "
+                                  f"{e}") from e
         return cls(model, world_tokenizer(), WORLD_CLIP_CONFIG["vision_cfg"]["image_size"],
                    WORLD_CLIP_MEAN, WORLD_CLIP_STD, device)
 

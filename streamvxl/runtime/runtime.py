@@ -12,7 +12,6 @@ training evaluations, which bring their own visual tokens and ids.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -189,8 +188,7 @@ class Runtime:
         check_budget(config.token_budget, len(prefix), settings.max_interval_tokens)
         if settings.looks_wanted is not None:  # a scorer that cannot load fails here
             digest = self.frame_scorer(settings.looks_wanted).digest
-            settings = dataclasses.replace(settings,
-                                           looks_tag=f"{settings.looks_wanted}#{digest}")
+            settings = replace(settings, looks_tag=f"{settings.looks_wanted}#{digest}")
         return settings
 
     @torch.no_grad()

@@ -9,14 +9,12 @@ import pytest
 pytest.importorskip("open_clip")
 
 from benchmarks.clip_haystacks import SHIPPED, haystack_rows, load_scorers  # noqa: E402
-from benchmarks.recall_eval import named_spans  # noqa: E402
+from benchmarks.recall_eval import haystack, named_spans  # noqa: E402
 from streamvxl.memory.clip_scorer import WORLD_CLIP_FILE  # noqa: E402
 
 
 def test_verdicts_match_a_frame_by_frame_recomputation() -> None:
     from importlib import resources
-
-    from training.niah import make_haystack, plant_objects
 
     with resources.as_file(resources.files("streamvxl") / "weights" / WORLD_CLIP_FILE) as f:
         scorers = load_scorers([f])
@@ -26,8 +24,7 @@ def test_verdicts_match_a_frame_by_frame_recomputation() -> None:
     for r in rows:  # the same weights under two names: the same verdicts
         assert r[SHIPPED]["top_shows_object"] == r["world-clip"]["top_shows_object"]
         assert r[SHIPPED]["outscored_by"] == r["world-clip"]["outscored_by"]
-    hay = plant_objects(make_haystack(108, depth, seed=seed, fps=1.0),
-                        ((depth + 1 / 3) % 1.0, (depth + 2 / 3) % 1.0), seed=seed)
+    hay = haystack(108, depth, seed)
     frames = np.concatenate(list(hay.chunks()))
     qa = hay.event_questions(np.random.default_rng(seed))
     scorer = scorers[SHIPPED]
