@@ -32,9 +32,10 @@ def load_hub(config: ServeConfig) -> Hub:
     """The one model every camera of ``config`` shares: its checkpoint, else streamvxl-tiny,
     fitting frames as ``config.fit`` asks."""
     if config.model_path:
-        runtime = Runtime.from_pretrained(config.model_path, device=config.device)
+        runtime = Runtime.from_pretrained(config.model_path, config=config.runtime,
+                                          device=config.device)
     else:
-        runtime = Runtime.default(device=config.device)
+        runtime = Runtime.default(config.runtime, device=config.device)
     if config.fit is not None and runtime.preprocessor is not None:
         # before the hub's worker starts: from then on only it touches the runtime
         runtime.preprocessor = replace(runtime.preprocessor, fit=config.fit)

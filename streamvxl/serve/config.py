@@ -6,6 +6,7 @@ Example (every key but ``cameras.<name>.source`` has a default)::
     path = "/models/VideoXL"      # a Video-XL checkpoint folder
     device = "cuda"
     fit = "pad"                   # wide frames padded, not centre-cropped (default: "crop")
+    vision_batch = 32             # frames per vision forward, all cameras together (default 16)
 
     [serve]
     health_seconds = 10           # the health line, and the retained status over MQTT
@@ -51,6 +52,7 @@ from ..intervals.boundary import BoundaryConfig
 from ..memory.recall import Retrieval, Scorer
 from ..persist.durability import Durability
 from ..preprocess import Fit
+from ..runtime.config import RuntimeConfig
 from .toml_table import Table
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -153,6 +155,9 @@ class ServeConfig:
     """How frames that are not square fit the model's tower (`Preprocessor.fit`); None: as
     the model records (a centre crop for Video-XL checkpoints, the delta's record for the
     embedded model)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """How the one model runs (``[model] vision_batch``); the runtime's own defaults
+    otherwise."""
 
 
 def load_config(path: str | os.PathLike[str]) -> ServeConfig:
@@ -188,10 +193,13 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     doc.done()
 
     model_path = device = fit = None
+    runtime = RuntimeConfig()
     if model is not None:
         model_path = model.take_str("path", None, example="/models/VideoXL")
         device = model.take_str("device", None, example="cuda")
         fit = model.take_choice("fit", get_args(Fit), None)
+        runtime = RuntimeConfig(vision_batch=model.take_int(
+            "vision_batch", runtime.vision_batch, minimum=1, maximum=4096))
         model.done()
         if model_path is not None:
             model_path = str(base / model_path)
@@ -214,7 +222,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
                           "source = \"rtsp://10.0.0.5/stream\"")
     return ServeConfig(tuple(cameras), model_path, device,
                        _mqtt(mqtt, base) if mqtt is not None else None, log_dir, health,
-                       shutdown, source, _ray(ray) if ray is not None else None, fit)
+                       shutdown, source, _ray(ray) if ray is not None else None, fit, runtime)
 
 
 def _ray(t: Table) -> RayConfig:

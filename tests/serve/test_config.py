@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamvxl import ConfigError, FixedRatio
+from streamvxl.runtime.config import RuntimeConfig
 from streamvxl.serve.config import load_config, parse_config
 
 FULL = """
@@ -15,6 +16,7 @@ FULL = """
 path = "ckpt"
 device = "cpu"
 fit = "pad"
+vision_batch = 48
 
 [serve]
 health_seconds = 5
@@ -58,6 +60,7 @@ def test_a_full_file_reads_as_typed_settings(tmp_path: Path) -> None:
     (tmp_path / "serve.toml").write_text(FULL)
     c = load_config(tmp_path / "serve.toml")
     assert c.model_path == str(tmp_path / "ckpt") and c.device == "cpu" and c.fit == "pad"
+    assert c.runtime.vision_batch == 48
     assert c.log_dir == str(tmp_path / "memories") and c.health_seconds == 5.0
     assert c.shutdown_seconds == 3.0
     door, yard = c.cameras
@@ -92,6 +95,7 @@ def test_tiers_and_retrieval_read_as_memory_settings() -> None:
 def test_the_smallest_file_needs_only_a_camera() -> None:
     c = parse_config('[cameras.cam]\nsource = "x.mp4"\n')
     assert c.mqtt is None and c.model_path is None and c.log_dir is None and c.fit is None
+    assert c.runtime == RuntimeConfig()
     assert c.cameras[0].fps == 1.0
 
 
@@ -127,6 +131,7 @@ def test_the_smallest_file_needs_only_a_camera() -> None:
     ("[cameras.d]\nsource = 'a'\n[mqtt]\nhost = 5\n", "[mqtt] host = 5: must be a non-empty string"),
     ("[cameras.d]\nsource = 'a'\n[modle]\npath = 'x'\n", "modle: unknown key; did you mean 'model'"),
     ("[cameras.d]\nsource = 'a'\n[model]\nfit = 'squash'\n", "[model] fit = 'squash': must be one of 'crop', 'pad'"),
+    ("[cameras.d]\nsource = 'a'\n[model]\nvision_batch = 0\n", "[model] vision_batch = 0"),
     ("[cameras.d]\nsource = 'a'\n[serve]\nhealth_seconds = true\n", "health_seconds = True"),
     ("cameras = 3\n", "cameras = 3: must be a table"),
     ("[cameras.d\nsource = 'a'\n", "not valid TOML"),
@@ -143,8 +148,9 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_the_models_fit_reaches_the_hubs_preprocessing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``[model] fit`` changes how the shared runtime fits frames; absent, the model's own."""
+def test_the_models_fit_and_batch_reach_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[model] fit`` changes how the shared runtime fits frames, ``vision_batch`` how many
+    it encodes at once; absent, the model's own fit and the runtime's default batch."""
     from streamvxl.runtime import Runtime
     from streamvxl.runtime.hub import Hub
     from streamvxl.serve.camera import load_hub
@@ -152,12 +158,14 @@ def test_the_models_fit_reaches_the_hubs_preprocessing(monkeypatch: pytest.Monke
 
     model, tokenizer = random_videoxl(0), make_tokenizer()
     monkeypatch.setattr(Runtime, "default", classmethod(
-        lambda cls, config=None, device=None: cls(model, tokenizer)))
+        lambda cls, config=None, device=None: cls(model, tokenizer, config=config)))
     cam = '[cameras.cam]\nsource = "x.mp4"\n'
-    for text, fit in ((cam, "crop"), ('[model]\nfit = "pad"\n' + cam, "pad")):
+    for text, fit, batch in ((cam, "crop", RuntimeConfig().vision_batch),
+                             ('[model]\nfit = "pad"\nvision_batch = 40\n' + cam, "pad", 40)):
         hub = load_hub(parse_config(text))
         try:
             assert isinstance(hub, Hub) and hub.runtime.preprocessor.fit == fit
+            assert hub.runtime.config.vision_batch == batch
             assert hub.runtime.preprocessor.image_size == model.image_size
         finally:
             hub.close()
