@@ -50,6 +50,8 @@ class ShardView:
     """Cameras the front has opened there (and not closed)."""
     retiring: bool = False
     """Being removed (`ClusterService.resize`): no camera is placed on it."""
+    memory: dict = field(default_factory=dict)
+    """Its process's memory at its last ping (`streamvxl.cluster.shard.memory_use`)."""
     asking: set[asyncio.Task] = field(default_factory=set)
     """Questions in flight there: cancelled when it dies (answered `unavailable` at once,
     instead of waiting for Serve to bring the replica back)."""
@@ -87,6 +89,9 @@ class ClusterService:
         self.ended: set[str] = set()
         """Cameras whose source (a file) was read to its end: not restarted after a move."""
         self.moves: list[Move] = []
+        self.statuses: dict[str, dict] = {}
+        """Each camera's latest status (`streamvxl.serve.camera.Camera.status`) from the shard
+        holding it, as of the last check."""
         self.bridge: MqttBridge | None = None
         self.started = asyncio.Event()
         self._checking = asyncio.Lock()
@@ -210,6 +215,7 @@ class ClusterService:
                         del self.owner[camera]
                 shard.cameras.clear()
             shard.instance, shard.pid, shard.live = info["instance"], info["pid"], True
+            shard.memory = info.get("memory", {})
         await self._place()
         await self._drain()
 
@@ -238,6 +244,7 @@ class ClusterService:
             self.shards[target].cameras.add(camera)
             move.finished = time.monotonic()
             self.moves.append(move)
+            self.statuses[camera] = status
             log.info("camera %s %s on %s in %.2f s (%d intervals in memory)", camera, reason,
                      target, move.finished - move.started, status["intervals_in_memory"])
             if self.bridge is not None:
@@ -257,7 +264,10 @@ class ClusterService:
             for camera, status in news["status"].items():
                 if status["state"] == "ended":
                     self.ended.add(camera)
-                if self.bridge is not None and self.owner.get(camera) == shard.name:
+                if self.owner.get(camera) != shard.name:
+                    continue
+                self.statuses[camera] = status
+                if self.bridge is not None:
                     self.bridge.set_status(camera, status)
             if self.bridge is None:
                 continue

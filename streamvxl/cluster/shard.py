@@ -60,9 +60,11 @@ class CameraShard:
 
     # -- placement ------------------------------------------------------------------------------
     def ping(self) -> bytes:
-        """Who this is: name, incarnation, process, and the cameras it holds."""
+        """Who this is: name, incarnation, process, the cameras it holds, and its memory
+        (`memory_use`)."""
         return msgpack.packb({"shard": self.name, "instance": self.instance,
-                              "pid": os.getpid(), "cameras": sorted(self.cameras)})
+                              "pid": os.getpid(), "cameras": sorted(self.cameras),
+                              "memory": memory_use(self.hub.runtime.model.device)})
 
     async def open(self, camera: str, source: bool = True) -> bytes:
         """`hold` off the event loop (a replica's pings stay answered meanwhile)."""
@@ -154,6 +156,25 @@ class CameraShard:
             self._backlog.append(("alert", msgpack.packb(alert_message(camera, event))))
         return fired
 
+def memory_use(device: torch.device) -> dict:
+    """What this process holds, bytes: on a CUDA ``device``, torch's tensors now (``allocated``),
+    their most since the process started (``peak``) and its caching allocator's pool
+    (``reserved``, what other processes cannot have); ``rss``, the process's resident host
+    memory (None where /proc is absent)."""
+    use: dict = {"device": str(device), "allocated": None, "peak": None, "reserved": None,
+                 "rss": None}
+    if device.type == "cuda":
+        use.update(allocated=torch.cuda.memory_allocated(device),
+                   peak=torch.cuda.max_memory_allocated(device),
+                   reserved=torch.cuda.memory_reserved(device))
+    try:
+        with open("/proc/self/statm") as fh:  # pages: total, resident, ...
+            use["rss"] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    return use
+
+
 def event_from(message: dict) -> IntervalEvent:
     return IntervalEvent(**{k: message[k] for k in IntervalEvent.__dataclass_fields__})
 
@@ -162,4 +183,4 @@ def alert_from(message: dict) -> WatchEvent:
     return WatchEvent(**{k: message[k] for k in WatchEvent.__dataclass_fields__})
 
 
-__all__ = ["CameraShard", "alert_from", "event_from"]
+__all__ = ["CameraShard", "alert_from", "event_from", "memory_use"]

@@ -127,6 +127,10 @@ def test_a_killed_replicas_cameras_resume_on_the_survivor(local_ray, broker, tin
     for camera in CAMERAS:
         until(lambda c=camera: len(front.ask(c)["intervals"]) == 4, 60, f"{camera} stored")
         before[camera] = front.ask(camera)
+    # the front keeps each camera's status from its shard, and each shard's memory
+    until(lambda: all(service.statuses[c]["intervals_logged"] == 4 for c in CAMERAS), 30,
+          "statuses drained")
+    assert all(s.memory["rss"] > 2**20 for s in service.shards.values())
     # over MQTT, through the front to the camera's replica: the same answer
     assert agent.ask("site/gate/ask", QUESTION)["text"] == before["gate"]["text"]
     told = [(m.topic, m.payload) for m in iter_queue(events)]

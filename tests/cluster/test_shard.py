@@ -52,7 +52,11 @@ def test_a_camera_moves_between_shards_with_its_memory(tiny_checkpoint, tmp_path
         with pytest.raises(Exception, match="one writer|in use|locked"):
             b.hold("door", source=False)  # a still holds its log
         asyncio.run(a.close("door"))
-        assert "door" not in msgpack.unpackb(a.ping())["cameras"]
+        pinged = msgpack.unpackb(a.ping())
+        assert "door" not in pinged["cameras"]
+        # a CPU shard: no device tensors to count, its process's resident memory instead
+        assert pinged["memory"]["device"] == "cpu" and pinged["memory"]["allocated"] is None
+        assert pinged["memory"]["rss"] > 2**20
         assert msgpack.unpackb(a.drain())["status"] == {}
         assert ask(a)["error"]["code"] == "unavailable"
         b.hold("door", source=False)
