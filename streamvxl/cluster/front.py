@@ -23,16 +23,18 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ..errors import ClosedError, ConfigError
-from ..serve.bridge import MqttBridge
 from ..serve.config import ServeConfig
 from ..serve.protocol import AskRequest
 from .placement import place
 from .shard import alert_from, event_from
+
+if TYPE_CHECKING:
+    from ..serve.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class ClusterService:
                      logging_level=logging.WARNING)
         await self._deploy(range(r.shards))
         if self.config.mqtt is not None:
+            from ..serve.bridge import MqttBridge  # aiomqtt: only with [mqtt]
+
             self.bridge = MqttBridge(self.config.mqtt, self.cameras, self._ask)
         bridge_stop = asyncio.Event()
         bridge = asyncio.create_task(self.bridge.run(bridge_stop)) if self.bridge else None

@@ -12,9 +12,9 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .bridge import BridgeStats, MqttBridge
 from .config import (
     CameraConfig,
     MqttConfig,
@@ -26,7 +26,20 @@ from .config import (
 )
 from .service import Service
 
+if TYPE_CHECKING:
+    from .bridge import BridgeStats, MqttBridge
+
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    """`MqttBridge` and `BridgeStats` on first use: aiomqtt (the ``mqtt`` extra) is needed only
+    by a service that has an [mqtt] table."""
+    if name in ("MqttBridge", "BridgeStats"):
+        from . import bridge
+
+        return getattr(bridge, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(path: str | os.PathLike[str], *, ray: bool = False) -> int:

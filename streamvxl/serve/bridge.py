@@ -37,12 +37,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from ..errors import ClosedError, ConfigError, MissingDependencyError, QuestionError, StreamVXLError
 
-from ..errors import ClosedError, ConfigError, QuestionError, StreamVXLError
+try:
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+except ImportError as e:  # the service imports this module only for an [mqtt] table
+    raise MissingDependencyError(f"the MQTT bridge ([mqtt]) needs aiomqtt: pip install "
+                                 f"'streamvxl[mqtt]' ({e})") from e
 from ..runtime.conditions import WatchEvent
 from ..runtime.events import IntervalEvent
 from .config import MqttConfig

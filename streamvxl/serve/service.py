@@ -16,13 +16,15 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..runtime.hub import Hub
-from .bridge import MqttBridge
 from .camera import Camera, load_hub
 from .config import ServeConfig
 from .protocol import AskRequest
+
+if TYPE_CHECKING:
+    from .bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class Service:
                 credentials are unusable (nothing is left running).
         """
         if self.config.mqtt is not None:
+            from .bridge import MqttBridge  # aiomqtt: only a service with [mqtt] needs it
+
             self.bridge = MqttBridge(self.config.mqtt, [c.name for c in self.config.cameras],
                                      self._ask)
         await asyncio.to_thread(self._start_streams)
