@@ -5,6 +5,8 @@
   ``last_n`` the most whole frames under that count, ``full`` every raw token.
 - What is kept: the pooled tokens are per-frame means (against a slow reference), and the raw
   memories (``full``, ``avg_pool``) equal one causal forward over [prefix | tokens].
+- The product's path: the ``vst`` memory and its answers are a `VideoMemory`'s fed the same
+  frames (the same intervals, K/V and greedy answers).
 - Scoring plumbing: an answer function returning the ground truth scores 1.0 everywhere, one
   returning garbage 0.0; real greedy runs give well-formed, deterministic rows.
 - NIAH: the sign shows exactly on the frames of the requested depth (found in the rendered
@@ -541,3 +543,33 @@ def test_a_video_with_an_outage_is_asked_with_the_memorys_note(model, tokenizer,
             assert asked[(f"eval-{i}", qa.question)] == tokenizer(
                 text, add_special_tokens=False)["input_ids"]
     assert outages >= 2 and len(asked) >= 8
+
+
+def test_the_vst_memory_and_answers_are_a_video_memorys(model, tokenizer, world) -> None:
+    """What the evaluation scores as ``vst`` is the product's path: a `VideoMemory` fed the same
+    frames, asked the same questions, holds the same intervals and K/V and answers the same."""
+    from streamvxl import VideoMemory
+
+    sample = ev.eval_samples(world, 1, seed=5, questions_per_task=2)[0]
+    answering = ev.answering(model, tokenizer, ("vst",), preprocess=None, device=None,
+                             prompt=None, boundary=BOUNDARY, window=WINDOW, max_new_tokens=6)
+    runtime = answering.runtime
+    video = encode_video(runtime, [sample.frames], BOUNDARY, name="v")
+    memory = build_memory(runtime, answering.settings, video, "vst", 4)
+    mem = VideoMemory.on(runtime, MemoryConfig(ratio=4, window=WINDOW, boundary=BOUNDARY),
+                         background=False)
+    try:
+        mem.extend(list(sample.frames), timestamps=[float(t) for t in video.timestamps])
+        mem.flush()
+        store = mem.state.store
+        assert [(r.frame_start, r.frame_end) for r in store.records] == \
+            [(i.start, i.end) for i in video.intervals]
+        torch.testing.assert_close(store.keys(), memory.store.keys())
+        torch.testing.assert_close(store.values(), memory.store.values())
+        assert len(sample.qa) >= 4
+        for qa in sample.qa:
+            ids = ev.question_ids(answering, qa.question)
+            scored = ev.answer_question(memory, qa.question, ids, answering.decoding)
+            assert mem.ask(qa.question, max_new_tokens=6).text == scored
+    finally:
+        mem.close()
