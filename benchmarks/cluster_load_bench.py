@@ -24,8 +24,8 @@ For each camera count in ``--cameras``, a fresh service (fresh logs) runs ``--wa
 A count holds when no frame was dropped, lag p99 <= ``--max-lag`` s and time to first token
 p95 <= ``--max-ttft`` ms. With ``--failover``, after the last count the replica holding
 ``cam0`` is SIGKILLed: the time until each of its cameras answers again on a survivor (its
-memory reopened from the log on shared storage), and the intervals lost -- those its log held
-before the kill and not after (the promise: none; each camera's open interval is not stored yet
+memory reopened from the log on shared storage), and the intervals lost -- of those the cameras'
+statuses reported logged before the kill, the ones their logs lack after it (the promise: none; each camera's open interval is not stored yet
 and goes).
 
     python benchmarks/cluster_load_bench.py --shards 2 --cameras 2 --seconds 30
@@ -49,6 +49,7 @@ import asyncio
 import json
 import logging
 import math
+import mmap
 import os
 import random
 import shutil
@@ -67,7 +68,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.streams_bench import QUESTIONS, camera_clip, pct, table, transpose  # noqa: E402
 from streamvxl.cluster.front import ClusterService  # noqa: E402
 from streamvxl.model.shapes import SHAPES, model_shape  # noqa: E402
-from streamvxl.persist.log import log_file, read_log  # noqa: E402
+from streamvxl.persist.codec import unpack_meta  # noqa: E402
+from streamvxl.persist.framing import HEADER_SIZE, scan  # noqa: E402
+from streamvxl.persist.log import log_file  # noqa: E402
+from streamvxl.persist.records import INTERVAL  # noqa: E402
 from streamvxl.serve.config import parse_config  # noqa: E402
 
 log = logging.getLogger("cluster_load_bench")
@@ -226,19 +230,25 @@ def gpu_memory_mib() -> dict[str, int]:
 
 
 class Running:
-    """A `ClusterService` on an event loop of its own thread, stopped on exit."""
+    """A `ClusterService` on ``loop`` (one event loop on its own thread for the whole run:
+    Serve binds the routers of a process's handles to the loop of its first one), stopped on
+    exit."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, loop: asyncio.AbstractEventLoop) -> None:
         self.service = ClusterService(parse_config(text), text)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop
         self.stop = asyncio.Event()
-        self.thread = threading.Thread(
-            target=lambda: self.loop.run_until_complete(self.service.run(self.stop)),
-            daemon=True)
 
     def __enter__(self) -> Running:
-        self.thread.start()
+        self.future = asyncio.run_coroutine_threadsafe(self.service.run(self.stop), self.loop)
         return self
+
+    def failed(self) -> bool:
+        """False while the service runs; raises what stopped it."""
+        if self.future.done():
+            self.future.result()
+            raise RuntimeError("the service stopped")
+        return False
 
     def call(self, coroutine, timeout: float = 300.0):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -249,7 +259,7 @@ class Running:
 
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(300)
+        self.future.result(300)
 
 
 def wait_until(check, timeout: float, what: str) -> None:
@@ -328,14 +338,26 @@ def measure(run: Running, n: int, args: argparse.Namespace) -> LoadResult:
     return res
 
 
+def logged_intervals(directory: Path) -> set[int]:
+    """The ids of every interval record in a camera's log, evicted ones included, from the
+    records' meta (their checksums are checked; their K/V is not decoded)."""
+    with open(log_file(directory), "rb") as fh, \
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = scan(data, HEADER_SIZE, copy=False)
+        ids = {meta["id"] for _, body in found.records
+               if (meta := unpack_meta(body)).get("kind") == INTERVAL}
+        del found  # its views of the map go before the map closes
+    return ids
+
+
 def failover(run: Running, args: argparse.Namespace, log_dir: Path) -> dict:
     """SIGKILL the replica holding cam0; time until each of its cameras answers on a survivor,
-    and the intervals its log held before the kill that are gone after."""
+    and the intervals lost: of those its cameras' last statuses before the kill reported
+    logged (ids 0..n-1: each camera started with this run), those its log lacks afterwards."""
     service = run.service
     victim = service.owner["cam0"]
     moved = sorted(c for c, s in service.owner.items() if s == victim)
-    held = {c: {i.record.id for i in read_log(log_file(log_dir / c))[0].intervals}
-            for c in moved}
+    promised = {c: service.statuses[c]["intervals_logged"] for c in moved}
     os.kill(service.shards[victim].pid, signal.SIGKILL)
     killed = time.monotonic()
     answered: dict[str, float] = {}
@@ -354,29 +376,27 @@ def failover(run: Running, args: argparse.Namespace, log_dir: Path) -> dict:
 
     with ThreadPoolExecutor(max_workers=min(32, len(moved))) as pool:
         list(pool.map(resumed, moved))
-    lost = 0
-    for camera in moved:
-        after = {i.record.id for i in read_log(log_file(log_dir / camera))[0].intervals}
-        lost += len(held[camera] - after)
+    lost = sum(len(set(range(promised[c])) - logged_intervals(log_dir / c)) for c in moved)
     times = sorted(answered.values())
     reopens = [m.finished - m.started for m in service.moves
-               if m.camera in held and m.started >= killed and m.finished is not None]
+               if m.camera in promised and m.started >= killed and m.finished is not None]
     return {"killed": victim, "cameras moved": len(moved), "answered again": len(times),
             "resume s p50": round(pct(times, 50), 2), "resume s max": round(max(times), 2)
             if times else None,
             "reopen s p50 (one camera's memory from its log)": round(pct(reopens, 50), 2),
-            "intervals in their logs before": sum(len(v) for v in held.values()),
+            "intervals logged before (their statuses)": sum(promised.values()),
             "intervals lost": lost}
 
 
 def one_count(args: argparse.Namespace, n: int, clips: list[Path], root: Path,
-              last: bool) -> LoadResult:
+              loop: asyncio.AbstractEventLoop, last: bool) -> LoadResult:
     log_dir = root / f"logs-{n}"
     shutil.rmtree(log_dir, ignore_errors=True)
     text = service_text(args, n, log_dir, clips)
-    with Running(text) as run:
+    with Running(text, loop) as run:
         t0 = time.monotonic()
-        wait_until(lambda: len(run.service.owner) == n, args.place_timeout, f"{n} cameras placed")
+        wait_until(lambda: not run.failed() and len(run.service.owner) == n, args.place_timeout,
+                   f"{n} cameras placed")
         placed = time.monotonic() - t0
         log.info("%d cameras placed on %d shards in %.1f s", n, args.shards, placed)
         res = measure(run, n, args)
@@ -470,11 +490,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.max_new_tokens}-token answers")
     log.info(header)
     runs = []
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="front", daemon=True).start()
     try:
         for i, n in enumerate(counts):
-            runs.append(one_count(args, n, clips, root, last=i == len(counts) - 1))
+            runs.append(one_count(args, n, clips, root, loop, last=i == len(counts) - 1))
     finally:
         ray.shutdown()
+        loop.call_soon_threadsafe(loop.stop)
     rows = [r.row() for r in runs]
     printed = [header, table(transpose(rows, "cameras"),
                              f"live: {args.seconds:g} s measured after {args.warmup:g} s warm-up")]

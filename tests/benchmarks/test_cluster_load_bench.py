@@ -35,5 +35,5 @@ def test_two_cpu_shards_hold_two_cameras_and_fail_over(tmp_path: Path) -> None:
     assert row["shard-0 host RSS GiB"] > 0 and row["shard-1 host RSS GiB"] > 0
     fail = run["failover"]
     assert fail["cameras moved"] >= 1 and fail["answered again"] == fail["cameras moved"]
-    assert fail["intervals in their logs before"] >= 1 and fail["intervals lost"] == 0
+    assert fail["intervals logged before (their statuses)"] >= 1 and fail["intervals lost"] == 0
     assert (tmp_path / "ckpt" / "config.json").exists()  # the shape's checkpoint, written once
