@@ -31,7 +31,7 @@ def test_two_cpu_shards_hold_two_cameras_and_fail_over(tmp_path: Path) -> None:
     assert row["dropped"] == 0 and row["ended early"] == 0 and row["ask errors"] == 0
     assert row["asks"] >= 3 and row["TTFT p50 ms"] <= row["round trip p50 ms"]
     # two real-time cameras at 1 fps: two frames a second, give or take a frame at each end
-    assert 1.6 <= row["frames/s read"] <= 2.4
+    assert 1.6 <= row["frames/s read"] <= 2.4 and row["short of real time"] <= 2
     assert row["shard-0 host RSS GiB"] > 0 and row["shard-1 host RSS GiB"] > 0
     fail = run["failover"]
     assert fail["cameras moved"] >= 1 and fail["answered again"] == fail["cameras moved"]
