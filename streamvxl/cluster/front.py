@@ -113,17 +113,38 @@ class ClusterService:
         bridge_stop = asyncio.Event()
         bridge = asyncio.create_task(self.bridge.run(bridge_stop)) if self.bridge else None
         try:
-            await self.check()
+            await self._check_until(stop)
             self.started.set()
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), r.check_seconds)
                 if bridge is not None and bridge.done():
                     bridge.result()
-                await self.check()
+                await self._check_until(stop)
         finally:
             await self._shutdown(bridge, bridge_stop)
         return 0
+
+    async def _check_until(self, stop: asyncio.Event) -> None:
+        """A `check` that ``stop`` cuts short: moving cameras back onto a restarted shard can
+        take minutes (each is closed with its backlog stored first, one after another), and a
+        SIGTERM must not wait for them -- shutting down closes every camera where it is."""
+        check = asyncio.ensure_future(self.check())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            check.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if check.done():
+            check.result()
+            return
+        check.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await check
+        log.info("stopping: the check under way was cut short")
 
     async def reload(self) -> None:
         """Read the configuration file again and apply a new ``[ray] shards`` (other changes
