@@ -252,6 +252,9 @@ class Running:
         self.service = ClusterService(parse_config(text), text)
         self.loop = loop
         self.stop = asyncio.Event()
+        self.abandoned = False
+        """Set after a failover: exiting then does not wait for the service's orderly shutdown
+        (an overloaded survivor storing every camera's backlog: minutes), Ray's is enough."""
 
     def __enter__(self) -> Running:
         self.future = asyncio.run_coroutine_threadsafe(self.service.run(self.stop), self.loop)
@@ -273,7 +276,8 @@ class Running:
 
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)
-        self.future.result(300)
+        if not self.abandoned:
+            self.future.result(300)
 
 
 def wait_until(check, timeout: float, what: str) -> None:
@@ -419,6 +423,7 @@ def one_count(args: argparse.Namespace, n: int, clips: list[Path], root: Path,
         if last and args.failover:
             res.failover = failover(run, args, log_dir)
             log.info("failover: %s", res.failover)
+            run.abandoned = True  # the last count: Ray's shutdown ends it
     return res
 
 
