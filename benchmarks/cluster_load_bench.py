@@ -80,7 +80,6 @@ log = logging.getLogger("cluster_load_bench")
 
 CLIPS = 16
 """Distinct camera clips; camera k reads clip k % CLIPS (all start at different moments)."""
-MIB = 2**20
 
 
 # -- the cameras and the model -------------------------------------------------------------------
@@ -118,7 +117,7 @@ def write_random_checkpoint(folder: Path, shape: str) -> None:
     import torch
 
     from streamvxl.model.saving import save_videoxl
-    from streamvxl.model.shapes import model_shape, random_model
+    from streamvxl.model.shapes import random_model
     from streamvxl.testing import make_tokenizer
 
     gpu = torch.cuda.is_available()
@@ -375,7 +374,7 @@ def failover(run: Running, args: argparse.Namespace, log_dir: Path) -> dict:
     service = run.service
     victim = service.owner["cam0"]
     moved = sorted(c for c, s in service.owner.items() if s == victim)
-    promised = {c: service.statuses[c]["intervals_logged"] for c in moved}
+    promised = {c: service.statuses.get(c, {}).get("intervals_logged", 0) for c in moved}
     os.kill(service.shards[victim].pid, signal.SIGKILL)
     killed = time.monotonic()
     answered: dict[str, float] = {}
