@@ -510,13 +510,16 @@ def main(argv: list[str] | None = None) -> int:
     log.info(header)
     runs = []
     loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, name="front", daemon=True).start()
+    front = threading.Thread(target=loop.run_forever, name="front", daemon=True)
+    front.start()
     try:
         for i, n in enumerate(counts):
             runs.append(one_count(args, n, clips, root, loop, last=i == len(counts) - 1))
     finally:
-        ray.shutdown()
+        # the loop first: an abandoned service's next call through Serve would start Ray again
         loop.call_soon_threadsafe(loop.stop)
+        front.join(60)
+        ray.shutdown()
     rows = [r.row() for r in runs]
     printed = [header, table(transpose(rows, "cameras"),
                              f"live: {args.seconds:g} s measured after {args.warmup:g} s warm-up")]
