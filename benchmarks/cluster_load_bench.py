@@ -116,17 +116,15 @@ def write_random_checkpoint(folder: Path, shape: str) -> None:
     first GPU in bf16 if there is one (this runs in a child process: the GPUs stay empty)."""
     import torch
 
-    from streamvxl.model.saving import save_videoxl
     from streamvxl.model.shapes import random_model
-    from streamvxl.testing import make_tokenizer
+    from streamvxl.testing import make_checkpoint
 
     gpu = torch.cuda.is_available()
     model = random_model(*model_shape(shape), "cuda" if gpu else "cpu",
                          torch.bfloat16 if gpu else torch.float32)
     part = folder.with_name(folder.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
-    save_videoxl(model, part)
-    make_tokenizer().save_pretrained(str(part))
+    make_checkpoint(part, model=model)
     part.rename(folder)
 
 

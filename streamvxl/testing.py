@@ -60,8 +60,9 @@ def random_videoxl(seed: int = 0, scale: float = 0.08, **vst) -> VideoXL:
     return model.eval()
 
 
-def make_checkpoint(folder: Path, seed: int = 0) -> Path:
-    """A Video-XL checkpoint folder with tokenizer: what `VideoMemory.from_pretrained` reads."""
-    save_videoxl(random_videoxl(seed), folder)
+def make_checkpoint(folder: Path, seed: int = 0, model: VideoXL | None = None) -> Path:
+    """A Video-XL checkpoint folder with tokenizer: what `VideoMemory.from_pretrained` reads;
+    ``model`` (default: `random_videoxl` of ``seed``) e.g. a `random_model` of a full shape."""
+    save_videoxl(model if model is not None else random_videoxl(seed), folder)
     make_tokenizer().save_pretrained(str(folder))
     return folder

@@ -156,6 +156,7 @@ class CameraShard:
             self._backlog.append(("alert", msgpack.packb(alert_message(camera, event))))
         return fired
 
+
 def memory_use(device: torch.device) -> dict:
     """What this process holds, bytes: on a CUDA ``device``, torch's tensors now (``allocated``),
     their most since the process started (``peak``) and its caching allocator's pool

@@ -38,15 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ClosedError, ConfigError, MissingDependencyError, QuestionError, StreamVXLError
-
-try:
-    import aiomqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-    from paho.mqtt.subscribeoptions import SubscribeOptions
-except ImportError as e:  # the service imports this module only for an [mqtt] table
-    raise MissingDependencyError(f"the MQTT bridge ([mqtt]) needs aiomqtt: pip install "
-                                 f"'streamvxl[mqtt]' ({e})") from e
 from ..runtime.conditions import WatchEvent
 from ..runtime.events import IntervalEvent
 from .config import MqttConfig
@@ -64,6 +55,15 @@ from .protocol import (
     parse_ask,
     request_address,
 )
+
+try:
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+except ImportError as e:  # the service imports this module only for an [mqtt] table
+    raise MissingDependencyError(f"the MQTT bridge ([mqtt]) needs aiomqtt: pip install "
+                                 f"'streamvxl[mqtt]' ({e})") from e
 
 log = logging.getLogger(__name__)
 
