@@ -17,7 +17,7 @@ Example:
 from .answers import is_correct, normalize_answer
 from .camera import Camera, CameraConfig
 from .questions import FORMS, QA, VIDEO_TASKS, Form, Task, make_questions
-from .render import camera_feed, render, render_frame
+from .render import camera_feed, object_map, render, render_frame
 from .scene import (
     COLOURS,
     HELD_OUT_COMBOS,
@@ -53,6 +53,7 @@ __all__ = [
     "is_correct",
     "make_questions",
     "normalize_answer",
+    "object_map",
     "render",
     "render_frame",
     "sample_episode",

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from streamvxl.world.font import CHARSET, glyph, text_mask
-from streamvxl.world.render import backdrop_image, render, render_frame, shape_mask, sign_image
+from streamvxl.world.render import (
+    backdrop_image,
+    object_map,
+    render,
+    render_frame,
+    shape_mask,
+    sign_image,
+)
 from streamvxl.world.scene import (
     BACKDROP_COLOURS,
     COLOURS,
@@ -89,6 +96,24 @@ def test_objects_are_visible_exactly_on_their_span() -> None:
                 expected += per_frame
             np.testing.assert_array_equal(counts, expected, err_msg=name)
     assert edge_in > 5 and edge_out > 5  # the edge entries and exits were exercised
+
+
+def test_the_object_map_says_which_object_drew_each_pixel() -> None:
+    """Against the rendered frames: a pixel mapped to object k has k's colour (and k is on
+    screen), and a pixel of no object (backdrop, sign) has no object colour -- so overlapping
+    objects and signs over objects are mapped as drawn."""
+    object_rgbs = _pack(np.array(list(COLOURS.values())))  # (8,)
+    for ep in episodes()[::3]:
+        frames = _pack(render(ep))  # (F, H, W)
+        for t in range(0, ep.num_frames, 3):
+            owner = object_map(ep, t)  # (H, W)
+            for k, obj in enumerate(ep.objects):
+                drawn = owner == k
+                assert np.all(frames[t][drawn] == _pack(np.array(COLOURS[obj.colour])))
+                assert obj.visible(t) or not drawn.any()
+            assert not np.isin(frames[t][owner == -1], object_rgbs).any()
+    with pytest.raises(ValueError, match="outside"):
+        object_map(episodes()[0], episodes()[0].num_frames)
 
 
 def test_sign_pixels_differ_exactly_on_the_board_while_shown() -> None:
