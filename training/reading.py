@@ -91,10 +91,10 @@ def reading_labels(episode: Episode, t: int, cell: int, slots: int | None = None
 
 
 def sample_reading_labels(sample: Sample, cell: int) -> torch.Tensor:
-    """(N, T, S) int64 reading labels of every frame of ``sample`` (its episodes' frames in
-    order, as `Sample.frames` holds them)."""
-    per_frame = [reading_labels(ep, t, cell) for ep in sample.episodes
-                 for t in range(ep.num_frames)]
+    """(N, T, S) int64 reading labels of every frame of ``sample`` (its episodes' delivered
+    frames in order, as `Sample.frames` holds them: an outage's frames never came)."""
+    per_frame = [reading_labels(ep, int(t), cell) for ep in sample.episodes
+                 for t in ep.delivered()]
     if len(per_frame) != len(sample.frames):
         raise ValueError(f"the sample has {len(sample.frames)} frames but its episodes "
                          f"{len(per_frame)}")

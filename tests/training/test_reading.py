@@ -108,6 +108,24 @@ def test_sample_labels_are_its_frames_labels_in_order(mix: TaskMix) -> None:
                         seed=0, vocab_size=512).reading is None
 
 
+def test_a_video_with_an_outage_is_labelled_on_the_frames_that_came() -> None:
+    """With the camera offline the sample holds only the delivered frames; each gets its own
+    frame's labels (a sign shown after the outage keeps its place)."""
+    world = WorldConfig(num_frames=24, height=64, width=64, sign_prob=1.0, offline_prob=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sample = draw_sample(rng, world, TaskMix(1.0, 0.0, 0.0))
+        (episode,) = sample.episodes
+        if len(sample.frames) < episode.num_frames:
+            break
+    else:
+        raise AssertionError("no outage drawn in 20 videos")
+    got = sample_reading_labels(sample, 16)
+    want = [reading_labels(episode, int(t), 16) for t in episode.delivered()]
+    assert len(got) == len(sample.frames) < episode.num_frames
+    assert np.array_equal(got.numpy(), np.stack(want))
+
+
 def test_reading_loss_is_the_weighted_mean_cross_entropy() -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 4, 2, K, generator=g, dtype=torch.float64)
