@@ -15,6 +15,9 @@
 # adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
 # pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its peak learning
 # rate, default 5e-4 here and 1e-3 for a fresh tower) and replaces the delta's.
+# PAIR_WEIGHT=w weighs the vision pre-training's per-(shape, colour) head (default 1; 0 leaves
+# shape and colour to their own heads: `training.vision_pretrain`, held-out pairings); RECOLOUR=share
+# draws that share of its objects in colours no question names (shape learned apart from colour).
 # STEP_S=seconds skips the probe (a step time measured before). VISION_STEPS=0 skips the vision
 # pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
 # examples on uncompressed memories (the evaluation's upper bound). MAX_MINUTES stops this call's
@@ -55,6 +58,8 @@ else
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
 fi
+[[ -n ${PAIR_WEIGHT:-} ]] && VISION+=(--pair-weight "$PAIR_WEIGHT")
+[[ -n ${RECOLOUR:-} ]] && VISION+=(--recolour "$RECOLOUR")
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 VISION_WORLD=${VISION_WORLD:-'{"sign_prob": 0.5}'}
 READING_MIX=${READING_MIX:-'{"video": 0.3, "image": 0.1, "multi_image": 0.1, "reading": 0.5}'}

@@ -10,8 +10,9 @@ Labels per frame, all computed from the episode and the rendered pixels (the wor
 identify their source exactly: a pixel equal to an object colour comes from an object of that
 colour, ink pixels come from a sign's text):
 
-- per patch: which object colours it holds (8, multi-label) and whether it holds sign ink;
-- per frame: which (shape, colour) objects are visible (56, multi-label), how many
+- per patch: which object colours it holds (8, multi-label), which shapes drew its pixels (8,
+  multi-label, from `streamvxl.world.render.object_map`) and whether it holds sign ink;
+- per frame: which (shape, colour) objects are visible (56, multi-label), which shapes (8), how many
   (softmax over 0 .. `MAX_COUNT`), and which characters the visible sign shows (multi-label
   over the font's character set);
 - per pooled cell (the 2 x 2 patches one LLM token averages): the sign reading -- for each of
@@ -20,6 +21,13 @@ colour, ink pixels come from a sign's text):
   centre, and the slots in raster order spell the sign. The bag-of-characters head above could
   not say "657" from "576", and it read the mean of all patches; the needle answers need the
   characters in order from the very tokens the LLM gets (the first streamvxl-tiny read 0 signs).
+
+The shape labels are there for held-out pairings: with only the per-pair head, a tower learns
+a detector per (shape, colour) pair and nothing of shape apart from colour, so an object of a
+pair training never drew has no detector of its own. Shape and colour labelled apart, patch by
+patch, ask for features that compose. The scores say whether they do: on episodes of the
+*eval* split, the shape and colour read from the patches of held-out-pair objects against
+those of trained-pair ones (``held_out_*`` and ``trained_*``).
 
 Heads are linear: on the selected layer's patch features (what the projector reads), on their
 2 x 2 average (what one LLM token is made of) and on their mean with the CLS. Only the tower is
@@ -56,8 +64,8 @@ from torch import nn
 from streamvxl.model.config import VisualConfig
 from streamvxl.model.vision import VisionTower, pool_patches, stack_patches
 from streamvxl.preprocess import Preprocessor
-from streamvxl.world import WorldConfig, render, sample_episode, sample_still
-from streamvxl.world.scene import COLOURS, INK, SHAPES, Episode
+from streamvxl.world import WorldConfig, object_map, render, sample_episode, sample_still
+from streamvxl.world.scene import COLOURS, HELD_OUT_COMBOS, INK, SHAPES, Episode
 from training.default_model import tiny_vision_config
 from training.prefetch import Prefetcher
 from training.reading import CHARS, READ_SLOTS, read_text, reading_labels, reading_loss
@@ -70,6 +78,10 @@ MAX_COUNT = 8
 """Counts above this are clipped into the last class."""
 POS_WEIGHT = 4.0
 """Weight of the positive entries in the multi-label losses (positives are a few per cent)."""
+UNNAMED_DISTANCE = 90.0
+"""How far (RGB, Euclidean) an `unnamed_colour` stays from every object colour."""
+UNNAMED_SPREAD = 60
+"""An `unnamed_colour`'s least channel spread (backdrops are <= 40, boards and ink less)."""
 STILL_SHARE = 0.5
 """Share of draws that are stills rather than episodes."""
 SELECT_LAYER = -2
@@ -110,6 +122,14 @@ class PretrainConfig:
     """How the reading head sees a pooled cell (`CELL_READS`): "side_by_side" reads its 2 x 2
     patches concatenated, so a probe can tell what the average loses from what was never
     there. The tower's own training keeps "mean" (the LLM's tokens are averages)."""
+    recolour: float = 0.0
+    """Share of the training frames' objects drawn in a colour no question names
+    (`unnamed_colour`; their shape labelled, no colour, no pairing): each shape seen in many
+    colours, none of them a held-out pairing's, so shape is learned apart from colour. The
+    held-out scores keep the world's own colours."""
+    pair_weight: float = 1.0
+    """Weight of the per-pair head's loss (the 56 (shape, colour) pairs); 0 leaves shape and
+    colour to their own heads, so no feature is rewarded for naming a pairing."""
     seed: int = 0
     """Seeds the tower, the heads and every episode."""
     world: dict | None = None
@@ -140,6 +160,10 @@ class PretrainConfig:
             raise ValueError("PretrainConfig.probe_cells is for probes: set probe too")
         if self.workers < 0:
             raise ValueError("PretrainConfig.workers must be >= 0 (0: no worker processes)")
+        if self.pair_weight < 0:
+            raise ValueError("PretrainConfig.pair_weight must be >= 0")
+        if not 0.0 <= self.recolour <= 1.0:
+            raise ValueError("PretrainConfig.recolour must be in [0, 1]")
         if not self.lr > 0 or self.warmup_steps < 0:
             raise ValueError("PretrainConfig: lr must be > 0 and warmup_steps >= 0")
 
@@ -154,6 +178,13 @@ class FrameLabels:
     """(N, P) bool: sign ink in each patch."""
     combos: torch.Tensor
     """(N, 56) bool: visible (shape, colour) objects."""
+    shapes: torch.Tensor
+    """(N, 8) bool: shapes of the visible objects."""
+    patch_shapes: torch.Tensor
+    """(N, P, 8) bool: shapes of the objects whose pixels show in each patch."""
+    patch_held_out: torch.Tensor
+    """(N, P) bool: a patch shows an object of a held-out (shape, colour) pairing (only in
+    episodes of the eval split)."""
     count: torch.Tensor
     """(N,) int64: visible objects, clipped to `MAX_COUNT`."""
     chars: torch.Tensor
@@ -178,6 +209,24 @@ def patch_labels(frames: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray
     return per_patch[..., :-1], per_patch[..., -1]
 
 
+def patch_objects(episode: Episode, t: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per patch of frame t: the shapes whose objects show in it (P, 8) bool, and whether one of
+    them is of a held-out pairing (P,) bool; from the pixels each object drew."""
+    owner = object_map(episode, t)  # (H, W): object index or -1
+    g_h, g_w = episode.height // patch, episode.width // patch
+    cells = owner[:g_h * patch, :g_w * patch].reshape(g_h, patch, g_w, patch)
+    cells = cells.transpose(0, 2, 1, 3).reshape(g_h * g_w, patch * patch)  # (P, patch^2)
+    shapes = np.zeros((g_h * g_w, len(SHAPES)), dtype=bool)
+    held_out = np.zeros(g_h * g_w, dtype=bool)
+    for k, obj in enumerate(episode.objects):
+        shown = (cells == k).any(axis=1)  # (P,)
+        if shown.any():
+            shapes[shown, SHAPES.index(obj.shape)] = True
+            if obj.combo in HELD_OUT_COMBOS:
+                held_out |= shown
+    return shapes, held_out
+
+
 def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray]:
     """(combos (56,) bool, object count, chars (len(CHARS),) bool) visible on frame t."""
     combos = np.zeros(len(COMBOS), dtype=bool)
@@ -193,11 +242,27 @@ def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray
     return combos, min(len(visible), MAX_COUNT), chars
 
 
+def unnamed_colour(rng: np.random.Generator) -> np.ndarray:
+    """A colour (3,) uint8 no question names: at least `UNNAMED_DISTANCE` from every object
+    colour of the world, and vivid (channel spread >= `UNNAMED_SPREAD`), so it is neither a
+    backdrop (muted) nor a sign board or ink."""
+    palette = np.array([COLOURS[c] for c in COLOUR_NAMES], dtype=np.float64)  # (8, 3)
+    while True:
+        rgb = rng.integers(0, 256, size=3)
+        if (np.ptp(rgb) >= UNNAMED_SPREAD
+                and np.linalg.norm(palette - rgb, axis=1).min() >= UNNAMED_DISTANCE):
+            return rgb.astype(np.uint8)
+
+
 def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episode: int,
-                split: str = "train") -> tuple[np.ndarray, FrameLabels]:
-    """n frames (N, H, W, 3) uint8 from fresh episodes, with their labels."""
+                split: str = "train", recolour: float = 0.0) -> tuple[np.ndarray, FrameLabels]:
+    """n frames (N, H, W, 3) uint8 from fresh episodes, with their labels. ``recolour`` is the
+    share of objects drawn in an `unnamed_colour` instead of their own: labelled with their
+    shape (patch and frame) and counted, but with no colour and no pairing."""
     frames, combos, counts, chars, reading, text = [], [], [], [], [], []
-    cell = tiny_vision_config().patch_size * POOL_STRIDE
+    shapes, patch_shapes, held_out = [], [], []
+    patch = tiny_vision_config().patch_size
+    cell = patch * POOL_STRIDE
     while len(frames) < n:
         # half stills (dense: every object and sign on the one frame), half video frames
         # (objects crossing edges, cuts, frames with nothing in them)
@@ -206,19 +271,41 @@ def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episod
         else:
             episode = sample_episode(rng, world, split=split)
         video = render(episode)  # (F, H, W, 3)
+        # a shape in many colours, none of them a pairing's: shape apart from colour
+        unnamed = {i: unnamed_colour(rng) for i in range(len(episode.objects))
+                   if recolour and rng.random() < recolour}  # none drawn: batches as before
         k = min(per_episode, n - len(frames), len(video))
         for t in sorted(rng.choice(len(video), size=k, replace=False).tolist()):
             c, m, ch = frame_content(episode, t)
-            frames.append(video[t])
+            frame = video[t]
+            visible = [i for i, o in enumerate(episode.objects) if o.visible(t)]
+            if unnamed:
+                owner = object_map(episode, t)  # (H, W)
+                frame = frame.copy()
+                for i, rgb in unnamed.items():
+                    frame[owner == i] = rgb
+                    if i in visible:  # its pairing is not shown (another object may be)
+                        c[COMBOS.index(episode.objects[i].combo)] = any(
+                            episode.objects[j].combo == episode.objects[i].combo
+                            for j in visible if j not in unnamed)
+            frame_shapes = np.zeros(len(SHAPES), dtype=bool)
+            frame_shapes[[SHAPES.index(episode.objects[i].shape) for i in visible]] = True
+            shapes.append(frame_shapes)
+            frames.append(frame)
             combos.append(c)
             counts.append(m)
             chars.append(ch)
             reading.append(reading_labels(episode, t, cell))
+            shapes_t, held_out_t = patch_objects(episode, t, patch)
+            patch_shapes.append(shapes_t)
+            held_out.append(held_out_t)
             text.append("".join(g.text for g in episode.signs if g.visible(t)))
     pixels = np.stack(frames)
-    colours, ink = patch_labels(pixels, tiny_vision_config().patch_size)
+    colours, ink = patch_labels(pixels, patch)
     labels = FrameLabels(torch.from_numpy(colours), torch.from_numpy(ink),
-                         torch.from_numpy(np.stack(combos)), torch.tensor(counts),
+                         torch.from_numpy(np.stack(combos)), torch.from_numpy(np.stack(shapes)),
+                         torch.from_numpy(np.stack(patch_shapes)),
+                         torch.from_numpy(np.stack(held_out)), torch.tensor(counts),
                          torch.from_numpy(np.stack(chars)), torch.from_numpy(np.stack(reading)),
                          tuple(text))
     return pixels, labels
@@ -234,12 +321,14 @@ class FrameBatches:
     batch: int
     per_episode: int
     seed: int
+    recolour: float = 0.0
+    """`draw_frames`' share of objects in an unnamed colour."""
 
     def example(self, step: int, ratios: tuple[int, ...] = ()) -> tuple[np.ndarray, FrameLabels]:
         """(pixels (N, H, W, 3) uint8, labels) of ``step``; ``ratios`` is unused (the
         `ExampleSource` protocol)."""
         return draw_frames(np.random.default_rng([self.seed, 1, step]), self.world, self.batch,
-                           self.per_episode)
+                           self.per_episode, recolour=self.recolour)
 
 
 class Heads(nn.Module):
@@ -250,8 +339,9 @@ class Heads(nn.Module):
         if cells not in CELL_READS:
             raise ValueError(f"cells must be one of {CELL_READS}, not {cells!r}")
         self.cells = cells
-        self.patch = nn.Linear(width, len(COLOUR_NAMES) + 1)  # colours + ink
+        self.patch = nn.Linear(width, len(COLOUR_NAMES) + 1 + len(SHAPES))  # colours, ink, shapes
         self.combos = nn.Linear(2 * width, len(COMBOS))
+        self.shapes = nn.Linear(2 * width, len(SHAPES))
         self.count = nn.Linear(2 * width, MAX_COUNT + 1)
         self.chars = nn.Linear(2 * width, len(CHARS))
         cell_width = width if cells == "mean" else POOL_STRIDE * POOL_STRIDE * width
@@ -259,15 +349,18 @@ class Heads(nn.Module):
 
     def forward(self, patches: torch.Tensor, cls: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = torch.cat((patches.mean(1), cls), dim=-1)  # (N, 2 Cv)
-        per_patch = self.patch(patches)  # (N, P, 9)
+        per_patch = self.patch(patches)  # (N, P, 17)
+        c = len(COLOUR_NAMES)
         if self.cells == "mean":
             cells = pool_patches(patches, POOL_STRIDE)  # (N, T, Cv): what one LLM token averages
         else:
             cells = stack_patches(patches, POOL_STRIDE)  # (N, T, 4 Cv): a side-by-side cell
         n, t, _ = cells.shape
         reading = self.reading(cells).view(n, t, READ_SLOTS, 1 + len(CHARS))
-        return {"colours": per_patch[..., :-1], "ink": per_patch[..., -1],
-                "combos": self.combos(pooled), "count": self.count(pooled),
+        return {"colours": per_patch[..., :c], "ink": per_patch[..., c],
+                "patch_shapes": per_patch[..., c + 1:],
+                "combos": self.combos(pooled), "shapes": self.shapes(pooled),
+                "count": self.count(pooled),
                 "chars": self.chars(pooled), "reading": reading}
 
 
@@ -280,6 +373,8 @@ def losses(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, torch.Tens
     return {"colours": bce(out["colours"], y.colours.float()),
             "ink": bce(out["ink"], y.ink.float()),
             "combos": bce(out["combos"], y.combos.float()),
+            "shapes": bce(out["shapes"], y.shapes.float()),
+            "patch_shapes": bce(out["patch_shapes"], y.patch_shapes.float()),
             "count": F.cross_entropy(out["count"], y.count),
             "chars": bce(out["chars"], y.chars.float()),
             "reading": reading_loss(out["reading"], y.reading)}
@@ -297,9 +392,31 @@ def scores(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, float]:
     return {"patch_colour_f1": f1(out["colours"] > 0, y.colours),
             "patch_ink_f1": f1(out["ink"] > 0, y.ink),
             "object_f1": f1(out["combos"] > 0, y.combos),
+            "shape_f1": f1(out["shapes"] > 0, y.shapes),
+            "patch_shape_f1": f1(out["patch_shapes"] > 0, y.patch_shapes),
             "count_acc": float((out["count"].argmax(-1) == y.count).float().mean()),
             "char_f1": f1(out["chars"] > 0, y.chars),
             **reading_scores(out["reading"], y)}
+
+
+def pairing_scores(out: dict[str, torch.Tensor], y: FrameLabels) -> dict[str, float]:
+    """Shape and colour read from single patches, for patches of held-out (shape, colour)
+    pairings against those of trained ones: on patches showing exactly one shape (one colour),
+    the share whose shape (colour) logit is the highest. Near-equal ``held_out_*`` and
+    ``trained_*`` say the features compose; a held-out shape read as another says the tower
+    knows shapes only by their pairings. NaN where no patch qualifies."""
+    one_shape = y.patch_shapes.sum(-1) == 1  # (N, P)
+    one_colour = y.colours.sum(-1) == 1
+    shape_hit = out["patch_shapes"].argmax(-1) == y.patch_shapes.float().argmax(-1)  # (N, P)
+    colour_hit = out["colours"].argmax(-1) == y.colours.float().argmax(-1)
+    row = {}
+    for name, group in (("held_out", y.patch_held_out), ("trained", ~y.patch_held_out)):
+        for what, only, hit in (("shape", one_shape, shape_hit), ("colour", one_colour, colour_hit)):
+            mask = group & only & one_shape  # patches of one object
+            n = int(mask.sum())
+            row[f"{name}_{what}_acc"] = float(hit[mask].float().mean()) if n else float("nan")
+        row[f"{name}_patches"] = float((group & one_shape).sum())
+    return row
 
 
 def reading_scores(logits: torch.Tensor, y: FrameLabels) -> dict[str, float]:
@@ -392,18 +509,24 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     preprocess = Preprocessor(vision.image_size)
-    batches = FrameBatches(world, cfg.batch, cfg.frames_per_episode, cfg.seed)
+    batches = FrameBatches(world, cfg.batch, cfg.frames_per_episode, cfg.seed, cfg.recolour)
     eval_pixels, eval_y = draw_frames(np.random.default_rng([cfg.seed, 2]), world,
                                       cfg.eval_frames, cfg.frames_per_episode)
     eval_x = preprocess(list(eval_pixels)).to(device)  # (N, 3, S, S)
     eval_y = _to(eval_y, device)
+    # episodes of the eval split: half hold an object of a held-out pairing
+    pair_pixels, pair_y = draw_frames(np.random.default_rng([cfg.seed, 3]), world,
+                                      cfg.eval_frames, cfg.frames_per_episode, split="eval")
+    pair_x = preprocess(list(pair_pixels)).to(device)
+    pair_y = _to(pair_y, device)
     history: list[dict[str, float]] = []
 
     def evaluate(step: int, train_loss: float) -> None:
         tower.eval()
         with torch.no_grad():
             row = {"step": step, "train_loss": train_loss,
-                   **scores(heads(*features_of(eval_x)), eval_y)}
+                   **scores(heads(*features_of(eval_x)), eval_y),
+                   **pairing_scores(heads(*features_of(pair_x)), pair_y)}
         tower.train(not cfg.probe)
         history.append(row)
         log.info("step %d/%d loss %.4f | held-out: %s", step, cfg.steps, train_loss,
@@ -428,6 +551,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             with torch.set_grad_enabled(not cfg.probe):  # a probe needs no tower backward
                 features = features_of(x)
             parts = losses(heads(*features), _to(y, device))
+            parts["combos"] = cfg.pair_weight * parts["combos"]
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,6 +4,9 @@
 - `frame_content` lists the objects and sign characters visible on a frame, per the episode.
 - A short CPU run beats the untrained tower on held-out frames (counts).
 - The tower it writes loads into streamvxl-tiny's build (`build_default_model(tower_state=)`).
+- `patch_objects` marks the shapes each patch shows (per `object_map`) and flags held-out
+  pairings; `pairing_scores` tells a shape read right on held-out pairings from one read as
+  another.
 - The reading labels spell every visible sign (by hand and on random frames), and wrong
   readings score below 1; a run can start from an exported delta's tower.
 """
@@ -15,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from streamvxl.world import WorldConfig, sample_episode
-from streamvxl.world.scene import COLOURS, INK
+from streamvxl.world import WorldConfig, object_map, sample_episode
+from streamvxl.world.scene import COLOURS, HELD_OUT_COMBOS, INK, SHAPES
 from training.vision_pretrain import (
     CHARS,
     COLOUR_NAMES,
@@ -27,11 +30,14 @@ from training.vision_pretrain import (
     draw_frames,
     frame_content,
     load_tower_state,
+    pairing_scores,
     patch_labels,
+    patch_objects,
     pretrain,
     read_text,
     reading_scores,
     save_tower,
+    unnamed_colour,
 )
 
 
@@ -61,6 +67,49 @@ def test_frame_content_follows_the_episode() -> None:
         assert count == len(visible)
         text = {ch for s in episode.signs if s.visible(t) for ch in s.text.upper()}
         assert {CHARS[i] for i in np.flatnonzero(chars)} == text - {" "}
+
+
+def test_patch_objects_mark_the_shapes_each_patch_shows() -> None:
+    rng = np.random.default_rng(5)
+    world = WorldConfig(num_frames=24, height=64, width=64, max_objects=3)
+    held_out_seen = 0
+    for _ in range(6):
+        episode = sample_episode(rng, world, split="eval")
+        for t in range(0, episode.num_frames, 4):
+            shapes, held_out = patch_objects(episode, t, patch=8)  # 8 x 8 patches of 8 px
+            owner = object_map(episode, t).reshape(8, 8, 8, 8).transpose(0, 2, 1, 3)
+            owner = owner.reshape(64, 64)  # (P, pixels of the patch)
+            for p in range(64):
+                shown = [episode.objects[k] for k in set(owner[p].tolist()) - {-1}]
+                assert set(np.flatnonzero(shapes[p])) == {SHAPES.index(o.shape) for o in shown}
+                assert held_out[p] == any(o.combo in HELD_OUT_COMBOS for o in shown)
+            held_out_seen += int(held_out.sum())
+    assert held_out_seen > 0  # the eval split drew held-out pairings
+
+
+def test_pairing_scores_tell_a_held_out_shape_read_as_another() -> None:
+    _, y = draw_frames(np.random.default_rng(2), WorldConfig(max_objects=3), 48, 8, split="eval")
+    assert y.patch_held_out.any() and (~y.patch_held_out & y.patch_shapes.any(-1)).any()
+    right = {"patch_shapes": y.patch_shapes.float(), "colours": y.colours.float()}
+    row = pairing_scores(right, y)
+    assert row["held_out_shape_acc"] == row["trained_shape_acc"] == 1.0
+    assert row["held_out_colour_acc"] == row["trained_colour_acc"] == 1.0
+    # a reader that names the next shape wherever a held-out pairing shows
+    wrong = y.patch_shapes.float().clone()
+    wrong[y.patch_held_out] = wrong[y.patch_held_out].roll(1, dims=-1)
+    row = pairing_scores({**right, "patch_shapes": wrong}, y)
+    assert row["held_out_shape_acc"] < 0.1 and row["trained_shape_acc"] == 1.0
+
+
+def test_recoloured_objects_keep_their_shape_and_lose_colour_and_pairing() -> None:
+    world = WorldConfig(max_objects=3, sign_prob=0.0)
+    px, y = draw_frames(np.random.default_rng(4), world, 64, 8, recolour=1.0)
+    assert not y.combos.any() and not y.colours.any()  # no object shows a named colour
+    palette = np.array([COLOURS[c] for c in COLOUR_NAMES])
+    assert not (px[..., None, :] == palette).all(-1).any()
+    assert y.patch_shapes.any() and (y.shapes.any(-1) == (y.count > 0)).all()
+    assert (y.patch_shapes.any(1) <= y.shapes).all()  # a patch's shape is a visible object's
+    assert unnamed_colour(np.random.default_rng(0)).dtype == np.uint8
 
 
 def test_a_short_run_learns_and_its_tower_loads(tmp_path) -> None:
