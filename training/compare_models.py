@@ -25,10 +25,11 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from streamvxl.world import WorldConfig
 from training.significance import paired_differences
 
 __all__ = ["Answers", "Question", "load_answers", "compare", "markdown_table"]
@@ -41,6 +42,10 @@ _NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "metho
 # Settings that shape the answers (the memory's intervals, its window, the answer length): not
 # the questions either, but models compared on one sample must share them.
 _CONDITIONS = ("boundary", "window", "max_new_tokens")
+_WORLD_DEFAULTS: dict[str, Any] = json.loads(json.dumps(asdict(WorldConfig())))
+"""Today's world defaults as an evaluation JSON writes them: a field a file omits (recorded
+before it existed) and one written at its default are the same world."""
+_MISSING = object()
 
 
 class Question(NamedTuple):
@@ -96,7 +101,8 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
         chosen = {k: v for k, v in settings.items()
                   if k not in _NOT_THE_QUESTIONS + _CONDITIONS}
         if isinstance(chosen.get("world"), dict):  # a field added later is off when None
-            chosen["world"] = {k: v for k, v in chosen["world"].items() if v is not None}
+            chosen["world"] = {k: v for k, v in chosen["world"].items()  # or at its default
+                               if v is not None and v != _WORLD_DEFAULTS.get(k, _MISSING)}
         sample = json.dumps(chosen, sort_keys=True)
         answers.conditions[sample] = {k: settings.get(k) for k in _CONDITIONS}
         seen: Counter[tuple] = Counter()

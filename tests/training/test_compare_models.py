@@ -188,3 +188,18 @@ def test_a_world_field_added_later_and_left_off_is_the_same_sample(tmp_path: Pat
                    world={**world, "camera": {"noise": [0, 10]}})
     with pytest.raises(ValueError, match="no question in common"):
         compare({"a": load_answers([old]), "c": load_answers([seen])}, resamples=50)
+
+
+def test_a_world_field_added_later_at_its_default_is_the_same_sample(tmp_path: Path) -> None:
+    """`WorldConfig.offline_prob` came after the shipped model's evaluations: written at its
+    default (0.0, no outage) it is the same world; set, it is another sample."""
+    world = {"num_frames": 24, "max_objects": 3}
+    old = _report(tmp_path / "old.json", 1, {("vst", 16): [True] * 4}, model="a", world=world)
+    new = _report(tmp_path / "new.json", 1, {("vst", 16): [False] * 4}, model="b",
+                  world={**world, "offline_prob": 0.0, "offline_frames": [5, 8], "sizes": None})
+    result = compare({"a": load_answers([old]), "b": load_answers([new])}, resamples=50)
+    assert result["n"] == {"vst": 4}
+    offline = _report(tmp_path / "offline.json", 1, {("vst", 16): [False] * 4}, model="c",
+                      world={**world, "offline_prob": 1.0})
+    with pytest.raises(ValueError, match="no question in common"):
+        compare({"a": load_answers([old]), "c": load_answers([offline])}, resamples=50)
