@@ -62,9 +62,9 @@ class SwapReport:
     tensors_sha256: str
 
 
-def _frames(seed: int, n: int, preprocess: Preprocessor) -> torch.Tensor:
+def _frames(rng: np.random.Generator, n: int, preprocess: Preprocessor) -> torch.Tensor:
     world = WorldConfig(height=preprocess.image_size, width=preprocess.image_size, **FIT_WORLD)
-    pixels, _ = draw_frames(np.random.default_rng(seed), world, n, per_episode=8)
+    pixels, _ = draw_frames(rng, world, n, per_episode=8)
     return preprocess(list(pixels))  # (N, 3, S, S)
 
 
@@ -110,7 +110,9 @@ def swap_tower(delta: str | Path, tower: str | Path, out: str | Path, *, caveat:
         x = x.to(dev)
         return new_tower(x)[0], old_projector(old_tower(x)[0])
 
-    held_features, held_target = pairs(_frames(seed + 1, eval_frames, preprocess))
+    # a seed sequence of its own: no training batch (an integer seed each) draws these frames
+    held_features, held_target = pairs(_frames(np.random.default_rng([seed, 1]), eval_frames,
+                                               preprocess))
 
     @torch.no_grad()
     def held_out_error() -> float:
@@ -122,7 +124,8 @@ def swap_tower(delta: str | Path, tower: str | Path, out: str | Path, *, caveat:
         optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps))))
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        features, target = pairs(_frames(seed * 1_000_003 + step, batch, preprocess))
+        features, target = pairs(_frames(np.random.default_rng(seed * 1_000_003 + step), batch,
+                                         preprocess))
         loss = _relative_error(projector(features), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
