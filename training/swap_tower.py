@@ -25,6 +25,7 @@ Letters: N frames, P patches per frame, Cv tower width, C LLM width.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import time
@@ -42,12 +43,17 @@ from streamvxl.model.vision import VisionTower
 from streamvxl.preprocess import Preprocessor
 from streamvxl.world import WorldConfig
 from training.default_model import tiny_vision_config
-from training.vision_pretrain import SELECT_LAYER, draw_frames, load_projector, load_tower_state
+from training.vision_pretrain import (
+    PROJECTOR_PREFIX,
+    SELECT_LAYER,
+    TOWER_PREFIX,
+    draw_frames,
+    load_projector,
+    load_tower_state,
+)
 
 log = logging.getLogger(__name__)
 
-TOWER_PREFIX = "model.vision_tower."
-PROJECTOR_PREFIX = "model.mm_projector."
 FIT_WORLD = {"max_objects": 3, "sign_prob": 0.5}
 """The frames the fit sees: the default model's training world (objects and signs)."""
 
@@ -101,7 +107,7 @@ def swap_tower(delta: str | Path, tower: str | Path, out: str | Path, *, caveat:
     dev = torch.device(device)
     old_tower, new_tower = old_tower.to(dev).eval(), new_tower.to(dev).eval()
     old_projector = load_projector(delta).to(dev).eval().requires_grad_(False)
-    projector = load_projector(delta).to(dev).train()
+    projector = copy.deepcopy(old_projector).requires_grad_(True).train()
     preprocess = Preprocessor(vision.image_size)
 
     @torch.no_grad()

@@ -78,6 +78,9 @@ MAX_COUNT = 8
 """Counts above this are clipped into the last class."""
 POS_WEIGHT = 4.0
 """Weight of the positive entries in the multi-label losses (positives are a few per cent)."""
+TOWER_PREFIX = "model.vision_tower."
+PROJECTOR_PREFIX = "model.mm_projector."
+"""Where a streamvxl-tiny delta keeps its tower's and its projector's tensors."""
 UNNAMED_DISTANCE = 90.0
 """How far (RGB, Euclidean) an `unnamed_colour` stays from every object colour."""
 UNNAMED_SPREAD = 60
@@ -209,10 +212,10 @@ def patch_labels(frames: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray
     return per_patch[..., :-1], per_patch[..., -1]
 
 
-def patch_objects(episode: Episode, t: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per patch of frame t: the shapes whose objects show in it (P, 8) bool, and whether one of
-    them is of a held-out pairing (P,) bool; from the pixels each object drew."""
-    owner = object_map(episode, t)  # (H, W): object index or -1
+def patch_objects(episode: Episode, owner: np.ndarray, patch: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per patch of a frame whose `object_map` is ``owner`` (H, W): the shapes whose objects
+    show in it (P, 8) bool, and whether one of them is of a held-out pairing (P,) bool."""
     g_h, g_w = episode.height // patch, episode.width // patch
     cells = owner[:g_h * patch, :g_w * patch].reshape(g_h, patch, g_w, patch)
     cells = cells.transpose(0, 2, 1, 3).reshape(g_h * g_w, patch * patch)  # (P, patch^2)
@@ -279,8 +282,8 @@ def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episod
             c, m, ch = frame_content(episode, t)
             frame = video[t]
             visible = [i for i, o in enumerate(episode.objects) if o.visible(t)]
+            owner = object_map(episode, t)  # (H, W): which object drew each pixel
             if unnamed:
-                owner = object_map(episode, t)  # (H, W)
                 frame = frame.copy()
                 for i, rgb in unnamed.items():
                     frame[owner == i] = rgb
@@ -296,7 +299,7 @@ def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episod
             counts.append(m)
             chars.append(ch)
             reading.append(reading_labels(episode, t, cell))
-            shapes_t, held_out_t = patch_objects(episode, t, patch)
+            shapes_t, held_out_t = patch_objects(episode, owner, patch)
             patch_shapes.append(shapes_t)
             held_out.append(held_out_t)
             text.append("".join(g.text for g in episode.signs if g.visible(t)))
@@ -444,20 +447,20 @@ def load_tower_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A tower's state (float32, `VisionTower` key names) from a file this module wrote or
     from an exported delta (``model.vision_tower.*``, maybe float16)."""
     state = load_file(str(path))
-    prefix = "model.vision_tower."
-    if any(k.startswith(prefix) for k in state):
-        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    if any(k.startswith(TOWER_PREFIX) for k in state):
+        state = {k.removeprefix(TOWER_PREFIX): v for k, v in state.items()
+                 if k.startswith(TOWER_PREFIX)}
     return {k: v.float() for k, v in state.items()}
 
 
 def load_projector(path: str | Path) -> nn.Module:
     """A delta's ``mm_projector`` (float32): Linear, or Linear-GELU-Linear, as its tensors
     say (`streamvxl.model.vision.build_projector`'s two layouts)."""
-    prefix = "model.mm_projector."
-    state = {k.removeprefix(prefix): v.float() for k, v in load_file(str(path)).items()
-             if k.startswith(prefix)}
+    state = {k.removeprefix(PROJECTOR_PREFIX): v.float() for k, v in load_file(str(path)).items()
+             if k.startswith(PROJECTOR_PREFIX)}
     if not state:
-        raise ValueError(f"{path} holds no {prefix}* tensors: probe_projector needs a delta")
+        raise ValueError(f"{path} holds no {PROJECTOR_PREFIX}* tensors: probe_projector needs a "
+                         "delta")
     if "2.weight" in state:
         out, hidden = state["2.weight"].shape[0], state["0.weight"].shape
         projector: nn.Module = nn.Sequential(nn.Linear(hidden[1], hidden[0]), nn.GELU(),

@@ -76,8 +76,9 @@ def test_patch_objects_mark_the_shapes_each_patch_shows() -> None:
     for _ in range(6):
         episode = sample_episode(rng, world, split="eval")
         for t in range(0, episode.num_frames, 4):
-            shapes, held_out = patch_objects(episode, t, patch=8)  # 8 x 8 patches of 8 px
-            owner = object_map(episode, t).reshape(8, 8, 8, 8).transpose(0, 2, 1, 3)
+            owner = object_map(episode, t)
+            shapes, held_out = patch_objects(episode, owner, patch=8)  # 8 x 8 patches of 8 px
+            owner = owner.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3)
             owner = owner.reshape(64, 64)  # (P, pixels of the patch)
             for p in range(64):
                 shown = [episode.objects[k] for k in set(owner[p].tolist()) - {-1}]
