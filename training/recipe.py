@@ -686,6 +686,10 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     if checkpoint is not None:
         step = load_training_state(checkpoint, module, optimizer, scheduler, info)["step"]
         log.info("resumed from %s at step %d", checkpoint, step)
+        # the next step's rate from this run's curriculum, which a resumed call may have sized
+        # again (`training.curriculum fit`); the same curriculum gives the rate saved
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(step, cfg)
     world = WorldConfig(num_frames=cfg.frames, height=model.image_size,
                         width=model.image_size, **cfg.world)
     data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size,

@@ -22,7 +22,9 @@
 # pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
 # examples on uncompressed memories (the evaluation's upper bound). MAX_MINUTES stops this call's
 # training early (default MINUTES + 3) with a checkpoint; running the script again with the same
-# WORK and STEP_S resumes it where it stopped (a run split over several device calls).
+# WORK and STEP_S resumes it where it stopped (a run split over several device calls); FINISH=1
+# on a resumed call ends the curriculum within its MAX_MINUTES (`training.curriculum fit`: the
+# steps not yet taken, re-sized at the step time the run measured).
 # STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
 # READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
@@ -110,29 +112,27 @@ if [[ -z ${STEP_S:-} ]]; then
     rm -rf "$WORK/probe"
     $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
         --output-dir "$WORK/probe" --stages "[[$PROBE, [2, 4]]]" --log-every 1
-    STEP_S=$($PY - "$WORK/probe/metrics.jsonl" <<'EOF'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-print(statistics.median(r["step_s"] for r in rows[len(rows) // 3:]))  # past the warm-up
-EOF
-)
+    STEP_S=$($PY -c 'import sys; from pathlib import Path
+from training.curriculum import measured_step_s; print(measured_step_s(Path(sys.argv[1])))' \
+        "$WORK/probe/metrics.jsonl")
 fi
 say "step time ${STEP_S}s"
-STAGES=$($PY - "$STEP_S" "$MINUTES" "$SMALL_SHARE" "${READING_STEPS:-0}" "$READING_MIX" <<'EOF'
-import json, sys
-steps = max(4, int(float(sys.argv[2]) * 60 / float(sys.argv[1])))
-reading = min(int(sys.argv[4]), steps - 2)  # a reading stage first, out of the same minutes
-rest = steps - reading
-small = max(1, round(float(sys.argv[3]) * rest))  # ratios 2, 4 first, then 8-16 (DESIGN §8)
-stages = [[reading, [2, 4], json.loads(sys.argv[5])]] if reading > 0 else []
-print(json.dumps(stages + [[small, [2, 4]], [rest - small, [8, 12, 16]]]))
-EOF
-)
+# a reading stage first (out of the same minutes), then ratios 2, 4, then 8-16 (DESIGN §8)
+STAGES=$($PY -m training.curriculum size --minutes "$MINUTES" --step-s "$STEP_S" \
+    --small-share "$SMALL_SHARE" --reading-steps "${READING_STEPS:-0}" --reading-mix "$READING_MIX")
 say "curriculum $STAGES"
 
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 3}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/run/step_*" >/dev/null && RESUME=true
+if [[ $RESUME == true && ${FINISH:-0} == 1 ]]; then
+    # end the curriculum in this call: its untaken steps fitted into this call's minutes (half
+    # a minute for loading) at the step time the run measured -- a STEP_S guessed low leaves a
+    # run stopped mid-cosine, its export never annealed
+    STAGES=$($PY -m training.curriculum fit --stages "$STAGES" --run "$WORK/run" \
+        --minutes "$(awk "BEGIN {print $STOP_MINUTES - 0.5}")")
+    say "curriculum fitted to this call: $STAGES"
+fi
 say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
     --output-dir "$WORK/run" --stages "$STAGES" --max-minutes "$STOP_MINUTES" \

@@ -70,6 +70,26 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
                   for line in (straight / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_a_resumed_run_follows_its_curriculum_sized_again(tmp_path: Path) -> None:
+    """A call that resumes with fewer steps left (`training.curriculum fit`) anneals within
+    them: each resumed step's rate is the cosine of the new total, not the saved schedule's."""
+    from training.curriculum import fit
+    from training.recipe import lr_factor
+
+    stages = [[4, [2, 4]], [8, [8, 16]]]
+    first = train(tiny_run(tmp_path, stages=stages, warmup_steps=2, max_steps=5))
+    resized = fit(stages, done=5, steps_left=3)
+    assert resized == [[4, [2, 4]], [4, [8, 16]]]
+    cfg = tiny_run(tmp_path, stages=resized, warmup_steps=2, resume=True)
+    second = train(cfg)
+    assert [r["step"] for r in second] == [6, 7, 8]
+    assert first[-1]["lr"] == pytest.approx(cfg.lr * lr_factor(4, tiny_run(
+        tmp_path, stages=stages, warmup_steps=2)))  # the first call's own schedule
+    for row in second:  # a row's rate is the one its step ran at: after step - 1 steps
+        assert row["lr"] == pytest.approx(cfg.lr * lr_factor(row["step"] - 1, cfg))
+    assert second[-1]["lr"] < first[-1]["lr"] * 0.5  # bent down to end at step 8, not 12
+
+
 def test_resume_without_checkpoint_starts_afresh(tmp_path: Path) -> None:
     rows = train(tiny_run(tmp_path, stages=[[2, [2]]], resume=True))
     assert [r["step"] for r in rows] == [1, 2]
