@@ -1,7 +1,7 @@
 """How many steps a curriculum gets, sized to minutes of training -- and sized again on resume.
 
 `training/train_default.sh` sizes its curriculum (a reading stage, ratios 2, 4, then 8-16) to
-MINUTES of training at a step time, and a device call stops it after MAX_MINUTES with a
+MINUTES of training at a step time (`training/train_reading.sh` its stills-only stage alike), and a device call stops it after MAX_MINUTES with a
 checkpoint; the next call resumes it. The step time is a guess from an earlier run (``STEP_S``)
 or a probe of a few steps, and a guess can be far off: the same settings took 13.1 s a step on
 one H200 and 29 s on another, so a curriculum sized for 50 steps stopped at step 27 with its
@@ -34,21 +34,24 @@ Stages = list[list[Any]]
 
 
 def size(minutes: float, step_s: float, small_share: float, reading_steps: int = 0,
-         reading_mix: dict[str, Any] | None = None) -> Stages:
-    """A curriculum of ``minutes`` at ``step_s`` seconds a step (at least 4 steps): a reading
-    stage of ``reading_steps`` first (out of the same minutes), then ``small_share`` of the rest
-    at ratios 2, 4 and the others at 8, 12, 16 (DESIGN §8)."""
+         reading_mix: dict[str, Any] | None = None, mix: dict[str, Any] | None = None,
+         min_steps: int = 4) -> Stages:
+    """A curriculum of ``minutes`` at ``step_s`` seconds a step (at least ``min_steps``): a
+    reading stage of ``reading_steps`` first (out of the same minutes), then ``small_share`` of
+    the rest at ratios 2, 4 and the others at 8, 12, 16 (DESIGN §8), each of those two with
+    ``mix`` when given (else the run's)."""
     if minutes <= 0 or step_s <= 0:
         raise ValueError(f"minutes and step_s must be > 0, got {minutes}, {step_s}")
     if not 0.0 <= small_share <= 1.0:
         raise ValueError(f"small_share must be in [0, 1], got {small_share}")
-    steps = max(4, int(minutes * 60 / step_s))
+    steps = max(min_steps, 2, int(minutes * 60 / step_s))
     reading = min(reading_steps, steps - 2)
     rest = steps - reading
-    small = max(1, round(small_share * rest))
+    small = max(1, min(rest - 1, round(small_share * rest)))  # the large ratios keep a step
     reading_stage = [reading, [2, 4]] + ([reading_mix] if reading_mix is not None else [])
     stages: Stages = [reading_stage] if reading > 0 else []
-    return stages + [[small, [2, 4]], [rest - small, [8, 12, 16]]]
+    tail = [mix] if mix is not None else []
+    return stages + [[small, [2, 4], *tail], [rest - small, [8, 12, 16], *tail]]
 
 
 def measured_step_s(metrics: Path) -> float:
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--small-share", type=float, required=True)
     s.add_argument("--reading-steps", type=int, default=0)
     s.add_argument("--reading-mix", type=json.loads, default=None)
+    s.add_argument("--mix", type=json.loads, default=None,
+                   help="the task mix of the ratio stages (default: the run's)")
+    s.add_argument("--min-steps", type=int, default=4)
     f = sub.add_parser("fit", help="the steps a resumed run has not taken, into MINUTES")
     f.add_argument("--stages", type=json.loads, required=True)
     f.add_argument("--run", type=Path, required=True,
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "size":
         stages = size(args.minutes, args.step_s, args.small_share, args.reading_steps,
-                      args.reading_mix)
+                      args.reading_mix, args.mix, args.min_steps)
     else:
         done = steps_done(args.run)
         step_s = measured_step_s(args.run / "metrics.jsonl")

@@ -12,8 +12,9 @@
 # Sizes the run to MINUTES (default 7) of training at STEP_S seconds a step (default 1.4) --
 # SMALL_SHARE (0.5) of the steps at ratios 2, 4, the rest at 8, 12, 16 -- and stops at
 # MAX_MINUTES (default MINUTES + 1) with a checkpoint; running it again with the same WORK
-# resumes. BATCH (640 stills), LR (1e-3 peak), UNCOMPRESSED (0.15: that share of stills is read
-# from uncompressed memories, so the "full" bound learns to read too), SEED (3), WORKERS (12),
+# resumes (FINISH=1: fitting the steps not taken into this call's MAX_MINUTES). BATCH (640
+# stills), LR (1e-3 peak), UNCOMPRESSED (0.15: that share of stills is read from uncompressed
+# memories, so the "full" bound learns to read too), SEED (3), WORKERS (12),
 # NUMBER_PROB (0.5, the world's: the share of signs that show a number rather than a word;
 # numbers are the harder half, their digits often read out of order).
 # READING_LOSS (0.5; 0: none): weight of the auxiliary reading head on the visual tokens
@@ -43,14 +44,8 @@ else
 fi
 READING='{"video": 0, "image": 0, "multi_image": 0, "reading": 1}'
 WORLD="{\"max_objects\": 3, \"sign_prob\": 0.5, \"number_prob\": ${NUMBER_PROB:-0.5}}"
-STAGES=$($PY - "${STEP_S:-1.4}" "$MINUTES" "${SMALL_SHARE:-0.5}" "$READING" <<'EOF'
-import json, sys
-steps = max(2, int(float(sys.argv[2]) * 60 / float(sys.argv[1])))
-small = max(1, min(steps - 1, round(float(sys.argv[3]) * steps)))
-mix = json.loads(sys.argv[4])
-print(json.dumps([[small, [2, 4], mix], [steps - small, [8, 12, 16], mix]]))
-EOF
-)
+STAGES=$($PY -m training.curriculum size --minutes "$MINUTES" --step-s "${STEP_S:-1.4}" \
+    --small-share "${SMALL_SHARE:-0.5}" --mix "$READING" --min-steps 2)
 say "reading stages $STAGES"
 
 INIT=(--delta "$DELTA")
@@ -60,6 +55,11 @@ INIT=(--delta "$DELTA")
 STOP_MINUTES=${MAX_MINUTES:-$(awk "BEGIN {print $MINUTES + 1}")}  # MINUTES may be 5.5
 RESUME=false
 compgen -G "$WORK/reading/step_*" >/dev/null && RESUME=true
+if [[ $RESUME == true && ${FINISH:-0} == 1 ]]; then  # end the stage in this call (train_default.sh)
+    STAGES=$($PY -m training.curriculum fit --stages "$STAGES" --run "$WORK/reading" \
+        --minutes "$(awk "BEGIN {print $STOP_MINUTES - 0.5}")")
+    say "reading stages fitted to this call: $STAGES"
+fi
 say "train (resume: $RESUME)"
 $PY -m training.recipe --config $CONFIG --model "$WORK/init" --output-dir "$WORK/reading" \
     --lora-init "$DELTA" --train-vision false --seed "${SEED:-3}" --lr "${LR:-1e-3}" \

@@ -49,3 +49,13 @@ def test_fit_from_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr()
     assert json.loads(out.out) == [[8, [2, 4]], [33, [8, 12, 16]]]
     assert "27 steps taken at 30.0 s a step; 14 more" in out.err
+
+
+def test_size_gives_a_reading_stage_its_mix_on_both_ratio_stages() -> None:
+    """`train_reading.sh`: stills only, half the steps at ratios 2, 4, never fewer than two."""
+    stills = {"video": 0, "image": 0, "multi_image": 0, "reading": 1}
+    assert size(7, 1.4, 0.5, mix=stills, min_steps=2) == \
+        [[150, [2, 4], stills], [150, [8, 12, 16], stills]]
+    assert size(0.01, 1.4, 0.5, mix=stills, min_steps=2) == \
+        [[1, [2, 4], stills], [1, [8, 12, 16], stills]]
+    assert size(1, 1, 1.0)[-1][0] == 1  # a share of 1 still leaves the large ratios a step
