@@ -1,14 +1,15 @@
 """How many steps a curriculum gets, sized to minutes of training -- and sized again on resume.
 
 `training/train_default.sh` sizes its curriculum (a reading stage, ratios 2, 4, then 8-16) to
-MINUTES of training at a step time (`training/train_reading.sh` its stills-only stage alike), and a device call stops it after MAX_MINUTES with a
-checkpoint; the next call resumes it. The step time is a guess from an earlier run (``STEP_S``)
-or a probe of a few steps, and a guess can be far off: the same settings took 13.1 s a step on
-one H200 and 29 s on another, so a curriculum sized for 50 steps stopped at step 27 with its
-cosine at 69 % of the peak learning rate -- an export that never annealed. ``fit`` re-sizes the
-steps not yet taken so that the curriculum ends within the minutes a call has left, from the
-step time the run itself measured; the learning rate's cosine (`training.recipe.lr_factor`, a
-function of the current total) then bends to end in this call.
+MINUTES of training at a step time (`training/train_reading.sh` its stills-only stage alike),
+and a device call stops it after MAX_MINUTES with a checkpoint; the next call resumes it. The
+step time is a guess from an earlier run (``STEP_S``) or a probe of a few steps, and a guess
+can be far off: the same settings took 13.1 s a step on one H200 and 29 s on another, so a
+curriculum sized for 50 steps stopped at step 27 with its cosine at 69 % of the peak learning
+rate -- an export that never annealed. ``fit`` re-sizes the steps not yet taken so that the
+curriculum ends within the minutes a call has left, from the step time the run itself
+measured; the learning rate's cosine (`training.recipe.lr_factor`, a function of the current
+total) then bends to end in this call.
 
     python -m training.curriculum size --minutes 11 --step-s 13 --small-share 0.15
     python -m training.curriculum fit --stages '[[8, [2, 4]], [42, [8, 12, 16]]]' \\
