@@ -11,11 +11,12 @@ curriculum ends within the minutes a call has left, from the step time the run i
 measured; the learning rate's cosine (`training.recipe.lr_factor`, a function of the current
 total) then bends to end in this call.
 
+    python -m training.curriculum step-s WORK/probe/metrics.jsonl     # 13.1
     python -m training.curriculum size --minutes 11 --step-s 13 --small-share 0.15
     python -m training.curriculum fit --stages '[[8, [2, 4]], [42, [8, 12, 16]]]' \\
         --run WORK/run --minutes 7       # [[8, [2, 4]], [33, [8, 12, 16]]] after 27 steps at 30 s
 
-Both print the stages as the recipe's ``--stages`` JSON.
+``size`` and ``fit`` print the stages as the recipe's ``--stages`` JSON.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--mix", type=json.loads, default=None,
                    help="the task mix of the ratio stages (default: the run's)")
     s.add_argument("--min-steps", type=int, default=4)
+    t = sub.add_parser("step-s", help="a run's median step time past its first third")
+    t.add_argument("metrics", type=Path, help="the run's metrics.jsonl")
     f = sub.add_parser("fit", help="the steps a resumed run has not taken, into MINUTES")
     f.add_argument("--stages", type=json.loads, required=True)
     f.add_argument("--run", type=Path, required=True,
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--minutes", type=float, required=True,
                    help="training minutes this call has for the rest")
     args = parser.parse_args(argv)
+    if args.command == "step-s":
+        print(measured_step_s(args.metrics))
+        return
     if args.command == "size":
         stages = size(args.minutes, args.step_s, args.small_share, args.reading_steps,
                       args.reading_mix, args.mix, args.min_steps)

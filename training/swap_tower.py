@@ -10,8 +10,8 @@ colour, in the held-out pairings the old one confused: docs/results.md) arrives 
 space. The language model, the VST embedding and the adapters are untouched.
 
 The fit error is measured on held-out frames before the fit (the plain swap) and after it (a
-fit that does not help keeps the delta's projector); a tower whose features cannot be mapped onto the old ones (error above ``max_fit_error``) is
-refused. The result is measured and chosen like any export (`training.evaluate`,
+fit that does not help keeps the delta's projector); a tower whose features cannot be mapped
+onto the old ones (error above ``max_fit_error``) is refused. The result is measured and chosen like any export (`training.evaluate`,
 `training.compare_models`).
 
 Run it::

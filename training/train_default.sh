@@ -112,9 +112,7 @@ if [[ -z ${STEP_S:-} ]]; then
     rm -rf "$WORK/probe"
     $PY -m training.recipe --config $CONFIG "${OVERRIDES[@]}" --model "$WORK/init" \
         --output-dir "$WORK/probe" --stages "[[$PROBE, [2, 4]]]" --log-every 1
-    STEP_S=$($PY -c 'import sys; from pathlib import Path
-from training.curriculum import measured_step_s; print(measured_step_s(Path(sys.argv[1])))' \
-        "$WORK/probe/metrics.jsonl")
+    STEP_S=$($PY -m training.curriculum step-s "$WORK/probe/metrics.jsonl")
 fi
 say "step time ${STEP_S}s"
 # a reading stage first (out of the same minutes), then ratios 2, 4, then 8-16 (DESIGN §8)

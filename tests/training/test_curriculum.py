@@ -43,6 +43,8 @@ def test_fit_from_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "latest.json").write_text(json.dumps({"checkpoint": "step_0000027", "step": 27}))
     assert measured_step_s(run / "metrics.jsonl") == 30.0  # past the slow first steps
+    main(["step-s", str(run / "metrics.jsonl")])
+    assert capsys.readouterr().out.strip() == "30.0"
     assert steps_done(run) == 27 and steps_done(tmp_path) == 0
     main(["fit", "--stages", "[[8, [2, 4]], [42, [8, 12, 16]]]", "--run", str(run),
           "--minutes", "7"])

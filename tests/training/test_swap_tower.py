@@ -77,7 +77,8 @@ def test_a_tower_that_does_not_fit_is_refused(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in other.items()}, str(wrong))
     with pytest.raises(CheckpointError, match="not a tower of"):
         swap_tower(SHIPPED, wrong, tmp_path / "x.safetensors", caveat="", **SMALL)
-    fresh = save_tower(VisionTower(tiny_vision_config(), SELECT_LAYER), tmp_path / "fresh.safetensors", {})
+    fresh = save_tower(VisionTower(tiny_vision_config(), SELECT_LAYER),
+                       tmp_path / "fresh.safetensors", {})
     with pytest.raises(CheckpointError, match="does not see what"):
         swap_tower(SHIPPED, fresh, tmp_path / "y.safetensors", caveat="", max_fit_error=1e-4,
                    **SMALL)
