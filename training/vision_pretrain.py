@@ -52,6 +52,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
+from functools import partial
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -114,6 +115,12 @@ class PretrainConfig:
     init_tower: str | None = None
     """Start from this tower instead of a fresh one: a file this module wrote, or an exported
     streamvxl-tiny delta (its ``model.vision_tower.*`` tensors). The heads start fresh."""
+    heads_first: int = 0
+    """Of ``steps``, how many at the start train only the fresh heads, the given tower frozen
+    (``init_tower``; linear probing, then fine-tuning -- Kumar et al., 2022): a fresh head's
+    first gradients into a trained tower rewrite the features the language model reads --
+    a second CPU round from a retrained tower read signs worse each time (docs/results.md).
+    The tower's own warm-up and cosine start when it unfreezes."""
     probe: bool = False
     """Train the heads only, on a frozen ``init_tower``: a linear probe that measures what a
     given tower already encodes (e.g. the reading of the shipped tower against a new one)."""
@@ -153,6 +160,12 @@ class PretrainConfig:
         for name in ("steps", "batch", "frames_per_episode", "eval_frames", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PretrainConfig.{name} must be >= 1")
+        if not 0 <= self.heads_first < self.steps:
+            raise ValueError("PretrainConfig.heads_first must be in [0, steps): the tower "
+                             "trains after it")
+        if self.heads_first and (self.init_tower is None or self.probe):
+            raise ValueError("PretrainConfig.heads_first protects a given tower: set init_tower "
+                             "(and not probe, where the tower never trains)")
         if self.probe and self.init_tower is None:
             raise ValueError("PretrainConfig.probe needs init_tower: a probe reads a given tower")
         if self.probe_projector and not self.probe:
@@ -471,6 +484,19 @@ def load_projector(path: str | Path) -> nn.Module:
     return projector
 
 
+def lr_factor(cfg: PretrainConfig, step: int, start: int = 0) -> float:
+    """The learning rate's share of ``cfg.lr`` at optimizer step ``step`` (0-based) for
+    parameters that train from step ``start`` on: 0 before it, then a linear warm-up and a
+    cosine to 10 % at the run's end."""
+    step -= start
+    if step < 0:
+        return 0.0
+    if step < cfg.warmup_steps:
+        return (step + 1) / (cfg.warmup_steps + 1)
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - start - cfg.warmup_steps)
+    return float(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
+
+
 def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
     """Train a tower (the streamvxl-tiny shape; fresh or ``cfg.init_tower``) and its heads;
     returns the tower and one row of held-out scores per evaluation (the last: the end of the
@@ -501,16 +527,14 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         if projector is None:
             return patches, cls
         return projector(patches), projector(cls)  # (N, P, C): what the LLM tokens average
-    params = [p for m in (tower, heads) for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    tower_params = [p for p in tower.parameters() if p.requires_grad]
+    params = tower_params + list(heads.parameters())
+    optimizer = torch.optim.AdamW([{"params": tower_params}, {"params": list(heads.parameters())}],
+                                  lr=cfg.lr, weight_decay=0.01)
 
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / (cfg.warmup_steps + 1)
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # LambdaLR counts from 0: step s of the loop (1-based) trains at lr_factor(cfg, s - 1, ...)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        partial(lr_factor, cfg, start=cfg.heads_first), partial(lr_factor, cfg, start=0)])
     preprocess = Preprocessor(vision.image_size)
     batches = FrameBatches(world, cfg.batch, cfg.frames_per_episode, cfg.seed, cfg.recolour)
     eval_pixels, eval_y = draw_frames(np.random.default_rng([cfg.seed, 2]), world,
@@ -551,7 +575,8 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         for step in range(1, cfg.steps + 1):
             pixels, y = batch_of(step)
             x = preprocess(list(pixels)).to(device)
-            with torch.set_grad_enabled(not cfg.probe):  # a probe needs no tower backward
+            tower_trains = not cfg.probe and step > cfg.heads_first
+            with torch.set_grad_enabled(tower_trains):  # frozen: no tower backward
                 features = features_of(x)
             parts = losses(heads(*features), _to(y, device))
             parts["combos"] = cfg.pair_weight * parts["combos"]

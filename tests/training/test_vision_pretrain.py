@@ -9,6 +9,8 @@
   another.
 - The reading labels spell every visible sign (by hand and on random frames), and wrong
   readings score below 1; a run can start from an exported delta's tower.
+- ``heads_first`` keeps the given tower frozen (no gradient, learning rate 0) while the fresh
+  heads learn, then trains it from its own warm-up.
 """
 
 from __future__ import annotations
@@ -272,3 +274,38 @@ def test_side_by_side_cells_keep_each_patch_where_the_mean_mixes_them() -> None:
         Heads(2, "max")
     with pytest.raises(ValueError, match="set probe too"):
         PretrainConfig(probe_cells="side_by_side")
+
+
+def test_heads_first_freezes_the_given_tower_then_trains_it(tmp_path, monkeypatch) -> None:
+    """During ``heads_first`` steps no gradient reaches the tower (its features carry none) and
+    its learning rate is 0; afterwards it trains, with its own warm-up from that step."""
+    import training.vision_pretrain as vp
+    from streamvxl.model.vision import VisionTower
+    from training.default_model import tiny_vision_config
+
+    torch.manual_seed(2)
+    tower = VisionTower(tiny_vision_config(), -2)
+    save_tower(tower, tmp_path / "t.safetensors", {})
+    cfg = PretrainConfig(steps=4, batch=8, eval_frames=16, log_every=4, device="cpu", lr=1e-3,
+                         warmup_steps=1, init_tower=str(tmp_path / "t.safetensors"),
+                         heads_first=2)
+    assert [vp.lr_factor(cfg, s, start=2) for s in range(3)] == [0.0, 0.0, 0.5]
+    assert [vp.lr_factor(cfg, s) for s in range(2)] == [0.5, 1.0]  # the heads: from step 0
+    features_carry_grad = []
+    real_forward = vp.Heads.forward
+
+    def spying_forward(self, patches, cls):
+        features_carry_grad.append(patches.requires_grad)
+        return real_forward(self, patches, cls)
+
+    monkeypatch.setattr(vp.Heads, "forward", spying_forward)
+    trained, _ = pretrain(cfg)
+    # the evaluation before step 1 (two frame sets), steps 1-2 frozen, steps 3-4 training, the
+    # final evaluation
+    assert features_carry_grad == [False] * 4 + [True] * 2 + [False] * 2
+    moved = [not torch.equal(v, tower.state_dict()[k]) for k, v in trained.state_dict().items()]
+    assert any(moved)  # it trained once unfrozen
+    with pytest.raises(ValueError, match="heads_first"):
+        PretrainConfig(heads_first=5, steps=5, init_tower="t")
+    with pytest.raises(ValueError, match="init_tower"):
+        PretrainConfig(heads_first=1)
