@@ -104,7 +104,8 @@ def swap_tower(delta: str | Path, tower: str | Path, out: str | Path, *, caveat:
         new_tower.load_state_dict(new_state)
     except RuntimeError as e:
         raise CheckpointError(f"{tower} is not a tower of {delta}'s shape: {e}") from e
-    dev = torch.device(device)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto"
+                       else device)
     old_tower, new_tower = old_tower.to(dev).eval(), new_tower.to(dev).eval()
     old_projector = load_projector(delta).to(dev).eval().requires_grad_(False)
     projector = copy.deepcopy(old_projector).requires_grad_(True).train()
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-fit-error", type=float, default=0.1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto" (a GPU if any)')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = swap_tower(args.delta, args.tower, args.out, caveat=args.caveat, steps=args.steps,

@@ -14,7 +14,10 @@
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
 # adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
 # pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its peak learning
-# rate, default 5e-4 here and 1e-3 for a fresh tower) and replaces the delta's.
+# rate, default 5e-4 here and 1e-3 for a fresh tower; VISION_HEADS_FIRST=N: its first N steps
+# train the fresh heads alone, the tower frozen) and replaces the delta's, the delta's projector
+# first fitted to it (`training.swap_tower`; FIT_PROJECTOR=0 puts the tower in as it is, as the
+# runs before 2026-12-05 did).
 # PAIR_WEIGHT=w weighs the vision pre-training's per-(shape, colour) head (default 1; 0 leaves
 # shape and colour to their own heads: `training.vision_pretrain`, held-out pairings); RECOLOUR=share
 # draws that share of its objects in colours no question names (shape learned apart from colour).
@@ -51,12 +54,13 @@ source "$(dirname "$0")/run_log.sh"  # CONFIG, PY, HEAD, export_latest, output t
 if [[ ${QUICK:-0} == 1 ]]; then
     VISION=(--steps "${VISION_STEPS:-20}" --batch 32 --eval-frames 64 --log-every 10 --workers 2)
     PROBE=3; OVERRIDES=(--batch 4 --micro-batch 4 --frames 8 --workers 2 --log-every 1)
+    SWAP=(--steps 5 --batch 8 --max-fit-error 1.0)
     EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
     VISION=(--steps "${VISION_STEPS:-6000}" --batch 256 --eval-frames 1024 --log-every 500
             --workers "${VISION_WORKERS:-12}")
-    PROBE=8; OVERRIDES=()
+    PROBE=8; OVERRIDES=(); SWAP=()
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
 fi
@@ -77,7 +81,9 @@ if [[ -n ${CONTINUE:-} ]]; then
                 --lr "${LR:-5e-4}" --warmup-steps 10)
     SMALL_SHARE=0.15
     if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
-        PRETRAIN=(--init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}")  # the delta's tower, on
+        # the delta's tower, on
+        PRETRAIN=(--init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}"
+                  --heads-first "${VISION_HEADS_FIRST:-0}")
     fi
 elif [[ ${VISION[1]} != 0 ]]; then
     PRETRAIN=(--lr "${VISION_LR:-1e-3}")  # a fresh tower
@@ -90,7 +96,20 @@ if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
         --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${PRETRAIN[@]}" "${VISION[@]}"
-    INIT+=(--vision-weights "$WORK/tower.safetensors")
+    if [[ -n ${CONTINUE:-} && ${FIT_PROJECTOR:-1} == 1 ]]; then
+        # the delta's projector fitted to the new tower first (`training.swap_tower`): put in
+        # as it is, a tower pre-trained again moves the language model's visual tokens 15-27 %
+        # (relative error) from where the delta's own path put them (3 % after a fit); the shipped
+        # model on a fitted GPU tower answered more without a step than two runs did after
+        # 24-27 steps on the tower as it was (docs/results.md)
+        say "projector fitted to the new tower"
+        [[ -f $WORK/start.safetensors ]] || $PY -m training.swap_tower "$CONTINUE" \
+            "$WORK/tower.safetensors" --out "$WORK/start.safetensors" --caveat "" \
+            --device auto "${SWAP[@]}"
+        INIT=(--delta "$WORK/start.safetensors" "${INIT[@]:2}")  # LoRA factors: $CONTINUE's
+    else
+        INIT+=(--vision-weights "$WORK/tower.safetensors")
+    fi
 fi
 if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
     say "stopped after the vision pre-training"; exit 0
