@@ -45,6 +45,7 @@ Letters: N frames, P patches per frame, Cv tower width, K labels.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -121,6 +122,13 @@ class PretrainConfig:
     first gradients into a trained tower rewrite the features the language model reads --
     a second CPU round from a retrained tower read signs worse each time (docs/results.md).
     The tower's own warm-up and cosine start when it unfreezes."""
+    keep_ink: float = 0.0
+    """Weight of a loss that holds the tower's patch features on sign ink where the given
+    tower (``init_tower``, kept frozen beside it) puts them: squared error over the patches
+    holding ink, relative to the given features' energy there. A tower pre-trained again to
+    tell shapes apart from colours read numbers worse (the shipped model on it: 11 of 20
+    number needles against 17, words 26 / 26; docs/results.md); this keeps what the language
+    model reads signs from while the rest of the features move."""
     probe: bool = False
     """Train the heads only, on a frozen ``init_tower``: a linear probe that measures what a
     given tower already encodes (e.g. the reading of the shipped tower against a new one)."""
@@ -166,6 +174,9 @@ class PretrainConfig:
         if self.heads_first and (self.init_tower is None or self.probe):
             raise ValueError("PretrainConfig.heads_first protects a given tower: set init_tower "
                              "(and not probe, where the tower never trains)")
+        if self.keep_ink < 0 or (self.keep_ink and (self.init_tower is None or self.probe)):
+            raise ValueError("PretrainConfig.keep_ink must be >= 0 and holds a given tower's "
+                             "features: set init_tower (and not probe)")
         if self.probe and self.init_tower is None:
             raise ValueError("PretrainConfig.probe needs init_tower: a probe reads a given tower")
         if self.probe_projector and not self.probe:
@@ -521,6 +532,8 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
         else:
             projector, width = None, vision.hidden_size
         heads = Heads(width, cfg.probe_cells).to(device).train()
+        # the given tower as it was, for keep_ink: what the features on sign ink stay near
+        anchor = copy.deepcopy(tower).eval().requires_grad_(False) if cfg.keep_ink else None
 
     def features_of(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches, cls = tower(x)  # (N, P, Cv), (N, Cv)
@@ -578,8 +591,14 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             tower_trains = not cfg.probe and step > cfg.heads_first
             with torch.set_grad_enabled(tower_trains):  # frozen: no tower backward
                 features = features_of(x)
-            parts = losses(heads(*features), _to(y, device))
+            y = _to(y, device)
+            parts = losses(heads(*features), y)
             parts["combos"] = cfg.pair_weight * parts["combos"]
+            if anchor is not None and y.ink.any():
+                with torch.no_grad():
+                    kept = anchor(x)[0][y.ink]  # (K, Cv): the given tower on the ink patches
+                moved = (features[0][y.ink] - kept).square().sum(-1).mean()
+                parts["keep_ink"] = cfg.keep_ink * moved / kept.square().sum(-1).mean()
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

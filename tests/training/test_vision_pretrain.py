@@ -10,7 +10,8 @@
 - The reading labels spell every visible sign (by hand and on random frames), and wrong
   readings score below 1; a run can start from an exported delta's tower.
 - ``heads_first`` keeps the given tower frozen (no gradient, learning rate 0) while the fresh
-  heads learn, then trains it from its own warm-up.
+  heads learn, then trains it from its own warm-up; ``keep_ink`` holds its features on sign ink
+  nearer the given tower's than a run without it.
 """
 
 from __future__ import annotations
@@ -309,3 +310,37 @@ def test_heads_first_freezes_the_given_tower_then_trains_it(tmp_path, monkeypatc
         PretrainConfig(heads_first=5, steps=5, init_tower="t")
     with pytest.raises(ValueError, match="init_tower"):
         PretrainConfig(heads_first=1)
+
+
+def test_keep_ink_holds_the_given_towers_features_on_sign_ink(tmp_path) -> None:
+    """With ``keep_ink`` the tower's features on patches holding sign ink move less from the
+    given tower's than without it (same seed, same batches)."""
+    from streamvxl.model.vision import VisionTower
+    from streamvxl.preprocess import Preprocessor
+    from training.default_model import tiny_vision_config
+
+    torch.manual_seed(3)
+    tower = VisionTower(tiny_vision_config(), -2)
+    save_tower(tower, tmp_path / "t.safetensors", {})
+    world = {"sign_prob": 1.0}
+    frames, labels = draw_frames(np.random.default_rng(9), WorldConfig(
+        height=tiny_vision_config().image_size, width=tiny_vision_config().image_size, **world),
+        16, 4)
+    x = Preprocessor(tiny_vision_config().image_size)(list(frames))
+    assert labels.ink.any()
+    with torch.no_grad():
+        before = tower(x)[0][labels.ink]  # (K, Cv)
+
+    def ink_change(keep_ink: float) -> float:
+        cfg = PretrainConfig(steps=3, batch=16, eval_frames=16, log_every=3, device="cpu",
+                             lr=3e-3, warmup_steps=0, world=world, keep_ink=keep_ink,
+                             init_tower=str(tmp_path / "t.safetensors"))
+        trained, _ = pretrain(cfg)
+        with torch.no_grad():
+            after = trained(x)[0][labels.ink]
+        return float((after - before).square().sum(-1).mean() / before.square().sum(-1).mean())
+
+    free, kept = ink_change(0.0), ink_change(100.0)
+    assert kept < 0.5 * free, (kept, free)
+    with pytest.raises(ValueError, match="keep_ink"):
+        PretrainConfig(keep_ink=1.0)  # nothing given to keep
