@@ -15,9 +15,10 @@
 # adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
 # pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its peak learning
 # rate, default 5e-4 here and 1e-3 for a fresh tower; VISION_HEADS_FIRST=N: its first N steps
-# train the fresh heads alone, the tower frozen) and replaces the delta's, the delta's projector
-# first fitted to it (`training.swap_tower`; FIT_PROJECTOR=0 puts the tower in as it is, as the
-# runs before 2026-12-05 did).
+# train the fresh heads alone, the tower frozen; VISION_FROM=file: start from that tower or
+# delta's instead; VISION_KEEP_INK=w holds its features on sign ink where the start had them)
+# and replaces the delta's, the delta's projector first fitted to it (`training.swap_tower`;
+# FIT_PROJECTOR=0 puts the tower in as it is, as the runs before 2026-12-05 did).
 # PAIR_WEIGHT=w weighs the vision pre-training's per-(shape, colour) head (default 1; 0 leaves
 # shape and colour to their own heads: `training.vision_pretrain`, held-out pairings); RECOLOUR=share
 # draws that share of its objects in colours no question names (shape learned apart from colour).
@@ -66,6 +67,7 @@ else
 fi
 [[ -n ${PAIR_WEIGHT:-} ]] && VISION+=(--pair-weight "$PAIR_WEIGHT")
 [[ -n ${RECOLOUR:-} ]] && VISION+=(--recolour "$RECOLOUR")
+[[ -n ${VISION_KEEP_INK:-} ]] && VISION+=(--keep-ink "$VISION_KEEP_INK")
 WORLD='{"max_objects": 3, "sign_prob": 0.5}'
 VISION_WORLD=${VISION_WORLD:-'{"sign_prob": 0.5}'}
 READING_MIX=${READING_MIX:-'{"video": 0.3, "image": 0.1, "multi_image": 0.1, "reading": 0.5}'}
@@ -82,7 +84,7 @@ if [[ -n ${CONTINUE:-} ]]; then
     SMALL_SHARE=0.15
     if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
         # the delta's tower, on
-        PRETRAIN=(--init-tower "$CONTINUE" --lr "${VISION_LR:-5e-4}"
+        PRETRAIN=(--init-tower "${VISION_FROM:-$CONTINUE}" --lr "${VISION_LR:-5e-4}"
                   --heads-first "${VISION_HEADS_FIRST:-0}")
     fi
 elif [[ ${VISION[1]} != 0 ]]; then
