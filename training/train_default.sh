@@ -84,7 +84,7 @@ if [[ -n ${CONTINUE:-} ]]; then
                 --lr "${LR:-5e-4}" --warmup-steps 10)
     SMALL_SHARE=0.15
     if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
-        # the delta's tower, on
+        # the delta's tower (or VISION_FROM's) pre-trained further
         PRETRAIN=(--init-tower "${VISION_FROM:-$CONTINUE}" --lr "${VISION_LR:-5e-4}"
                   --heads-first "${VISION_HEADS_FIRST:-0}")
     fi
