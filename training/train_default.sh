@@ -99,23 +99,24 @@ if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
         --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${PRETRAIN[@]}" "${VISION[@]}"
-    if [[ -n ${CONTINUE:-} && ${FIT_PROJECTOR:-1} == 1 ]]; then
-        # the delta's projector fitted to the new tower first (`training.swap_tower`): put in
-        # as it is, a tower pre-trained again moves the language model's visual tokens 15-27 %
-        # (relative error) from where the delta's own path put them (3 % after a fit); the shipped
-        # model on a fitted GPU tower answered more without a step than two runs did after
-        # 24-27 steps on the tower as it was (docs/results.md)
-        say "projector fitted to the new tower"
-        [[ -f $WORK/fitted.safetensors ]] || $PY -m training.swap_tower "$CONTINUE" \
-            "$WORK/tower.safetensors" --out "$WORK/fitted.safetensors" --caveat "" \
-            --device auto "${SWAP[@]}"
-        INIT=(--delta "$WORK/fitted.safetensors" "${INIT[@]:2}")  # LoRA factors: $CONTINUE's
-    else
-        INIT+=(--vision-weights "$WORK/tower.safetensors")
-    fi
 fi
 if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
     say "stopped after the vision pre-training"; exit 0
+fi
+if (( ${#PRETRAIN[@]} )) && [[ -n ${CONTINUE:-} && ${FIT_PROJECTOR:-1} == 1 ]]; then
+    # the delta's projector fitted to the new tower first (`training.swap_tower`): put in as
+    # it is, a tower pre-trained again moves the language model's visual tokens 15-27 %
+    # (relative error) from where the delta's own path put them (3 % after a fit); the shipped
+    # model on a fitted GPU tower answered more without a step than two runs did after 24-27
+    # steps on the tower as it was (docs/results.md). After STOP_AFTER: a call that
+    # pre-trains in the background leaves the fit to the call that trains.
+    say "projector fitted to the new tower"
+    [[ -f $WORK/fitted.safetensors ]] || $PY -m training.swap_tower "$CONTINUE" \
+        "$WORK/tower.safetensors" --out "$WORK/fitted.safetensors" --caveat "" \
+        --device auto "${SWAP[@]}"
+    INIT=(--delta "$WORK/fitted.safetensors" "${INIT[@]:2}")  # LoRA factors: $CONTINUE's
+elif (( ${#PRETRAIN[@]} )); then
+    INIT+=(--vision-weights "$WORK/tower.safetensors")
 fi
 say "init"
 [[ -d $WORK/init ]] || $PY -m training.default_model init "$WORK/init" "${INIT[@]}"
