@@ -11,8 +11,8 @@ space. The language model, the VST embedding and the adapters are untouched.
 
 The fit error is measured on held-out frames before the fit (the plain swap) and after it (a
 fit that does not help keeps the delta's projector); a tower whose features cannot be mapped
-onto the old ones (error above ``max_fit_error``) is refused. The result is measured and chosen like any export (`training.evaluate`,
-`training.compare_models`).
+onto the old ones (error above ``max_fit_error``) is refused. The result is measured and
+chosen like any export (`training.evaluate`, `training.compare_models`).
 
 Run it::
 
@@ -50,6 +50,7 @@ from training.vision_pretrain import (
     draw_frames,
     load_projector,
     load_tower_state,
+    torch_device,
 )
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ def swap_tower(delta: str | Path, tower: str | Path, out: str | Path, *, caveat:
         new_tower.load_state_dict(new_state)
     except RuntimeError as e:
         raise CheckpointError(f"{tower} is not a tower of {delta}'s shape: {e}") from e
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto"
-                       else device)
+    dev = torch_device(device)
     old_tower, new_tower = old_tower.to(dev).eval(), new_tower.to(dev).eval()
     old_projector = load_projector(delta).to(dev).eval().requires_grad_(False)
     projector = copy.deepcopy(old_projector).requires_grad_(True).train()

@@ -498,6 +498,13 @@ def load_projector(path: str | Path) -> nn.Module:
     return projector
 
 
+def torch_device(name: str) -> torch.device:
+    """``name`` as a device: "auto" is CUDA when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def lr_factor(cfg: PretrainConfig, step: int, start: int = 0) -> float:
     """The learning rate's share of ``cfg.lr`` at optimizer step ``step`` (0-based) for
     parameters that train from step ``start`` on: 0 before it, then a linear warm-up and a
@@ -515,8 +522,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
     """Train a tower (the streamvxl-tiny shape; fresh or ``cfg.init_tower``) and its heads;
     returns the tower and one row of held-out scores per evaluation (the last: the end of the
     run)."""
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch_device(cfg.device)
     vision = tiny_vision_config()
     # patch labels are read on the tower's own pixel grid
     if (cfg.world or {}).get("sizes") is not None:
@@ -544,8 +550,9 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             return patches, cls
         return projector(patches), projector(cls)  # (N, P, C): what the LLM tokens average
     tower_params = [p for p in tower.parameters() if p.requires_grad]
-    params = tower_params + list(heads.parameters())
-    optimizer = torch.optim.AdamW([{"params": tower_params}, {"params": list(heads.parameters())}],
+    head_params = list(heads.parameters())
+    params = tower_params + head_params
+    optimizer = torch.optim.AdamW([{"params": tower_params}, {"params": head_params}],
                                   lr=cfg.lr, weight_decay=0.01)
 
     # LambdaLR counts from 0: step s of the loop (1-based) trains at lr_factor(cfg, s - 1, ...)
@@ -597,7 +604,7 @@ def pretrain(cfg: PretrainConfig) -> tuple[VisionTower, list[dict[str, float]]]:
             y = _to(y, device)
             parts = losses(heads(*features), y)
             parts["combos"] = cfg.pair_weight * parts["combos"]
-            if anchor is not None and y.ink.any():
+            if anchor is not None and tower_trains and y.ink.any():  # frozen: nothing moved
                 with torch.no_grad():
                     kept = anchor(x)[0][y.ink]  # (K, Cv): the given tower on the ink patches
                 moved = (features[0][y.ink] - kept).square().sum(-1).mean()
