@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import get_args
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from streamvxl.model.layout import split_windows
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.world import QA, VIDEO_TASKS, Task, WorldConfig
+from streamvxl.world.questions import ExistNaming
 from training.reading import sample_reading_labels
 from training.samples import Sample, multi_image_sample, single_image_sample, video_sample
 
@@ -82,8 +84,15 @@ class TaskMix:
     (`streamvxl.world.questions.template_train_grammar`) instead of their template lists: a
     model trained on the lists alone answered their wording, 11 points lower in a held-out
     grammar (docs/results.md). 0 draws what the runs before it drew."""
+    exist_naming: ExistNaming = "recorded"
+    """How existence questions name absent things (`streamvxl.world.questions.ExistNaming`):
+    "recorded" names them by both parts far more often than present ones, so a model learns
+    the answer from the wording; "balanced" names both alike."""
 
     def __post_init__(self) -> None:
+        if self.exist_naming not in get_args(ExistNaming):
+            raise ValueError(f"TaskMix.exist_naming must be one of {get_args(ExistNaming)}, "
+                             f"got {self.exist_naming!r}")
         if not 0.0 <= self.grammar_prob <= 1.0:
             raise ValueError(f"TaskMix.grammar_prob must be in [0, 1], got {self.grammar_prob}")
         weights = (self.video, self.image, self.multi_image, self.reading, self.long_video)
@@ -151,7 +160,8 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
         kind = int(rng.choice(5, p=mix.probabilities))
         if kind == 0:
             sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions,
-                                  grammar_prob=mix.grammar_prob)
+                                  grammar_prob=mix.grammar_prob,
+                                  exist_naming=mix.exist_naming)
         elif kind == 1:
             sample = single_image_sample(rng, world, n=questions)
         elif kind == 2:
@@ -166,7 +176,8 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
             long_world = replace(world, num_frames=mix.long_frames, number_prob=numbers,
                                  sign_prob=1.0 if needles_only else world.sign_prob)
             sample = replace(video_sample(rng, long_world, tasks=mix.long_tasks, n=questions,
-                                          grammar_prob=mix.grammar_prob), kind="long_video")
+                                          grammar_prob=mix.grammar_prob,
+                                          exist_naming=mix.exist_naming), kind="long_video")
         if sample.qa:
             return sample
 

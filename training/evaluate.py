@@ -65,7 +65,7 @@ from streamvxl.world import (
     make_questions,
     sample_episode,
 )
-from streamvxl.world.questions import HeldOut, pairing
+from streamvxl.world.questions import ExistNaming, HeldOut, naming, pairing
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
 from training.samples import Sample
@@ -184,17 +184,19 @@ def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
 
 def eval_samples(world: WorldConfig, n_videos: int, seed: int = 0,
                  tasks: Sequence[Task] = VIDEO_TASKS, questions_per_task: int = 1,
-                 held_out: HeldOut = "templates") -> list[Sample]:
+                 held_out: HeldOut = "templates",
+                 exist_naming: ExistNaming = "recorded") -> list[Sample]:
     """``n_videos`` held-out videos (``split="eval"``), each with up to ``questions_per_task``
     questions of every task it can answer, held-out phrasings from ``held_out``
-    (`streamvxl.world.questions.HeldOut`). A pure function of its arguments."""
+    (`streamvxl.world.questions.HeldOut`), absent things named as ``exist_naming`` says
+    (`streamvxl.world.questions.ExistNaming`). A pure function of its arguments."""
     out = []
     for i in range(n_videos):
         rng = np.random.default_rng([EVAL_SEED_TAG, seed, i])
         ep = sample_episode(rng, world, split="eval")
         qa = [q for task in tasks
               for q in make_questions(ep, rng, "eval", (task,), questions_per_task,
-                                      held_out=held_out)]
+                                      held_out=held_out, exist_naming=exist_naming)]
         out.append(Sample("video", *camera_feed(ep), tuple(qa), (ep,)))
     return out
 
@@ -262,7 +264,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
              window: int | None = None, max_new_tokens: int = 16,
              prompt: PromptTemplate | None = None, preprocess: Preprocessor | None = None,
              device: str | None = None, predictions: list[dict[str, Any]] | None = None,
-             held_out: HeldOut = "templates") -> list[dict[str, Any]]:
+             held_out: HeldOut = "templates",
+             exist_naming: ExistNaming = "recorded") -> list[dict[str, Any]]:
     """Accuracy per (method, ratio, task) on held-out videos.
 
     Args:
@@ -287,6 +290,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
         held_out: where the first five tasks' held-out phrasings come from: their held-out
             templates, ``"grammar"`` (a held-out grammar no template list holds), or
             ``"crossed"`` (`streamvxl.world.questions.HeldOut`).
+        exist_naming: how existence questions name absent things
+            (`streamvxl.world.questions.ExistNaming`; "recorded": as every recorded set).
 
     Returns:
         One row per (method, ratio, task) that has questions, tasks followed by ``"all"``:
@@ -310,7 +315,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     # (method, ratio, task) -> [correct, asked]; (method, ratio) -> [tokens], [frames kept]
     tally: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
     sizes: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    samples = eval_samples(world, n_videos, seed, tasks, questions_per_task, held_out)
+    samples = eval_samples(world, n_videos, seed, tasks, questions_per_task, held_out,
+                           exist_naming)
     t0 = time.perf_counter()
     for i, sample in enumerate(samples):
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
@@ -337,6 +343,7 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
                             "answer": qa.answer, "prediction": text, "correct": bool(ok),
                             "novel_phrasing": qa.novel_phrasing,
                             "pairing": pairing(sample.episodes[0], qa),
+                            "naming": naming(qa),
                             "frame_size": "x".join(map(str, sample.frames.shape[1:3]))})
         log.info("video %d/%d: %d frames, %d intervals, %d questions (%.1f s so far)", i + 1,
                  len(samples), video.num_frames, len(video.intervals), len(sample.qa),
@@ -474,6 +481,37 @@ def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
                             f"({seen['n']} / {new['n']})")
             if any(v != "-" for v in vals):
                 lines.append(f"| {m} | {form} | " + " | ".join(vals) + " |")
+    return "\n".join(lines + [""]) + "\n"
+
+
+def naming_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Existence accuracy by form (the answer: ``exists_present`` "yes", ``exists_absent``
+    "no") split by how the question names the thing (`streamvxl.world.questions.naming`:
+    "both", "shape" or "colour"), from `evaluate`'s predictions: one ``{"method", "ratio",
+    "form", "naming", "n", "correct", "accuracy"}`` per cell. A model that answers from the
+    wording is right on one form and wrong on the other within a naming."""
+    return _named(_tally(predictions, lambda p: [(p["form"], p["naming"])]
+                         if p.get("naming") else []), "form", "naming")
+
+
+def markdown_naming(cells: Sequence[dict[str, Any]]) -> str:
+    """`naming_rows` as a table: a row per method, ratio and form, a column per naming
+    holding accuracy % (n); empty without existence questions."""
+    if not cells:
+        return ""
+    by = {(c["method"], c["ratio"], c["form"], c["naming"]): c for c in cells}
+    namings = ("both", "shape", "colour")
+    lines = ["## existence by naming (colour and shape / shape / colour): accuracy % (n)", "",
+             "| method | ratio | form | " + " | ".join(namings) + " |",
+             "|---|---:|---|" + "---:|" * len(namings)]
+    for m in dict.fromkeys(c["method"] for c in cells):
+        for r in sorted({c["ratio"] for c in cells}):
+            for form in ("exists_present", "exists_absent"):
+                vals = [by.get((m, r, form, k)) for k in namings]
+                if any(vals):
+                    lines.append(f"| {m} | {r}x | {form} | " + " | ".join(
+                        "-" if c is None else f"{100 * c['accuracy']:.1f} ({c['n']})"
+                        for c in vals) + " |")
     return "\n".join(lines + [""]) + "\n"
 
 
@@ -627,6 +665,7 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, name: str,
     md.write_text(markdown_report(rows, notes=notes, differences=differences, forms=forms)
                   + markdown_phrasing(phrasing_rows(predictions or []))
                   + markdown_pairing(pairing_rows(predictions or []))
+                  + markdown_naming(naming_rows(predictions or []))
                   + markdown_frame_sizes(frame_size_rows(predictions or []))
                   + markdown_misreads(misread_rows(predictions or [], task="needle")))
     written = [js, md]
@@ -680,6 +719,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         "a held-out grammar, or 'crossed': a colour question in the wordings "
                         "training gave the absent-colour form (the newer tasks always use their "
                         "grammar)")
+    p.add_argument("--exist-naming", default="recorded", choices=get_args(ExistNaming),
+                   help="how existence questions name absent things: as every recorded "
+                        "question set did, or 'balanced' (named as present things are, so the "
+                        "wording does not tell the answer)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--fit", choices=get_args(Fit),
                    help="how frames that are not square fit the tower (`Preprocessor.fit`; "
@@ -708,7 +751,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     n_videos=args.n_videos, seed=args.seed, world=world, tasks=args.tasks,
                     questions_per_task=args.questions_per_task, boundary=boundary,
                     window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
-                    predictions=predictions, held_out=args.held_out)
+                    predictions=predictions, held_out=args.held_out,
+                    exist_naming=args.exist_naming)
     settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n_videos": args.n_videos, "seed": args.seed,
                 "ratios": list(args.ratios), "methods": list(args.methods),
@@ -718,6 +762,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
     if args.held_out != "templates":  # absent: the recorded evaluations' templates
         settings["held_out"] = args.held_out
+    if args.exist_naming != "recorded":  # absent: the recorded evaluations' draw
+        settings["exist_naming"] = args.exist_naming
     if preprocess.fit != "crop":  # absent: the recorded evaluations' centre crop
         settings["fit"] = preprocess.fit
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos "
@@ -732,9 +778,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 __all__ = ["answer_question", "answering", "Answering", "Decoding", "digest_note", "eval_samples",
            "evaluate", "form_rows", "frame_size_rows", "load_model_folder", "markdown_frame_sizes",
-           "markdown_pairing", "markdown_phrasing", "markdown_report", "model_digest",
-           "pairing_rows", "phrasing_rows", "plot_accuracy", "question_ids", "report_parser",
-           "token_ids", "training_settings", "write_report"]
+           "markdown_naming", "markdown_pairing", "markdown_phrasing", "markdown_report",
+           "model_digest", "naming_rows", "pairing_rows", "phrasing_rows", "plot_accuracy",
+           "question_ids", "report_parser", "token_ids", "training_settings", "write_report"]
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from PIL import Image
 from streamvxl.world.questions import (
     ORDINALS,
     QA,
+    ExistNaming,
     Fact,
     Form,
     Task,
@@ -214,11 +215,13 @@ def multi_image_sample(rng: np.random.Generator, config: WorldConfig | None = No
 
 def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
                  split: Split = "train", tasks: Iterable[Task] | None = None,
-                 n: int = 4, grammar_prob: float = 0.0) -> Sample:
+                 n: int = 4, grammar_prob: float = 0.0,
+                 exist_naming: ExistNaming = "recorded") -> Sample:
     """A random episode as its camera delivered it (`streamvxl.world.camera_feed`: an outage's
     frames missing), with the frames' timestamps and up to ``n`` questions
     (``grammar_prob``: `streamvxl.world.make_questions`'s share of template-form questions
-    worded by the training grammar).
+    worded by the training grammar; ``exist_naming``: how existence questions name absent
+    things, `streamvxl.world.questions.ExistNaming`).
 
     Example:
         >>> s = video_sample(np.random.default_rng(0), WorldConfig(num_frames=16))
@@ -226,7 +229,8 @@ def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
         ((16, 64, 64, 3), [0.0, 0.5, 1.0])
     """
     ep = sample_episode(rng, config, split)
-    qa = make_questions(ep, rng, split, tasks, n, grammar_prob=grammar_prob)
+    qa = make_questions(ep, rng, split, tasks, n, grammar_prob=grammar_prob,
+                        exist_naming=exist_naming)
     return Sample("video", *camera_feed(ep), tuple(qa), (ep,))
 
 

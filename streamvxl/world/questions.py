@@ -68,6 +68,14 @@ denial counterpart in `WORDED_ALIKE`, the counterpart's *training* wordings -- w
 have taught the model the other form's answer ("What colour was the <shape>?" -> "none"); the
 other forms then use their held-out templates. Forms with a grammar always use the held-out
 grammar."""
+ExistNaming = Literal["recorded", "balanced"]
+"""How existence questions name an absent thing. "recorded": one thing sharing a part with a
+present object, named by both parts, and one sharing neither, named by both or by one -- the
+draw every recorded question set used, which names absent things by both parts far more often
+than present ones, so the wording alone predicted the answer (a model trained on it answered
+"a red star" -> "no", "a star" -> "yes"; docs/results.md). "balanced": each absent thing named
+as a present object is (`_exists_present`): by colour and shape, by shape, or by colour, a
+third each, so only the video tells the answer."""
 Pairing = Literal["trained", "held_out"]
 """Whether a question is about an object of a (shape, colour) pairing training drew (`pairing`)."""
 VIDEO_TASKS: tuple[Task, ...] = ("attribute", "order", "count", "time", "needle", "exist", "now",
@@ -669,6 +677,51 @@ def _exists_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     return facts
 
 
+def _exists_absent_balanced(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """Up to two absent things, each named the way `_exists_present` names a present object
+    (colour and shape, shape alone, colour alone: a third each), so a question's wording says
+    nothing of its answer (`ExistNaming`). Named by both parts, the first shares a colour or a
+    shape with an object present ("near": a red star beside a red circle) and the second
+    shares neither, as in the recorded draw; a thing named by one part is absent by that
+    part alone. A naming with no absent thing to name (every shape on screen) is skipped."""
+    combos = {o.combo for o in ep.objects}
+    shapes = {o.shape for o in ep.objects}
+    colours = {o.colour for o in ep.objects}
+    pairs = [(s, c) for s in SHAPES for c in COLOURS if (s, c) not in combos]
+    near = [(s, c) for s, c in pairs if s in shapes or c in colours]
+    far = [(s, c) for s, c in pairs if s not in shapes and c not in colours]
+    by_naming: tuple[list[tuple[str | None, str | None]], ...] = (
+        [], [(s, None) for s in SHAPES if s not in shapes],
+        [(None, c) for c in COLOURS if c not in colours])
+    facts: list[Fact] = []
+    asked: set[tuple[str | None, str | None]] = set()
+    for k in range(2):
+        how = int(rng.integers(3))
+        pool = [t for t in ((near if k == 0 else far) if how == 0 else by_naming[how])
+                if t not in asked]
+        if not pool:
+            continue
+        shape, colour = pool[int(rng.integers(len(pool)))]
+        asked.add((shape, colour))
+        shares = (shape is not None and shape in shapes) or (colour is not None and
+                                                              colour in colours)
+        facts.append(Fact({"np": _noun_phrases(shape, colour)}, "no", ("no",),
+                          (0, ep.num_frames),
+                          (("shape", shape or ""), ("colour", colour or ""),
+                           ("near", str(shares)))))
+    return facts
+
+
+def naming(qa: QA) -> Literal["both", "shape", "colour"] | None:
+    """How an existence question names its thing: by colour and shape ("both"), by shape, or
+    by colour; None for any other question. Splitting existence accuracy by naming shows a
+    model that answers from the wording (`ExistNaming`)."""
+    if qa.form not in ("exists_present", "exists_absent"):
+        return None
+    shape, colour = qa.param("shape"), qa.param("colour")
+    return "both" if shape and colour else ("shape" if shape else "colour")
+
+
 def _last_frame(ep: Episode) -> tuple[list[int], list[Sign]]:
     t = ep.num_frames - 1
     return ([i for i, o in enumerate(ep.objects) if o.visible(t)],
@@ -874,11 +927,21 @@ def phrase(form: Form, slots: dict[str, str], rng: np.random.Generator, split: S
     return template.format(**slots), template, novel
 
 
-def form_facts(name: str, episode: Episode, rng: np.random.Generator) -> list[Fact]:
+_BALANCED_FACTS: dict[str, Callable[[Episode, np.random.Generator], list[Fact]]] = {
+    "exists_absent": _exists_absent_balanced,
+}
+"""The forms whose facts ``exist_naming="balanced"`` draws another way (`ExistNaming`)."""
+
+
+def form_facts(name: str, episode: Episode, rng: np.random.Generator,
+               exist_naming: ExistNaming = "recorded") -> list[Fact]:
     """Every unambiguous instance of video form ``name`` in ``episode`` (some forms draw from
-    ``rng``: the listing order of `sequence`, the absent colour or shape of counts)."""
+    ``rng``: the listing order of `sequence`, the absent colour or shape of counts, the absent
+    things of `exists_absent` -- named as ``exist_naming`` says)."""
     if name not in _FACTS:
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
+    if exist_naming == "balanced" and name in _BALANCED_FACTS:
+        return _BALANCED_FACTS[name](episode, rng)
     return _FACTS[name](episode, rng)
 
 
@@ -924,7 +987,8 @@ def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
 def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "train",
                    tasks: Iterable[Task] | None = None, n: int = 4,
                    novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
-                   grammar_prob: float = 0.0) -> list[QA]:
+                   grammar_prob: float = 0.0,
+                   exist_naming: ExistNaming = "recorded") -> list[QA]:
     """Up to ``n`` distinct unambiguous questions about an episode, tasks drawn uniformly
     (among those that have a question), then forms, then instances.
 
@@ -939,6 +1003,8 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
             measures robustness to wording no template list holds, for every task.
         grammar_prob: chance that a first-five-task question in a training phrasing is worded
             by `template_train_grammar` instead of its template list (0: the recorded draws).
+        exist_naming: how existence questions name absent things (`ExistNaming`; "recorded":
+            the draw of the recorded question sets, whose wording predicts the answer).
 
     Example:
         >>> from streamvxl.world.scene import sample_episode
@@ -955,7 +1021,10 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
     for t in wanted:
         if t not in VIDEO_TASKS:
             raise ValueError(f"unknown task {t!r}; choose from {VIDEO_TASKS}")
-    facts = {name: form_facts(name, episode, rng)
+    if exist_naming not in get_args(ExistNaming):
+        raise ValueError(f"exist_naming must be one of {get_args(ExistNaming)}, "
+                         f"got {exist_naming!r}")
+    facts = {name: form_facts(name, episode, rng, exist_naming)
              for name, form in FORMS.items() if form.task in wanted}
     if not 0.0 <= grammar_prob <= 1.0:
         raise ValueError(f"grammar_prob must be in [0, 1], got {grammar_prob}")

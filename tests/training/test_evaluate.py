@@ -19,6 +19,7 @@ import doctest
 import importlib
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,26 @@ def test_eval_set_with_a_held_out_grammar_keeps_its_videos(world) -> None:
     novel = [qa for s in grammar for qa in s.qa
              if qa.novel_phrasing and not FORMS[qa.form].grammar]
     assert novel and all(qa.template not in FORMS[qa.form].held_out for qa in novel)
+
+
+def test_eval_set_with_balanced_existence_naming_keeps_its_videos(world) -> None:
+    """--exist-naming balanced asks the same videos and the first five tasks' same questions;
+    its absent things are named by one part as often as present ones are."""
+    from streamvxl.world.questions import naming
+
+    recorded = ev.eval_samples(world, 40, seed=0, tasks=("attribute", "exist"))
+    balanced = ev.eval_samples(world, 40, seed=0, tasks=("attribute", "exist"),
+                               exist_naming="balanced")
+    namings = {"recorded": Counter(), "balanced": Counter()}
+    for name, samples in (("recorded", recorded), ("balanced", balanced)):
+        for s in samples:
+            namings[name].update(naming(qa) for qa in s.qa if qa.form == "exists_absent")
+    for a, b in zip(recorded, balanced, strict=True):
+        assert a.episodes == b.episodes and np.array_equal(a.frames, b.frames)
+        assert [q for q in a.qa if q.task == "attribute"] == [
+            q for q in b.qa if q.task == "attribute"]
+    one_part = {k: (c["shape"] + c["colour"]) / sum(c.values()) for k, c in namings.items()}
+    assert one_part["recorded"] < 0.25 < 0.45 < one_part["balanced"], namings
 
 
 def _check_rows(rows, ratios) -> None:
@@ -481,6 +502,46 @@ def test_accuracy_splits_by_frame_size() -> None:
     assert "| method | ratio | task | 64x64 | 72x128 | 128x72 |" in table
     assert "| vst | 16x | exist | - | 50.0 (2) | 0.0 (1) |" in table
     assert ev.markdown_frame_sizes(ev.frame_size_rows(preds[:2])) == ""
+
+
+def test_existence_splits_by_naming() -> None:
+    """Counted by hand: existence questions by answer form and naming; other questions stay
+    out; "full" counts at every ratio; no existence question, no table."""
+    def p(form, how, correct, method="vst", ratio=16):
+        return {"method": method, "ratio": ratio, "task": "exist", "form": form,
+                "naming": how, "correct": correct}
+    preds = [p("exists_present", "both", True), p("exists_present", "both", False),
+             p("exists_absent", "both", True), p("exists_absent", "shape", False),
+             p("colour_of_absent", None, True), p("exists_absent", "colour", True, "full", None),
+             {**p("exists_present", "shape", True), "ratio": 8}]
+    cells = {(c["method"], c["ratio"], c["form"], c["naming"]): (c["correct"], c["n"])
+             for c in ev.naming_rows(preds)}
+    assert cells[("vst", 16, "exists_present", "both")] == (1, 2)
+    assert cells[("vst", 16, "exists_absent", "shape")] == (0, 1)
+    assert cells[("full", 8, "exists_absent", "colour")] == cells[
+        ("full", 16, "exists_absent", "colour")] == (1, 1)
+    assert not any(k[2] == "colour_of_absent" for k in cells)
+    table = ev.markdown_naming(ev.naming_rows(preds))
+    assert "| vst | 16x | exists_present | 50.0 (2) | - | - |" in table
+    assert "| vst | 16x | exists_absent | 100.0 (1) | 0.0 (1) | - |" in table
+    assert ev.markdown_naming(ev.naming_rows(preds[4:5])) == ""
+
+
+def test_cli_records_a_balanced_existence_draw(tmp_path: Path) -> None:
+    common = ["--model", "tiny-random", "--out", str(tmp_path), "--n-videos", "3", "--frames",
+              "8", "--ratios", "2", "--methods", "vst", "--tasks", "exist", "--window", "16",
+              "--max-new-tokens", "2", "--device", "cpu", "--questions-per-task", "3",
+              "--boundary", '{"window": 1, "min_frames": 2, "max_frames": 4}']
+    ev.main(common + ["--name", "recorded"])
+    ev.main(common + ["--name", "balanced", "--exist-naming", "balanced"])
+    recorded, balanced = (json.loads((tmp_path / f"{n}.json").read_text())
+                          for n in ("recorded", "balanced"))
+    assert "exist_naming" not in recorded["settings"]
+    assert balanced["settings"]["exist_naming"] == "balanced"
+    for result in (recorded, balanced):
+        assert {p["naming"] for p in result["predictions"]
+                if p["form"] in ("exists_present", "exists_absent")} <= {"both", "shape", "colour"}
+    assert "existence by naming" in (tmp_path / "balanced.md").read_text()
 
 
 def test_cli_fits_frames_as_asked_and_records_it(tmp_path: Path, monkeypatch) -> None:

@@ -158,6 +158,37 @@ def test_a_grammar_share_words_video_questions_by_the_training_grammar() -> None
         TaskMix(grammar_prob=-0.1)
 
 
+def test_a_balanced_existence_draw_reaches_short_and_long_videos(tmp_path) -> None:
+    """``TaskMix.exist_naming`` reaches both video kinds: balanced, absent things are named by
+    one part about as often as present ones (two thirds); recorded, far less often. A stage's
+    mix carries it through a checkpoint's config; an unknown draw is refused."""
+    from collections import Counter
+
+    from streamvxl.world.questions import naming
+
+    def one_part(mix: TaskMix) -> dict[str, float]:
+        counts = {"yes": Counter(), "no": Counter()}
+        for seed in range(120):
+            for qa in draw_sample(np.random.default_rng(seed), WORLD, mix, questions=3).qa:
+                if (how := naming(qa)) is not None:
+                    counts[qa.answer][how != "both"] += 1
+        return {k: c[True] / sum(c.values()) for k, c in counts.items()}
+
+    for kind in ("video", "long_video"):
+        shares = {draw: one_part(TaskMix(video=float(kind == "video"), image=0.0,
+                                         multi_image=0.0, long_video=float(kind != "video"),
+                                         long_frames=16, video_tasks=("exist",),
+                                         long_tasks=("exist",), exist_naming=draw))
+                  for draw in ("recorded", "balanced")}
+        assert shares["recorded"]["no"] < 0.25 < 0.5 < shares["recorded"]["yes"], shares
+        assert abs(shares["balanced"]["no"] - shares["balanced"]["yes"]) < 0.12, shares
+    cfg = _config(tmp_path, [[2, [2, 4], {"exist_naming": "balanced"}]])
+    assert cfg.stages[0].mix == TaskMix(exist_naming="balanced")
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="exist_naming"):
+        TaskMix(exist_naming="even")  # type: ignore[arg-type]
+
+
 def test_training_videos_with_an_outage_carry_the_memorys_note() -> None:
     """A training video whose camera went offline lacks those frames, and its questions start
     with the note the memory tells the model at answer time (`streamvxl.gaps`), so training

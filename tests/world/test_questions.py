@@ -25,6 +25,7 @@ from streamvxl.world.questions import (
     VIDEO_TASKS,
     WORDED_ALIKE,
     make_questions,
+    naming,
     pairing,
     subjects,
     template_train_grammar,
@@ -361,6 +362,79 @@ def test_existence_questions_answer_yes_as_often_as_a_denial() -> None:
     share = answers["yes"] / sum(answers.values())
     assert sum(answers.values()) >= 250
     assert 0.42 <= share <= 0.58, answers
+
+
+def _existence_namings(exist_naming: str, split: str = "train") -> dict[str, Counter]:
+    """How often each answer's existence questions name their thing by colour and shape, by
+    shape, or by colour, over 400 episodes."""
+    from streamvxl.world import WorldConfig, sample_episode
+
+    namings: dict[str, Counter] = {"yes": Counter(), "no": Counter()}
+    for i in range(400):
+        rng = np.random.default_rng([0xBA, i])
+        ep = sample_episode(rng, WorldConfig(num_frames=24, max_objects=3), split)
+        for q in make_questions(ep, rng, split, ("exist",), 3, exist_naming=exist_naming):
+            if (how := naming(q)) is not None:
+                namings[q.answer][how] += 1
+                colour, shape = q.param("colour"), q.param("shape")
+                assert (colour or "") in q.question and (shape or "") in q.question
+    return namings
+
+
+def _share(counts: Counter, key: str) -> float:
+    return counts[key] / sum(counts.values())
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_a_balanced_draw_names_absent_things_as_present_ones(split: str) -> None:
+    """The recorded draw names most absent things by colour and shape and two thirds of the
+    present ones by one part, so the wording told a model the answer ("a red star" -> "no",
+    "a star" -> "yes"; docs/results.md). ``exist_naming="balanced"`` names both alike: the
+    namings' shares differ between the answers by no more than the draw's noise."""
+    recorded, balanced = _existence_namings("recorded", split), _existence_namings("balanced",
+                                                                                  split)
+    assert _share(recorded["no"], "both") - _share(recorded["yes"], "both") > 0.35, recorded
+    assert min(sum(c.values()) for c in balanced.values()) >= 400
+    for how in ("both", "shape", "colour"):
+        assert 0.25 <= _share(balanced["yes"], how) <= 0.42, balanced
+        assert abs(_share(balanced["no"], how) - _share(balanced["yes"], how)) < 0.07, balanced
+
+
+def test_a_balanced_draw_asks_only_about_absent_things_and_keeps_the_near_misses() -> None:
+    """Every "no" of the balanced draw recomputed from the episode (`_expected`: nothing
+    present matches what the question names), and a thing named by both parts is as often a
+    near miss (sharing a part with something present) as it is in the recorded draw."""
+    near = Counter()
+    for split in ("train", "eval"):
+        for i, ep in enumerate(episodes(split)):
+            rng = np.random.default_rng([0xBB, i])
+            for qa in make_questions(ep, rng, split, ("exist",), 4, exist_naming="balanced"):
+                assert normalize_answer(_expected(ep, qa)) == normalize_answer(qa.answer), qa
+                if qa.form == "exists_absent":
+                    near[(naming(qa), qa.param("near"))] += 1
+    assert near[("both", "True")] >= 10 and near[("both", "False")] >= 10, near
+    assert near[("shape", "True")] == near[("colour", "True")] == 0, near
+
+
+def test_the_recorded_existence_draw_is_unchanged() -> None:
+    """The balanced draw is opt-in: by default (and with "recorded") the existence questions
+    are the ones every recorded evaluation asked (digest taken before it existed, 61a7f65)."""
+    import hashlib
+
+    from streamvxl.world import WorldConfig, sample_episode
+
+    digests = []
+    for kwargs in ({}, {"exist_naming": "recorded"}):
+        h = hashlib.sha256()
+        for i in range(40):
+            rng = np.random.default_rng([0xE8, i])
+            ep = sample_episode(rng, WorldConfig(num_frames=24, max_objects=3), "eval")
+            for q in make_questions(ep, rng, "eval", ("exist", "now"), 3, **kwargs):
+                h.update(f"{q.form}|{q.question}|{q.answer}|{q.params}\n".encode())
+        digests.append(h.hexdigest()[:16])
+    assert digests == ["ed4a8ca8e4b4a680"] * 2
+    with pytest.raises(ValueError, match="exist_naming"):
+        make_questions(episodes()[0], np.random.default_rng(0), exist_naming="even")  # type: ignore[arg-type]
 
 
 def test_a_question_is_about_the_objects_it_names_or_answers_with() -> None:
