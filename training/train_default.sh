@@ -31,6 +31,9 @@
 # on a resumed call ends the curriculum within its MAX_MINUTES (`training.curriculum fit`: the
 # steps not yet taken, re-sized at the step time the run measured).
 # STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
+# VISION_GATE=JSON of minimums over the pre-trained tower's last held-out scores (tower.json, e.g.
+# '{"sign_read_acc": 0.9, "held_out_shape_acc": 0.85}') stops the script (exit 3, WORK/FAILED)
+# before anything trains on a tower that falls short.
 # READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
@@ -99,6 +102,17 @@ if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \
         --out "$WORK/tower.safetensors" --world "$VISION_WORLD" "${PRETRAIN[@]}" "${VISION[@]}"
+fi
+if (( ${#PRETRAIN[@]} )) && [[ -n ${VISION_GATE:-} ]]; then
+    # run 7 trained on a tower that read 82 % of signs and lost the shipped model's numbers
+    say "tower gate $VISION_GATE"
+    if ! $PY -c 'import json, sys
+last = json.load(open(sys.argv[1]))[-1]
+short = {k: round(last[k], 4) for k, v in json.loads(sys.argv[2]).items() if last[k] < v}
+print("tower short of the gate:" if short else "tower passes the gate:", short or last)
+sys.exit(bool(short))' "$WORK/tower.json" "$VISION_GATE"; then
+        touch "$WORK/FAILED"; exit 3
+    fi
 fi
 if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
     say "stopped after the vision pre-training"; exit 0
