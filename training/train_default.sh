@@ -13,13 +13,15 @@
 # command's output goes to WORK/log. QUICK=1 shrinks everything to a CPU smoke run of the pipeline.
 # EVAL_PARTS=accuracy,niah (default) picks the evaluations after the export ("" for none).
 # CONTINUE=DELTA trains on from an exported delta instead of from scratch (fresh seed, its
-# adapters, tower and projector as the start); with VISION_STEPS=N as well, its tower is first
-# pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its peak learning
-# rate, default 5e-4 here and 1e-3 for a fresh tower; VISION_HEADS_FIRST=N: its first N steps
-# train the fresh heads alone, the tower frozen; VISION_FROM=file: start from that tower or
-# delta's instead; VISION_KEEP_INK=w holds its features on sign ink where the start had them)
-# and replaces the delta's, the delta's projector first fitted to it (`training.swap_tower`;
-# FIT_PROJECTOR=0 puts the tower in as it is, as the runs before 2026-12-05 did).
+# adapters, tower and projector as the start; peak learning rate LR, default 5e-4, reached after
+# WARMUP steps, default 10: a short continuation needs fewer); with VISION_STEPS=N as well, its
+# tower is first pre-trained N steps further (VISION_WORLD: that run's world fields; VISION_LR: its
+# peak learning rate, default 5e-4 here and 1e-3 for a fresh tower; VISION_HEADS_FIRST=N: its
+# first N steps train the fresh heads alone, the tower frozen; VISION_FROM=file: start from that
+# tower or delta's instead; VISION_KEEP_INK=w holds its features on sign ink where the start had
+# them) and replaces the delta's, the delta's projector first fitted to it
+# (`training.swap_tower`; FIT_PROJECTOR=0 puts the tower in as it is, as the runs before
+# 2026-12-05 did).
 # PAIR_WEIGHT=w weighs the vision pre-training's per-(shape, colour) head (default 1; 0 leaves
 # shape and colour to their own heads: `training.vision_pretrain`, held-out pairings); RECOLOUR=share
 # draws that share of its objects in colours no question names (shape learned apart from colour).
@@ -84,7 +86,7 @@ if [[ -n ${CONTINUE:-} ]]; then
     # factors are the start; fresh data (another seed), a shorter warm-up, mostly large ratios
     INIT=(--delta "$CONTINUE")
     OVERRIDES+=(--lora-init "$CONTINUE" --train-vision false --seed "${SEED:-1}"
-                --lr "${LR:-5e-4}" --warmup-steps 10)
+                --lr "${LR:-5e-4}" --warmup-steps "${WARMUP:-10}")
     SMALL_SHARE=0.15
     if [[ -n ${VISION_STEPS:-} && ${VISION_STEPS} != 0 ]]; then
         # the delta's tower (or VISION_FROM's) pre-trained further
