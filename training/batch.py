@@ -44,7 +44,13 @@ from streamvxl.prompt import PromptTemplate
 from streamvxl.world import QA, VIDEO_TASKS, Task, WorldConfig
 from streamvxl.world.questions import ExistNaming
 from training.reading import sample_reading_labels
-from training.samples import Sample, multi_image_sample, single_image_sample, video_sample
+from training.samples import (
+    Sample,
+    existence_still_sample,
+    multi_image_sample,
+    single_image_sample,
+    video_sample,
+)
 
 READING_FORMS: tuple[str, ...] = ("needle_word", "needle_number")
 """The question forms of a reading sample (the still's sign is a word or a number)."""
@@ -84,6 +90,10 @@ class TaskMix:
     (`streamvxl.world.questions.template_train_grammar`) instead of their template lists: a
     model trained on the lists alone answered their wording, 11 points lower in a held-out
     grammar (docs/results.md). 0 draws what the runs before it drew."""
+    exist_stills: float = 0.0
+    """Stills asked only whether they show a thing (`training.samples.EXIST_STILL_FORMS`,
+    kind "image"): existence taught on one frame first, as reading was -- no model told
+    present from absent things in a video's memory, uncompressed ones included."""
     exist_naming: ExistNaming = "recorded"
     """How existence questions name absent things (`streamvxl.world.questions.ExistNaming`):
     "recorded" names them by both parts far more often than present ones, so a model learns
@@ -95,7 +105,8 @@ class TaskMix:
                              f"got {self.exist_naming!r}")
         if not 0.0 <= self.grammar_prob <= 1.0:
             raise ValueError(f"TaskMix.grammar_prob must be in [0, 1], got {self.grammar_prob}")
-        weights = (self.video, self.image, self.multi_image, self.reading, self.long_video)
+        weights = (self.video, self.image, self.multi_image, self.reading, self.long_video,
+                   self.exist_stills)
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"TaskMix weights must be >= 0 with a positive sum, got {weights}")
         bad = [t for t in self.video_tasks if t not in VIDEO_TASKS]
@@ -114,11 +125,11 @@ class TaskMix:
 
     @property
     def probabilities(self) -> np.ndarray:
-        """(5,) chances of video, image, multi-image, reading, long video. Zero shares of the
-        later kinds draw exactly what the three-kind mix drew (the cumulative sum ends on the
-        same 1.0)."""
-        w = np.array([self.video, self.image, self.multi_image, self.reading, self.long_video],
-                     dtype=np.float64)
+        """(6,) chances of video, image, multi-image, reading, long video, existence stills.
+        Zero shares of the later kinds draw exactly what the three-kind mix drew (the
+        cumulative sum ends on the same 1.0)."""
+        w = np.array([self.video, self.image, self.multi_image, self.reading, self.long_video,
+                      self.exist_stills], dtype=np.float64)
         return w / w.sum()
 
 
@@ -157,7 +168,7 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
     """One composite sample with at least one QA (kinds drawn by ``mix``; redrawn when a
     sample happens to have no unambiguous question)."""
     while True:
-        kind = int(rng.choice(5, p=mix.probabilities))
+        kind = int(rng.choice(6, p=mix.probabilities))
         if kind == 0:
             sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions,
                                   grammar_prob=mix.grammar_prob,
@@ -168,6 +179,8 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
             sample = multi_image_sample(rng, world, n=questions)
         elif kind == 3:
             sample = single_image_sample(rng, world, n=questions, sign=True, forms=READING_FORMS)
+        elif kind == 5:
+            sample = existence_still_sample(rng, world, n=questions)
         else:
             # a needle-only long video with no sign has no question and would be redrawn,
             # shrinking the configured share: give every such video a sign

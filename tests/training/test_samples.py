@@ -12,6 +12,8 @@ from streamvxl.world.answers import is_correct
 from streamvxl.world.render import render
 from streamvxl.world.scene import WorldConfig
 from training.samples import (
+    EXIST_STILL_FORMS,
+    existence_still_sample,
     multi_image_sample,
     ordinal_variants,
     single_image_sample,
@@ -82,3 +84,34 @@ def test_llava_export(tmp_path: Path) -> None:
         assert turns[0]["value"].startswith("<image>\n")
         assert all("<image>" not in t["value"] for t in turns[1:])
         assert [t["value"] for t in turns[1::2]] == [qa.answer for qa in sample.qa]
+
+
+def test_existence_stills_answer_from_the_still_and_word_both_answers_alike() -> None:
+    """Every answer recomputed from the still's objects (a thing named by colour and/or shape
+    is there when some object matches every named part); "yes" and "no" about equally often,
+    asked in the same wordings and named the same ways, so only the still tells."""
+    from collections import Counter
+
+    from streamvxl.world.questions import naming
+
+    assert EXIST_STILL_FORMS["exists_present"].templates == \
+        EXIST_STILL_FORMS["exists_absent"].templates
+    answers, namings = Counter(), {"yes": Counter(), "no": Counter()}
+    for seed in range(300):
+        sample = existence_still_sample(np.random.default_rng(seed), n=2,
+                                        split="eval" if seed % 2 else "train")
+        assert sample.kind == "image" and sample.frames.shape == (1, 64, 64, 3)
+        (ep,) = sample.episodes
+        assert not ep.signs and 1 <= len(ep.objects) <= 3
+        for qa in sample.qa:
+            shape, colour = qa.param("shape") or None, qa.param("colour") or None
+            there = any(shape in (None, o.shape) and colour in (None, o.colour)
+                        for o in ep.objects)
+            assert qa.answer == ("yes" if there else "no"), qa
+            assert is_correct(qa.answer, qa) and qa.question.endswith("?")
+            answers[qa.answer] += 1
+            namings[qa.answer][naming(qa)] += 1
+    assert 0.4 <= answers["yes"] / sum(answers.values()) <= 0.6, answers
+    for how in ("both", "shape", "colour"):
+        shares = [namings[a][how] / sum(namings[a].values()) for a in ("yes", "no")]
+        assert abs(shares[0] - shares[1]) < 0.08, namings

@@ -34,13 +34,13 @@ def test_reading_samples_ask_what_the_sign_says() -> None:
             assert qa.answer == sign.answer
 
 
-def test_zero_reading_and_long_shares_change_no_draw() -> None:
+def test_zero_reading_long_and_existence_still_shares_change_no_draw() -> None:
     mix = TaskMix()
     p3 = np.array([mix.video, mix.image, mix.multi_image]) / (mix.video + mix.image
                                                                 + mix.multi_image)
     for seed in range(200):
         a, b = np.random.default_rng(seed), np.random.default_rng(seed)
-        assert int(a.choice(5, p=mix.probabilities)) == int(b.choice(3, p=p3))
+        assert int(a.choice(6, p=mix.probabilities)) == int(b.choice(3, p=p3))
         assert a.random() == b.random()  # the streams stay in step
 
 
@@ -187,6 +187,16 @@ def test_a_balanced_existence_draw_reaches_short_and_long_videos(tmp_path) -> No
     assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="exist_naming"):
         TaskMix(exist_naming="even")  # type: ignore[arg-type]
+
+
+def test_an_existence_still_share_draws_stills_asked_whether_a_thing_is_there() -> None:
+    mix = TaskMix(video=0.0, image=0.0, multi_image=0.0, exist_stills=1.0)
+    for seed in range(20):
+        sample = draw_sample(np.random.default_rng(seed), WORLD, mix, questions=2)
+        assert sample.kind == "image" and sample.frames.shape[0] == 1
+        assert {qa.form for qa in sample.qa} <= {"exists_present", "exists_absent"}
+    with pytest.raises(ValueError, match="weights"):
+        TaskMix(exist_stills=-1.0)
 
 
 def test_training_videos_with_an_outage_carry_the_memorys_note() -> None:
