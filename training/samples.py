@@ -186,8 +186,8 @@ def existence_still_sample(rng: np.random.Generator, config: WorldConfig | None 
 
     Example:
         >>> s = existence_still_sample(np.random.default_rng(0), n=2)
-        >>> s.frames.shape, sorted({qa.answer for qa in s.qa}) <= ["no", "yes"]
-        ((1, 64, 64, 3), True)
+        >>> s.frames.shape, [qa.question for qa in s.qa], [qa.answer for qa in s.qa]
+        ((1, 64, 64, 3), ['Do you see a circle?', 'Is there a cross in the image?'], ['yes', 'yes'])
     """
     ep = sample_still(rng, config or WorldConfig(), split, num_objects=int(rng.integers(1, 4)),
                       sign=False)
