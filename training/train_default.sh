@@ -35,7 +35,7 @@
 # STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
 # VISION_GATE=JSON of minimums over the pre-trained tower's last held-out scores (tower.json, e.g.
 # '{"sign_read_acc": 0.9, "held_out_shape_acc": 0.85}') stops the script (exit 3, WORK/FAILED)
-# before anything trains on a tower that falls short.
+# before anything trains on a tower that falls short (exit 2: a gate naming no score it has).
 # READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
@@ -108,12 +108,16 @@ fi
 if (( ${#PRETRAIN[@]} )) && [[ -n ${VISION_GATE:-} ]]; then
     # run 7 trained on a tower that read 82 % of signs and lost the shipped model's numbers
     say "tower gate $VISION_GATE"
-    if ! $PY -c 'import json, sys
-last = json.load(open(sys.argv[1]))[-1]
-short = {k: round(last[k], 4) for k, v in json.loads(sys.argv[2]).items() if last[k] < v}
+    gate=0
+    $PY -c 'import json, sys
+last, gate = json.load(open(sys.argv[1]))[-1], json.loads(sys.argv[2])
+if unknown := sorted(set(gate) - set(last)):
+    sys.exit(f"VISION_GATE names {unknown}, which tower.json does not score; it has {sorted(last)}")
+short = {k: round(last[k], 4) for k, v in gate.items() if last[k] < v}
 print("tower short of the gate:" if short else "tower passes the gate:", short or last)
-sys.exit(bool(short))' "$WORK/tower.json" "$VISION_GATE"; then
-        touch "$WORK/FAILED"; exit 3
+sys.exit(3 if short else 0)' "$WORK/tower.json" "$VISION_GATE" || gate=$?
+    if (( gate != 0 )); then
+        touch "$WORK/FAILED"; exit $(( gate == 3 ? 3 : 2 ))  # 2: the gate itself is wrong
     fi
 fi
 if [[ ${STOP_AFTER:-} == vision ]]; then  # a device call that cannot run the LLM yet
