@@ -499,17 +499,26 @@ def markdown_naming(cells: Sequence[dict[str, Any]]) -> str:
     holding accuracy % (n); empty without existence questions."""
     if not cells:
         return ""
-    by = {(c["method"], c["ratio"], c["form"], c["naming"]): c for c in cells}
-    namings = ("both", "shape", "colour")
-    lines = ["## existence by naming (colour and shape / shape / colour): accuracy % (n)", "",
-             "| method | ratio | form | " + " | ".join(namings) + " |",
-             "|---|---:|---|" + "---:|" * len(namings)]
+    return _split_table(cells, "existence by naming (colour and shape / shape / colour)",
+                        "form", ("exists_present", "exists_absent"),
+                        "naming", ("both", "shape", "colour"))
+
+
+def _split_table(cells: Sequence[dict[str, Any]], title: str, row_key: str,
+                 row_values: Sequence[str], column_key: str, columns: Sequence[str]) -> str:
+    """A row per method, ratio and ``row_key`` value (those with any cell), a column per
+    ``column_key`` value, each cell accuracy % (n): the layout of the naming and frame-size
+    splits."""
+    by = {(c["method"], c["ratio"], c[row_key], c[column_key]): c for c in cells}
+    lines = [f"## {title}: accuracy % (n)", "",
+             f"| method | ratio | {row_key} | " + " | ".join(columns) + " |",
+             "|---|---:|---|" + "---:|" * len(columns)]
     for m in dict.fromkeys(c["method"] for c in cells):
         for r in sorted({c["ratio"] for c in cells}):
-            for form in ("exists_present", "exists_absent"):
-                vals = [by.get((m, r, form, k)) for k in namings]
+            for row in row_values:
+                vals = [by.get((m, r, row, k)) for k in columns]
                 if any(vals):
-                    lines.append(f"| {m} | {r}x | {form} | " + " | ".join(
+                    lines.append(f"| {m} | {r}x | {row} | " + " | ".join(
                         "-" if c is None else f"{100 * c['accuracy']:.1f} ({c['n']})"
                         for c in vals) + " |")
     return "\n".join(lines + [""]) + "\n"
@@ -531,20 +540,9 @@ def markdown_frame_sizes(cells: Sequence[dict[str, Any]]) -> str:
                    key=lambda k: tuple(int(v) for v in k.split("x")))
     if len(sizes) < 2:
         return ""
-    by = {(c["method"], c["ratio"], c["task"], c["frame_size"]): c for c in cells}
     tasks = [ALL] + [t for t in dict.fromkeys(c["task"] for c in cells) if t != ALL]
-    lines = ["## by frame size (height x width): accuracy % (n)", "",
-             "| method | ratio | task | " + " | ".join(sizes) + " |",
-             "|---|---:|---|" + "---:|" * len(sizes)]
-    for m in dict.fromkeys(c["method"] for c in cells):
-        for r in sorted({c["ratio"] for c in cells}):
-            for task in tasks:
-                vals = [by.get((m, r, task, k)) for k in sizes]
-                if any(vals):
-                    lines.append(f"| {m} | {r}x | {task} | " + " | ".join(
-                        "-" if c is None else f"{100 * c['accuracy']:.1f} ({c['n']})"
-                        for c in vals) + " |")
-    return "\n".join(lines + [""]) + "\n"
+    return _split_table(cells, "by frame size (height x width)", "task", tasks, "frame_size",
+                        sizes)
 
 
 def markdown_report(rows: list[dict[str, Any]], title: str = "Accuracy vs compression ratio",
