@@ -9,6 +9,11 @@ of both. A soup costs no training and is measured like any export (`training.eva
 the export on the paired comparison (two of the default model's continuations shipped as
 soups, a later one as its export; docs/results.md, History).
 
+``parts`` limits the soup to some parts of the model (`training.default_model.group_of`: llm,
+vst, projector, vision); the others are A's as they are. At alpha 1 that puts one part of B
+into A: which part of a continuation's drift costs a skill (docs/results.md: the numbers a
+continuation loses), or a continuation kept only where it helps.
+
 Full tensors interpolate elementwise (in float64, stored back in their own dtype). A low-rank
 entry is the product ``B @ A`` laid over the base, and the interpolation of two products has
 up to twice their rank; it is re-factored to the rank the inputs had by a truncated SVD, the
@@ -20,6 +25,8 @@ Run it::
 
     python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors export.safetensors \\
         --alpha 0.5 --out soup.safetensors --caveat "preview: ..."
+    python -m training.soup streamvxl/weights/streamvxl-tiny.safetensors export.safetensors \\
+        --alpha 1 --parts projector --out shipped_with_export_projector.safetensors --caveat ""
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +50,12 @@ from streamvxl.model.default import (
     tensors_digest,
     write_delta,
 )
+from training.default_model import group_of
 
 log = logging.getLogger(__name__)
+
+PARTS = ("llm", "vst", "projector", "vision")
+"""What `group_of` names: the parts ``parts`` may choose."""
 
 SHAPE_KEYS = ("base", "model_type", "name", "vision", "visual", "vst", "low_rank")
 """Metadata both deltas must share: the same base and architecture, the same low-rank names."""
@@ -89,10 +100,14 @@ def _same_dtype(name: str, ta: torch.Tensor, tb: torch.Tensor) -> None:
 
 def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor],
                  meta_b: Mapping[str, Any], tensors_b: Mapping[str, torch.Tensor],
-                 alpha: float) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """The interpolated tensors and the relative error of each re-factored low-rank product."""
+                 alpha: float, parts: Collection[str] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The interpolated tensors and the relative error of each re-factored low-rank product;
+    with ``parts``, tensors of other parts are A's, untouched."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if parts is not None and (not parts or not set(parts) <= set(PARTS)):
+        raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {sorted(parts)}")
     for key in SHAPE_KEYS:
         if meta_a.get(key) != meta_b.get(key):
             raise CheckpointError(f"the deltas differ in {key!r}: they are not two trainings of "
@@ -110,6 +125,8 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
     for name in meta_a.get("low_rank", []):
         if name + LORA_A not in tensors_a or name + LORA_B not in tensors_a:
             raise CheckpointError(f"low-rank entry {name!r} lacks its factors; the file is damaged")
+        if parts is not None and group_of(name) not in parts:
+            continue  # A's factors, copied below with A's other tensors
         for factor in (LORA_A, LORA_B):
             _same_dtype(name + factor, tensors_a[name + factor], tensors_b[name + factor])
         a, b, err = interpolate_low_rank((tensors_a[name + LORA_A], tensors_a[name + LORA_B]),
@@ -119,6 +136,10 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
         errors.append(err)
     for name, ta in tensors_a.items():
         if name in out:
+            continue
+        if parts is not None and group_of(name.removesuffix(LORA_A).removesuffix(LORA_B)) \
+                not in parts:
+            out[name] = ta
             continue
         tb = tensors_b[name]
         if ta.shape != tb.shape:
@@ -131,19 +152,20 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
 
 def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, *,
          caveat: str, training: Mapping[str, Any] | None = None,
-         max_lowrank_error: float = 0.05) -> SoupReport:
+         max_lowrank_error: float = 0.05, parts: Collection[str] | None = None) -> SoupReport:
     """Write the soup of two deltas to ``out``: B's metadata, with ``training`` recording both
-    inputs and alpha (and the given record, e.g. the runs' commands).
+    inputs, alpha and ``parts`` (and the given record, e.g. the runs' commands).
 
     ``caveat`` is the soup's own known limitation ("" for none): neither input's describes the
     soup, so it is never inherited."""
     meta_a, tensors_a = read_delta(path_a)
     meta_b, tensors_b = read_delta(path_b)
-    tensors, errors = soup_tensors(meta_a, tensors_a, meta_b, tensors_b, alpha)
+    tensors, errors = soup_tensors(meta_a, tensors_a, meta_b, tensors_b, alpha, parts)
     worst = max(errors, default=0.0)
     median = sorted(errors)[len(errors) // 2] if errors else 0.0
-    log.info("soup of %s and %s at alpha %.3f: %d tensors, %d low-rank re-factored (relative "
-             "error median %.2e, max %.2e)", path_a, path_b, alpha, len(tensors), len(errors),
+    log.info("soup of %s and %s at alpha %.3f (parts: %s): %d tensors, %d low-rank re-factored "
+             "(relative error median %.2e, max %.2e)", path_a, path_b, alpha,
+             ", ".join(sorted(parts)) if parts is not None else "all", len(tensors), len(errors),
              median, worst)
     if not worst <= max_lowrank_error:  # a NaN limit refuses too
         raise CheckpointError(f"a re-factored low-rank product is off by {worst:.1%} (limit "
@@ -152,6 +174,7 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
     meta = dict(meta_b)
     meta["training"] = {**dict(training or {}),
                         "soup": {"a": str(path_a), "b": str(path_b), "alpha": alpha,
+                                 "parts": sorted(parts) if parts is not None else list(PARTS),
                                  # the paths are local; the digests name the inputs anywhere
                                  "a_tensors_sha256": tensors_digest(tensors_a),
                                  "b_tensors_sha256": tensors_digest(tensors_b),
@@ -179,11 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--caveat", required=True,
                    help="the soup's own known limitation, shown when it loads ('' for none)")
     p.add_argument("--max-lowrank-error", type=float, default=0.05)
+    p.add_argument("--parts", help=f"comma-separated parts to interpolate, of {', '.join(PARTS)} "
+                   "(default: all); the others are A's")
     args = p.parse_args(argv)
+    parts = args.parts.split(",") if args.parts else None
+    if parts is not None and not set(parts) <= set(PARTS):
+        p.error(f"--parts: {sorted(set(parts) - set(PARTS))} are not parts; choose of {PARTS}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = soup(args.a, args.b, args.alpha, args.out,
                   training=json.loads(args.training) if args.training else None,
-                  caveat=args.caveat, max_lowrank_error=args.max_lowrank_error)
+                  caveat=args.caveat, max_lowrank_error=args.max_lowrank_error, parts=parts)
     log.info("wrote %s", report.path)
     return 0
 

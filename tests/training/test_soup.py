@@ -174,3 +174,49 @@ def test_interpolate_low_rank_keeps_the_larger_rank() -> None:
     a, b, err = interpolate_low_rank((a2, b2), (a4, b4), 0.0)
     assert a.shape == (4, 6) and b.shape == (5, 4) and err < 1e-6
     torch.testing.assert_close(b @ a, b2 @ a2, rtol=1e-5, atol=1e-5)
+
+
+# one tensor of every part, named as the default model's delta names them
+PART_NAMES = {"llm": "model.layers.0.self_attn.q_proj",
+              "vst": "model.layers.0.self_attn.beacon_q_proj",
+              "projector": "model.mm_projector.0.weight", "vision": "model.vision_tower.patch.weight"}
+
+
+def _parts_delta(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for part in ("llm", "vst"):  # low-rank entries, (r, I) and (O, r)
+        tensors[PART_NAMES[part] + LORA_A] = torch.randn(2, 6, generator=g)
+        tensors[PART_NAMES[part] + LORA_B] = torch.randn(5, 2, generator=g)
+    tensors[PART_NAMES["projector"]] = torch.randn(4, 4, generator=g)
+    tensors[PART_NAMES["vision"]] = torch.randn(3, 3, generator=g).half()
+    return tensors
+
+
+@pytest.mark.parametrize("parts", [["projector"], ["llm"], ["vst", "vision"]])
+def test_parts_take_only_those_parts_of_b(tmp_path: Path, parts: list[str]) -> None:
+    meta = {**META, "low_rank": [PART_NAMES["llm"], PART_NAMES["vst"]]}
+    ta, tb = _parts_delta(0), _parts_delta(1)
+    pa = write_delta(tmp_path / "a.safetensors", ta, meta)
+    pb = write_delta(tmp_path / "b.safetensors", tb, meta)
+    out = tmp_path / "s.safetensors"
+    assert main([str(pa), str(pb), "--alpha", "1", "--parts", ",".join(parts), "--out", str(out),
+                 "--caveat", ""]) == 0
+    smeta, ts = read_delta(out)
+    assert smeta["training"]["soup"]["parts"] == sorted(parts)
+    for part, name in PART_NAMES.items():
+        want = tb if part in parts else ta
+        if name + LORA_A in ts:  # low rank: B's product re-factored, or A's factors as they were
+            torch.testing.assert_close(ts[name + LORA_B].double() @ ts[name + LORA_A].double(),
+                                       want[name + LORA_B].double() @ want[name + LORA_A].double(),
+                                       rtol=1e-5, atol=1e-5)
+            if part not in parts:
+                assert torch.equal(ts[name + LORA_A], ta[name + LORA_A])
+        else:
+            assert ts[name].dtype == want[name].dtype and torch.equal(ts[name], want[name])
+    with pytest.raises(ValueError, match="subset"):
+        soup(pa, pb, 1.0, tmp_path / "t.safetensors", caveat="", parts=["tower"])
+    with pytest.raises(SystemExit):
+        main([str(pa), str(pb), "--parts", "tower", "--out", str(tmp_path / "u.safetensors"),
+              "--caveat", ""])
+    assert not (tmp_path / "t.safetensors").exists()
