@@ -42,6 +42,8 @@
 # READING_LOSS=weight adds the auxiliary reading head on the visual tokens (`training.reading`);
 # READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head);
 # READING_WARMUP=N lets a fresh head learn alone, on detached tokens, for the first N steps.
+# TRAIN_PROJECTOR=false keeps the projector as the start has it (a continuation's projector drift
+# costs reading numbers: docs/results.md, "What a continuation costs numbers").
 # Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
 # each: `TaskMix.long_video`; "long_frames" and "long_number_prob" in MIX set their length and
 # number share); MICRO_FRAMES=1920 then caps a forward group's frames. WORKERS=N
@@ -145,6 +147,7 @@ say "init"
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${TRAIN_WORLD:-} ]] && OVERRIDES+=(--world "$TRAIN_WORLD")
+[[ -n ${TRAIN_PROJECTOR:-} ]] && OVERRIDES+=(--train-projector "$TRAIN_PROJECTOR")
 [[ -n ${FIT:-} ]] && OVERRIDES+=(--fit "$FIT")  # pad: a TRAIN_WORLD with wide "sizes" needs it
 [[ -n ${READING_LOSS:-} ]] && OVERRIDES+=(--reading-loss "$READING_LOSS")
 OVERRIDES+=("${HEAD[@]}")  # READING_HEAD, READING_WARMUP (run_log.sh)
