@@ -657,6 +657,32 @@ def train_step(module: TrainModule, optimizer: torch.optim.Optimizer, scheduler:
     return row
 
 
+def keep_metrics_through(path: Path, step: int) -> int:
+    """Drop the rows of a run's ``metrics.jsonl`` after ``step``, the step the run starts from.
+
+    A fresh run (step 0) in a folder an earlier run wrote to would otherwise append to that
+    run's rows, and a run resumed from its last checkpoint would log again the steps a killed
+    call took after it (the last one perhaps cut mid-line): `training.curriculum` measures a
+    run's step time from this file, so each step must be in it once. Returns the rows dropped.
+    """
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a killed process
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
+    if len(kept) < len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
+        log.warning("%s: dropped %d rows of steps after %d (an earlier run's, or steps this "
+                    "run takes again)", path, len(lines) - len(kept), step)
+    return len(lines) - len(kept)
+
+
 def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     """Run the recipe; returns the metrics rows of the steps this call trained.
 
@@ -696,6 +722,7 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
                       reading_cell=token_cell(model) if cfg.reading_loss > 0 else None)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        keep_metrics_through(out / "metrics.jsonl", step)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         n_train = sum(p.numel() for p in module.parameters() if p.requires_grad)
         log.info("training %d parameters on %d rank(s), %s; %d steps in %d stages",

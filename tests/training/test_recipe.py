@@ -90,6 +90,24 @@ def test_a_resumed_run_follows_its_curriculum_sized_again(tmp_path: Path) -> Non
     assert second[-1]["lr"] < first[-1]["lr"] * 0.5  # bent down to end at step 8, not 12
 
 
+def test_metrics_hold_each_step_once(tmp_path: Path) -> None:
+    """A fresh run in a folder an earlier run wrote to replaces that run's rows; a run resumed
+    from its checkpoint drops the rows a killed call logged after it (the last cut mid-line)
+    and logs those steps again -- `training.curriculum` measures step times from this file."""
+    stages = [[4, [2, 4]]]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "loss": 9.0}) + "\n" for s in (1, 2, 3)))
+    train(tiny_run(tmp_path, stages=stages, warmup_steps=1, max_steps=2))
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] != 9.0 for r in rows)
+
+    with metrics.open("a") as fh:  # a call killed after its checkpoint at step 2
+        fh.write(json.dumps({"step": 3, "loss": 9.0}) + "\n" + '{"step": 4, "lo')
+    train(tiny_run(tmp_path, stages=stages, warmup_steps=1, resume=True))
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["loss"] != 9.0 for r in rows)
+
+
 def test_resume_without_checkpoint_starts_afresh(tmp_path: Path) -> None:
     rows = train(tiny_run(tmp_path, stages=[[2, [2]]], resume=True))
     assert [r["step"] for r in rows] == [1, 2]
