@@ -186,8 +186,13 @@ def continue_from_delta(base_folder: str | Path, delta: str | Path,
 
 
 # -- the delta -----------------------------------------------------------------------------------
+GROUPS = ("llm", "vst", "projector", "vision")
+"""The parts of the model `group_of` names."""
+
+
 def group_of(name: str) -> str:
-    """Which part of the model a parameter belongs to: vision, projector, vst or llm."""
+    """Which part of the model a parameter (or a low-rank factor of one) belongs to: one of
+    `GROUPS`."""
     if name.startswith("model.vision_tower."):
         return "vision"
     if name.startswith("model.mm_projector."):

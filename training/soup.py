@@ -50,12 +50,9 @@ from streamvxl.model.default import (
     tensors_digest,
     write_delta,
 )
-from training.default_model import group_of
+from training.default_model import GROUPS, group_of
 
 log = logging.getLogger(__name__)
-
-PARTS = ("llm", "vst", "projector", "vision")
-"""What `group_of` names: the parts ``parts`` may choose."""
 
 SHAPE_KEYS = ("base", "model_type", "name", "vision", "visual", "vst", "low_rank")
 """Metadata both deltas must share: the same base and architecture, the same low-rank names."""
@@ -98,6 +95,12 @@ def _same_dtype(name: str, ta: torch.Tensor, tb: torch.Tensor) -> None:
         raise CheckpointError(f"{name!r} is {ta.dtype} in one delta and {tb.dtype} in the other")
 
 
+def check_parts(parts: Collection[str] | None) -> None:
+    """Refuse a ``parts`` that is empty or names what `group_of` does not (None: all parts)."""
+    if parts is not None and (not parts or not set(parts) <= set(GROUPS)):
+        raise ValueError(f"parts must be a non-empty subset of {GROUPS}, got {sorted(parts)}")
+
+
 def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor],
                  meta_b: Mapping[str, Any], tensors_b: Mapping[str, torch.Tensor],
                  alpha: float, parts: Collection[str] | None = None
@@ -106,8 +109,11 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
     with ``parts``, tensors of other parts are A's, untouched."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if parts is not None and (not parts or not set(parts) <= set(PARTS)):
-        raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {sorted(parts)}")
+    check_parts(parts)
+
+    def a_keeps(name: str) -> bool:  # a tensor (or low-rank factor) of a part left as A's
+        return parts is not None and group_of(name) not in parts
+
     for key in SHAPE_KEYS:
         if meta_a.get(key) != meta_b.get(key):
             raise CheckpointError(f"the deltas differ in {key!r}: they are not two trainings of "
@@ -125,7 +131,7 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
     for name in meta_a.get("low_rank", []):
         if name + LORA_A not in tensors_a or name + LORA_B not in tensors_a:
             raise CheckpointError(f"low-rank entry {name!r} lacks its factors; the file is damaged")
-        if parts is not None and group_of(name) not in parts:
+        if a_keeps(name):
             continue  # A's factors, copied below with A's other tensors
         for factor in (LORA_A, LORA_B):
             _same_dtype(name + factor, tensors_a[name + factor], tensors_b[name + factor])
@@ -137,8 +143,7 @@ def soup_tensors(meta_a: Mapping[str, Any], tensors_a: Mapping[str, torch.Tensor
     for name, ta in tensors_a.items():
         if name in out:
             continue
-        if parts is not None and group_of(name.removesuffix(LORA_A).removesuffix(LORA_B)) \
-                not in parts:
+        if a_keeps(name):
             out[name] = ta
             continue
         tb = tensors_b[name]
@@ -174,7 +179,7 @@ def soup(path_a: str | Path, path_b: str | Path, alpha: float, out: str | Path, 
     meta = dict(meta_b)
     meta["training"] = {**dict(training or {}),
                         "soup": {"a": str(path_a), "b": str(path_b), "alpha": alpha,
-                                 "parts": sorted(parts) if parts is not None else list(PARTS),
+                                 "parts": sorted(parts) if parts is not None else list(GROUPS),
                                  # the paths are local; the digests name the inputs anywhere
                                  "a_tensors_sha256": tensors_digest(tensors_a),
                                  "b_tensors_sha256": tensors_digest(tensors_b),
@@ -202,12 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--caveat", required=True,
                    help="the soup's own known limitation, shown when it loads ('' for none)")
     p.add_argument("--max-lowrank-error", type=float, default=0.05)
-    p.add_argument("--parts", help=f"comma-separated parts to interpolate, of {', '.join(PARTS)} "
+    p.add_argument("--parts", help=f"comma-separated parts to interpolate, of {', '.join(GROUPS)} "
                    "(default: all); the others are A's")
     args = p.parse_args(argv)
     parts = args.parts.split(",") if args.parts else None
-    if parts is not None and not set(parts) <= set(PARTS):
-        p.error(f"--parts: {sorted(set(parts) - set(PARTS))} are not parts; choose of {PARTS}")
+    try:
+        check_parts(parts)
+    except ValueError as e:
+        p.error(f"--parts: {e}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = soup(args.a, args.b, args.alpha, args.out,
                   training=json.loads(args.training) if args.training else None,
