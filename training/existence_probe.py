@@ -7,7 +7,11 @@ where only the first is left: one still of 1-3 objects, each question about a pr
 an absent one, both named the same ways (colour and shape, shape, or colour: the balanced
 draw, `training.samples.EXIST_STILL_FORMS`). It reports the share of "yes" to present and to
 absent things by naming: a model that reads the still says "yes" to the first and "no" to the
-second; one that answers a prior says "yes" to both alike.
+second; one that answers a prior says "yes" to both alike. Shares of "yes" mix the skill with
+the prior, so it also reports how well the model *ranks* present above absent things by the
+score a watch condition fires on (log p(yes) - log p(no) of the first answer token,
+`streamvxl.runtime.conditions.score`): the area under the ROC curve, 0.5 for a model that
+does not tell them apart whatever its prior, 1.0 for one that a threshold separates.
 
 Run it (a minute or two on the CPU for 200 stills)::
 
@@ -31,11 +35,13 @@ import numpy as np
 
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
+from streamvxl.runtime.conditions import score, yes_no_ids
+from streamvxl.runtime.question import answer_text
 from streamvxl.world import WorldConfig, is_correct
 from streamvxl.world.questions import naming
-from training.baselines import Method, build_memory, encode_video
+from training.baselines import Memory, Method, build_memory, encode_video
 from training.evaluate import (
-    answer_question,
+    Decoding,
     answering,
     digest_note,
     int_list,
@@ -53,13 +59,40 @@ EXISTENCE_PROBE_SEED = 0xE715
 """Mixed into the seed, so the stills differ from every training and evaluation draw."""
 
 
+def answer_and_score(memory: Memory, question: str, question_ids: Any, decoding: Decoding,
+                     yes: list[int], no: list[int]) -> tuple[str, float]:
+    """The greedy answer to ``question`` (its chat-wrapped ids (Q,)) over ``memory`` and its
+    first token's log p(yes) - log p(no) (`training.evaluate.answer_question` with the
+    score)."""
+    runtime = decoding.runtime
+    out = runtime.decode(memory.store, None, question_ids, decoding.max_new_tokens,
+                         decoding.stop_ids, keep_logits=True)
+    text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
+    return text, score(out.generation.step_logits[0], yes, no)
+
+
+def rank_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """The chance that a positive scores above a negative (ties count half): the area under
+    the ROC curve.
+
+    Example:
+        >>> rank_auc([2.0, 3.0], [1.0, 2.0])
+        0.875
+    """
+    if not len(positive) or not len(negative):
+        raise ValueError("rank_auc needs scores on both sides")
+    pos, neg = np.asarray(positive, float)[:, None], np.asarray(negative, float)[None]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
 def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int = 200,
                     ratios: Sequence[int] = (16,), methods: Sequence[Method] = ("vst", "full"),
                     questions: int = 3, seed: int = 0, max_new_tokens: int = 4,
                     preprocess: Preprocessor | None = None, device: str | None = None
                     ) -> list[dict[str, Any]]:
     """One record per (still, question, method, ratio): ``{"still", "form", "naming",
-    "question", "answer", "method", "ratio", "prediction", "yes", "correct"}``; ``full``
+    "question", "answer", "method", "ratio", "prediction", "yes", "correct", "score"}``
+    (``score``: log p(yes) - log p(no) of the first answer token); ``full``
     (every raw token) is answered once per question, with ratio None. Stills are
     ``split="eval"``, up to ``questions`` distinct questions each."""
     if n < 1 or questions < 1:
@@ -68,6 +101,7 @@ def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: in
                             prompt=None, boundary=None, window=None,
                             max_new_tokens=max_new_tokens)
     runtime, settings, decoding = answer_with
+    yes, no = yes_no_ids(runtime.tokenizer)
     model = runtime.model
     world = WorldConfig(num_frames=1, height=model.image_size, width=model.image_size,
                         max_objects=3)
@@ -82,13 +116,13 @@ def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: in
             for method in methods:
                 for ratio in (None,) if method == "full" else ratios:
                     memory = build_memory(runtime, settings, video, method, ratio)
-                    text = answer_question(memory, qa.question, q_ids, decoding)
+                    text, said = answer_and_score(memory, qa.question, q_ids, decoding, yes, no)
                     records.append({
                         "still": i, "form": qa.form, "naming": naming(qa),
                         "question": qa.question, "answer": qa.answer, "method": method,
                         "ratio": ratio, "prediction": text,
                         "yes": text.strip().lower().startswith("yes"),
-                        "correct": bool(is_correct(text, qa))})
+                        "correct": bool(is_correct(text, qa)), "score": said})
         if (i + 1) % 50 == 0 or i + 1 == n:
             log.info("%d/%d stills", i + 1, n)
     return records
@@ -108,8 +142,23 @@ def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "correct": c[2]} for (m, q, a, k), c in tally.items()]
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -> str:
-    """A row per (method, ratio) and truth; a column per naming holding "yes" / asked."""
+def ranking_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (method, ratio, naming -- and "all" namings) with things both there and not there:
+    `rank_auc` of the scores of present over absent things, and how many of each."""
+    scores: dict[tuple[str, Any, str], dict[str, list[float]]] = defaultdict(
+        lambda: {"yes": [], "no": []})
+    for r in records:
+        for how in ("all", r["naming"]):
+            scores[(r["method"], r["ratio"], how)][r["answer"]].append(r["score"])
+    return [{"method": m, "ratio": q, "naming": k, "auc": rank_auc(s["yes"], s["no"]),
+             "present": len(s["yes"]), "absent": len(s["no"])}
+            for (m, q, k), s in scores.items() if s["yes"] and s["no"]]
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = (),
+                   ranking: Sequence[dict[str, Any]] = ()) -> str:
+    """A row per (method, ratio) and truth; a column per naming holding "yes" / asked; then,
+    with ``ranking``, the area under the ROC curve per (method, ratio) and naming."""
     by = {(r["method"], r["ratio"], r["answer"], r["naming"]): r for r in rows}
     namings = ("all", "both", "shape", "colour")
     lines = ["# Existence on one still: answers \"yes\" / asked", ""] + [f"- {n}" for n in notes]
@@ -123,6 +172,16 @@ def markdown_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) ->
             lines.append(f"| {m} | {'-' if q is None else f'{q}x'} | {label} | " + " | ".join(
                 "-" if c is None else f"{c['yes']} / {c['n']}" for c in cells)
                 + f" | {100 * cells[0]['correct'] / cells[0]['n']:.1f} % |")
+    if ranking:
+        auc = {(r["method"], r["ratio"], r["naming"]): r["auc"] for r in ranking}
+        lines += ["", "Ranking present above absent things by log p(yes) - log p(no) (area "
+                  "under the ROC curve; 0.5: not told apart):", "",
+                  "| method | ratio | " + " | ".join(namings) + " |",
+                  "|---|---:|" + "---:|" * len(namings)]
+        for m, q in dict.fromkeys((r["method"], r["ratio"]) for r in ranking):
+            lines.append(f"| {m} | {'-' if q is None else f'{q}x'} | " + " | ".join(
+                "-" if (m, q, k) not in auc else f"{auc[(m, q, k)]:.2f}" for k in namings)
+                + " |")
     return "\n".join(lines + [""]) + "\n"
 
 
@@ -143,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     records = existence_probe(model, tokenizer, n=args.n, ratios=args.ratios,
                               methods=args.methods, questions=args.questions, seed=args.seed,
                               preprocess=preprocess)
-    rows = summary_rows(records)
+    rows, ranking = summary_rows(records), ranking_rows(records)
     settings = {"model": str(args.model), "model_tensors_sha256": digest, "n": args.n,
                 "questions": args.questions, "ratios": list(args.ratios),
                 "methods": list(args.methods), "seed": args.seed, "split": "eval"}
@@ -153,13 +212,15 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    js.write_text(json.dumps({"settings": settings, "rows": rows, "records": records}, indent=1))
-    md.write_text(markdown_table(rows, notes))
+    js.write_text(json.dumps({"settings": settings, "rows": rows, "ranking": ranking,
+                              "records": records}, indent=1))
+    md.write_text(markdown_table(rows, notes, ranking))
     log.info("wrote %s, %s", js, md)
     return [js, md]
 
 
-__all__ = ["existence_probe", "markdown_table", "summary_rows"]
+__all__ = ["answer_and_score", "existence_probe", "markdown_table", "rank_auc", "ranking_rows",
+           "summary_rows"]
 
 
 if __name__ == "__main__":

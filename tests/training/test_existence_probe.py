@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from training import existence_probe as ep
 
 
@@ -53,13 +56,50 @@ def test_an_oracle_is_right_on_every_still(monkeypatch) -> None:
                                max_new_tokens=1, device="cpu", seed=4)
     for rec in first:
         truth[(f"still-{rec['still']}", rec["question"])] = rec["answer"]
-    monkeypatch.setattr(ep, "answer_question",
-                        lambda memory, question, ids, decoding: truth[(memory.video.name,
-                                                                       question)])
+
+    def oracle(memory, question, ids, decoding, yes, no):
+        said = truth[(memory.video.name, question)]
+        return said, 5.0 if said == "yes" else -5.0
+    monkeypatch.setattr(ep, "answer_and_score", oracle)
     again = ep.existence_probe("tiny-random", n=3, ratios=(2,), methods=("vst", "full"),
                                max_new_tokens=1, device="cpu", seed=4)
     assert again and all(rec["correct"] for rec in again)
     assert [rec["question"] for rec in again[::2]] == [rec["question"] for rec in first]
+    ranking = ep.ranking_rows(again)
+    assert ranking and all(r["auc"] == 1.0 for r in ranking)
+
+
+def test_scores_are_finite_and_follow_the_input() -> None:
+    records = ep.existence_probe("tiny-random", n=3, ratios=(2,), methods=("vst", "full"),
+                                 questions=2, max_new_tokens=1, device="cpu", seed=1)
+    scores = [r["score"] for r in records]
+    assert all(isinstance(x, float) and np.isfinite(x) for x in scores)
+    assert len(set(scores)) > 1  # a margin per still and question, not a constant
+
+
+def test_rank_auc_is_the_pairwise_chance() -> None:
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 30).astype(float), rng.integers(0, 5, 40).astype(float)
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg]
+    assert ep.rank_auc(pos, neg) == pytest.approx(sum(pairs) / len(pairs))
+    assert ep.rank_auc([3.0], [1.0, 2.0]) == 1.0 and ep.rank_auc([1.0], [1.0]) == 0.5
+    with pytest.raises(ValueError):
+        ep.rank_auc([], [1.0])
+
+
+def test_ranking_rows_and_their_table() -> None:
+    def r(answer, naming, score):
+        return {"method": "vst", "ratio": 16, "answer": answer, "naming": naming,
+                "yes": score > 0, "correct": (score > 0) == (answer == "yes"), "score": score}
+    records = [r("yes", "shape", 2.0), r("no", "shape", 1.0), r("yes", "colour", 0.0),
+               r("no", "colour", 1.0)]
+    ranking = {x["naming"]: x for x in ep.ranking_rows(records)}
+    assert ranking["shape"]["auc"] == 1.0 and ranking["colour"]["auc"] == 0.0
+    assert ranking["all"]["auc"] == 0.5 and (ranking["all"]["present"],
+                                             ranking["all"]["absent"]) == (2, 2)
+    assert "both" not in ranking  # no thing named by both parts on either side
+    md = ep.markdown_table(ep.summary_rows(records), ranking=list(ranking.values()))
+    assert "| vst | 16x | 0.50 | - | 1.00 | 0.00 |" in md
 
 
 def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
