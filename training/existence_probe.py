@@ -68,7 +68,10 @@ def answer_and_score(memory: Memory, question: str, question_ids: Any, decoding:
     out = runtime.decode(memory.store, None, question_ids, decoding.max_new_tokens,
                          decoding.stop_ids, keep_logits=True)
     text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
-    return text, score(out.generation.step_logits[0], yes, no)
+    margin = score(out.generation.step_logits[0], yes, no)
+    log.debug("%s %s r=%s | %s -> %r (%.2f)", memory.video.name, memory.method, memory.ratio,
+              question, text, margin)
+    return text, margin
 
 
 def rank_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
