@@ -22,7 +22,6 @@ It writes ``<out>/<name>.json`` (settings, rows, every answer) and ``<name>.md``
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -48,6 +47,7 @@ from training.evaluate import (
     question_ids,
     report_parser,
     str_list,
+    write_json_and_markdown,
 )
 
 log = logging.getLogger(__name__)
@@ -215,13 +215,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} new stills (seed "
              f"{args.seed}, {args.pairings} pairings), colours and shapes all different on "
              "each, both questions about one object; greedy answers"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    js.write_text(json.dumps({"settings": settings, "rows": rows, "records": records}, indent=1))
-    md.write_text(markdown_table(rows, notes))
-    log.info("wrote %s, %s", js, md)
-    return [js, md]
+    return write_json_and_markdown(args.out, args.name, {"settings": settings, "rows": rows,
+                                                         "records": records},
+                                   markdown_table(rows, notes))
 
 
 __all__ = ["binding_probe", "distinct_still", "markdown_table", "named_values", "summary_rows"]

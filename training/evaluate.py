@@ -686,6 +686,19 @@ def str_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def write_json_and_markdown(out: str | Path, name: str, data: Mapping[str, Any],
+                            markdown: str) -> list[Path]:
+    """``<out>/<name>.json`` (``data``) and ``<name>.md``: what each scoring script leaves
+    behind, logged."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / f"{name}.json", out / f"{name}.md"
+    js.write_text(json.dumps(data, indent=1))
+    md.write_text(markdown)
+    log.info("wrote %s, %s", js, md)
+    return [js, md]
+
+
 def report_parser(module: str, doc: str | None, name: str) -> argparse.ArgumentParser:
     """The command line every scoring script starts with: ``--model``, ``--tokenizer`` and
     where the report goes (``--out``, ``--name``, default ``name``)."""
@@ -778,7 +791,8 @@ __all__ = ["answer_question", "answering", "Answering", "Decoding", "digest_note
            "evaluate", "form_rows", "frame_size_rows", "load_model_folder", "markdown_frame_sizes",
            "markdown_naming", "markdown_pairing", "markdown_phrasing", "markdown_report",
            "model_digest", "naming_rows", "pairing_rows", "phrasing_rows", "plot_accuracy",
-           "question_ids", "report_parser", "token_ids", "training_settings", "write_report"]
+           "question_ids", "report_parser", "token_ids", "training_settings",
+           "write_json_and_markdown", "write_report"]
 
 
 if __name__ == "__main__":

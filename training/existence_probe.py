@@ -23,7 +23,6 @@ It writes ``<out>/<name>.json`` (settings, rows, every answer) and ``<name>.md``
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import defaultdict
@@ -50,6 +49,7 @@ from training.evaluate import (
     question_ids,
     report_parser,
     str_list,
+    write_json_and_markdown,
 )
 from training.samples import existence_still_sample
 
@@ -212,14 +212,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills (seed "
              f"{args.seed}), up to {args.questions} questions each, present and absent things "
              "named alike; greedy answers"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    js.write_text(json.dumps({"settings": settings, "rows": rows, "ranking": ranking,
-                              "records": records}, indent=1))
-    md.write_text(markdown_table(rows, notes, ranking))
-    log.info("wrote %s, %s", js, md)
-    return [js, md]
+    return write_json_and_markdown(args.out, args.name, {"settings": settings, "rows": rows,
+                                                         "ranking": ranking, "records": records},
+                                   markdown_table(rows, notes, ranking))
 
 
 __all__ = ["answer_and_score", "existence_probe", "markdown_table", "rank_auc", "ranking_rows",

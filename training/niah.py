@@ -62,6 +62,7 @@ from training.evaluate import (
     report_parser,
     str_list,
     training_settings,
+    write_json_and_markdown,
 )
 from training.misreads import markdown_misreads, misread_rows
 
@@ -458,19 +459,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "boundary": dataclasses.asdict(boundary),
                 "window": window or model.config.vst.window,
                 "max_new_tokens": args.max_new_tokens}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md = out / f"{args.name}.json", out / f"{args.name}.md"
-    js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": predictions},
-                             indent=1))
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.trials} haystack(s) per cell, "
              f"seed {args.seed}; "
              f"segments of {args.segment_frames} frames; the sign shows for "
              f"{args.needle_frames} frames; depth = start / (frames - needle frames)"]
-    md.write_text(markdown_grid(rows, notes, sign_kind_rows(predictions))
-                  + markdown_misreads(misread_rows(predictions)))
-    log.info("wrote %s, %s", js, md)
-    return [js, md]
+    return write_json_and_markdown(
+        args.out, args.name, {"settings": settings, "rows": rows, "predictions": predictions},
+        markdown_grid(rows, notes, sign_kind_rows(predictions))
+        + markdown_misreads(misread_rows(predictions)))
 
 
 __all__ = ["Haystack", "make_haystack", "markdown_grid", "niah", "sign_kind_rows"]

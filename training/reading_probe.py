@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import defaultdict
@@ -48,6 +47,7 @@ from training.evaluate import (
     question_ids,
     report_parser,
     str_list,
+    write_json_and_markdown,
 )
 from training.misreads import markdown_misreads, misread_rows
 from training.samples import single_image_sample
@@ -164,22 +164,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
                             methods=args.methods, number_prob=args.number_prob,
                             seed=args.seed, preprocess=preprocess)
     rows = summary_rows(records)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md = out / f"{args.name}.json", out / f"{args.name}.md"
     settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n": args.n, "ratios": list(args.ratios),
                 "methods": list(args.methods), "number_prob": args.number_prob,
                 "seed": args.seed}
-    js.write_text(json.dumps({"settings": settings, "rows": rows, "predictions": records},
-                             indent=1))
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills "
              "(split \"eval\"), one sign each, "
              f"{100 * args.number_prob:.0f} % numbers, seed {args.seed}; \"straddles\": the "
              "characters span two token columns"]
-    md.write_text(markdown_table(rows, notes) + markdown_misreads(misread_rows(records)))
-    log.info("wrote %s, %s", js, md)
-    return [js, md]
+    return write_json_and_markdown(
+        args.out, args.name, {"settings": settings, "rows": rows, "predictions": records},
+        markdown_table(rows, notes) + markdown_misreads(misread_rows(records)))
 
 
 __all__ = ["markdown_table", "reading_probe", "sign_cells", "summary_rows"]
