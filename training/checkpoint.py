@@ -183,9 +183,19 @@ def load_training_state(folder: str | Path, module: TrainModule,
         state.setdefault(name, {})[entry] = value.to(info.device)
     for name, entries in meta["optimizer_scalars"].items():
         state.setdefault(name, {}).update(entries)
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    if unknown := sorted(set(state) - trainable):
+        raise ValueError(f"{folder}: optimizer state for {unknown[:3]}, which this run does not "
+                         "train: the checkpoint was written by another run configuration")
+    # a parameter no gradient has reached yet has no state to save (AdamW creates it on its
+    # first step): the VSTs' while every memory is uncompressed (training/train_binding.sh)
+    if unstepped := sorted(trainable - set(state)):
+        log.info("%s: %d trained parameters have no optimizer state yet (never stepped), e.g. %s",
+                 folder, len(unstepped), unstepped[0])
     osd = {"state": state, "param_groups": meta["param_groups"]}
     set_optimizer_state_dict(module, optimizer, osd,
-                             options=StateDictOptions(full_state_dict=True))
+                             options=StateDictOptions(full_state_dict=True,
+                                                      strict=not unstepped))
     scheduler.load_state_dict(meta["scheduler"])
     rng_file = folder / f"rng_rank{info.rank}.safetensors"
     if meta["world_size"] == info.world_size and rng_file.is_file():

@@ -70,6 +70,38 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
                   for line in (straight / "metrics.jsonl").read_text().splitlines()]
 
 
+
+def test_an_uncompressed_run_resumes_with_its_vst_parameters_never_stepped(tmp_path: Path) -> None:
+    """Every memory uncompressed (training/train_binding.sh's first run): no gradient reaches
+    the VST parameters, so the optimizer has no state for them to save; the resumed run still
+    gives the uninterrupted run's losses and weights exactly, the VST ones untouched."""
+    kw = {"stages": [[6, [8, 16]]], "warmup_steps": 2, "uncompressed_share": 1.0}
+    straight = tmp_path / "straight"
+    train(tiny_run(straight, **kw))
+    broken = tmp_path / "broken"
+    train(tiny_run(broken, max_steps=3, **kw))
+    unstepped = load_file(str(broken / "step_0000003" / "optimizer.safetensors"))
+    assert not any("beacon_embed_tokens" in k for k in unstepped)  # what a resume must tolerate
+    train(tiny_run(broken, resume=True, **kw))
+    assert _losses(broken) == _losses(straight)
+    a = load_file(str(straight / "step_0000006" / "model" / "model.safetensors"))
+    b = load_file(str(broken / "step_0000006" / "model" / "model.safetensors"))
+    start = load_file(str(broken / "step_0000003" / "model" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    vst = [k for k in a if "beacon_embed_tokens" in k]
+    assert vst and all(torch.equal(a[k], start[k]) for k in vst)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused_on_resume(tmp_path: Path) -> None:
+    """Optimizer state for a parameter this run does not train: a checkpoint of another run
+    configuration, refused by name rather than loaded into the wrong places."""
+    out = tmp_path / "run"
+    train(tiny_run(out, stages=[[2, [2, 4]]], warmup_steps=1))
+    with pytest.raises(ValueError, match="does not train"):
+        train(tiny_run(out, stages=[[4, [2, 4]]], warmup_steps=1, resume=True,
+                       train_vision=False))
+
 def test_a_resumed_run_follows_its_curriculum_sized_again(tmp_path: Path) -> None:
     """A call that resumes with fewer steps left (`training.curriculum fit`) anneals within
     them: each resumed step's rate is the cosine of the new total, not the saved schedule's."""
