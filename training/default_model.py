@@ -95,11 +95,14 @@ def tiny_vision_config() -> CLIPVisionConfig:
                             hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=192)
 
 
-def default_config(base_folder: Path, vision: CLIPVisionConfig,
-                   cell: Cell = "average") -> VideoXLConfig:
-    """The multimodal config on top of the base's LLM config (``cell``: `VisualConfig.cell`)."""
+def default_config(base_folder: Path, vision: CLIPVisionConfig, cell: Cell = "average",
+                   pool_stride: int = 2) -> VideoXLConfig:
+    """The multimodal config on top of the base's LLM config (``cell``: `VisualConfig.cell`;
+    ``pool_stride``: `VisualConfig.pool_stride`, 2 -> 16 tokens a frame, 1 -> 64). A window
+    holds `WINDOW_FRAMES` frames either way."""
     base = from_checkpoint_dict(read_config(base_folder), where=str(base_folder / "config.json"))
-    visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2, cell=cell)
+    visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2, cell=cell,
+                          pool_stride=pool_stride)
     side = vision.image_size // vision.patch_size // visual.pool_stride
     return VideoXLConfig(llm=base.llm, visual=visual,
                          vst=VSTConfig(window=WINDOW_FRAMES * side * side, ratios=RATIOS),
@@ -108,7 +111,7 @@ def default_config(base_folder: Path, vision: CLIPVisionConfig,
 
 def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
                         tower_state: Mapping[str, torch.Tensor] | None = None,
-                        cell: Cell = "average") -> VideoXL:
+                        cell: Cell = "average", pool_stride: int = 2) -> VideoXL:
     """The untrained streamvxl-tiny (float32, CPU, eval mode).
 
     Args:
@@ -117,6 +120,8 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
         tower_state: a pre-trained tower (`training.vision_pretrain`: keys of
             `VisionTower.state_dict`) instead of a fresh one.
         cell: how a cell of 2 x 2 patches becomes a token (`VisualConfig.cell`).
+        pool_stride: the side of that cell (`VisualConfig.pool_stride`): 2 makes 16 tokens a
+            frame, 1 makes each of the 64 patches a token.
 
     Example:
         >>> model = build_default_model()  # doctest: +SKIP
@@ -125,7 +130,7 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
     """
     folder = Path(base_folder) if base_folder is not None else base_llm_folder()
     vision = tiny_vision_config()
-    cfg = default_config(folder, vision, cell)
+    cfg = default_config(folder, vision, cell, pool_stride)
     model = skeleton(cfg, vision)
     state = base_state(model, folder)
     with torch.random.fork_rng(devices=[]):
@@ -152,7 +157,7 @@ def split_delta(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 def continue_from_delta(base_folder: str | Path, delta: str | Path,
                         tower_state: Mapping[str, torch.Tensor] | None = None,
-                        cell: Cell | None = None) -> VideoXL:
+                        cell: Cell | None = None, pool_stride: int | None = None) -> VideoXL:
     """The model a run continuing from ``delta`` starts from: the base with the delta's full
     tensors (tower, projector, VST embedding, ...) laid over it, and its low-rank layers left at
     the base weights -- the recipe's ``lora_init`` puts their factors back as adapters, so the
@@ -164,18 +169,26 @@ def continue_from_delta(base_folder: str | Path, delta: str | Path,
 
     ``cell`` other than the delta's own (`VisualConfig.cell`; None keeps it) changes the
     projector's input, so the delta's projector is left out and a fresh one starts: the run
-    then trains it to read the tower it keeps."""
+    then trains it to read the tower it keeps.
+
+    ``pool_stride`` other than the delta's (None keeps it) changes how many tokens a frame
+    makes: an averaging projector reads one patch at a time, so it stays (the tokens of stride
+    2 are the averages of stride 1's); a side-by-side one reads the whole cell, so a fresh one
+    starts."""
     full, _ = split_delta(delta)
-    own: Cell = read_delta_metadata(Path(delta)).get("visual", {}).get("cell", "average")
+    visual = read_delta_metadata(Path(delta)).get("visual", {})
+    own: Cell = visual.get("cell", "average")
+    own_stride = int(visual.get("pool_stride", 2))
     cell = own if cell is None else cell
+    pool_stride = own_stride if pool_stride is None else pool_stride
     if tower_state is not None:
         full = {k: v for k, v in full.items() if not k.startswith("model.vision_tower.")}
         full.update({"model.vision_tower." + k: v for k, v in tower_state.items()})
-    if cell != own:
-        log.info("%s: cell %r -> %r, its projector left out (a fresh one starts)", delta, own,
-                 cell)
+    if cell != own or (pool_stride != own_stride and cell == "side_by_side"):
+        log.info("%s: cell %r -> %r, pool stride %d -> %d: its projector left out (a fresh one "
+                 "starts)", delta, own, cell, own_stride, pool_stride)
         full = {k: v for k, v in full.items() if not k.startswith("model.mm_projector.")}
-    model = build_default_model(base_folder, cell=cell)
+    model = build_default_model(base_folder, cell=cell, pool_stride=pool_stride)
     state = model.state_dict()
     unknown = sorted(set(full) - set(state))
     if unknown:
@@ -409,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--cell", choices=("average", "side_by_side"),
                    help="how 2 x 2 patches become a token (VisualConfig.cell; default: the "
                         "delta's, or average); another than the delta's starts a fresh projector")
+    i.add_argument("--pool-stride", type=int, choices=(1, 2),
+                   help="tokens a frame: 2 -> 16 (each a 2 x 2 cell of patches), 1 -> 64 (each "
+                        "patch), so that 16x leaves 4 VSTs a frame instead of 1 (default: the "
+                        "delta's, or 2)")
     i.add_argument("--delta", type=Path, help="continue from an exported delta: its full "
                    "tensors go into the folder; train with --lora-init DELTA for its adapters (with "
                    "--vision-weights: that tower replaces the delta's)")
@@ -453,9 +470,10 @@ def main(argv: list[str] | None = None) -> int:
 
             tower = load_file(str(args.vision_weights))
         if args.delta is not None:
-            model = continue_from_delta(base, args.delta, tower, args.cell)
+            model = continue_from_delta(base, args.delta, tower, args.cell, args.pool_stride)
         else:
-            model = build_default_model(base, args.seed, tower, args.cell or "average")
+            model = build_default_model(base, args.seed, tower, args.cell or "average",
+                                        args.pool_stride or 2)
         save_videoxl(model, args.out)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
         log.info("wrote %s", args.out)

@@ -53,7 +53,8 @@
 # the evaluations keep their own world; its "sizes" with frames that are not square need FIT=pad).
 # CELL=side_by_side builds the model (or continues the delta) with `VisualConfig.cell` side by
 # side: a fresh projector reads each token's 2 x 2 patches concatenated instead of averaging
-# their projections.
+# their projections. POOL_STRIDE=1 makes each of a frame's 64 patches a token (16 with the
+# default 2): 16x then keeps 4 VSTs a frame (`default_model init --pool-stride`).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -102,6 +103,7 @@ elif [[ ${VISION[1]} != 0 ]]; then
     OVERRIDES+=(--train-vision false)
 fi
 [[ -n ${CELL:-} ]] && INIT+=(--cell "$CELL")
+[[ -n ${POOL_STRIDE:-} ]] && INIT+=(--pool-stride "$POOL_STRIDE")
 if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \

@@ -383,3 +383,41 @@ def test_a_side_by_side_cell_starts_a_fresh_projector_and_round_trips(trained, b
             assert torch.equal(v, again[k]), k
     with torch.no_grad():
         assert loaded.encode_frames(frames).tokens.shape == (FRAMES, 16, 576)
+
+
+def test_a_finer_pool_keeps_every_tensor_and_averages_back_to_the_coarse_tokens(
+        trained, base: Path, cache_dir: Path, frames: torch.Tensor, tmp_path: Path) -> None:
+    """``init --delta D --pool-stride 1``: D's tensors, every one (an averaging projector reads
+    a patch at a time), 64 tokens a frame whose 2 x 2 averages are D's 16, a window of as many
+    frames; its delta records the stride and loads back bitwise as VideoMemory would."""
+    from streamvxl.model.default import read_delta_metadata
+    from training.default_model import WINDOW_FRAMES, continue_from_delta
+
+    _, report = trained
+    assert read_delta_metadata(report.path)["visual"]["pool_stride"] == 2
+    coarse = continue_from_delta(base, report.path)
+    fine = continue_from_delta(base, report.path, pool_stride=1)
+    assert (coarse.tokens_per_frame, fine.tokens_per_frame) == (16, 64)
+    assert fine.config.vst.window == WINDOW_FRAMES * 64
+    coarse_state, fine_state = coarse.state_dict(), fine.state_dict()
+    assert coarse_state.keys() == fine_state.keys()
+    for k, v in fine_state.items():
+        assert torch.equal(v, coarse_state[k]), k
+    with torch.no_grad():
+        tokens16 = coarse.encode_frames(frames).tokens  # (F, 16, C)
+        tokens64 = fine.encode_frames(frames).tokens  # (F, 64, C)
+    c = tokens64.shape[-1]
+    cells = tokens64.view(FRAMES, 4, 2, 4, 2, c)  # (F, row, dy, col, dx, C) on the 8 x 8 grid
+    torch.testing.assert_close(cells.mean(dim=(2, 4)).reshape(FRAMES, 16, c), tokens16)
+
+    path = tmp_path / "fine.safetensors"
+    export_delta(fine, base, path)
+    assert read_delta_metadata(path)["visual"]["pool_stride"] == 1
+    assert continue_from_delta(base, path).tokens_per_frame == 64  # it continues as itself
+    loaded, _ = load_default_model("cpu", torch.float32, path, cache_dir=cache_dir)
+    assert loaded.tokens_per_frame == 64 and loaded.config.vst.window == WINDOW_FRAMES * 64
+    for k, v in fine_state.items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    ids = torch.tensor([1, 2, 3])  # (Q,) token ids of a question
+    torch.testing.assert_close(_compress_and_ask(loaded, frames, ids),
+                               _compress_and_ask(fine, frames, ids))
