@@ -12,6 +12,7 @@ measured; the learning rate's cosine (`training.recipe.lr_factor`, a function of
 total) then bends to end in this call.
 
     python -m training.curriculum step-s WORK/probe/metrics.jsonl     # 13.1
+    python -m training.curriculum steps-done WORK/run                  # 27: its latest checkpoint
     python -m training.curriculum size --minutes 11 --step-s 13 --small-share 0.15
     python -m training.curriculum fit --stages '[[8, [2, 4]], [42, [8, 12, 16]]]' \\
         --run WORK/run --minutes 7       # [[8, [2, 4]], [33, [8, 12, 16]]] after 27 steps at 30 s
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--min-steps", type=int, default=4)
     t = sub.add_parser("step-s", help="a run's median step time past its first third")
     t.add_argument("metrics", type=Path, help="the run's metrics.jsonl")
+    d = sub.add_parser("steps-done", help="the step of a run's latest checkpoint (0: none)")
+    d.add_argument("run", type=Path, help="the run's output folder (latest.json)")
     f = sub.add_parser("fit", help="the steps a resumed run has not taken, into MINUTES")
     f.add_argument("--stages", type=json.loads, required=True)
     f.add_argument("--run", type=Path, required=True,
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "step-s":
         print(measured_step_s(args.metrics))
+        return
+    if args.command == "steps-done":
+        print(steps_done(args.run))
         return
     if args.command == "size":
         stages = size(args.minutes, args.step_s, args.small_share, args.reading_steps,

@@ -26,8 +26,8 @@
 # --pool-stride`): at 16x a still then keeps 4 VSTs, which carried binding where one did not.
 # MAX_MINUTES (this call's, for both runs) stops a run early with a checkpoint; running the
 # script again with the same WORK resumes where it stopped. Writes WORK/raw/, WORK/compress/
-# (checkpoints, metrics.jsonl), WORK/raw.safetensors, WORK/binding.safetensors, WORK/log and WORK/BIND_DONE. The curriculum
-# continues from the export, keeping binding stills in its mix:
+# (checkpoints, metrics.jsonl), WORK/raw.safetensors, WORK/binding.safetensors, WORK/log and
+# WORK/BIND_DONE. The curriculum continues from the export, keeping binding stills in its mix:
 #   CONTINUE=WORK/binding.safetensors MIX='{"image": 0.3, ...}' training/train_default.sh WORK2
 # QUICK=1 shrinks it to a CPU smoke run.
 set -euo pipefail
@@ -70,8 +70,7 @@ bind() {
 # finished RUN STEPS: whether RUN's last checkpoint is its last step (MAX_MINUTES may stop it
 # earlier: the next call resumes it rather than going on from a half-trained start)
 finished() {
-    [[ -f $WORK/$1/latest.json ]] && (( $($PY -c 'import json, sys
-print(json.load(open(sys.argv[1]))["step"])' "$WORK/$1/latest.json") >= $2 ))
+    (( $($PY -m training.curriculum steps-done "$WORK/$1") >= $2 ))
 }
 
 SEED=${SEED:-29}; RAW_STEPS=${RAW_STEPS:-300}; COMPRESS_STEPS=${COMPRESS_STEPS:-210}

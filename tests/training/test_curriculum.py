@@ -46,6 +46,9 @@ def test_fit_from_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     main(["step-s", str(run / "metrics.jsonl")])
     assert capsys.readouterr().out.strip() == "30.0"
     assert steps_done(run) == 27 and steps_done(tmp_path) == 0
+    main(["steps-done", str(run)])  # what train_binding.sh asks before it moves on
+    main(["steps-done", str(tmp_path)])
+    assert capsys.readouterr().out.split() == ["27", "0"]
     main(["fit", "--stages", "[[8, [2, 4]], [42, [8, 12, 16]]]", "--run", str(run),
           "--minutes", "7"])
     out = capsys.readouterr()

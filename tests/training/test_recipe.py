@@ -70,7 +70,6 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
                   for line in (straight / "metrics.jsonl").read_text().splitlines()]
 
 
-
 def test_an_uncompressed_run_resumes_with_its_vst_parameters_never_stepped(tmp_path: Path) -> None:
     """Every memory uncompressed (training/train_binding.sh's first run): no gradient reaches
     the VST parameters, so the optimizer has no state for them to save; the resumed run still
@@ -101,6 +100,7 @@ def test_a_checkpoint_of_another_configuration_is_refused_on_resume(tmp_path: Pa
     with pytest.raises(ValueError, match="does not train"):
         train(tiny_run(out, stages=[[4, [2, 4]]], warmup_steps=1, resume=True,
                        train_vision=False))
+
 
 def test_a_resumed_run_follows_its_curriculum_sized_again(tmp_path: Path) -> None:
     """A call that resumes with fewer steps left (`training.curriculum fit`) anneals within
