@@ -24,6 +24,10 @@
 # tokens already hold which colour goes with which shape: `docs/results/binding/attention_probe.md`).
 # POOL_STRIDE=1 trains 64 tokens a frame instead of DELTA's 16 (`default_model init
 # --pool-stride`): at 16x a still then keeps 4 VSTs, which carried binding where one did not.
+# RAW_STEPS=0 skips the raw run: the compress run starts from DELTA itself, for a delta that
+# already binds uncompressed (an earlier binding export) and a mix that adds other stills to it
+# (MIX with "reading" and "exist_stills"; WORLD replaces the stills' world, e.g. with
+# "number_prob"; UNCOMPRESSED, default 0.15, is the compress run's uncompressed share).
 # MAX_MINUTES (this call's, for both runs) stops a run early with a checkpoint; running the
 # script again with the same WORK resumes where it stopped. Writes WORK/raw/, WORK/compress/
 # (checkpoints, metrics.jsonl), WORK/raw.safetensors, WORK/binding.safetensors, WORK/log and
@@ -45,7 +49,7 @@ else
 fi
 # stills only, every one of 2-3 objects and no sign: each question names a colour or a shape
 MIX=${MIX:-'{"video": 0, "image": 1, "multi_image": 0}'}
-WORLD='{"min_objects": 2, "max_objects": 3, "sign_prob": 0.0}'
+WORLD=${WORLD:-'{"min_objects": 2, "max_objects": 3, "sign_prob": 0.0}'}
 STARTED=$(date +%s)  # MAX_MINUTES is this call's, shared by the two runs
 
 # bind RUN START STEPS SEED UNCOMPRESSED RATIOS: one run of binding stills from START's delta
@@ -74,13 +78,17 @@ finished() {
 }
 
 SEED=${SEED:-29}; RAW_STEPS=${RAW_STEPS:-300}; COMPRESS_STEPS=${COMPRESS_STEPS:-210}
-if [[ ! -f $WORK/raw.safetensors ]]; then
+START=$WORK/raw.safetensors
+if (( RAW_STEPS == 0 )); then
+    START=$DELTA  # it binds already: compress from it
+elif [[ ! -f $START ]]; then
     # the ratios draw nothing here: every memory is uncompressed
     bind raw "$DELTA" "$RAW_STEPS" "$SEED" 1.0 "[8, 12, 16]"
     finished raw "$RAW_STEPS" || { say "raw stopped early: run again to resume"; exit 0; }
     export_latest "$WORK/raw" "$WORK/raw.safetensors"
 fi
-bind compress "$WORK/raw.safetensors" "$COMPRESS_STEPS" $((SEED + 2)) 0.15 "${RATIOS:-[8, 12, 16]}"
+bind compress "$START" "$COMPRESS_STEPS" $((SEED + 2)) "${UNCOMPRESSED:-0.15}" \
+    "${RATIOS:-[8, 12, 16]}"
 finished compress "$COMPRESS_STEPS" || { say "compress stopped early: run again to resume"; exit 0; }
 export_latest "$WORK/compress" "$WORK/binding.safetensors"
 say "done"

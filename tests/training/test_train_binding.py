@@ -85,3 +85,21 @@ def test_a_raw_run_stopped_early_resumes_before_anything_compresses(tmp_path: Pa
     assert steps == [1, 2, 3]  # each step once: the second call took up where the first stopped
     assert (work / "BIND_DONE").is_file()
     assert read_delta_metadata(work / "binding.safetensors")["visual"]["pool_stride"] == 1
+
+
+@pytest.mark.slow
+def test_raw_steps_zero_compresses_from_the_delta_with_the_given_stills(tmp_path: Path) -> None:
+    if not SHIPPED.is_file():
+        pytest.skip("the shipped delta is not in this checkout")
+    work = tmp_path / "bind"
+    mix = {"video": 0, "image": 0.4, "multi_image": 0, "reading": 0.3, "exist_stills": 0.3}
+    world = {"min_objects": 2, "max_objects": 3, "sign_prob": 0.0, "number_prob": 0.8}
+    _run(work, RAW_STEPS="0", COMPRESS_STEPS="2", UNCOMPRESSED="0.3", MIX=json.dumps(mix),
+         WORLD=json.dumps(world))
+    assert (work / "BIND_DONE").is_file()
+    assert not (work / "raw").exists() and not (work / "raw.safetensors").exists()
+    compress = json.loads((work / "compress" / "config.json").read_text())
+    assert compress["lora_init"] == str(SHIPPED)  # the delta itself, no raw run before it
+    assert compress["uncompressed_share"] == 0.3
+    assert compress["world"] == world
+    assert {k: compress["mix"][k] for k in mix} == mix
