@@ -13,6 +13,11 @@ score a watch condition fires on (log p(yes) - log p(no) of the first answer tok
 `streamvxl.runtime.conditions.score`): the area under the ROC curve, 0.5 for a model that
 does not tell them apart whatever its prior, 1.0 for one that a threshold separates.
 
+``--frames N`` asks the same of held-out videos of N frames instead (the world's existence
+questions, absent things named as present ones, `make_questions` with ``exist_naming``
+"balanced"): a model that answers on stills may still answer a prior over a video's memory,
+and the ranking tells a skill that a threshold misplaces from one that is not there.
+
 Run it (a minute or two on the CPU for 200 stills)::
 
     python -m training.existence_probe --model streamvxl/weights/streamvxl-tiny.safetensors \\
@@ -27,6 +32,7 @@ import logging
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +57,30 @@ from training.evaluate import (
     str_list,
     write_json_and_markdown,
 )
-from training.samples import existence_still_sample
+from training.samples import Sample, existence_still_sample, video_sample
 
 log = logging.getLogger(__name__)
 
 EXISTENCE_PROBE_SEED = 0xE715
 """Mixed into the seed, so the stills differ from every training and evaluation draw."""
+
+YES_NO_FORMS = ("exists_present", "exists_absent")
+"""A video's existence forms answered "yes" or "no" (its third, "what colour was the <absent
+shape>", is answered by a denial and ranks nothing)."""
+
+
+def draw_sample(rng: np.random.Generator, world: WorldConfig, questions: int) -> Sample:
+    """A held-out still (``world.num_frames`` 1) or video asked up to ``questions`` yes / no
+    existence questions, present and absent things named alike (a video with none is
+    redrawn)."""
+    if world.num_frames == 1:
+        return existence_still_sample(rng, world, "eval", n=questions)
+    while True:
+        sample = video_sample(rng, world, "eval", tasks=("exist",), n=2 * questions,
+                              exist_naming="balanced")
+        qa = tuple(q for q in sample.qa if q.form in YES_NO_FORMS)[:questions]
+        if qa:
+            return replace(sample, qa=qa)
 
 
 def answer_and_score(memory: Memory, question: str, question_ids: Any, decoding: Decoding,
@@ -91,27 +115,30 @@ def rank_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
 def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int = 200,
                     ratios: Sequence[int] = (16,), methods: Sequence[Method] = ("vst", "full"),
                     questions: int = 3, seed: int = 0, max_new_tokens: int = 4,
-                    preprocess: Preprocessor | None = None, device: str | None = None
-                    ) -> list[dict[str, Any]]:
+                    preprocess: Preprocessor | None = None, device: str | None = None,
+                    frames: int = 1) -> list[dict[str, Any]]:
     """One record per (still, question, method, ratio): ``{"still", "form", "naming",
     "question", "answer", "method", "ratio", "prediction", "yes", "correct", "score"}``
     (``score``: log p(yes) - log p(no) of the first answer token); ``full``
     (every raw token) is answered once per question, with ratio None. Stills are
-    ``split="eval"``, up to ``questions`` distinct questions each."""
-    if n < 1 or questions < 1:
-        raise ValueError(f"n and questions must be >= 1, got {n} and {questions}")
+    ``split="eval"``, up to ``questions`` distinct questions each; ``frames`` > 1: videos
+    of that many frames instead (``"still"`` numbers them)."""
+    if n < 1 or questions < 1 or frames < 1:
+        raise ValueError(f"n, questions and frames must be >= 1, got {n}, {questions} and "
+                         f"{frames}")
     answer_with = answering(model, tokenizer, methods, preprocess=preprocess, device=device,
                             prompt=None, boundary=None, window=None,
                             max_new_tokens=max_new_tokens)
     runtime, settings, decoding = answer_with
     yes, no = yes_no_ids(runtime.tokenizer)
     model = runtime.model
-    world = WorldConfig(num_frames=1, height=model.image_size, width=model.image_size,
+    world = WorldConfig(num_frames=frames, height=model.image_size, width=model.image_size,
                         max_objects=3)
-    rng = np.random.default_rng([EXISTENCE_PROBE_SEED, seed])
+    # the stills' draw as it always was; videos of each length a draw of their own
+    rng = np.random.default_rng([EXISTENCE_PROBE_SEED, seed] + ([frames] if frames > 1 else []))
     records: list[dict[str, Any]] = []
     for i in range(n):
-        sample = existence_still_sample(rng, world, "eval", n=questions)
+        sample = draw_sample(rng, world, questions)
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
                              name=f"still-{i}")
         for qa in sample.qa:
@@ -127,7 +154,7 @@ def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: in
                         "yes": text.strip().lower().startswith("yes"),
                         "correct": bool(is_correct(text, qa)), "score": said})
         if (i + 1) % 50 == 0 or i + 1 == n:
-            log.info("%d/%d stills", i + 1, n)
+            log.info("%d/%d %s", i + 1, n, "stills" if frames == 1 else "videos")
     return records
 
 
@@ -159,12 +186,13 @@ def ranking_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = (),
-                   ranking: Sequence[dict[str, Any]] = ()) -> str:
+                   ranking: Sequence[dict[str, Any]] = (), frames: int = 1) -> str:
     """A row per (method, ratio) and truth; a column per naming holding "yes" / asked; then,
     with ``ranking``, the area under the ROC curve per (method, ratio) and naming."""
     by = {(r["method"], r["ratio"], r["answer"], r["naming"]): r for r in rows}
     namings = ("all", "both", "shape", "colour")
-    lines = ["# Existence on one still: answers \"yes\" / asked", ""] + [f"- {n}" for n in notes]
+    where = "one still" if frames == 1 else f"videos of {frames} frames"
+    lines = [f"# Existence on {where}: answers \"yes\" / asked", ""] + [f"- {n}" for n in notes]
     lines += ["", "| method | ratio | the thing is | " + " | ".join(namings) + " | right |",
               "|---|---:|---|" + "---:|" * (len(namings) + 1)]
     for m, q in dict.fromkeys((r["method"], r["ratio"]) for r in rows):
@@ -195,6 +223,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--ratios", type=int_list, default=(16,), help="e.g. 2,16")
     p.add_argument("--methods", type=str_list, default=("vst", "full"), help="e.g. vst,full")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=1,
+                   help="1: stills; more: held-out videos of that many frames")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -204,20 +234,22 @@ def main(argv: list[str] | None = None) -> list[Path]:
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
     records = existence_probe(model, tokenizer, n=args.n, ratios=args.ratios,
                               methods=args.methods, questions=args.questions, seed=args.seed,
-                              preprocess=preprocess)
+                              preprocess=preprocess, frames=args.frames)
     rows, ranking = summary_rows(records), ranking_rows(records)
     settings = {"model": str(args.model), "model_tensors_sha256": digest, "n": args.n,
                 "questions": args.questions, "ratios": list(args.ratios),
-                "methods": list(args.methods), "seed": args.seed, "split": "eval"}
-    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out stills (seed "
+                "methods": list(args.methods), "seed": args.seed, "split": "eval",
+                "frames": args.frames}
+    drawn = "stills" if args.frames == 1 else f"videos of {args.frames} frames"
+    notes = [f"model `{args.model}`{digest_note(settings)}; {args.n} held-out {drawn} (seed "
              f"{args.seed}), up to {args.questions} questions each, present and absent things "
              "named alike; greedy answers"]
     return write_json_and_markdown(args.out, args.name, {"settings": settings, "rows": rows,
                                                          "ranking": ranking, "records": records},
-                                   markdown_table(rows, notes, ranking))
+                                   markdown_table(rows, notes, ranking, args.frames))
 
 
-__all__ = ["answer_and_score", "existence_probe", "markdown_table", "rank_auc", "ranking_rows",
+__all__ = ["answer_and_score", "draw_sample", "existence_probe", "markdown_table", "rank_auc", "ranking_rows",
            "summary_rows"]
 
 

@@ -108,3 +108,28 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["settings"]["n"] == 2 and len(data["records"]) == 2
     assert "Existence on one still" in (tmp_path / "p.md").read_text()
+
+
+def test_videos_ask_only_yes_no_existence_with_both_answers() -> None:
+    world = ep.WorldConfig(num_frames=12, max_objects=3)
+    rng = np.random.default_rng(3)
+    drawn = [ep.draw_sample(rng, world, 3) for _ in range(20)]
+    assert all(s.frames.shape[0] <= 12 and 1 <= len(s.qa) <= 3 for s in drawn)
+    qa = [q for s in drawn for q in s.qa]
+    assert {q.form for q in qa} == set(ep.YES_NO_FORMS)  # never the denial form
+    assert {q.answer for q in qa} == {"yes", "no"}
+    # absent things named the ways present ones are (balanced), not by both parts far more
+    assert {ep.naming(q) for q in qa if q.answer == "no"} == {"both", "shape", "colour"}
+
+
+def test_the_video_probe_and_its_report(tmp_path: Path) -> None:
+    ep.main(["--model", "tiny-random", "--n", "2", "--questions", "2", "--ratios", "2",
+             "--methods", "vst", "--frames", "8", "--device", "cpu", "--out", str(tmp_path),
+             "--name", "v"])
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["settings"]["frames"] == 8
+    assert {r["form"] for r in data["records"]} <= set(ep.YES_NO_FORMS)
+    assert 2 <= len(data["records"]) <= 4 and {r["still"] for r in data["records"]} == {0, 1}
+    assert "Existence on videos of 8 frames" in (tmp_path / "v.md").read_text()
+    with pytest.raises(ValueError, match="frames"):
+        ep.existence_probe("tiny-random", n=1, frames=0, device="cpu")
