@@ -38,10 +38,14 @@ log = logging.getLogger(__name__)
 
 # Evaluation settings that say which model answered or what was computed, not which questions
 # were asked: left out of a question's identity.
-_NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods", "fit")
+_NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods", "fit",
+                      "frame_tokens")
 # Settings that shape the answers (the memory's intervals, its window, the answer length): not
 # the questions either, but models compared on one sample must share them.
 _CONDITIONS = ("boundary", "window", "max_new_tokens")
+FRAME_TOKENS_BEFORE_RECORDED = 16
+"""A frame's visual tokens in an evaluation that does not record them: every model evaluated
+before ``frame_tokens`` was recorded had 16 (streamvxl-tiny's 2 x 2 pool)."""
 _WORLD_DEFAULTS: dict[str, Any] = json.loads(json.dumps(asdict(WorldConfig())))
 """Today's world defaults as an evaluation JSON writes them: a field a file omits (recorded
 before it existed) and one written at its default are the same world."""
@@ -104,7 +108,13 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
             chosen["world"] = {k: v for k, v in chosen["world"].items()  # or at its default
                                if v is not None and v != _WORLD_DEFAULTS.get(k, _MISSING)}
         sample = json.dumps(chosen, sort_keys=True)
-        answers.conditions[sample] = {k: settings.get(k) for k in _CONDITIONS}
+        conditions = {k: settings.get(k) for k in _CONDITIONS}
+        if conditions["window"] is not None:
+            # compared in frames: a model of 64 tokens a frame reads 10 frames a window in 640
+            # raw tokens, as one of 16 reads them in 160
+            frame_tokens = settings.get("frame_tokens", FRAME_TOKENS_BEFORE_RECORDED)
+            conditions["window"] = f"{conditions['window'] / frame_tokens:g} frames"
+        answers.conditions[sample] = conditions
         seen: Counter[tuple] = Counter()
         at_ratio = 0
         for i, p in enumerate(predictions):

@@ -770,6 +770,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "tasks": list(args.tasks), "questions_per_task": args.questions_per_task,
                 "world": asdict(world), "boundary": asdict(boundary),
                 "window": window or model.config.vst.window,
+                "frame_tokens": model.tokens_per_frame,
                 "max_new_tokens": args.max_new_tokens, "split": "eval"}
     if args.held_out != "templates":  # absent: the recorded evaluations' templates
         settings["held_out"] = args.held_out

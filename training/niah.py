@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 "needle_frames": args.needle_frames, "world": world,
                 "boundary": dataclasses.asdict(boundary),
                 "window": window or model.config.vst.window,
+                "frame_tokens": model.tokens_per_frame,
                 "max_new_tokens": args.max_new_tokens}
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.trials} haystack(s) per cell, "
              f"seed {args.seed}; "

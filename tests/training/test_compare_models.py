@@ -132,6 +132,14 @@ def test_unlike_comparisons_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="different window"):
         compare({"a": a, "b": load_answers([_report(tmp_path / "b.json", 1, plain, model="b",
                                                      window=64)])})
+    # 64 tokens a frame: 640 raw tokens are the same 10 frames a window as 160 at 16 (a file
+    # without frame_tokens is of a 16-token model); 160 at 64 would be 2.5 frames
+    wide = load_answers([_report(tmp_path / "w.json", 1, plain, model="w", window=640,
+                                 frame_tokens=64)])
+    assert compare({"a": a, "w": wide})["accuracy"]["w"]["vst"] == 1.0
+    with pytest.raises(ValueError, match="different window"):
+        compare({"a": a, "n": load_answers([_report(tmp_path / "n.json", 1, plain, model="n",
+                                                     frame_tokens=64)])})
     with pytest.raises(ValueError, match="no answers at 8x"):
         load_answers([tmp_path / "a.json"], ratio=8)
     with pytest.raises(ValueError, match="baseline 'avgpool'"):

@@ -343,6 +343,9 @@ def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "eval.json").read_text())
     assert {r["method"] for r in data["rows"]} == {"vst", "last_n"}
     assert data["settings"]["split"] == "eval" and data["predictions"]
+    # what a window of raw tokens means in frames (training.compare_models pairs by it)
+    assert data["settings"]["frame_tokens"] == ev.load_model_folder("tiny-random", None,
+                                                                   "cpu")[0].tokens_per_frame
 
 
 def test_training_settings_come_from_the_checkpoint(tmp_path: Path) -> None:
