@@ -65,7 +65,7 @@ from streamvxl.world import (
     make_questions,
     sample_episode,
 )
-from streamvxl.world.questions import ExistNaming, HeldOut, naming, pairing
+from streamvxl.world.questions import EXIST_YES_NO_FORMS, ExistNaming, HeldOut, naming, pairing
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
 from training.samples import Sample
@@ -500,7 +500,7 @@ def markdown_naming(cells: Sequence[dict[str, Any]]) -> str:
     if not cells:
         return ""
     return _split_table(cells, "existence by naming (colour and shape / shape / colour)",
-                        "form", ("exists_present", "exists_absent"),
+                        "form", EXIST_YES_NO_FORMS,
                         "naming", ("both", "shape", "colour"))
 
 

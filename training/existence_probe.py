@@ -44,7 +44,7 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.runtime.conditions import score, yes_no_ids
 from streamvxl.runtime.question import answer_text
 from streamvxl.world import WorldConfig, is_correct
-from streamvxl.world.questions import naming
+from streamvxl.world.questions import EXIST_YES_NO_FORMS, naming
 from training.baselines import Memory, Method, build_memory, encode_video
 from training.evaluate import (
     Decoding,
@@ -65,11 +65,6 @@ log = logging.getLogger(__name__)
 EXISTENCE_PROBE_SEED = 0xE715
 """Mixed into the seed, so the stills differ from every training and evaluation draw."""
 
-YES_NO_FORMS = ("exists_present", "exists_absent")
-"""A video's existence forms answered "yes" or "no" (its third, "what colour was the <absent
-shape>", is answered by a denial and ranks nothing)."""
-
-
 def draw_sample(rng: np.random.Generator, world: WorldConfig, questions: int) -> Sample:
     """A held-out still (``world.num_frames`` 1) or video asked up to ``questions`` yes / no
     existence questions, present and absent things named alike (a video with none is
@@ -79,7 +74,7 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, questions: int) ->
     while True:
         sample = video_sample(rng, world, "eval", tasks=("exist",), n=2 * questions,
                               exist_naming="balanced")
-        qa = tuple(q for q in sample.qa if q.form in YES_NO_FORMS)[:questions]
+        qa = tuple(q for q in sample.qa if q.form in EXIST_YES_NO_FORMS)[:questions]
         if qa:
             return replace(sample, qa=qa)
 

@@ -712,11 +712,17 @@ def _exists_absent_balanced(ep: Episode, rng: np.random.Generator) -> list[Fact]
     return facts
 
 
+EXIST_YES_NO_FORMS: tuple[str, ...] = ("exists_present", "exists_absent")
+"""The existence forms answered "yes" (the thing appeared) or "no" (it did not), each naming its
+thing (`naming`); the task's third form, the colour of an absent shape, is answered by a
+denial."""
+
+
 def naming(qa: QA) -> Literal["both", "shape", "colour"] | None:
     """How an existence question names its thing: by colour and shape ("both"), by shape, or
     by colour; None for any other question. Splitting existence accuracy by naming shows a
     model that answers from the wording (`ExistNaming`)."""
-    if qa.form not in ("exists_present", "exists_absent"):
+    if qa.form not in EXIST_YES_NO_FORMS:
         return None
     shape, colour = qa.param("shape"), qa.param("colour")
     return "both" if shape and colour else ("shape" if shape else "colour")

@@ -116,7 +116,7 @@ def test_videos_ask_only_yes_no_existence_with_both_answers() -> None:
     drawn = [ep.draw_sample(rng, world, 3) for _ in range(20)]
     assert all(s.frames.shape[0] <= 12 and 1 <= len(s.qa) <= 3 for s in drawn)
     qa = [q for s in drawn for q in s.qa]
-    assert {q.form for q in qa} == set(ep.YES_NO_FORMS)  # never the denial form
+    assert {q.form for q in qa} == set(ep.EXIST_YES_NO_FORMS)  # never the denial form
     assert {q.answer for q in qa} == {"yes", "no"}
     # absent things named the ways present ones are (balanced), not by both parts far more
     assert {ep.naming(q) for q in qa if q.answer == "no"} == {"both", "shape", "colour"}
@@ -128,7 +128,7 @@ def test_the_video_probe_and_its_report(tmp_path: Path) -> None:
              "--name", "v"])
     data = json.loads((tmp_path / "v.json").read_text())
     assert data["settings"]["frames"] == 8
-    assert {r["form"] for r in data["records"]} <= set(ep.YES_NO_FORMS)
+    assert {r["form"] for r in data["records"]} <= set(ep.EXIST_YES_NO_FORMS)
     assert 2 <= len(data["records"]) <= 4 and {r["still"] for r in data["records"]} == {0, 1}
     assert "Existence on videos of 8 frames" in (tmp_path / "v.md").read_text()
     with pytest.raises(ValueError, match="frames"):
