@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 EXISTENCE_PROBE_SEED = 0xE715
 """Mixed into the seed, so the stills differ from every training and evaluation draw."""
 
+
 def draw_sample(rng: np.random.Generator, world: WorldConfig, questions: int) -> Sample:
     """A held-out still (``world.num_frames`` 1) or video asked up to ``questions`` yes / no
     existence questions, present and absent things named alike (a video with none is
