@@ -36,6 +36,8 @@
 # VISION_GATE=JSON of minimums over the pre-trained tower's last held-out scores (tower.json, e.g.
 # '{"sign_read_acc": 0.9, "held_out_shape_acc": 0.85}') stops the script (exit 3, WORK/FAILED)
 # before anything trains on a tower that falls short (exit 2: a gate naming no score it has).
+# VISION_EVAL_FRAMES=N scores the tower on N held-out frames (default 1,024: ~100 signs, which
+# moves sign_read_acc by 2-4 points from one score to the next; 4,096 reads ~400).
 # READING_STEPS=N starts the curriculum with N steps at ratios 2, 4 drawn from READING_MIX (half
 # of them sign stills asked what the sign says: `TaskMix.reading`); MIX=JSON sets the run's mix
 # for the other stages (e.g. '{"reading": 0.1}' keeps some reading practice in them).
@@ -68,7 +70,8 @@ if [[ ${QUICK:-0} == 1 ]]; then
     EVAL=(--n-videos 1 --ratios 16 --methods vst,avg_pool --tasks count,needle --frames 8)
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
-    VISION=(--steps "${VISION_STEPS:-6000}" --batch 256 --eval-frames 1024 --log-every 500
+    VISION=(--steps "${VISION_STEPS:-6000}" --batch 256 --eval-frames "${VISION_EVAL_FRAMES:-1024}"
+            --log-every 500
             --workers "${VISION_WORKERS:-12}")
     PROBE=8; OVERRIDES=(); SWAP=()
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
