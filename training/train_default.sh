@@ -71,8 +71,7 @@ if [[ ${QUICK:-0} == 1 ]]; then
     NIAH=(--frames 64 --depths 0.5 --trials 1)
 else
     VISION=(--steps "${VISION_STEPS:-6000}" --batch 256 --eval-frames "${VISION_EVAL_FRAMES:-1024}"
-            --log-every 500
-            --workers "${VISION_WORKERS:-12}")
+            --log-every 500 --workers "${VISION_WORKERS:-12}")
     PROBE=8; OVERRIDES=(); SWAP=()
     EVAL=(--n-videos 30 --ratios 2,4,8,16,32 --frames 24)
     NIAH=(--frames 64,128,256,512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 1)
