@@ -34,6 +34,7 @@ from streamvxl.world.questions import (
     form_facts,
     make_questions,
     number_variants,
+    shape_only,
 )
 from streamvxl.world.render import camera_feed, render
 from streamvxl.world.scene import (
@@ -200,13 +201,16 @@ def existence_still_sample(rng: np.random.Generator, config: WorldConfig | None 
 def _multi_image_facts(eps: Sequence[Episode], rng: np.random.Generator) -> dict[str, list[Fact]]:
     k = len(eps)
     facts: dict[str, list[Fact]] = {name: [] for name in MULTI_IMAGE_FORMS}
-    names = [{o.name for o in ep.objects} for ep in eps]
-    for j, ep in enumerate(eps):
-        for o in ep.objects:
-            if sum(o.name in s for s in names) == 1:
-                facts["which_image"].append(Fact({"obj": o.name}, f"the {ORDINALS[j]}",
+    # an image with an object in an unnamed colour: every image's objects named by shape, as
+    # in a video (`streamvxl.world.questions.shape_only`)
+    by_shape = any(shape_only(ep) for ep in eps)
+    names = [[o.shape if by_shape else o.name for o in ep.objects] for ep in eps]
+    for j in range(k):
+        for name in names[j]:
+            if sum(name in s for s in names) == 1 and names[j].count(name) == 1:
+                facts["which_image"].append(Fact({"obj": name}, f"the {ORDINALS[j]}",
                                                  ordinal_variants(j), (j, j + 1),
-                                                 (("object", o.name),)))
+                                                 (("object", name),)))
     has = [{o.shape for o in ep.objects} for ep in eps]
     present = [s for s in SHAPES if any(s in h for h in has)]
     absent = [s for s in SHAPES if s not in present]

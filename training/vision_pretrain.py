@@ -67,7 +67,14 @@ from streamvxl.model.config import VisualConfig
 from streamvxl.model.vision import VisionTower, pool_patches, stack_patches
 from streamvxl.preprocess import Preprocessor
 from streamvxl.world import WorldConfig, object_map, render, sample_episode, sample_still
-from streamvxl.world.scene import COLOURS, HELD_OUT_COMBOS, INK, SHAPES, Episode
+from streamvxl.world.scene import (
+    COLOURS,
+    HELD_OUT_COMBOS,
+    INK,
+    SHAPES,
+    Episode,
+    unnamed_colour,
+)
 from training.default_model import tiny_vision_config
 from training.prefetch import Prefetcher
 from training.reading import CHARS, READ_SLOTS, read_text, reading_labels, reading_loss
@@ -83,10 +90,6 @@ POS_WEIGHT = 4.0
 TOWER_PREFIX = "model.vision_tower."
 PROJECTOR_PREFIX = "model.mm_projector."
 """Where a streamvxl-tiny delta keeps its tower's and its projector's tensors."""
-UNNAMED_DISTANCE = 90.0
-"""How far (RGB, Euclidean) an `unnamed_colour` stays from every object colour."""
-UNNAMED_SPREAD = 60
-"""An `unnamed_colour`'s least channel spread (backdrops are <= 40, boards and ink less)."""
 STILL_SHARE = 0.5
 """Share of draws that are stills rather than episodes."""
 SELECT_LAYER = -2
@@ -194,6 +197,10 @@ class PretrainConfig:
             raise ValueError("PretrainConfig.pair_weight must be >= 0")
         if not 0.0 <= self.recolour <= 1.0:
             raise ValueError("PretrainConfig.recolour must be in [0, 1]")
+        if (self.world or {}).get("unnamed_prob"):
+            raise ValueError("PretrainConfig.world: unnamed_prob draws objects this recipe "
+                             "would label with a colour they do not show; set recolour "
+                             "instead (the share of objects drawn in an unnamed colour)")
         if not self.lr > 0 or self.warmup_steps < 0:
             raise ValueError("PretrainConfig: lr must be > 0 and warmup_steps >= 0")
 
@@ -270,18 +277,6 @@ def frame_content(episode: Episode, t: int) -> tuple[np.ndarray, int, np.ndarray
                 if ch in CHARS:
                     chars[CHARS.index(ch)] = True
     return combos, min(len(visible), MAX_COUNT), chars
-
-
-def unnamed_colour(rng: np.random.Generator) -> np.ndarray:
-    """A colour (3,) uint8 no question names: at least `UNNAMED_DISTANCE` from every object
-    colour of the world, and vivid (channel spread >= `UNNAMED_SPREAD`), so it is neither a
-    backdrop (muted) nor a sign board or ink."""
-    palette = np.array([COLOURS[c] for c in COLOUR_NAMES], dtype=np.float64)  # (8, 3)
-    while True:
-        rgb = rng.integers(0, 256, size=3)
-        if (np.ptp(rgb) >= UNNAMED_SPREAD
-                and np.linalg.norm(palette - rgb, axis=1).min() >= UNNAMED_DISTANCE):
-            return rgb.astype(np.uint8)
 
 
 def draw_frames(rng: np.random.Generator, world: WorldConfig, n: int, per_episode: int,

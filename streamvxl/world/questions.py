@@ -462,9 +462,35 @@ class Fact:
     params: tuple[tuple[str, str], ...] = ()
 
 
+def shape_only(ep: Episode) -> bool:
+    """Whether ``ep`` is asked only what needs no colour name: it shows an object in a colour
+    no word names (`WorldObject.unnamed`), which a colour word ("the red star", "how many red
+    objects") might or might not be taken to cover. Then every object is named by its shape
+    (`object_names`), only a shape one object has names one, and the forms in `COLOUR_FORMS`
+    and existence by colour have no facts: existence and counts of a shape, order, first and
+    last, when, the shape at a time, now, needles and outages are asked as ever."""
+    return any(o.unnamed is not None for o in ep.objects)
+
+
+COLOUR_FORMS: frozenset[str] = frozenset({"colour_of_shape", "shape_of_colour", "count_colour"})
+"""Forms whose question or answer names a colour: none is asked of a `shape_only` episode."""
+
+
+def object_names(ep: Episode) -> list[str]:
+    """What questions and answers call each object of ``ep``: "red circle", or in a
+    `shape_only` episode its shape."""
+    only = shape_only(ep)
+    return [o.shape if only else o.name for o in ep.objects]
+
+
+def _answer_names(ep: Episode, obj: WorldObject, among: Iterable[WorldObject]) -> tuple[str, ...]:
+    """`name_variants`, or in a `shape_only` episode the shape alone."""
+    return (obj.shape,) if shape_only(ep) else name_variants(obj, among)
+
+
 def _referable(ep: Episode) -> list[int]:
-    """Indices of objects whose "<colour> <shape>" name is unique in the episode."""
-    names = [o.name for o in ep.objects]
+    """Indices of objects whose name (`object_names`) is unique in the episode."""
+    names = object_names(ep)
     return [i for i, n in enumerate(names) if names.count(n) == 1]
 
 
@@ -483,13 +509,14 @@ def _attribute_facts(ep: Episode, key: Literal["shape", "colour"]) -> list[Fact]
 
 def _first_of_two(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     facts = []
-    obs = ep.objects
+    obs, names = ep.objects, object_names(ep)
     for i, j in itertools.permutations(_referable(ep), 2):
         a, b = obs[i], obs[j]
         if a.t_in == b.t_in:
             continue
-        first = a if a.t_in < b.t_in else b
-        facts.append(Fact({"a": a.name, "b": b.name}, first.name, name_variants(first, (a, b)),
+        first = i if a.t_in < b.t_in else j
+        facts.append(Fact({"a": names[i], "b": names[j]}, names[first],
+                          _answer_names(ep, obs[first], (a, b)),
                            (min(a.t_in, b.t_in), max(a.t_in, b.t_in) + 1),
                            (("a", str(i)), ("b", str(j)))))
     return facts
@@ -504,11 +531,12 @@ def _extreme(ep: Episode, last: bool) -> list[Fact]:
     if order[0] not in ref or top.t_in == runner.t_in:
         return []
     lo, hi = sorted((top.t_in, runner.t_in))
-    return [Fact({}, top.name, name_variants(top, ep.objects), (lo, hi + 1))]
+    return [Fact({}, object_names(ep)[order[0]], _answer_names(ep, top, ep.objects),
+                 (lo, hi + 1))]
 
 
 def _sequence(ep: Episode, rng: np.random.Generator) -> list[Fact]:
-    ref = _referable(ep)
+    ref, all_names = _referable(ep), object_names(ep)
     facts = []
     for k in (3, 4):
         for subset in itertools.combinations(ref, k):
@@ -517,9 +545,9 @@ def _sequence(ep: Episode, rng: np.random.Generator) -> list[Fact]:
                 continue
             asked = [subset[int(p)] for p in rng.permutation(k)]
             ordered = sorted(subset, key=lambda i: ep.objects[i].t_in)
-            names = [ep.objects[i].name for i in ordered]
+            names = [all_names[i] for i in ordered]
             answer = ", ".join(names)
-            facts.append(Fact({"objects": join_names([ep.objects[i].name for i in asked])},
+            facts.append(Fact({"objects": join_names([all_names[i] for i in asked])},
                                answer, (answer, " then ".join(names)),
                                (min(times), max(times) + 1),
                                (("objects", ",".join(map(str, asked))),)))
@@ -560,7 +588,7 @@ def _when(ep: Episode, rng: np.random.Generator, leave: bool) -> list[Fact]:
         frame = o.t_out if leave else o.t_in
         s = seconds_of(frame, ep.fps)
         span = (o.t_out - 1, min(o.t_out + 1, ep.num_frames)) if leave else (o.t_in, o.t_in + 1)
-        facts.append(Fact({"obj": o.name}, seconds_text(s), seconds_variants(s), span,
+        facts.append(Fact({"obj": object_names(ep)[i]}, seconds_text(s), seconds_variants(s), span,
                            (("object", str(i)),)))
     return facts
 
@@ -572,7 +600,8 @@ def _before(ep: Episode, rng: np.random.Generator) -> list[Fact]:
         if a.t_in == b.t_in:
             continue
         answer = "yes" if a.t_in < b.t_in else "no"
-        facts.append(Fact({"a": a.name, "b": b.name}, answer, (answer,),
+        names = object_names(ep)
+        facts.append(Fact({"a": names[i], "b": names[j]}, answer, (answer,),
                            (min(a.t_in, b.t_in), max(a.t_in, b.t_in) + 1),
                            (("a", str(i)), ("b", str(j)))))
     return facts
@@ -601,8 +630,9 @@ def _on_screen(ep: Episode, rng: np.random.Generator) -> list[Fact]:
             continue  # enters or leaves inside the window
         if ep.offline is not None and a < ep.offline[1] and b > ep.offline[0]:
             continue  # the camera did not deliver (all of) the window
-        facts.append(Fact({"second": str(second), "time": seconds_text(second)}, o.name,
-                           name_variants(o, ep.objects), (a, b), (("second", str(second)),)))
+        facts.append(Fact({"second": str(second), "time": seconds_text(second)},
+                           object_names(ep)[seen[0]], _answer_names(ep, o, ep.objects), (a, b),
+                           (("second", str(second)),)))
     return facts
 
 
@@ -644,7 +674,10 @@ def _noun_phrases(shape: str | None, colour: str | None) -> str:
 
 
 def _exists_present(ep: Episode, rng: np.random.Generator) -> list[Fact]:
-    """One fact per object: named by colour and shape, by shape, or by colour (drawn)."""
+    """One fact per object: named by colour and shape, by shape, or by colour (drawn); in a
+    `shape_only` episode one per shape present, named by it."""
+    if shape_only(ep):
+        return _shapes_present(ep)
     facts = []
     for o in ep.objects:
         how = int(rng.integers(3))
@@ -653,6 +686,29 @@ def _exists_present(ep: Episode, rng: np.random.Generator) -> list[Fact]:
         facts.append(Fact({"np": _noun_phrases(shape, colour)}, "yes", ("yes",),
                           (o.t_in, o.t_out), (("shape", shape or ""), ("colour", colour or ""))))
     return facts
+
+
+def _shapes_present(ep: Episode) -> list[Fact]:
+    """Existence in a `shape_only` episode: one fact per shape present, named by it (its
+    evidence: the first object of that shape)."""
+    facts = []
+    for shape in SHAPES:
+        hits = [o for o in ep.objects if o.shape == shape]
+        if hits:
+            facts.append(Fact({"np": _noun_phrases(shape, None)}, "yes", ("yes",),
+                              (hits[0].t_in, hits[0].t_out), (("shape", shape), ("colour", ""))))
+    return facts
+
+
+def _shapes_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
+    """Existence in a `shape_only` episode: up to two shapes no object has, named by shape
+    (whether a named colour covers an unnamed one is not asked)."""
+    shapes = {o.shape for o in ep.objects}
+    absent = [s for s in SHAPES if s not in shapes]
+    picked = rng.choice(len(absent), size=min(2, len(absent)), replace=False) if absent else []
+    return [Fact({"np": _noun_phrases(absent[int(k)], None)}, "no", ("no",), (0, ep.num_frames),
+                 (("shape", absent[int(k)]), ("colour", ""), ("near", "False")))
+            for k in picked]
 
 
 def _exists_absent(ep: Episode, rng: np.random.Generator) -> list[Fact]:
@@ -739,7 +795,8 @@ def _on_screen_now(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     if len(seen) != 1 or signs or seen[0] not in _referable(ep):
         return []
     o = ep.objects[seen[0]]
-    return [Fact({}, o.name, name_variants(o, ep.objects), (ep.num_frames - 1, ep.num_frames))]
+    return [Fact({}, object_names(ep)[seen[0]], _answer_names(ep, o, ep.objects),
+                 (ep.num_frames - 1, ep.num_frames))]
 
 
 NOTHING = ("nothing", "none", "no object", "nothing is on screen", "no objects")
@@ -762,7 +819,8 @@ def _still_there(ep: Episode, rng: np.random.Generator, visible: bool) -> list[F
         if o.visible(t) != visible:
             continue
         answer = "yes" if visible else "no"
-        facts.append(Fact({"obj": o.name}, answer, (answer,), (max(o.t_out - 1, 0), t + 1),
+        facts.append(Fact({"obj": object_names(ep)[i]}, answer, (answer,),
+                          (max(o.t_out - 1, 0), t + 1),
                           (("object", str(i)),)))
     return facts
 
@@ -943,9 +1001,14 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator,
                exist_naming: ExistNaming = "recorded") -> list[Fact]:
     """Every unambiguous instance of video form ``name`` in ``episode`` (some forms draw from
     ``rng``: the listing order of `sequence`, the absent colour or shape of counts, the absent
-    things of `exists_absent` -- named as ``exist_naming`` says)."""
+    things of `exists_absent` -- named as ``exist_naming`` says; in a `shape_only` episode by
+    shape, and a form in `COLOUR_FORMS` has none)."""
     if name not in _FACTS:
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
+    if shape_only(episode) and name in COLOUR_FORMS:
+        return []
+    if shape_only(episode) and name == "exists_absent":
+        return _shapes_absent(episode, rng)
     if exist_naming == "balanced" and name in _BALANCED_FACTS:
         return _BALANCED_FACTS[name](episode, rng)
     return _FACTS[name](episode, rng)
@@ -1053,7 +1116,8 @@ def subjects(episode: Episode, qa: QA) -> list[WorldObject]:
         shape, colour = p.get("shape") or None, p.get("colour") or None
         return [o for o in obs if shape in (None, o.shape) and colour in (None, o.colour)]
     if qa.kind == "text":  # first / last of all, on screen at N or now: the answer names it
-        return [o for o in obs if o.name == qa.answer]
+        return [o for o, name in zip(obs, object_names(episode), strict=True)
+                if name == qa.answer]
     return []
 
 
@@ -1061,8 +1125,9 @@ def pairing(episode: Episode, qa: QA) -> Pairing | None:
     """Whether a question is about an object whose (shape, colour) pairing training never
     drew (`streamvxl.world.scene.HELD_OUT_COMBOS`: "held_out"), only about trained pairings
     ("trained"), or about no object (None). The issue's target compares the two per kind:
-    a model that composes what it sees answers both alike."""
-    about = subjects(episode, qa)
+    a model that composes what it sees answers both alike. An object in an unnamed colour
+    has no pairing."""
+    about = [o for o in subjects(episode, qa) if o.unnamed is None]
     if not about:
         return None
     return "held_out" if any(o.combo in HELD_OUT_COMBOS for o in about) else "trained"

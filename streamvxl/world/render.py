@@ -18,10 +18,9 @@ import numpy as np
 
 from .camera import apply_camera
 from .font import text_mask
-from .scene import COLOURS, INK, RGB, Backdrop, Episode, Shape, Sign
+from .scene import INK, RGB, Backdrop, Episode, Shape, Sign
 
 _SUPERSAMPLE = 4
-_COLOUR_ARRAYS = {name: np.array(rgb, dtype=np.uint8) for name, rgb in COLOURS.items()}
 
 
 def _star(points: int = 5, inner: float = 0.5) -> np.ndarray:
@@ -198,7 +197,7 @@ def render(episode: Episode, start: int = 0, stop: int | None = None) -> np.ndar
         py = corners[:, 1:] + ys  # (F', K)
         idx = ((ts - start)[:, None] * h + py) * w + px  # (F', K) flat pixel index
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-        flat[idx[inside]] = _COLOUR_ARRAYS[obj.colour]
+        flat[idx[inside]] = np.asarray(obj.rgb, dtype=np.uint8)
 
     for sign in episode.signs:
         a, b = max(sign.t_in, start), min(sign.t_out, stop)

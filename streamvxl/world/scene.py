@@ -12,6 +12,12 @@ white, and ink is near black, so a pixel equal to an object colour can only come
 of that colour. Objects and signs never overlap one another, so every object is visible (fully,
 or partly while it crosses an edge) on every frame of ``[t_in, t_out)`` and on no other frame.
 
+Unnamed colours: with ``WorldConfig.unnamed_prob`` > 0 some objects are drawn in a colour no
+word of the world names (`unnamed_colour`: vivid, far from every object colour). Such an object
+has no colour to ask about or to name it by, so an episode that has one is asked only what
+needs no colour name (`streamvxl.world.questions.shape_only`): each shape is then seen in many
+colours, and a model learns it apart from the seven colours training pairs it with.
+
 Held-out combinations: the (shape, colour) pairs in `HELD_OUT_COMBOS` are drawn only when
 ``split="eval"``; ``split="train"`` never produces them.
 
@@ -81,6 +87,30 @@ SIGN_WORDS: tuple[str, ...] = (
 """Words a sign may show (no shape or colour names, to keep needle answers unambiguous)."""
 
 
+UNNAMED_DISTANCE = 90.0
+"""How far (RGB, Euclidean) an `unnamed_colour` stays from every object colour."""
+UNNAMED_SPREAD = 60
+"""An `unnamed_colour`'s least channel spread (backdrops are <= 40, boards and ink less)."""
+
+
+def is_unnamed_colour(rgb: RGB) -> bool:
+    """Whether ``rgb`` is a colour no word of the world names: vivid (channel spread >=
+    `UNNAMED_SPREAD`, so neither a backdrop nor a sign board or ink) and at least
+    `UNNAMED_DISTANCE` from every object colour in `COLOURS`."""
+    palette = np.array(list(COLOURS.values()), dtype=np.float64)  # (8, 3)
+    v = np.asarray(rgb, dtype=np.float64)  # (3,)
+    return bool(np.ptp(v) >= UNNAMED_SPREAD
+                and np.linalg.norm(palette - v, axis=1).min() >= UNNAMED_DISTANCE)
+
+
+def unnamed_colour(rng: np.random.Generator) -> RGB:
+    """A random colour no question names (`is_unnamed_colour`), drawn by rejection."""
+    while True:
+        r, g, b = (int(v) for v in rng.integers(0, 256, size=3))
+        if is_unnamed_colour((r, g, b)):
+            return r, g, b
+
+
 def train_combos() -> tuple[tuple[Shape, Colour], ...]:
     """Every (shape, colour) pair ``split="train"`` may draw, in a fixed order."""
     return tuple((s, c) for s in SHAPES for c in COLOURS if (s, c) not in HELD_OUT_COMBOS)
@@ -137,11 +167,20 @@ class WorldObject:
     """'pop': appears in place; 'edge': its centre is on a frame edge at ``t_in``."""
     leave_by: Entry = "pop"
     """'pop': vanishes in place; 'edge': its centre is on a frame edge at ``t_out - 1``."""
+    unnamed: RGB | None = None
+    """Drawn in this colour, which no word names (`is_unnamed_colour`), instead of ``colour``
+    (then only the draw that placed it: no question asks or names it); None: in ``colour``."""
 
     @property
     def name(self) -> str:
-        """The referring expression, e.g. ``"red circle"``."""
-        return f"{self.colour} {self.shape}"
+        """The referring expression, e.g. ``"red circle"``; an unnamed-colour object's is its
+        shape alone."""
+        return self.shape if self.unnamed is not None else f"{self.colour} {self.shape}"
+
+    @property
+    def rgb(self) -> RGB:
+        """The colour it is drawn in."""
+        return self.unnamed if self.unnamed is not None else COLOURS[self.colour]
 
     @property
     def combo(self) -> tuple[Shape, Colour]:
@@ -265,6 +304,13 @@ class Episode:
                                  f"[{o.t_in}, {o.t_out})")
             if o.size < 3:
                 raise ValueError(f"object {o.name!r}: size must be >= 3 px, got {o.size}")
+            if o.unnamed is not None and not (len(o.unnamed) == 3 and all(
+                    isinstance(v, int) and 0 <= v <= 255 for v in o.unnamed)
+                    and is_unnamed_colour(o.unnamed)):
+                raise ValueError(
+                    f"object {o.name!r}: unnamed colour {o.unnamed!r} must be three ints in "
+                    f"[0, 255], channel spread >= {UNNAMED_SPREAD} and >= {UNNAMED_DISTANCE:g} "
+                    "from every named colour (draw one with unnamed_colour)")
             if o.t_stop is not None and not o.t_in <= o.t_stop < o.t_out:
                 raise ValueError(f"object {o.name!r}: t_stop must lie in [t_in, t_out)")
         for g in self.signs:
@@ -396,6 +442,12 @@ class WorldConfig:
     offline_frames: tuple[int, int] = (5, 8)
     """Range of frames an outage lasts; its shortest must make a gap the memory finds
     (`streamvxl.gaps`: longer than 4 frame intervals and 2 s)."""
+    unnamed_prob: float = 0.0
+    """Chance that an object is drawn in a colour no word names (`unnamed_colour`,
+    `WorldObject.unnamed`); an episode with one is asked only what needs no colour name
+    (`streamvxl.world.questions.shape_only`). Training a language model on shapes in many
+    colours is how it learns a shape apart from the colours it was paired with. 0 draws every
+    recorded episode (no draw)."""
     sizes: tuple[tuple[int, int], ...] | None = None
     """Frame sizes (height, width) to draw one of per episode, in place of ``height`` x
     ``width`` (cameras come in many resolutions and aspect ratios; object sizes, speeds and
@@ -432,9 +484,10 @@ class WorldConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"WorldConfig.{name} must lie in [0, 1], got "
                                  f"{getattr(self, name)}")
-        if not 0.0 <= self.offline_prob <= 1.0:
-            raise ValueError(f"WorldConfig.offline_prob must lie in [0, 1], got "
-                             f"{self.offline_prob}")
+        for name in ("offline_prob", "unnamed_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"WorldConfig.{name} must lie in [0, 1], got "
+                                 f"{getattr(self, name)}")
         lo, hi = self.offline_frames
         threshold = gap_threshold([1 / self.fps] * GAP_MIN_INTERVALS)  # at this camera's rate
         if self.offline_prob > 0 and not (1 <= lo <= hi and (lo + 1) / self.fps > threshold):
@@ -542,8 +595,10 @@ def sample_episode(rng: np.random.Generator, config: WorldConfig | None = None,
         stays = bool(cfg.stay_prob) and rng.random() < cfg.stay_prob  # no draw when off
         t_out = f if stays else t_in + int(rng.integers(min_frames, f - t_in + 1))
         combo = _sample_combo(rng, split, cfg, {o.combo for o in objects})
+        unnamed = _sample_unnamed(rng, cfg)
         for _ in range(_PLACEMENT_TRIES):
-            obj = _sample_motion(rng, cfg, combo, t_in, t_out)
+            obj = dataclasses.replace(_sample_motion(rng, cfg, combo, t_in, t_out),
+                                      unnamed=unnamed)
             track = _object_track(obj)
             if not any(_clash(track, other) for other in tracks):
                 objects.append(obj)
@@ -598,10 +653,11 @@ def sample_still(rng: np.random.Generator, config: WorldConfig | None = None,
     lo, hi = cfg.size_range
     for _ in range(n):
         combo = _sample_combo(rng, split, cfg, {o.combo for o in objects} | set(exclude))
+        unnamed = _sample_unnamed(rng, cfg)
         for _ in range(_PLACEMENT_TRIES):
             size = int(rng.integers(lo, hi + 1))
             x, y = _inside(rng, cfg, size)
-            obj = WorldObject(combo[0], combo[1], size, 0, 1, x, y)
+            obj = WorldObject(combo[0], combo[1], size, 0, 1, x, y, unnamed=unnamed)
             track = _object_track(obj)
             if not any(_clash(track, other) for other in tracks):
                 objects.append(obj)
@@ -639,6 +695,14 @@ def _sample_combo(rng: np.random.Generator, split: Split, cfg: WorldConfig,
             (s, c) for s in SHAPES for c in COLOURS)
         pool = [c for c in base if c not in used]
     return pool[int(rng.integers(len(pool)))]
+
+
+def _sample_unnamed(rng: np.random.Generator, cfg: WorldConfig) -> RGB | None:
+    """An `unnamed_colour` with chance ``cfg.unnamed_prob``; no draw when it is 0 (the
+    recorded episodes)."""
+    if cfg.unnamed_prob and rng.random() < cfg.unnamed_prob:
+        return unnamed_colour(rng)
+    return None
 
 
 def _sample_backdrop(rng: np.random.Generator, cfg: WorldConfig,

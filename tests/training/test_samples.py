@@ -10,7 +10,7 @@ from PIL import Image
 
 from streamvxl.world.answers import is_correct
 from streamvxl.world.render import render
-from streamvxl.world.scene import WorldConfig
+from streamvxl.world.scene import COLOURS, WorldConfig
 from training.samples import (
     EXIST_STILL_FORMS,
     existence_still_sample,
@@ -115,3 +115,36 @@ def test_existence_stills_answer_from_the_still_and_word_both_answers_alike() ->
     for how in ("both", "shape", "colour"):
         shares = [namings[a][how] / sum(namings[a].values()) for a in ("yes", "no")]
         assert abs(shares[0] - shares[1]) < 0.08, namings
+
+
+def test_images_with_unnamed_colours_are_asked_by_shape_and_answered_right() -> None:
+    """Stills drawn with objects in unnamed colours: no question or answer names a colour,
+    an image set names objects by shape across all its images, and every answer holds."""
+    world = WorldConfig(unnamed_prob=0.5, max_objects=3)
+    rng = np.random.default_rng(3)
+    colours = [f" {c}" for c in COLOURS]
+    asked = set()
+    for _ in range(80):
+        s = multi_image_sample(rng, world, n=3)
+        by_shape = any(o.unnamed is not None for ep in s.episodes for o in ep.objects)
+        for qa in s.qa:
+            if qa.form != "which_image":
+                continue
+            asked.add(by_shape)
+            named = [[o.shape if by_shape else o.name for o in ep.objects] for ep in s.episodes]
+            hits = [j for j, names in enumerate(named) if qa.param("object") in names]
+            assert len(hits) == 1 and named[hits[0]].count(qa.param("object")) == 1, qa
+            assert is_correct(ordinal_variants(hits[0])[0], qa)
+        for kind in (single_image_sample(rng, world, n=3), existence_still_sample(rng, world, n=2)):
+            (ep,) = kind.episodes
+            if not any(o.unnamed is not None for o in ep.objects):
+                continue
+            for qa in kind.qa:
+                assert not any(c in f" {qa.question} {qa.answer}".lower() for c in colours), qa
+                shape = dict(qa.params).get("shape")
+                if qa.form in ("exists_present", "exists_absent"):
+                    want = any(o.shape == shape for o in ep.objects)
+                    assert qa.answer == ("yes" if want else "no")
+                elif qa.form == "count_shape":
+                    assert qa.answer == str(sum(o.shape == shape for o in ep.objects))
+    assert asked == {True, False}

@@ -40,7 +40,6 @@ from training.vision_pretrain import (
     read_text,
     reading_scores,
     save_tower,
-    unnamed_colour,
 )
 
 
@@ -113,7 +112,8 @@ def test_recoloured_objects_keep_their_shape_and_lose_colour_and_pairing() -> No
     assert not (px[..., None, :] == palette).all(-1).any()
     assert y.patch_shapes.any() and (y.shapes.any(-1) == (y.count > 0)).all()
     assert (y.patch_shapes.any(1) <= y.shapes).all()  # a patch's shape is a visible object's
-    assert unnamed_colour(np.random.default_rng(0)).dtype == np.uint8
+    with pytest.raises(ValueError, match="recolour"):  # its labels take colours from objects
+        PretrainConfig(world={"unnamed_prob": 0.3})
 
 
 def test_a_short_run_learns_and_its_tower_loads(tmp_path) -> None:

@@ -19,18 +19,33 @@ from streamvxl.world.grammar import (
     phrasings,
 )
 from streamvxl.world.questions import (
+    COLOUR_FORMS,
     FORMS,
     ORDINALS,
     QA,
     VIDEO_TASKS,
     WORDED_ALIKE,
+    form_facts,
     make_questions,
     naming,
+    object_names,
     pairing,
+    shape_only,
     subjects,
     template_train_grammar,
 )
-from streamvxl.world.scene import COLOURS, HELD_OUT_COMBOS, PLURALS, Episode
+from streamvxl.world.scene import (
+    COLOURS,
+    HELD_OUT_COMBOS,
+    PLURALS,
+    SHAPES,
+    Backdrop,
+    Episode,
+    Scene,
+    WorldConfig,
+    WorldObject,
+    sample_episode,
+)
 from tests.world.world_cases import episodes
 
 
@@ -48,29 +63,41 @@ def _one(items: list, what: str) -> object:
 
 
 def _expected(ep: Episode, qa: QA) -> str:
-    """The answer recomputed from the episode, without the generator's code."""
+    """The answer recomputed from the episode, without the generator's code. An episode with
+    an object in an unnamed colour names every object by its shape and asks no colour."""
     obs = ep.objects
     form = qa.form
+    by_shape = any(o.unnamed is not None for o in obs)
+
+    def name(o: WorldObject) -> str:
+        return o.shape if by_shape else f"{o.colour} {o.shape}"
+
+    if by_shape:
+        words = f" {qa.question} {qa.answer} ".lower()
+        assert not any(f" {c}" in words for c in COLOURS), qa
     if form == "colour_of_shape":
         return _one([o for o in obs if o.shape == qa.param("shape")], qa.question).colour
     if form == "shape_of_colour":
         return _one([o for o in obs if o.colour == qa.param("colour")], qa.question).shape
     if form in ("first_of_two", "before"):
         a, b = obs[int(qa.param("a"))], obs[int(qa.param("b"))]
-        assert a.t_in != b.t_in and a.name in qa.question and b.name in qa.question
-        assert sum(o.name == a.name for o in obs) == sum(o.name == b.name for o in obs) == 1
+        assert a.t_in != b.t_in and name(a) in qa.question and name(b) in qa.question
+        assert sum(name(o) == name(a) for o in obs) == sum(name(o) == name(b) for o in obs) == 1
         if form == "before":
             return "yes" if a.t_in < b.t_in else "no"
-        return min((a, b), key=lambda o: o.t_in).name
+        return name(min((a, b), key=lambda o: o.t_in))
     if form in ("first_overall", "last_overall"):
         times = sorted(o.t_in for o in obs)
         pick = times[0] if form == "first_overall" else times[-1]
-        return _one([o for o in obs if o.t_in == pick], qa.question).name
+        top = _one([o for o in obs if o.t_in == pick], qa.question)
+        assert sum(name(o) == name(top) for o in obs) == 1
+        return name(top)
     if form == "sequence":
         asked = [obs[int(i)] for i in qa.param("objects").split(",")]
-        assert all(o.name in qa.question for o in asked) and len({o.t_in for o in asked}) == len(
+        assert all(name(o) in qa.question for o in asked) and len({o.t_in for o in asked}) == len(
             asked)
-        return ", ".join(o.name for o in sorted(asked, key=lambda o: o.t_in))
+        assert all(sum(name(p) == name(o) for p in obs) == 1 for o in asked)
+        return ", ".join(name(o) for o in sorted(asked, key=lambda o: o.t_in))
     if form == "count_objects":
         return str(len(obs))
     if form == "count_colour":
@@ -81,7 +108,7 @@ def _expected(ep: Episode, qa: QA) -> str:
         return str(len(ep.scenes) - 1)
     if form in ("when_appear", "when_leave"):
         o = obs[int(qa.param("object"))]
-        assert o.name in qa.question
+        assert name(o) in qa.question and sum(name(p) == name(o) for p in obs) == 1
         t = o.t_in if form == "when_appear" else o.t_out
         assert t < ep.num_frames
         return f"{math.floor(t / ep.fps + 0.5)} seconds"  # half a second rounds up
@@ -90,7 +117,9 @@ def _expected(ep: Episode, qa: QA) -> str:
         frame = math.floor(second * ep.fps + 0.5)
         assert not any(g.visible(frame) for g in ep.signs)
         assert ep.offline is None or not ep.offline[0] - 1 <= frame <= ep.offline[1], qa
-        return _one([o for o in obs if o.visible(frame)], qa.question).name
+        seen = _one([o for o in obs if o.visible(frame)], qa.question)
+        assert sum(name(o) == name(seen) for o in obs) == 1
+        return name(seen)
     if form in ("needle_word", "needle_number"):
         sign = _one(list(ep.signs), "sign")
         assert sign.is_number == (form == "needle_number")
@@ -117,10 +146,14 @@ def _expected(ep: Episode, qa: QA) -> str:
     if form in ("on_screen_now", "nothing_now"):
         assert not any(g.visible(last) for g in ep.signs)
         seen = [o for o in obs if o.visible(last)]
-        return "nothing" if not seen else _one(seen, qa.question).name
+        if not seen:
+            return "nothing"
+        now = _one(seen, qa.question)
+        assert sum(name(o) == name(now) for o in obs) == 1
+        return name(now)
     if form in ("still_there", "no_longer_there"):
         o = obs[int(qa.param("object"))]
-        assert o.name in qa.question
+        assert name(o) in qa.question and sum(name(p) == name(o) for p in obs) == 1
         return "yes" if o.visible(last) else "no"
     if qa.task == "offline":  # from the delivered frames' times alone
         assert ep.outages_drawn
@@ -453,10 +486,14 @@ def test_a_question_is_about_the_objects_it_names_or_answers_with() -> None:
             assert about == []
             continue
         assert about, qa
+        by_shape = any(o.unnamed is not None for o in ep.objects)  # objects named by shape
         for o in about:
             assert (o.name in qa.question or o.name == qa.answer or o.shape in qa.question
-                    or o.colour in qa.question or PLURALS[o.shape] in qa.question), (o, qa)
-        expected = "held_out" if any(o.combo in HELD_OUT_COMBOS for o in about) else "trained"
+                    or o.colour in qa.question or PLURALS[o.shape] in qa.question
+                    or (by_shape and o.shape == qa.answer)), (o, qa)
+        named = [o for o in about if o.unnamed is None]  # an unnamed colour pairs with nothing
+        expected = None if not named else (
+            "held_out" if any(o.combo in HELD_OUT_COMBOS for o in named) else "trained")
         assert pairing(ep, qa) == expected
         held += expected == "held_out"
         trained += expected == "trained"
@@ -541,3 +578,62 @@ def test_outages_are_asked_about_only_where_the_world_draws_them() -> None:
             forms[q.form] += 1
     assert set(forms) == {f.name for f in FORMS.values() if f.task == "offline"}, forms
     assert forms["went_offline"] >= 20 and forms["never_offline"] >= 20, forms
+
+
+def test_an_episode_with_an_unnamed_colour_is_asked_only_what_needs_no_colour_name() -> None:
+    """An unnamed-colour star beside a red star and a blue circle: the stars share a name
+    ("star"), so only the circle is named; existence and counts go by shape, and nothing asks
+    or names a colour (a colour word might be taken to cover the unnamed one)."""
+    bg = Backdrop("solid", ((120, 120, 120), (120, 120, 120)))
+    ep = Episode(24, 2.0, 64, 64, (Scene(0, bg),), (
+        WorldObject("star", "green", 12, 2, 20, 12.0, 12.0, unnamed=(150, 90, 20)),
+        WorldObject("star", "red", 12, 6, 24, 40.0, 12.0),
+        WorldObject("circle", "blue", 12, 10, 24, 20.0, 44.0)))
+    assert shape_only(ep) and object_names(ep) == ["star", "star", "circle"]
+    assert ep.objects[0].name == "star" and ep.objects[1].name == "red star"
+    rng = np.random.default_rng(0)
+    for name in COLOUR_FORMS:
+        assert form_facts(name, ep, rng) == []
+    for naming_ in ("recorded", "balanced"):
+        present = form_facts("exists_present", ep, rng, naming_)
+        assert sorted(f.slots["np"] for f in present) == ["a circle", "a star"]
+        absent = form_facts("exists_absent", ep, rng, naming_)
+        assert len(absent) == 2 and all(f.answer == "no" for f in absent)
+        assert all(f.slots["np"].split()[-1] in SHAPES and f.slots["np"].split()[-1]
+                   not in ("star", "circle") for f in absent)
+    (when,) = form_facts("when_appear", ep, rng)
+    assert when.slots == {"obj": "circle"} and when.answer == "5 seconds"
+    assert form_facts("first_overall", ep, rng) == []  # the first is a star: not one name
+    (last,) = form_facts("last_overall", ep, rng)
+    assert last.answer == "circle" and last.accepted == ("circle",)
+    (now,) = form_facts("still_there", ep, rng)
+    assert now.slots == {"obj": "circle"}
+    counts = {f.slots["shape"]: f.answer for f in form_facts("count_shape", ep, rng)}
+    assert counts["star"] == "2" and counts["circle"] == "1"
+    questions = [qa for i in range(30)
+                 for qa in make_questions(ep, np.random.default_rng(i), "eval", n=8)]
+    assert {qa.task for qa in questions} >= {"order", "count", "time", "exist", "now"}
+    for qa in questions:
+        assert is_correct(_expected(ep, qa), qa), qa
+
+
+def test_a_world_of_unnamed_colours_asks_every_task_and_pairs_no_unnamed_object() -> None:
+    cfg = WorldConfig(num_frames=32, max_objects=4, sign_prob=0.3, unnamed_prob=0.3)
+    tasks: Counter = Counter()
+    by_shape = 0
+    for i in range(120):
+        ep = sample_episode(np.random.default_rng([11, i]), cfg, "eval")
+        if not shape_only(ep):
+            continue
+        by_shape += 1
+        for qa in make_questions(ep, np.random.default_rng([12, i]), "eval", n=8):
+            tasks[qa.task] += 1
+            assert qa.form not in COLOUR_FORMS
+            assert is_correct(_expected(ep, qa), qa), qa
+            named = [o for o in subjects(ep, qa) if o.unnamed is None]
+            held_out = any(o.combo in HELD_OUT_COMBOS for o in named)  # an unnamed one's
+            assert pairing(ep, qa) == (None if not named else          # drawn pair is not
+                                       "held_out" if held_out else "trained")  # its pairing
+    assert by_shape > 40
+    assert tasks["attribute"] == 0  # both attribute forms name a colour
+    assert all(tasks[t] >= 10 for t in ("order", "count", "time", "exist", "now", "needle"))

@@ -77,16 +77,19 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_objects_are_visible_exactly_on_their_span() -> None:
-    """Every pixel of an object's colour belongs to a visible object of that colour, and every
-    visible object shows on every frame of its span (all its in-frame sprite pixels)."""
-    edge_in = edge_out = 0
+    """Every pixel of an object's colour (named or unnamed) belongs to a visible object of that
+    colour, and every visible object shows on every frame of its span (all its in-frame sprite
+    pixels)."""
+    edge_in = edge_out = unnamed = 0
     for ep in episodes()[::2]:
         frames = render(ep)
         packed = _pack(frames)  # (F, H, W)
-        for name, rgb in COLOURS.items():
+        for rgb in set(COLOURS.values()) | {o.rgb for o in ep.objects}:
+            name = str(rgb)
             counts = (packed == _pack(np.array(rgb))).sum(axis=(1, 2))  # (F,)
             expected = np.zeros(ep.num_frames, dtype=np.int64)
-            for obj in (o for o in ep.objects if o.colour == name):
+            for obj in (o for o in ep.objects if o.rgb == rgb):
+                unnamed += obj.unnamed is not None
                 edge_in += obj.enter_by == "edge"
                 edge_out += obj.leave_by == "edge"
                 tt, rows, cols = _sprite_on_frames(ep, obj)
@@ -96,20 +99,22 @@ def test_objects_are_visible_exactly_on_their_span() -> None:
                 expected += per_frame
             np.testing.assert_array_equal(counts, expected, err_msg=name)
     assert edge_in > 5 and edge_out > 5  # the edge entries and exits were exercised
+    assert unnamed > 5
 
 
 def test_the_object_map_says_which_object_drew_each_pixel() -> None:
     """Against the rendered frames: a pixel mapped to object k has k's colour (and k is on
     screen), and a pixel of no object (backdrop, sign) has no object colour -- so overlapping
     objects and signs over objects are mapped as drawn."""
-    object_rgbs = _pack(np.array(list(COLOURS.values())))  # (8,)
     for ep in episodes()[::3]:
+        object_rgbs = _pack(np.array(list(COLOURS.values()) + [o.rgb for o in ep.objects]))
         frames = _pack(render(ep))  # (F, H, W)
         for t in range(0, ep.num_frames, 3):
             owner = object_map(ep, t)  # (H, W)
             for k, obj in enumerate(ep.objects):
                 drawn = owner == k
-                assert np.all(frames[t][drawn] == _pack(np.array(COLOURS[obj.colour])))
+                assert np.all(frames[t][drawn] == _pack(np.array(obj.rgb)))
+                assert obj.rgb == (COLOURS[obj.colour] if obj.unnamed is None else obj.unnamed)
                 assert obj.visible(t) or not drawn.any()
             assert not np.isin(frames[t][owner == -1], object_rgbs).any()
     with pytest.raises(ValueError, match="outside"):

@@ -10,15 +10,20 @@ import pytest
 
 from streamvxl.world.render import render
 from streamvxl.world.scene import (
+    COLOURS,
     HELD_OUT_COMBOS,
+    SHAPES,
+    UNNAMED_DISTANCE,
     Backdrop,
     Episode,
     Scene,
     Sign,
     WorldConfig,
     WorldObject,
+    is_unnamed_colour,
     sample_episode,
     sample_still,
+    unnamed_colour,
 )
 from tests.world.world_cases import CONFIGS, episodes
 from training.samples import multi_image_sample, single_image_sample
@@ -110,6 +115,7 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(height=8), "height"),
     (dict(sign_scale=4), "sign"),
     (dict(offline_prob=1.2), "offline_prob"),
+    (dict(unnamed_prob=-0.5), "unnamed_prob"),
     (dict(offline_prob=0.5, offline_frames=(3, 8)), "offline_frames"),  # 2 s at 2 fps: no gap
     (dict(offline_prob=0.5, fps=8.0, offline_frames=(12, 20)), "offline_frames"),
     (dict(sizes=()), "sizes"),
@@ -133,6 +139,46 @@ def test_bad_episode_is_rejected() -> None:
         Episode(4, 1.0, 16, 16, (Scene(1, bg),))
     with pytest.raises(ValueError, match="split"):
         sample_episode(np.random.default_rng(0), split="test")  # type: ignore[arg-type]
+    for rgb in (COLOURS["red"], (200, 40, 40), (120, 120, 120), (10, 300, 10)):
+        with pytest.raises(ValueError, match="unnamed colour"):  # named, near red, muted, bad
+            Episode(4, 1.0, 16, 16, (Scene(0, bg),),
+                    (WorldObject("star", "red", 5, 0, 3, 8, 8, unnamed=rgb),))
+
+
+def test_unnamed_colours_are_vivid_and_far_from_every_named_colour() -> None:
+    rng = np.random.default_rng(0)
+    palette = np.array(list(COLOURS.values()), dtype=np.float64)  # (8, 3)
+    drawn = np.array([unnamed_colour(rng) for _ in range(500)], dtype=np.float64)  # (500, 3)
+    assert (np.ptp(drawn, axis=1) >= 60).all()
+    assert (np.linalg.norm(drawn[:, None] - palette, axis=-1).min(1) >= UNNAMED_DISTANCE).all()
+    assert len({tuple(c) for c in drawn}) > 450  # many colours, not a few
+    assert not any(is_unnamed_colour(c) for c in COLOURS.values())
+
+
+def test_unnamed_prob_draws_objects_in_unnamed_colours_and_zero_changes_no_draw() -> None:
+    base = WorldConfig(num_frames=24, max_objects=3)
+    for i in range(20):  # 0: the episodes the recorded evaluations drew
+        assert sample_episode(np.random.default_rng([6, i]), base) == sample_episode(
+            np.random.default_rng([6, i]), replace(base, unnamed_prob=0.0))
+        assert sample_still(np.random.default_rng([6, i]), base) == sample_still(
+            np.random.default_rng([6, i]), replace(base, unnamed_prob=0.0))
+    cfg = replace(base, unnamed_prob=0.4)
+    objs = [o for i in range(200) for o in sample_episode(np.random.default_rng([7, i]), cfg,
+                                                          "eval").objects]
+    objs += [o for i in range(200) for o in sample_still(np.random.default_rng([7, i]),
+                                                         cfg).objects]
+    unnamed = [o for o in objs if o.unnamed is not None]
+    assert 0.3 < len(unnamed) / len(objs) < 0.5
+    assert all(is_unnamed_colour(o.unnamed) and o.name == o.shape for o in unnamed)
+    assert {o.shape for o in unnamed} == set(SHAPES)
+    eps = (sample_episode(np.random.default_rng([8, i]), cfg) for i in range(50))
+    ep = next(e for e in eps if any(o.unnamed for o in e.objects))
+    frames = render(ep)  # (F, H, W, 3): an unnamed object's pixels are its colour, no name's
+    o = next(o for o in ep.objects if o.unnamed is not None)
+    shown = np.all(frames[o.t_in] == np.array(o.unnamed, np.uint8), axis=-1)
+    assert shown.any()
+    assert not np.isin(frames[o.t_in][shown].astype(np.int64) @ [65536, 256, 1],
+                       np.array(list(COLOURS.values())) @ [65536, 256, 1]).any()
 
 
 def test_sizes_draw_a_frame_size_per_episode_and_none_changes_no_draw() -> None:

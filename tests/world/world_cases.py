@@ -17,6 +17,8 @@ CONFIGS = {
     "offline": WorldConfig(num_frames=32, max_objects=3, sign_prob=0.5, offline_prob=0.9),
     "sizes": WorldConfig(num_frames=24, max_objects=3, sign_prob=0.5,
                          sizes=((48, 48), (64, 112), (96, 72), (80, 80))),
+    "unnamed": WorldConfig(num_frames=32, max_objects=4, sign_prob=0.3, stay_prob=0.3,
+                           unnamed_prob=0.3),
 }
 
 
