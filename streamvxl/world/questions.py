@@ -580,7 +580,7 @@ def _count_cuts(ep: Episode, rng: np.random.Generator) -> list[Fact]:
 
 
 def _when(ep: Episode, rng: np.random.Generator, leave: bool) -> list[Fact]:
-    facts = []
+    facts, names = [], object_names(ep)
     for i in _referable(ep):
         o = ep.objects[i]
         if leave and o.t_out >= ep.num_frames:
@@ -588,19 +588,18 @@ def _when(ep: Episode, rng: np.random.Generator, leave: bool) -> list[Fact]:
         frame = o.t_out if leave else o.t_in
         s = seconds_of(frame, ep.fps)
         span = (o.t_out - 1, min(o.t_out + 1, ep.num_frames)) if leave else (o.t_in, o.t_in + 1)
-        facts.append(Fact({"obj": object_names(ep)[i]}, seconds_text(s), seconds_variants(s), span,
+        facts.append(Fact({"obj": names[i]}, seconds_text(s), seconds_variants(s), span,
                            (("object", str(i)),)))
     return facts
 
 
 def _before(ep: Episode, rng: np.random.Generator) -> list[Fact]:
-    facts = []
+    facts, names = [], object_names(ep)
     for i, j in itertools.permutations(_referable(ep), 2):
         a, b = ep.objects[i], ep.objects[j]
         if a.t_in == b.t_in:
             continue
         answer = "yes" if a.t_in < b.t_in else "no"
-        names = object_names(ep)
         facts.append(Fact({"a": names[i], "b": names[j]}, answer, (answer,),
                            (min(a.t_in, b.t_in), max(a.t_in, b.t_in) + 1),
                            (("a", str(i)), ("b", str(j)))))
@@ -674,10 +673,7 @@ def _noun_phrases(shape: str | None, colour: str | None) -> str:
 
 
 def _exists_present(ep: Episode, rng: np.random.Generator) -> list[Fact]:
-    """One fact per object: named by colour and shape, by shape, or by colour (drawn); in a
-    `shape_only` episode one per shape present, named by it."""
-    if shape_only(ep):
-        return _shapes_present(ep)
+    """One fact per object: named by colour and shape, by shape, or by colour (drawn)."""
     facts = []
     for o in ep.objects:
         how = int(rng.integers(3))
@@ -813,13 +809,13 @@ def _still_there(ep: Episode, rng: np.random.Generator, visible: bool) -> list[F
     """"Is the <object> still on screen?" about objects that are (``visible``) or are not in
     the last frame."""
     t = ep.num_frames - 1
-    facts = []
+    facts, names = [], object_names(ep)
     for i in _referable(ep):
         o = ep.objects[i]
         if o.visible(t) != visible:
             continue
         answer = "yes" if visible else "no"
-        facts.append(Fact({"obj": object_names(ep)[i]}, answer, (answer,),
+        facts.append(Fact({"obj": names[i]}, answer, (answer,),
                           (max(o.t_out - 1, 0), t + 1),
                           (("object", str(i)),)))
     return facts
@@ -1005,10 +1001,13 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator,
     shape, and a form in `COLOUR_FORMS` has none)."""
     if name not in _FACTS:
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
-    if shape_only(episode) and name in COLOUR_FORMS:
-        return []
-    if shape_only(episode) and name == "exists_absent":
-        return _shapes_absent(episode, rng)
+    if shape_only(episode):  # nothing that names a colour: existence by shape alone
+        if name in COLOUR_FORMS:
+            return []
+        if name == "exists_present":
+            return _shapes_present(episode)
+        if name == "exists_absent":
+            return _shapes_absent(episode, rng)
     if exist_naming == "balanced" and name in _BALANCED_FACTS:
         return _BALANCED_FACTS[name](episode, rng)
     return _FACTS[name](episode, rng)
