@@ -463,17 +463,20 @@ class Fact:
 
 
 def shape_only(ep: Episode) -> bool:
-    """Whether ``ep`` is asked only what needs no colour name: it shows an object in a colour
-    no word names (`WorldObject.unnamed`), which a colour word ("the red star", "how many red
+    """Whether ``ep`` names its objects by shape alone: it shows an object in a colour no word
+    names (`WorldObject.unnamed`), which a colour word ("the red star", "how many red
     objects") might or might not be taken to cover. Then every object is named by its shape
-    (`object_names`), only a shape one object has names one, and the forms in `COLOUR_FORMS`
-    and existence by colour have no facts: existence and counts of a shape, order, first and
-    last, when, the shape at a time, now, needles and outages are asked as ever."""
+    (`object_names`), only a shape one object has names one, no question names a colour
+    (existence by colour, the forms in `COLOUR_FORMS`), and a colour is asked only of an
+    object in a named colour whose shape no other object has (`_named_colour_by_shape`):
+    existence and counts of a shape, order, first and last, when, the shape at a time, now,
+    needles and outages are asked as ever."""
     return any(o.unnamed is not None for o in ep.objects)
 
 
 COLOUR_FORMS: frozenset[str] = frozenset({"colour_of_shape", "shape_of_colour", "count_colour"})
-"""Forms whose question or answer names a colour: none is asked of a `shape_only` episode."""
+"""Forms whose question or answer names a colour: in a `shape_only` episode only
+"colour_of_shape" is asked, and only of an object in a named colour."""
 
 
 def object_names(ep: Episode) -> list[str]:
@@ -504,6 +507,20 @@ def _attribute_facts(ep: Episode, key: Literal["shape", "colour"]) -> list[Fact]
             answer = o.colour if key == "shape" else o.shape
             facts.append(Fact({key: value}, answer, (answer,), (o.t_in, o.t_out),
                                ((key, value),)))
+    return facts
+
+
+def _named_colour_by_shape(ep: Episode) -> list[Fact]:
+    """"What colour was the <shape>" in a `shape_only` episode: asked of a shape only one
+    object has, when that object's colour has a name. The other objects' colours have none,
+    so the shape is what finds the object, seen among shapes in any colour."""
+    facts = []
+    for shape in SHAPES:
+        hits = [o for o in ep.objects if o.shape == shape]
+        if len(hits) == 1 and hits[0].unnamed is None:
+            o = hits[0]
+            facts.append(Fact({"shape": shape}, o.colour, (o.colour,), (o.t_in, o.t_out),
+                              (("shape", shape),)))
     return facts
 
 
@@ -998,10 +1015,12 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator,
     """Every unambiguous instance of video form ``name`` in ``episode`` (some forms draw from
     ``rng``: the listing order of `sequence`, the absent colour or shape of counts, the absent
     things of `exists_absent` -- named as ``exist_naming`` says; in a `shape_only` episode by
-    shape, and a form in `COLOUR_FORMS` has none)."""
+    shape, and of the forms in `COLOUR_FORMS` only "colour_of_shape" has facts)."""
     if name not in _FACTS:
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
-    if shape_only(episode):  # nothing that names a colour: existence by shape alone
+    if shape_only(episode):  # no colour names a thing: existence by shape alone
+        if name == "colour_of_shape":
+            return _named_colour_by_shape(episode)
         if name in COLOUR_FORMS:
             return []
         if name == "exists_present":

@@ -14,9 +14,10 @@ or partly while it crosses an edge) on every frame of ``[t_in, t_out)`` and on n
 
 Unnamed colours: with ``WorldConfig.unnamed_prob`` > 0 some objects are drawn in a colour no
 word of the world names (`unnamed_colour`: vivid, far from every object colour). Such an object
-has no colour to ask about or to name it by, so an episode that has one is asked only what
-needs no colour name (`streamvxl.world.questions.shape_only`): each shape is then seen in many
-colours, and a model learns it apart from the seven colours training pairs it with.
+has no colour to ask about or to name it by, so an episode that has one names every object by
+its shape (`streamvxl.world.questions.shape_only`; the colour of a named-colour object is still
+asked): each shape is then seen in many colours, and a model learns it apart from the seven
+colours training pairs it with.
 
 Held-out combinations: the (shape, colour) pairs in `HELD_OUT_COMBOS` are drawn only when
 ``split="eval"``; ``split="train"`` never produces them.
@@ -444,7 +445,7 @@ class WorldConfig:
     (`streamvxl.gaps`: longer than 4 frame intervals and 2 s)."""
     unnamed_prob: float = 0.0
     """Chance that an object is drawn in a colour no word names (`unnamed_colour`,
-    `WorldObject.unnamed`); an episode with one is asked only what needs no colour name
+    `WorldObject.unnamed`); an episode with one names its objects by shape
     (`streamvxl.world.questions.shape_only`). Training a language model on shapes in many
     colours is how it learns a shape apart from the colours it was paired with. 0 draws every
     recorded episode (no draw)."""
