@@ -468,15 +468,20 @@ def shape_only(ep: Episode) -> bool:
     objects") might or might not be taken to cover. Then every object is named by its shape
     (`object_names`), only a shape one object has names one, no question names a colour
     (existence by colour, the forms in `COLOUR_FORMS`), and a colour is asked only of an
-    object in a named colour whose shape no other object has (`_named_colour_by_shape`):
-    existence and counts of a shape, order, first and last, when, the shape at a time, now,
-    needles and outages are asked as ever."""
+    object whose shape no other object has (`_colour_by_shape`; an unnamed colour is answered
+    `UNNAMED_COLOUR`): existence and counts of a shape, order, first and last, when, the shape
+    at a time, now, needles and outages are asked as ever."""
     return any(o.unnamed is not None for o in ep.objects)
 
 
 COLOUR_FORMS: frozenset[str] = frozenset({"colour_of_shape", "shape_of_colour", "count_colour"})
 """Forms whose question or answer names a colour: in a `shape_only` episode only
-"colour_of_shape" is asked, and only of an object in a named colour."""
+"colour_of_shape" is asked (`_colour_by_shape`)."""
+
+UNNAMED_COLOUR: tuple[str, ...] = ("an unnamed colour", "unnamed", "a colour I cannot name",
+                                   "a colour with no name")
+"""The answer (first) and its accepted variants to "what colour was the <shape>" when the
+object's colour has no word (`WorldObject.unnamed`). Not a denial: the object was there."""
 
 
 def object_names(ep: Episode) -> list[str]:
@@ -510,16 +515,18 @@ def _attribute_facts(ep: Episode, key: Literal["shape", "colour"]) -> list[Fact]
     return facts
 
 
-def _named_colour_by_shape(ep: Episode) -> list[Fact]:
+def _colour_by_shape(ep: Episode) -> list[Fact]:
     """"What colour was the <shape>" in a `shape_only` episode: asked of a shape only one
-    object has, when that object's colour has a name. The other objects' colours have none,
-    so the shape is what finds the object, seen among shapes in any colour."""
+    object has; its colour, or `UNNAMED_COLOUR` when no word names it. The shape is what finds
+    the object, seen in any colour: a shape in a colour never paired with it is there, not
+    "none" (the answer to a shape that is absent)."""
     facts = []
     for shape in SHAPES:
         hits = [o for o in ep.objects if o.shape == shape]
-        if len(hits) == 1 and hits[0].unnamed is None:
+        if len(hits) == 1:
             o = hits[0]
-            facts.append(Fact({"shape": shape}, o.colour, (o.colour,), (o.t_in, o.t_out),
+            accepted = (o.colour,) if o.unnamed is None else UNNAMED_COLOUR
+            facts.append(Fact({"shape": shape}, accepted[0], accepted, (o.t_in, o.t_out),
                               (("shape", shape),)))
     return facts
 
@@ -1020,7 +1027,7 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator,
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
     if shape_only(episode):  # no colour names a thing: existence by shape alone
         if name == "colour_of_shape":
-            return _named_colour_by_shape(episode)
+            return _colour_by_shape(episode)
         if name in COLOUR_FORMS:
             return []
         if name == "exists_present":

@@ -15,9 +15,9 @@ or partly while it crosses an edge) on every frame of ``[t_in, t_out)`` and on n
 Unnamed colours: with ``WorldConfig.unnamed_prob`` > 0 some objects are drawn in a colour no
 word of the world names (`unnamed_colour`: vivid, far from every object colour). Such an object
 has no colour to ask about or to name it by, so an episode that has one names every object by
-its shape (`streamvxl.world.questions.shape_only`; the colour of a named-colour object is still
-asked): each shape is then seen in many colours, and a model learns it apart from the seven
-colours training pairs it with.
+its shape (`streamvxl.world.questions.shape_only`; the colour of a shape one object has is asked,
+answered "an unnamed colour" for such an object): each shape is then seen in many colours, and a
+model learns it apart from the seven colours training pairs it with.
 
 Held-out combinations: the (shape, colour) pairs in `HELD_OUT_COMBOS` are drawn only when
 ``split="eval"``; ``split="train"`` never produces them.

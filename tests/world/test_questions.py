@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from streamvxl.world.answers import is_correct, normalize_answer
+from streamvxl.world.answers import denies, is_correct, normalize_answer
 from streamvxl.world.grammar import (
     HELD_OUT_GRAMMAR,
     TEMPLATE_FORMS_HELD_OUT_GRAMMAR,
@@ -66,7 +66,7 @@ def _one(items: list, what: str) -> object:
 def _expected(ep: Episode, qa: QA) -> str:
     """The answer recomputed from the episode, without the generator's code. An episode with
     an object in an unnamed colour names every object by its shape; no question names a
-    colour, and only the colour of a named-colour object is an answer."""
+    colour, and an unnamed colour is answered as one."""
     obs = ep.objects
     form = qa.form
     by_shape = any(o.unnamed is not None for o in obs)
@@ -79,8 +79,7 @@ def _expected(ep: Episode, qa: QA) -> str:
         assert not any(f" {c}" in words.lower() for c in COLOURS), qa
     if form == "colour_of_shape":
         o = _one([o for o in obs if o.shape == qa.param("shape")], qa.question)
-        assert o.unnamed is None, qa  # an unnamed colour has no word to answer with
-        return o.colour
+        return o.colour if o.unnamed is None else "an unnamed colour"
     if form == "shape_of_colour":
         return _one([o for o in obs if o.colour == qa.param("colour")], qa.question).shape
     if form in ("first_of_two", "before"):
@@ -557,7 +556,8 @@ def test_crossed_wordings_ask_a_present_shape_s_colour_as_training_asked_an_abse
             form = FORMS[qa.form]
             if qa.form == "colour_of_shape":
                 assert qa.novel_phrasing and qa.template in absent_wordings, qa.template
-                assert qa.answer in COLOURS and is_correct(_expected(ep, qa), qa)
+                assert qa.answer in (*COLOURS, "an unnamed colour")
+                assert is_correct(_expected(ep, qa), qa)
                 crossed += 1
             elif not form.grammar:
                 assert qa.template in form.held_out, qa.template
@@ -582,11 +582,12 @@ def test_outages_are_asked_about_only_where_the_world_draws_them() -> None:
     assert forms["went_offline"] >= 20 and forms["never_offline"] >= 20, forms
 
 
-def test_an_episode_with_an_unnamed_colour_is_asked_only_what_needs_no_colour_name() -> None:
+def test_an_episode_with_an_unnamed_colour_names_its_objects_by_shape() -> None:
     """An unnamed-colour star beside a red star and a blue circle: the stars share a name
     ("star"), so only the circle is named; existence and counts go by shape, no question
     names a colour (a colour word might be taken to cover the unnamed one), and only the
-    circle's colour is asked: its shape is unique and its colour has a name."""
+    circle's colour is asked: its shape is unique. Alone, the unnamed star's colour is asked
+    and answered as unnamed -- not denied: the star was there."""
     bg = Backdrop("solid", ((120, 120, 120), (120, 120, 120)))
     ep = Episode(24, 2.0, 64, 64, (Scene(0, bg),), (
         WorldObject("star", "green", 12, 2, 20, 12.0, 12.0, unnamed=(150, 90, 20)),
@@ -599,8 +600,14 @@ def test_an_episode_with_an_unnamed_colour_is_asked_only_what_needs_no_colour_na
         assert form_facts(name, ep, rng) == []
     (colour,) = form_facts("colour_of_shape", ep, rng)
     assert colour.slots == {"shape": "circle"} and colour.accepted == ("blue",)
-    alone = replace(ep, objects=ep.objects[:1])  # the unnamed star alone: no colour to ask
-    assert shape_only(alone) and form_facts("colour_of_shape", alone, rng) == []
+    alone = replace(ep, objects=ep.objects[:1])  # the unnamed star alone
+    (unnamed,) = form_facts("colour_of_shape", alone, rng)
+    assert shape_only(alone) and unnamed.slots == {"shape": "star"}
+    assert unnamed.answer == "an unnamed colour" and "a colour I cannot name" in unnamed.accepted
+    qa = QA("attribute", "colour_of_shape", "What colour is the star?", unnamed.answer,
+            unnamed.accepted, unnamed.evidence, "text")
+    assert is_correct("An unnamed colour.", qa) and not is_correct("none", qa)
+    assert not is_correct("red", qa) and not denies(unnamed.answer)
     for naming_ in ("recorded", "balanced"):
         present = form_facts("exists_present", ep, rng, naming_)
         assert sorted(f.slots["np"] for f in present) == ["a circle", "a star"]
