@@ -65,6 +65,7 @@ from streamvxl.world import (
     make_questions,
     sample_episode,
 )
+from streamvxl.world.answers import denies
 from streamvxl.world.questions import EXIST_YES_NO_FORMS, ExistNaming, HeldOut, naming, pairing
 from training.baselines import METHODS, Memory, Method, build_memory, encode_video
 from training.misreads import markdown_misreads, misread_rows
@@ -453,22 +454,35 @@ def pairing_rows(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Accuracy by question form (and ``all``) split by the (shape, colour) pairing of the
     objects asked about (`streamvxl.world.questions.pairing`: "trained" or "held_out";
     questions about no object left out), from `evaluate`'s predictions: one ``{"method",
-    "ratio", "form", "pairing", "n", "correct", "accuracy"}`` per cell. A model that composes
-    shape and colour answers both alike; one that memorised pairings does not."""
-    return _named(_tally(predictions, lambda p: [(f, p["pairing"]) for f in (ALL, p["form"])]
-                         if p.get("pairing") else []), "form", "pairing")
+    "ratio", "form", "pairing", "n", "correct", "accuracy", "denied"}`` per cell. A model that
+    composes shape and colour answers both alike; one that memorised pairings does not.
+    ``denied`` counts the wrong answers that deny the object ("none", "no" where it is there:
+    `streamvxl.world.answers.denies`) -- a model that does not recognise a held-out pairing's
+    object says it was not there rather than naming a wrong colour."""
+    def groups(p: dict[str, Any]) -> list[tuple]:
+        return [(f, p["pairing"]) for f in (ALL, p["form"])] if p.get("pairing") else []
+
+    cells = _named(_tally(predictions, groups), "form", "pairing")
+    wrong_denials = [{**p, "correct": not p["correct"] and denies(p.get("prediction", ""))}
+                     for p in predictions]
+    denied = {(c["method"], c["ratio"], c["form"], c["pairing"]): c["correct"]
+              for c in _named(_tally(wrong_denials, groups), "form", "pairing")}
+    return [{**c, "denied": denied[(c["method"], c["ratio"], c["form"], c["pairing"])]}
+            for c in cells]
 
 
 def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
     """`pairing_rows` as a table: a row per method and form, a column per ratio holding
-    trained / held-out pairing accuracy and both counts; empty without both kinds."""
+    trained / held-out pairing accuracy, both counts and both counts of wrong answers that
+    deny the object; empty without both kinds."""
     by = {(c["method"], c["ratio"], c["form"], c["pairing"]): c for c in cells}
     if {c["pairing"] for c in cells} != {"trained", "held_out"}:
         return ""
     ratios = sorted({c["ratio"] for c in cells})
     forms = [ALL] + [f for f in dict.fromkeys(c["form"] for c in cells) if f != ALL]
     lines = ["## by (shape, colour) pairing: trained / held-out pairings, accuracy % "
-             "(n trained / held-out)", "",
+             "(n trained / held-out; wrong answers that deny the object, trained / held-out)",
+             "",
              "| method | form | " + " | ".join(f"{r}x" for r in ratios) + " |",
              "|---|---|" + "---:|" * len(ratios)]
     for m in dict.fromkeys(c["method"] for c in cells):
@@ -478,7 +492,7 @@ def markdown_pairing(cells: Sequence[dict[str, Any]]) -> str:
                 seen, new = by.get((m, r, form, "trained")), by.get((m, r, form, "held_out"))
                 vals.append("-" if seen is None or new is None else
                             f"{100 * seen['accuracy']:.1f} / {100 * new['accuracy']:.1f} "
-                            f"({seen['n']} / {new['n']})")
+                            f"({seen['n']} / {new['n']}; {seen['denied']} / {new['denied']})")
             if any(v != "-" for v in vals):
                 lines.append(f"| {m} | {form} | " + " | ".join(vals) + " |")
     return "\n".join(lines + [""]) + "\n"

@@ -468,22 +468,31 @@ def test_accuracy_splits_by_wording_training_against_held_out() -> None:
 
 def test_accuracy_splits_by_pairing_trained_against_held_out() -> None:
     """Counted by hand: questions about no object stay out; each form and the whole set split
-    by the pairing of the objects asked about."""
-    def p(form, pairing, correct, method="vst", ratio=16):
+    by the pairing of the objects asked about, with the wrong answers that deny the object
+    (a right "no" and a wrong colour are not denials)."""
+    def p(form, pairing, correct, method="vst", ratio=16, said="red"):
         return {"method": method, "ratio": ratio, "task": "attribute", "form": form,
-                "pairing": pairing, "correct": correct}
-    preds = [p("colour_of_shape", "trained", True), p("colour_of_shape", "held_out", False),
+                "pairing": pairing, "correct": correct, "prediction": said}
+    preds = [p("colour_of_shape", "trained", True), p("colour_of_shape", "held_out", False,
+                                                      said="None."),
              p("colour_of_shape", "held_out", True), p("count_cuts", None, True),
              p("shape_of_colour", "trained", False), p("colour_of_shape", "held_out", True,
-                                                       "full", None)]
-    cells = {(c["method"], c["ratio"], c["form"], c["pairing"]): (c["correct"], c["n"])
+                                                       "full", None),
+             p("colour_of_shape", "held_out", False, said="blue"),
+             p("still_there", "held_out", False, said="no"),
+             p("no_longer_there", "held_out", True, said="no")]
+    cells = {(c["method"], c["ratio"], c["form"], c["pairing"]): (c["correct"], c["n"],
+                                                                  c["denied"])
              for c in ev.pairing_rows(preds)}
-    assert cells[("vst", 16, "colour_of_shape", "held_out")] == (1, 2)
-    assert cells[("vst", 16, "all", "trained")] == (1, 2)
+    assert cells[("vst", 16, "colour_of_shape", "held_out")] == (1, 3, 1)
+    assert cells[("vst", 16, "still_there", "held_out")] == (0, 1, 1)
+    assert cells[("vst", 16, "no_longer_there", "held_out")] == (1, 1, 0)
+    assert cells[("vst", 16, "all", "held_out")] == (2, 5, 2)
+    assert cells[("vst", 16, "all", "trained")] == (1, 2, 0)
     assert not any(k[2] == "count_cuts" for k in cells)
-    assert cells[("full", 16, "colour_of_shape", "held_out")] == (1, 1)
+    assert cells[("full", 16, "colour_of_shape", "held_out")] == (1, 1, 0)
     table = ev.markdown_pairing(ev.pairing_rows(preds))
-    assert "| vst | colour_of_shape | 100.0 / 50.0 (1 / 2) |" in table
+    assert "| vst | colour_of_shape | 100.0 / 33.3 (1 / 3; 0 / 1) |" in table
     assert "shape_of_colour" not in table  # no held-out question of that form
     assert ev.markdown_pairing(ev.pairing_rows(preds[:1])) == ""
 
