@@ -467,10 +467,10 @@ def shape_only(ep: Episode) -> bool:
     names (`WorldObject.unnamed`), which a colour word ("the red star", "how many red
     objects") might or might not be taken to cover. Then every object is named by its shape
     (`object_names`), only a shape one object has names one, no question names a colour
-    (existence by colour, the forms in `COLOUR_FORMS`), and a colour is asked only of an
-    object whose shape no other object has (`_colour_by_shape`; an unnamed colour is answered
-    `UNNAMED_COLOUR`): existence and counts of a shape, order, first and last, when, the shape
-    at a time, now, needles and outages are asked as ever."""
+    (existence by colour, "which shape was the <colour> object", colour counts), and a colour
+    is asked only of an object whose shape no other object has (`_colour_by_shape`; an
+    unnamed colour is answered `UNNAMED_COLOUR`): existence and counts of a shape, order,
+    first and last, when, the shape at a time, now, needles and outages are asked as ever."""
     return any(o.unnamed is not None for o in ep.objects)
 
 
