@@ -468,7 +468,7 @@ def shape_only(ep: Episode) -> bool:
     objects") might or might not be taken to cover. Then every object is named by its shape
     (`object_names`), only a shape one object has names one, no question names a colour
     (existence by colour, "which shape was the <colour> object", colour counts), and a colour
-    is asked only of an object whose shape no other object has (`_colour_by_shape`; an
+    is asked only of an object whose shape no other object has (`_attribute_facts`; an
     unnamed colour is answered `UNNAMED_COLOUR`): existence and counts of a shape, order,
     first and last, when, the shape at a time, now, needles and outages are asked as ever."""
     return any(o.unnamed is not None for o in ep.objects)
@@ -476,7 +476,7 @@ def shape_only(ep: Episode) -> bool:
 
 COLOUR_FORMS: frozenset[str] = frozenset({"colour_of_shape", "shape_of_colour", "count_colour"})
 """Forms whose question or answer names a colour: in a `shape_only` episode only
-"colour_of_shape" is asked (`_colour_by_shape`)."""
+"colour_of_shape" is asked (`_attribute_facts`)."""
 
 UNNAMED_COLOUR: tuple[str, ...] = ("an unnamed colour", "unnamed", "a colour I cannot name",
                                    "a colour with no name")
@@ -503,31 +503,19 @@ def _referable(ep: Episode) -> list[int]:
 
 
 def _attribute_facts(ep: Episode, key: Literal["shape", "colour"]) -> list[Fact]:
+    """For each shape (``key="shape"``) or colour only one object has, that object's other
+    part. Asked by shape, an object in an unnamed colour is answered `UNNAMED_COLOUR`: a shape in a
+    colour never paired with it is there, not "none" (the answer to a shape that is absent)."""
     facts = []
     values = SHAPES if key == "shape" else tuple(COLOURS)
     for value in values:
         hits = [o for o in ep.objects if getattr(o, key) == value]
         if len(hits) == 1:
             o = hits[0]
-            answer = o.colour if key == "shape" else o.shape
-            facts.append(Fact({key: value}, answer, (answer,), (o.t_in, o.t_out),
+            accepted = (o.shape,) if key == "colour" else (
+                (o.colour,) if o.unnamed is None else UNNAMED_COLOUR)
+            facts.append(Fact({key: value}, accepted[0], accepted, (o.t_in, o.t_out),
                                ((key, value),)))
-    return facts
-
-
-def _colour_by_shape(ep: Episode) -> list[Fact]:
-    """"What colour was the <shape>" in a `shape_only` episode: asked of a shape only one
-    object has; its colour, or `UNNAMED_COLOUR` when no word names it. The shape is what finds
-    the object, seen in any colour: a shape in a colour never paired with it is there, not
-    "none" (the answer to a shape that is absent)."""
-    facts = []
-    for shape in SHAPES:
-        hits = [o for o in ep.objects if o.shape == shape]
-        if len(hits) == 1:
-            o = hits[0]
-            accepted = (o.colour,) if o.unnamed is None else UNNAMED_COLOUR
-            facts.append(Fact({"shape": shape}, accepted[0], accepted, (o.t_in, o.t_out),
-                              (("shape", shape),)))
     return facts
 
 
@@ -1026,9 +1014,7 @@ def form_facts(name: str, episode: Episode, rng: np.random.Generator,
     if name not in _FACTS:
         raise ValueError(f"unknown form {name!r}; choose from {tuple(_FACTS)}")
     if shape_only(episode):  # no colour names a thing: existence by shape alone
-        if name == "colour_of_shape":
-            return _colour_by_shape(episode)
-        if name in COLOUR_FORMS:
+        if name in COLOUR_FORMS and name != "colour_of_shape":
             return []
         if name == "exists_present":
             return _shapes_present(episode)
