@@ -21,6 +21,12 @@ windows, so at ratio r they differ only in what they keep:
 With ratio None the runtime keeps every token of each window, and each window attends causally
 to all the memory before it, so ``full`` equals one causal forward over the whole token sequence.
 
+``open_tail``: a live stream asked a question has an interval still open, its frames not yet
+compressed; `Runtime.answer` reads them raw after the stored intervals. With ``open_tail`` the
+video's last interval is left out of the store and kept as `Memory.raw`, the memory a question
+at the clip's last frame gets from a live stream (``last_n`` has no such layout: its budget
+already keeps the last frames raw).
+
 Letters: N frames, T visual tokens per frame, C hidden, Cv vision width, n raw tokens of a span.
 
 Example:
@@ -122,6 +128,14 @@ class Memory:
     sink_tokens: int
     frames_kept: int
     """Frames the memory draws on (``last_n`` keeps fewer than all)."""
+    raw: torch.Tensor | None = None
+    """(n, C) the open interval's raw tokens, read uncompressed after the store (``open_tail``);
+    None when every interval is stored."""
+
+    @property
+    def raw_tokens(self) -> int:
+        """Raw tokens read after the store (0 when every interval is stored)."""
+        return 0 if self.raw is None else int(self.raw.shape[0])
 
 
 def vst_token_count(video: EncodedVideo, ratio: int, window: int,
@@ -166,12 +180,16 @@ def last_n_frames(budget: int, video: EncodedVideo) -> int:
 
 
 def build_memory(runtime: Runtime, settings: StreamSettings, video: EncodedVideo,
-                 method: Method, ratio: int | None) -> Memory:
+                 method: Method, ratio: int | None, open_tail: bool = False) -> Memory:
     """A new memory of ``video``, laid out as a stream with ``settings`` lays it out (its sink,
     window and remainder rule): the sink and ``method``'s memory at ``ratio`` (see the module
-    docstring). ``ratio`` may be None only for ``full``."""
+    docstring). ``ratio`` may be None only for ``full``. ``open_tail``: the last interval stays
+    raw (`Memory.raw`), as a live stream's open interval does."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if open_tail and method == "last_n":
+        raise ValueError("open_tail has no last_n layout: last_n keeps its last frames raw "
+                         "already; use it with vst, avg_pool or full")
     if ratio is None and method != "full":
         raise ValueError(f"method {method!r} needs a ratio (its budget is vst's at that ratio)")
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int)
@@ -189,7 +207,11 @@ def build_memory(runtime: Runtime, settings: StreamSettings, video: EncodedVideo
 
     n, t, c = video.tokens.shape
     kept = n
-    for iv in video.intervals:
+    stored, raw = video.intervals, None
+    if open_tail and video.intervals:
+        *stored, tail = video.intervals
+        raw = video.tokens[tail.start:tail.end + 1].reshape(-1, c)  # (f*T, C)
+    for iv in stored:
         span = video.tokens[iv.start:iv.end + 1]  # (f, T, C)
         if method == "vst":
             add(span, ratio, iv.start, iv.end)
@@ -204,9 +226,9 @@ def build_memory(runtime: Runtime, settings: StreamSettings, video: EncodedVideo
         if kept:
             add(video.tokens[n - kept:], None, n - kept, n - 1)
     memory = Memory(store, video, method, None if method == "full" else ratio,
-                    store.interval_tokens(), store.sink_tokens, kept)
-    log.debug("%s %s r=%s: %d tokens from %d frames", video.name, method, ratio,
-              memory.memory_tokens, kept)
+                    store.interval_tokens(), store.sink_tokens, kept, raw)
+    log.debug("%s %s r=%s: %d tokens (+%d raw) from %d frames", video.name, method, ratio,
+              memory.memory_tokens, memory.raw_tokens, kept)
     return memory
 
 

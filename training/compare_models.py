@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 # were asked: left out of a question's identity.
 _NOT_THE_QUESTIONS = ("model", "model_tensors_sha256", "ratio", "ratios", "methods", "fit",
                       "frame_tokens")
-# Settings that shape the answers (the memory's intervals, its window, the answer length): not
-# the questions either, but models compared on one sample must share them.
-_CONDITIONS = ("boundary", "window", "max_new_tokens")
+# Settings that shape the answers (the memory's intervals, its window, the answer length, the
+# last interval stored or read raw): not the questions either, but models compared on one
+# sample must share them.
+_CONDITIONS = ("boundary", "window", "max_new_tokens", "tail")
 FRAME_TOKENS_BEFORE_RECORDED = 16
 """A frame's visual tokens in an evaluation that does not record them: every model evaluated
 before ``frame_tokens`` was recorded had 16 (streamvxl-tiny's 2 x 2 pool)."""

@@ -169,9 +169,10 @@ class Decoding:
 
 def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
                     decoding: Decoding) -> str:
-    """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory``."""
+    """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory`` (its
+    store, then its open interval's raw tokens when it has one, as `Runtime.answer` reads them)."""
     runtime = decoding.runtime
-    out = runtime.decode(memory.store, None, question_ids, decoding.max_new_tokens,
+    out = runtime.decode(memory.store, memory.raw, question_ids, decoding.max_new_tokens,
                          decoding.stop_ids, keep_logits=False)
     text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
     log.debug("%s %s r=%s | %s -> %r", memory.video.name, memory.method, memory.ratio,
@@ -266,7 +267,8 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
              prompt: PromptTemplate | None = None, preprocess: Preprocessor | None = None,
              device: str | None = None, predictions: list[dict[str, Any]] | None = None,
              held_out: HeldOut = "templates",
-             exist_naming: ExistNaming = "recorded") -> list[dict[str, Any]]:
+             exist_naming: ExistNaming = "recorded",
+             open_tail: bool = False) -> list[dict[str, Any]]:
     """Accuracy per (method, ratio, task) on held-out videos.
 
     Args:
@@ -293,6 +295,10 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
             ``"crossed"`` (`streamvxl.world.questions.HeldOut`).
         exist_naming: how existence questions name absent things
             (`streamvxl.world.questions.ExistNaming`; "recorded": as every recorded set).
+        open_tail: each video's last interval stays raw, read after the stored ones: the
+            memory a live stream is asked from at the clip's last frame, its interval still
+            open (`training.baselines.build_memory`); False: every interval stored, as a file
+            that has ended leaves it (every recorded evaluation).
 
     Returns:
         One row per (method, ratio, task) that has questions, tasks followed by ``"all"``:
@@ -301,6 +307,9 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     """
     if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ratios):
         raise ValueError(f"ratios must be positive ints, got {ratios}")
+    if open_tail and "last_n" in methods:
+        raise ValueError("open_tail has no last_n layout (its last frames are raw already); "
+                         "leave last_n out of methods")
     bad = [t for t in tasks if t not in VIDEO_TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")
@@ -326,7 +335,7 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
         q_ids = [question_ids(answer_with, qa.question, gaps) for qa in sample.qa]
         for method in methods:
             for ratio in ((None,) if method == "full" else ratios):
-                memory = build_memory(runtime, settings, video, method, ratio)
+                memory = build_memory(runtime, settings, video, method, ratio, open_tail)
                 rows_of = ratios if ratio is None else (ratio,)  # full: every ratio's row
                 for r in rows_of:
                     sizes[(method, r)].append((memory.memory_tokens, memory.frames_kept))
@@ -748,6 +757,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
                    help="how existence questions name absent things: as every recorded "
                         "question set did, or 'balanced' (named as present things are, so the "
                         "wording does not tell the answer)")
+    p.add_argument("--tail", default="closed", choices=("closed", "open"),
+                   help="the video's last interval: stored like the others (a file that has "
+                        "ended), or 'open': read raw after them, as a live stream asked at its "
+                        "last frame reads its open interval (not with last_n)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--fit", choices=get_args(Fit),
                    help="how frames that are not square fit the tower (`Preprocessor.fit`; "
@@ -777,7 +790,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     questions_per_task=args.questions_per_task, boundary=boundary,
                     window=window, max_new_tokens=args.max_new_tokens, preprocess=preprocess,
                     predictions=predictions, held_out=args.held_out,
-                    exist_naming=args.exist_naming)
+                    exist_naming=args.exist_naming, open_tail=args.tail == "open")
     settings = {"model": str(args.model), "model_tensors_sha256": digest,
                 "n_videos": args.n_videos, "seed": args.seed,
                 "ratios": list(args.ratios), "methods": list(args.methods),
@@ -792,12 +805,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
         settings["exist_naming"] = args.exist_naming
     if preprocess.fit != "crop":  # absent: the recorded evaluations' centre crop
         settings["fit"] = preprocess.fit
+    if args.tail != "closed":  # absent: every recorded evaluation stored the last interval
+        settings["tail"] = args.tail
     notes = [f"model `{args.model}`{digest_note(settings)}; {args.n_videos} held-out videos "
              f"(split \"eval\") of {frames} frames, seed {args.seed}, held-out phrasings "
              f"from {args.held_out}; greedy answers of <= "
              f"{args.max_new_tokens} tokens scored with `is_correct`",
              "avg_pool and last_n get the token count vst keeps at each ratio; full keeps "
              "every raw token (the same at every ratio)"]
+    if args.tail == "open":
+        notes.append("each video's last interval read raw after the stored ones (`--tail "
+                     "open`), as a live stream's open interval; memory tokens count the store")
     return write_report(rows, args.out, args.name, settings, predictions, notes)
 
 

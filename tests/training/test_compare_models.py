@@ -140,6 +140,10 @@ def test_unlike_comparisons_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="different window"):
         compare({"a": a, "n": load_answers([_report(tmp_path / "n.json", 1, plain, model="n",
                                                      frame_tokens=64)])})
+    # a live stream's open interval read raw is another memory than the stored one
+    with pytest.raises(ValueError, match="different tail"):
+        compare({"a": a, "t": load_answers([_report(tmp_path / "t.json", 1, plain, model="t",
+                                                     tail="open")])})
     with pytest.raises(ValueError, match="no answers at 8x"):
         load_answers([tmp_path / "a.json"], ratio=8)
     with pytest.raises(ValueError, match="baseline 'avgpool'"):

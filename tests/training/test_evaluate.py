@@ -646,3 +646,55 @@ def test_the_vst_memory_and_answers_are_a_video_memorys(model, tokenizer, world)
             assert mem.ask(qa.question, max_new_tokens=6).text == scored
     finally:
         mem.close()
+
+
+def test_an_open_tail_is_what_a_live_video_memory_is_asked_from(model, tokenizer,
+                                                                world) -> None:
+    """``open_tail`` is the product's live path: a `VideoMemory` fed the same frames and not
+    flushed stores the same intervals but the last, holds that one open, raw, and answers the
+    same as the evaluation's memory with its last interval read raw."""
+    from streamvxl import VideoMemory
+
+    sample = ev.eval_samples(world, 1, seed=5, questions_per_task=2)[0]
+    frames = sample.frames[:10]  # 6 + 4: the second interval is still open at the last frame
+    answering = ev.answering(model, tokenizer, ("vst",), preprocess=None, device=None,
+                             prompt=None, boundary=BOUNDARY, window=WINDOW, max_new_tokens=6)
+    runtime = answering.runtime
+    video = encode_video(runtime, [frames], BOUNDARY, name="v")
+    memory = build_memory(runtime, answering.settings, video, "vst", 4, open_tail=True)
+    closed = build_memory(runtime, answering.settings, video, "vst", 4)
+    *stored, tail = video.intervals
+    assert [(r.frame_start, r.frame_end) for r in memory.store.records] == \
+        [(i.start, i.end) for i in stored] and stored
+    c = video.tokens.shape[-1]
+    torch.testing.assert_close(memory.raw, video.tokens[tail.start:tail.end + 1].reshape(-1, c))
+    assert memory.raw_tokens == tail.num_frames * video.tokens_per_frame
+    assert memory.memory_tokens < closed.memory_tokens and closed.raw is None
+    mem = VideoMemory.on(runtime, MemoryConfig(ratio=4, window=WINDOW, boundary=BOUNDARY),
+                         background=False)
+    try:
+        mem.extend(list(frames), timestamps=[float(t) for t in video.timestamps])
+        state = mem.state
+        assert [(r.frame_start, r.frame_end) for r in state.store.records] == \
+            [(i.start, i.end) for i in stored]
+        torch.testing.assert_close(state.store.keys(), memory.store.keys())
+        torch.testing.assert_close(state.raw_tokens(), memory.raw)
+        answers = []
+        for qa in sample.qa:
+            ids = ev.question_ids(answering, qa.question)
+            scored = ev.answer_question(memory, qa.question, ids, answering.decoding)
+            assert mem.ask(qa.question, max_new_tokens=6).text == scored
+            answers.append(scored != ev.answer_question(closed, qa.question, ids,
+                                                        answering.decoding))
+        assert len(answers) >= 4 and any(answers)  # the raw tail is read, not ignored
+    finally:
+        mem.close()
+
+
+def test_an_open_tail_is_refused_where_it_has_no_layout(model, runtime, settings,
+                                                        video) -> None:
+    with pytest.raises(ValueError, match="last_n"):
+        build_memory(runtime, settings, video, "last_n", 2, open_tail=True)
+    with pytest.raises(ValueError, match="last_n"):
+        ev.evaluate(model, make_tokenizer(), methods=("vst", "last_n"), n_videos=1,
+                    open_tail=True)
