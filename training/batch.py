@@ -7,7 +7,9 @@ the vision tower also makes the visual tokens) go through the offline boundary d
 (`streamvxl.intervals.segment`) -- "dynamic intervals during training". `plan_windows` then cuts
 each interval into windows of at most ``window`` raw tokens (exactly as `encode_interval` would)
 and draws one compression ratio *per window* from the current curriculum stage's ratio set, as
-Video-XL's training does. The draw uses the example's own ``seed``, so the plan is a pure
+Video-XL's training does. An example with an *open tail* keeps its last interval's windows
+uncompressed: the memory a live stream is asked from, its interval still open, its frames read
+raw after the stored ones (`streamvxl.runtime.Runtime.answer`). The draw uses the example's own ``seed``, so the plan is a pure
 function of (example, embeddings): resumed and distributed runs make the same choices.
 
 Images are short videos: a single image is a 1-frame video, an image set a 2-4-frame one.
@@ -157,6 +159,9 @@ class Example:
     reading: torch.Tensor | None = None
     """(N, T, S) int64 reading labels of the frames' visual tokens (`training.reading`), for
     the recipe's auxiliary reading loss; None: not asked for."""
+    open_tail: bool = False
+    """The last interval keeps every raw token (`plan_windows`), as a live stream's open
+    interval is read when a question comes; the others are compressed at ``ratios``."""
 
     @property
     def num_answer_tokens(self) -> int:
@@ -207,11 +212,13 @@ def _ids(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
 
 def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: Preprocessor,
                  ratios: Sequence[int], seed: int, vocab_size: int,
-                 end_of_turn: str = "<|im_end|>", reading_cell: int | None = None) -> Example:
+                 end_of_turn: str = "<|im_end|>", reading_cell: int | None = None,
+                 open_tail: bool = False) -> Example:
     """Tokenise and preprocess a sample: every QA of it becomes one (question, answer) pair
     over the same memory (compression is query-agnostic, so one memory serves them all).
     ``reading_cell``: the px side of the cell one visual token pools; given, the example
-    carries its frames' reading labels (`training.reading.sample_reading_labels`)."""
+    carries its frames' reading labels (`training.reading.sample_reading_labels`).
+    ``open_tail``: its last interval stays raw (`Example.open_tail`)."""
     pixels = preprocess(list(sample.frames))  # (N, 3, S, S)
     # the gaps a `VideoMemory` fed these timestamps tells before every question
     gaps = found_gaps(sample.timestamps) if sample.timestamps is not None else []
@@ -226,6 +233,7 @@ def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: 
         seed=seed,
         qa=sample.qa,
         reading=None if reading_cell is None else sample_reading_labels(sample, reading_cell),
+        open_tail=open_tail,
     )
 
 
@@ -242,12 +250,13 @@ class WindowPlan:
 
 
 def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, window: int,
-                 boundary: BoundaryConfig, ratios: Sequence[int], seed: int
-                 ) -> list[WindowPlan]:
+                 boundary: BoundaryConfig, ratios: Sequence[int], seed: int,
+                 open_tail: bool = False) -> list[WindowPlan]:
     """Intervals from the boundary detector over per-frame embeddings (N, Cv), cut into
     windows of at most ``window`` raw tokens, each with a ratio drawn uniformly from
     ``ratios`` (empty: every window uncompressed, ratio None). No raw token is lost: the
-    windows tile [0, N * T)."""
+    windows tile [0, N * T). ``open_tail``: the last interval's windows are uncompressed (the
+    others keep the ratios they draw without it)."""
     if isinstance(embeddings, torch.Tensor):
         embeddings = embeddings.detach().to("cpu", torch.float64).numpy()
     rng = np.random.default_rng(seed)
@@ -259,6 +268,9 @@ def plan_windows(embeddings: torch.Tensor | np.ndarray, tokens_per_frame: int, w
         for s, e in split_windows(num_raw, window):
             ratio = int(rng.choice(choices)) if len(choices) else None
             plan.append(WindowPlan(i, first + s, first + e, ratio))
+    if open_tail and plan:
+        last = plan[-1].interval
+        plan = [replace(w, ratio=None) if w.interval == last else w for w in plan]
     return plan
 
 

@@ -276,13 +276,17 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
         if e.pixels.shape != lead.pixels.shape or not torch.equal(e.prefix_ids, lead.prefix_ids):
             raise ValueError("a group's examples need the same frame count, image size and "
                              "prompt prefix; group them by frame count")
+        if e.open_tail != lead.open_tail:
+            raise ValueError("a group's examples share one window plan: an open tail and a "
+                             "stored one cannot share it (`group_examples` keeps them apart)")
     pixels = torch.cat([e.pixels for e in examples]).to(device)  # (B*N, 3, S, S)
     frames = model.encode_frames(pixels)
     _, t, c = frames.tokens.shape
     b = len(examples)
     tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
     if plan is None:
-        plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed)
+        plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed,
+                            lead.open_tail)
     reading: list[torch.Tensor] = []
     if reading_head is not None:
         read_from = frames.tokens.detach() if reading_head_only else frames.tokens
@@ -359,14 +363,14 @@ def example_loss(model: VideoXL, example: Example, boundary: BoundaryConfig,
 def group_examples(examples: list[Example], size: int, max_frames: int | None = None
                    ) -> list[list[Example]]:
     """Split a step's examples into forward groups of at most ``size`` with equal frame counts
-    (and image sizes) and the same kind of memory (compressed or not: a group shares its
-    lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone.
+    (and image sizes) and the same kind of memory (compressed or not, the last interval open
+    or not: a group shares its lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone.
     ``max_frames`` also caps a group's frames (at least one example a group): a mix of short
     and long videos then fills each forward with about the same work, where a size fit for
     24-frame videos would put 80 of 128 frames in one forward."""
     by_shape: dict[tuple[int, ...], list[Example]] = {}
     for e in examples:
-        by_shape.setdefault((*e.pixels.shape, bool(e.ratios)), []).append(e)
+        by_shape.setdefault((*e.pixels.shape, bool(e.ratios), e.open_tail), []).append(e)
     groups = []
     for members in by_shape.values():
         cap = size if max_frames is None else max(1, min(size, max_frames //

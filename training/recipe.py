@@ -162,6 +162,11 @@ class RecipeConfig:
     """Fraction of examples whose memory keeps every raw token (no VSTs): the model then also
     learns to read an uncompressed memory, so the evaluation's ``full`` baseline (the upper
     bound) is inside its training distribution. 0: every memory is compressed."""
+    open_tail_share: float = 0.0
+    """Fraction of the compressed video examples whose last interval keeps every raw token:
+    the memory a live stream is asked from, its interval still open and read raw after the
+    stored ones (`Runtime.answer`; the evaluation's ``--tail open``). 0: the whole video is
+    stored, as a file that has ended leaves it."""
     questions: int = 1
     """Questions per example, all answered over the same memory."""
     reading_loss: float = 0.0
@@ -295,6 +300,9 @@ class RecipeConfig:
         if not 0.0 <= self.uncompressed_share <= 1.0:
             raise ValueError(f"RecipeConfig.uncompressed_share must be in [0, 1], got "
                              f"{self.uncompressed_share!r}")
+        if not 0.0 <= self.open_tail_share <= 1.0:
+            raise ValueError(f"RecipeConfig.open_tail_share must be in [0, 1], got "
+                             f"{self.open_tail_share!r}")
         if self.lora_init is not None and self.lora_rank is None:
             raise ValueError("RecipeConfig.lora_init starts LoRA adapters: set lora_rank too "
                              "(the rank the delta was trained with)")
@@ -537,9 +545,12 @@ class DataSource:
         if np.random.default_rng([self.cfg.seed, index, 1]).random() < \
                 self.cfg.uncompressed_share:
             ratios = ()  # every raw token kept (`training.batch.plan_windows`)
+        # a stream of its own too; a still or an image set is not a stream left open
+        open_tail = bool(ratios) and sample.kind in ("video", "long_video") and \
+            np.random.default_rng([self.cfg.seed, index, 2]).random() < self.cfg.open_tail_share
         return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
                             seed=int(rng.integers(2**62)), vocab_size=self.vocab_size,
-                            reading_cell=self.reading_cell)
+                            reading_cell=self.reading_cell, open_tail=open_tail)
 
     def step_indices(self, step: int, info: DistInfo) -> range:
         """The example indices of this rank in 1-based ``step``."""

@@ -27,7 +27,8 @@
 # draws that share of its objects in colours no question names (shape learned apart from colour).
 # STEP_S=seconds skips the probe (a step time measured before). VISION_STEPS=0 skips the vision
 # pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
-# examples on uncompressed memories (the evaluation's upper bound). MAX_MINUTES stops this call's
+# examples on uncompressed memories (the evaluation's upper bound); OPEN_TAIL=share that share of
+# compressed videos with the last interval raw, as a live stream is asked. MAX_MINUTES stops this call's
 # training early (default MINUTES + 3) with a checkpoint; running the script again with the same
 # WORK and STEP_S resumes it where it stopped (a run split over several device calls); FINISH=1
 # on a resumed call ends the curriculum within its MAX_MINUTES (`training.curriculum fit`: the
@@ -149,6 +150,7 @@ say "init"
 
 # before the probe: a step with long videos or the reading head takes longer
 [[ -n ${UNCOMPRESSED:-} ]] && OVERRIDES+=(--uncompressed-share "$UNCOMPRESSED")
+[[ -n ${OPEN_TAIL:-} ]] && OVERRIDES+=(--open-tail-share "$OPEN_TAIL")
 [[ -n ${MIX:-} ]] && OVERRIDES+=(--mix "$MIX")
 [[ -n ${TRAIN_WORLD:-} ]] && OVERRIDES+=(--world "$TRAIN_WORLD")
 [[ -n ${TRAIN_PROJECTOR:-} ]] && OVERRIDES+=(--train-projector "$TRAIN_PROJECTOR")

@@ -221,6 +221,87 @@ def test_uncompressed_share_is_drawn_per_example() -> None:
         RecipeConfig(uncompressed_share=1.5)
 
 
+def test_an_open_tail_leaves_only_the_last_interval_raw() -> None:
+    rng = np.random.default_rng(0)
+    emb = np.repeat(rng.normal(size=(3, 8)), [5, 4, 6], axis=0)  # 3 scenes, 15 frames
+    cfg = BoundaryConfig(window=1, min_frames=2, max_frames=6)
+    stored = plan_windows(emb, 4, 10, cfg, (2, 4), seed=3)
+    live = plan_windows(emb, 4, 10, cfg, (2, 4), seed=3, open_tail=True)
+    last = stored[-1].interval
+    assert last >= 1 and [(w.interval, w.start, w.end) for w in live] == \
+        [(w.interval, w.start, w.end) for w in stored]
+    for a, b in zip(stored, live, strict=True):  # the others keep the ratios they drew
+        assert b.ratio == (None if a.interval == last else a.ratio) and a.ratio is not None
+
+
+def test_an_open_tail_example_is_asked_as_a_live_stream_is(tokenizer) -> None:
+    """An open tail's loss is the live question's: [sink | the stored intervals' VSTs | the
+    last interval's raw tokens | question | answer], the raw tail read in one causal forward
+    with the question, as `Runtime.decode` prepends a stream's uncompressed frames to it."""
+    model = random_videoxl(2).double()
+    example = _example(tokenizer, seed=3)
+    example = dataclasses.replace(example, pixels=example.pixels.double(),
+                                  questions=example.questions[:1], answers=example.answers[:1],
+                                  qa=example.qa[:1], open_tail=True)
+    with torch.no_grad():
+        got, _ = example_loss(model, example, BOUNDARY, window=12)
+        closed, _ = example_loss(model, dataclasses.replace(example, open_tail=False),
+                                 BOUNDARY, window=12)
+        frames = model.encode_frames(example.pixels)
+        tokens = frames.tokens.reshape(1, -1, 64)  # (1, N*T, C)
+        t = frames.tokens.shape[1]
+        plan = plan_windows(frames.embeddings, t, 12, BOUNDARY, example.ratios, example.seed)
+        last = plan[-1].interval
+        tail_start = min(w.start for w in plan if w.interval == last)
+        assert last >= 1 and tail_start > 0
+        mem_k, mem_v, _ = build_memory(model, example.prefix_ids, tokens,
+                                       [w for w in plan if w.interval != last], 12)
+        q, a = example.questions[0], example.answers[0]
+        embeds = torch.cat((tokens[:, tail_start:], model.embed_ids(torch.cat((q, a))[None])),
+                           dim=1)  # (1, n + Q + A, C)
+        cache = ConcatCache(mem_k, mem_v, model.config.llm.rope_theta)
+        hidden, _ = model.model.forward_chunk(embeds, cache.length, cache)
+        logits = model.logits(hidden)[0]  # (n + Q + A, V)
+    first = tokens.shape[1] - tail_start + q.numel() - 1
+    want = sum(-torch.log_softmax(logits[first + i], -1)[a[i]] for i in range(a.numel()))
+    torch.testing.assert_close(got.double(), want, rtol=1e-9, atol=1e-9)
+    assert not torch.isclose(got, closed)  # the tail raw is another memory than the tail stored
+
+
+def test_groups_never_mix_an_open_tail_with_a_stored_one(tokenizer) -> None:
+    from training.forward import group_examples, group_loss
+
+    a, b, c = (_example(tokenizer, seed=s) for s in range(3))
+    b = dataclasses.replace(b, open_tail=True)
+    assert group_examples([a, b, c], 8) == [[a, c], [b]]
+    with pytest.raises(ValueError, match="open tail"):
+        group_loss(random_videoxl(0), [a, b], BOUNDARY, 12)
+
+
+def test_open_tail_share_is_drawn_per_compressed_video() -> None:
+    from training.recipe import DataSource
+
+    cfg = RecipeConfig(open_tail_share=0.5, uncompressed_share=0.2, frames=4,
+                       world={"height": 56, "width": 56},
+                       mix=TaskMix(0.5, 0.3, 0.2))
+    world = WorldConfig(num_frames=4, height=56, width=56)
+    data = DataSource(cfg, world, make_tokenizer(), Preprocessor(56), 512)
+    drawn = [data.example(i, (2, 4)) for i in range(60)]
+    videos = [e for e in drawn if e.kind == "video" and e.ratios]
+    assert 0.2 * len(videos) <= sum(e.open_tail for e in videos) <= 0.8 * len(videos)
+    # a still, an image set or an uncompressed memory is never a stream left open
+    assert not any(e.open_tail for e in drawn if e.kind != "video" or not e.ratios)
+    # the share draws from a stream of its own: everything else is as without it
+    none = DataSource(dataclasses.replace(cfg, open_tail_share=0.0), world, make_tokenizer(),
+                      Preprocessor(56), 512)
+    for i, e in enumerate(drawn):
+        f = none.example(i, (2, 4))
+        assert not f.open_tail and f.ratios == e.ratios and f.seed == e.seed
+        assert torch.equal(f.pixels, e.pixels) and f.qa == e.qa
+    with pytest.raises(ValueError, match="open_tail_share"):
+        RecipeConfig(open_tail_share=-0.1)
+
+
 def test_docstring_examples() -> None:
     import doctest
 
