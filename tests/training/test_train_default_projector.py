@@ -28,12 +28,14 @@ def test_a_held_projector_leaves_the_export_with_the_start_projector(tmp_path: P
     work = tmp_path / "held"
     env = {**os.environ, "QUICK": "1", "PYTHON": sys.executable, "CONTINUE": str(SHIPPED),
            "TRAIN_PROJECTOR": "false", "LR": "1e-3", "WARMUP": "1", "STEP_S": "60",
-           "EVAL_PARTS": "", "OMP_NUM_THREADS": "2"}
+           "EVAL_PARTS": "", "OMP_NUM_THREADS": "2", "OPEN_TAIL": "0.5"}
     done = subprocess.run(["bash", "training/train_default.sh", str(work), "1"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
     log = (work / "log").read_text()
     assert done.returncode == 0, log[-3000:]
-    assert json.loads((work / "run" / "config.json").read_text())["train_projector"] is False
+    config = json.loads((work / "run" / "config.json").read_text())
+    assert config["train_projector"] is False
+    assert config["open_tail_share"] == 0.5  # OPEN_TAIL reaches the recipe (live questions)
 
     start, export = load_file(str(SHIPPED)), load_file(str(work / "streamvxl-tiny.safetensors"))
     projector = sorted(k for k in start if group_of(k) == "projector")
