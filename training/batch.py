@@ -7,10 +7,11 @@ the vision tower also makes the visual tokens) go through the offline boundary d
 (`streamvxl.intervals.segment`) -- "dynamic intervals during training". `plan_windows` then cuts
 each interval into windows of at most ``window`` raw tokens (exactly as `encode_interval` would)
 and draws one compression ratio *per window* from the current curriculum stage's ratio set, as
-Video-XL's training does. An example with an *open tail* keeps its last interval's windows
-uncompressed: the memory a live stream is asked from, its interval still open, its frames read
-raw after the stored ones (`streamvxl.runtime.Runtime.answer`). The draw uses the example's own ``seed``, so the plan is a pure
-function of (example, embeddings): resumed and distributed runs make the same choices.
+Video-XL's training does. The draw uses the example's own ``seed``, so the plan is a pure
+function of (example, embeddings): resumed and distributed runs make the same choices. An
+example with an *open tail* keeps its last interval's windows uncompressed: the memory a live
+stream is asked from, its interval still open, its frames read raw after the stored ones
+(`streamvxl.runtime.Runtime.answer`).
 
 Images are short videos: a single image is a 1-frame video, an image set a 2-4-frame one.
 
