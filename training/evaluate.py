@@ -307,9 +307,6 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     """
     if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ratios):
         raise ValueError(f"ratios must be positive ints, got {ratios}")
-    if open_tail and "last_n" in methods:
-        raise ValueError("open_tail has no last_n layout (its last frames are raw already); "
-                         "leave last_n out of methods")
     bad = [t for t in tasks if t not in VIDEO_TASKS]
     if bad or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {VIDEO_TASKS}, got {tasks}")

@@ -364,7 +364,8 @@ def group_examples(examples: list[Example], size: int, max_frames: int | None = 
                    ) -> list[list[Example]]:
     """Split a step's examples into forward groups of at most ``size`` with equal frame counts
     (and image sizes) and the same kind of memory (compressed or not, the last interval open
-    or not: a group shares its lead's window plan), in order of first appearance; ``size`` 1 keeps every example alone.
+    or not: a group shares its lead's window plan), in order of first appearance; ``size`` 1
+    keeps every example alone.
     ``max_frames`` also caps a group's frames (at least one example a group): a mix of short
     and long videos then fills each forward with about the same work, where a size fit for
     24-frame videos would put 80 of 128 frames in one forward."""
