@@ -20,7 +20,9 @@
 # after 5 warm-up steps, SEED (29; the second run takes SEED + 2), WORKERS (12), RATIOS of the
 # second run ('[8, 12, 16]'), MIX of both runs (binding stills alone; stills without a sign cost
 # the numbers, docs/results.md; '{"video": 0, "image": 0.8, "multi_image": 0, "reading": 0.2}'
-# puts sign stills among them, untried). The tower and the projector stay as DELTA has them (the
+# puts sign stills among them, untried), RAW_MIX of the raw run alone where it differs (binding
+# is learned from ~16,000 binding stills: a compress MIX that adds reading and existence stills
+# would dilute the raw run's). The tower and the projector stay as DELTA has them (the
 # tokens already hold which colour goes with which shape: `docs/results/binding/attention_probe.md`).
 # POOL_STRIDE=1 trains 64 tokens a frame instead of DELTA's 16 (`default_model init
 # --pool-stride`): at 16x a still then keeps 4 VSTs, which carried binding where one did not.
@@ -29,7 +31,9 @@
 # (MIX with "reading" and "exist_stills"; WORLD replaces the stills' world, e.g. with
 # "number_prob"; UNCOMPRESSED, default 0.15, is the compress run's uncompressed share).
 # MAX_MINUTES (this call's, for both runs) stops a run early with a checkpoint; running the
-# script again with the same WORK resumes where it stopped. Writes WORK/raw/, WORK/compress/
+# script again with the same WORK resumes where it stopped. STOP_AFTER=raw exports the raw run
+# and stops: the compress run is then sized (COMPRESS_STEPS) to the time left once the raw
+# run's is known, by running the script again with the same WORK. Writes WORK/raw/, WORK/compress/
 # (checkpoints, metrics.jsonl), WORK/raw.safetensors, WORK/binding.safetensors, WORK/log and
 # WORK/BIND_DONE. The curriculum continues from the export, keeping binding stills in its mix:
 #   CONTINUE=WORK/binding.safetensors MIX='{"image": 0.3, ...}' training/train_default.sh WORK2
@@ -52,9 +56,9 @@ MIX=${MIX:-'{"video": 0, "image": 1, "multi_image": 0}'}
 WORLD=${WORLD:-'{"min_objects": 2, "max_objects": 3, "sign_prob": 0.0}'}
 STARTED=$(date +%s)  # MAX_MINUTES is this call's, shared by the two runs
 
-# bind RUN START STEPS SEED UNCOMPRESSED RATIOS: one run of binding stills from START's delta
+# bind RUN START STEPS SEED UNCOMPRESSED RATIOS MIX: one run of stills from START's delta
 bind() {
-    local run=$1 start=$2 steps=$3 seed=$4 uncompressed=$5 ratios=$6 resume=false stop=()
+    local run=$1 start=$2 steps=$3 seed=$4 uncompressed=$5 ratios=$6 mix=$7 resume=false stop=()
     if [[ -n ${MAX_MINUTES:-} ]]; then
         stop=(--max-minutes "$(awk "BEGIN {print $MAX_MINUTES - ($(date +%s) - $STARTED) / 60}")")
     fi
@@ -66,7 +70,7 @@ bind() {
     say "$run: $steps steps, uncompressed share $uncompressed, ratios $ratios (resume: $resume)"
     $PY -m training.recipe --config $CONFIG --model "$WORK/init_$run" --output-dir "$WORK/$run" \
         --lora-init "$start" --train-vision false --train-projector false --seed "$seed" \
-        --lr "${LR:-5e-4}" --warmup-steps 5 --mix "$MIX" --world "$WORLD" \
+        --lr "${LR:-5e-4}" --warmup-steps 5 --mix "$mix" --world "$WORLD" \
         --uncompressed-share "$uncompressed" --stages "[[$steps, $ratios]]" "${SIZE[@]}" \
         "${stop[@]}" --resume $resume
 }
@@ -78,17 +82,25 @@ finished() {
 }
 
 SEED=${SEED:-29}; RAW_STEPS=${RAW_STEPS:-300}; COMPRESS_STEPS=${COMPRESS_STEPS:-210}
+case ${STOP_AFTER:-} in
+    "" | raw) ;;
+    *) say "STOP_AFTER=$STOP_AFTER: only raw (or unset) is a stage to stop after"; exit 2 ;;
+esac
 START=$WORK/raw.safetensors
 if (( RAW_STEPS == 0 )); then
     START=$DELTA  # it binds already: compress from it
 elif [[ ! -f $START ]]; then
     # the ratios draw nothing here: every memory is uncompressed
-    bind raw "$DELTA" "$RAW_STEPS" "$SEED" 1.0 "[8, 12, 16]"
+    bind raw "$DELTA" "$RAW_STEPS" "$SEED" 1.0 "[8, 12, 16]" "${RAW_MIX:-$MIX}"
     finished raw "$RAW_STEPS" || { say "raw stopped early: run again to resume"; exit 0; }
     export_latest "$WORK/raw" "$WORK/raw.safetensors"
 fi
+if [[ ${STOP_AFTER:-} == raw ]]; then
+    say "stopped after the raw run (STOP_AFTER=raw)"
+    exit 0
+fi
 bind compress "$START" "$COMPRESS_STEPS" $((SEED + 2)) "${UNCOMPRESSED:-0.15}" \
-    "${RATIOS:-[8, 12, 16]}"
+    "${RATIOS:-[8, 12, 16]}" "$MIX"
 finished compress "$COMPRESS_STEPS" || { say "compress stopped early: run again to resume"; exit 0; }
 export_latest "$WORK/compress" "$WORK/binding.safetensors"
 say "done"

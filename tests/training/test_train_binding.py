@@ -3,7 +3,8 @@ raw run trains on uncompressed memories of binding stills only, the compress run
 the raw run's export at the compressed ratios, the export keeps the start's tower and projector
 tensor for tensor while its language-model adapters moved, and a call stopped by MAX_MINUTES
 resumes instead of going on from a half-trained start, at 64 tokens a frame too (docs/results.md,
-"Binding is learned uncompressed first")."""
+"Binding is learned uncompressed first"); the raw run takes its own stills (RAW_MIX) and can stop
+alone (STOP_AFTER=raw) for the compress run to be sized afterwards."""
 
 from __future__ import annotations
 
@@ -103,3 +104,35 @@ def test_raw_steps_zero_compresses_from_the_delta_with_the_given_stills(tmp_path
     assert compress["uncompressed_share"] == 0.3
     assert compress["world"] == world
     assert {k: compress["mix"][k] for k in mix} == mix
+
+
+@pytest.mark.slow
+def test_the_raw_run_takes_its_own_mix_and_stops_alone(tmp_path: Path) -> None:
+    if not SHIPPED.is_file():
+        pytest.skip("the shipped delta is not in this checkout")
+    work = tmp_path / "bind"
+    raw_mix = {"video": 0, "image": 1, "multi_image": 0}
+    mix = {"video": 0, "image": 0.4, "multi_image": 0, "reading": 0.3, "exist_stills": 0.3}
+    both = {"RAW_STEPS": "1", "RAW_MIX": json.dumps(raw_mix), "MIX": json.dumps(mix)}
+    log = _run(work, STOP_AFTER="raw", COMPRESS_STEPS="1", **both)
+    assert "stopped after the raw run" in log
+    assert (work / "raw.safetensors").is_file() and not (work / "compress").exists()
+    assert not (work / "BIND_DONE").exists()
+    raw = json.loads((work / "raw" / "config.json").read_text())
+    assert {k: raw["mix"][k] for k in raw_mix} == raw_mix and raw["mix"].get("reading", 0) == 0
+
+    _run(work, COMPRESS_STEPS="1", **both)  # the same WORK: the raw run is not trained again
+    assert (work / "BIND_DONE").is_file()
+    assert len((work / "raw" / "metrics.jsonl").read_text().splitlines()) == 1
+    compress = json.loads((work / "compress" / "config.json").read_text())
+    assert {k: compress["mix"][k] for k in mix} == mix
+    assert compress["lora_init"] == str(work / "raw.safetensors")
+
+
+@pytest.mark.slow
+def test_an_unknown_stop_after_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "QUICK": "1", "PYTHON": sys.executable, "STOP_AFTER": "compress"}
+    done = subprocess.run(["bash", "training/train_binding.sh", str(tmp_path / "w"), str(SHIPPED)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "only raw" in (tmp_path / "w" / "log").read_text()
