@@ -55,6 +55,7 @@ from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Fit, Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.runtime import Runtime, RuntimeConfig, StreamSettings
+from streamvxl.runtime.decoding import Decoded
 from streamvxl.runtime.question import answer_text
 from streamvxl.world import (
     VIDEO_TASKS,
@@ -167,14 +168,22 @@ class Decoding:
     """Greedy tokens at most; answers are a few words."""
 
 
-def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
-                    decoding: Decoding) -> str:
-    """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory`` (its
-    store, then its open interval's raw tokens when it has one, as `Runtime.answer` reads them)."""
+def decode_answer(memory: Memory, question_ids: torch.Tensor, decoding: Decoding, *,
+                  keep_logits: bool = False) -> tuple[str, Decoded]:
+    """The greedy answer text to a question (its chat-wrapped ids (Q,)) over ``memory`` (its
+    store, then its open interval's raw tokens when it has one, as `Runtime.answer` reads them)
+    and the decode itself (its step logits with ``keep_logits``, for a probe that scores them)."""
     runtime = decoding.runtime
     out = runtime.decode(memory.store, memory.raw, question_ids, decoding.max_new_tokens,
-                         decoding.stop_ids, keep_logits=False)
-    text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
+                         decoding.stop_ids, keep_logits=keep_logits)
+    return answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids), out
+
+
+def answer_question(memory: Memory, question: str, question_ids: torch.Tensor,
+                    decoding: Decoding) -> str:
+    """The greedy answer text to ``question`` (its chat-wrapped ids (Q,)) over ``memory``
+    (`decode_answer`)."""
+    text, _ = decode_answer(memory, question_ids, decoding)
     log.debug("%s %s r=%s | %s -> %r", memory.video.name, memory.method, memory.ratio,
               question, text)
     return text

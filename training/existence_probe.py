@@ -42,13 +42,13 @@ import numpy as np
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.preprocess import Preprocessor
 from streamvxl.runtime.conditions import score, yes_no_ids
-from streamvxl.runtime.question import answer_text
 from streamvxl.world import WorldConfig, is_correct
 from streamvxl.world.questions import EXIST_YES_NO_FORMS, naming
 from training.baselines import Memory, Method, build_memory, encode_video
 from training.evaluate import (
     Decoding,
     answering,
+    decode_answer,
     digest_note,
     int_list,
     load_model_folder,
@@ -85,10 +85,7 @@ def answer_and_score(memory: Memory, question: str, question_ids: Any, decoding:
     """The greedy answer to ``question`` (its chat-wrapped ids (Q,)) over ``memory`` and its
     first token's log p(yes) - log p(no) (`training.evaluate.answer_question` with the
     score)."""
-    runtime = decoding.runtime
-    out = runtime.decode(memory.store, None, question_ids, decoding.max_new_tokens,
-                         decoding.stop_ids, keep_logits=True)
-    text = answer_text(runtime.tokenizer, out.generation.ids, decoding.stop_ids)
+    text, out = decode_answer(memory, question_ids, decoding, keep_logits=True)
     margin = score(out.generation.step_logits[0], yes, no)
     log.debug("%s %s r=%s | %s -> %r (%.2f)", memory.video.name, memory.method, memory.ratio,
               question, text, margin)
