@@ -15,7 +15,7 @@ names one of them but not the asked one sees the still and does not bind).
 Run it (a few minutes on the CPU for 200 stills)::
 
     python -m training.binding_probe --model streamvxl/weights/streamvxl-tiny.safetensors \\
-        --n 200 --ratios 16 --methods vst,full --out docs/results/binding
+        --n 200 --ratios 16 --methods vst,full --pairings trained --out docs/results/default_model
 
 It writes ``<out>/<name>.json`` (settings, rows, every answer) and ``<name>.md``.
 """

@@ -22,7 +22,7 @@ videos of 24 frames: 13 minutes on two cores at 16 tokens a frame, 36 at 64, wit
 Run it (a minute or two on the CPU for 200 stills)::
 
     python -m training.existence_probe --model streamvxl/weights/streamvxl-tiny.safetensors \\
-        --n 200 --ratios 16 --methods vst,full --out docs/results/existence
+        --n 200 --ratios 16 --methods vst,full --out docs/results/default_model
 
 It writes ``<out>/<name>.json`` (settings, rows, every answer) and ``<name>.md``.
 """

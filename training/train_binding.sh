@@ -4,7 +4,7 @@
 # and the shape of a named colour (`TaskMix.image` with no signs), in two runs, and export the
 # result. The shipped model names one of a still's objects but picks which at chance
 # (`training.binding_probe`), and no continuation taught it while most of its memories were
-# compressed. On the GPU (docs/results.md, "Binding is learned uncompressed first"):
+# compressed. On the GPU (docs/results.md, "What the candidates after run 8 found", 10-11):
 #
 #   1. raw: every memory uncompressed (the language model reads the 16 raw tokens); the
 #      attribute loss sat at 0.43-0.47 for ~100 steps of 160 stills, then fell to 0.18, and
@@ -23,7 +23,8 @@
 # puts sign stills among them, untried), RAW_MIX of the raw run alone where it differs (binding
 # is learned from ~16,000 binding stills: a compress MIX that adds reading and existence stills
 # would dilute the raw run's). The tower and the projector stay as DELTA has them (the
-# tokens already hold which colour goes with which shape: `docs/results/binding/attention_probe.md`).
+# tokens already hold which colour goes with which shape:
+# `docs/results/default_model/binding_attention_probe.md`).
 # POOL_STRIDE=1 trains 64 tokens a frame instead of DELTA's 16 (`default_model init
 # --pool-stride`): at 16x a still then keeps 4 VSTs, which carried binding where one did not.
 # RAW_STEPS=0 skips the raw run: the compress run starts from DELTA itself, for a delta that

@@ -46,7 +46,7 @@
 # READING_HEAD=file starts it from a checkpoint's heads.safetensors (an export keeps no head);
 # READING_WARMUP=N lets a fresh head learn alone, on detached tokens, for the first N steps.
 # TRAIN_PROJECTOR=false keeps the projector as the start has it (a continuation's projector drift
-# costs reading numbers: docs/results.md, "What a continuation costs numbers").
+# costs reading numbers: docs/results.md, "What the candidates after run 8 found", 6-7).
 # Long needle videos ride in the mix with MIX='{"reading": 0.15, "long_video": 0.1}' (128 frames
 # each: `TaskMix.long_video`; "long_frames" and "long_number_prob" in MIX set their length and
 # number share); MICRO_FRAMES=1920 then caps a forward group's frames. WORKERS=N

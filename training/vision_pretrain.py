@@ -124,8 +124,8 @@ class PretrainConfig:
     (``init_tower``; linear probing, then fine-tuning -- Kumar et al., 2022), so that a fresh
     head's first gradients do not reach a trained tower's features. The tower's own warm-up
     and cosine start when it unfreezes. On the CPU (200 of 900 steps) it kept 114 of 172
-    signs readable against 109 without: within noise (docs/results.md, "Keeping the
-    reading")."""
+    signs readable against 109 without: within noise (`git show 9cf8d3d:docs/results.md`,
+    "Keeping the reading")."""
     keep_ink: float = 0.0
     """Weight of a loss that holds the tower's patch features on sign ink where the given
     tower (``init_tower``, kept frozen beside it) puts them: squared error over the patches

@@ -3,8 +3,8 @@ raw run trains on uncompressed memories of binding stills only, the compress run
 the raw run's export at the compressed ratios, the export keeps the start's tower and projector
 tensor for tensor while its language-model adapters moved, and a call stopped by MAX_MINUTES
 resumes instead of going on from a half-trained start, at 64 tokens a frame too (docs/results.md,
-"Binding is learned uncompressed first"); the raw run takes its own stills (RAW_MIX) and can stop
-alone (STOP_AFTER=raw) for the compress run to be sized afterwards."""
+"What the candidates after run 8 found", items 10-11); the raw run takes its own stills (RAW_MIX)
+and can stop alone (STOP_AFTER=raw) for the compress run to be sized afterwards."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """training/train_default.sh's TRAIN_PROJECTOR=false, run for real: a continuation of the shipped
 delta trains a few CPU steps (QUICK=1) and exports a delta whose projector is the shipped one's,
 tensor for tensor, while its language-model adapters moved -- the recipe the CPU arms found
-keeps the shipped model's numbers (docs/results.md, "The projector held still")."""
+keeps the shipped model's numbers (docs/results.md, "What the candidates after run 8 found",
+item 7)."""
 
 from __future__ import annotations
 
