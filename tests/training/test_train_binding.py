@@ -40,7 +40,15 @@ def test_binding_runs_raw_then_compressed_and_holds_the_tower(tmp_path: Path) ->
     if not SHIPPED.is_file():
         pytest.skip("the shipped delta is not in this checkout")
     work = tmp_path / "bind"
-    _run(work)
+    raw_mix = {"video": 0, "image": 1, "multi_image": 0}
+    mix = {"video": 0, "image": 0.4, "multi_image": 0, "reading": 0.3, "exist_stills": 0.3}
+    both = {"RAW_MIX": json.dumps(raw_mix), "MIX": json.dumps(mix)}
+    # the raw run alone first (STOP_AFTER=raw), then the same WORK goes on to compress
+    log = _run(work, STOP_AFTER="raw", **both)
+    assert "stopped after the raw run" in log
+    assert (work / "raw.safetensors").is_file() and not (work / "compress").exists()
+    assert not (work / "BIND_DONE").exists()
+    _run(work, **both)
     assert (work / "BIND_DONE").is_file()
 
     raw = json.loads((work / "raw" / "config.json").read_text())
@@ -48,15 +56,17 @@ def test_binding_runs_raw_then_compressed_and_holds_the_tower(tmp_path: Path) ->
     assert raw["uncompressed_share"] == 1.0 and compress["uncompressed_share"] == 0.15
     assert compress["lora_init"] == str(work / "raw.safetensors")
     assert compress["seed"] == raw["seed"] + 2  # fresh stills, not the raw run's again
+    # the raw run on binding stills alone (RAW_MIX), the compress run on MIX's stills
+    assert {k: raw["mix"][k] for k in raw_mix} == raw_mix and raw["mix"].get("reading", 0) == 0
+    assert {k: compress["mix"][k] for k in mix} == mix
     for cfg in (raw, compress):
         assert cfg["world"] == {"min_objects": 2, "max_objects": 3, "sign_prob": 0.0}
-        assert cfg["mix"]["image"] == 1 and cfg["mix"]["video"] == 0
-        assert cfg["mix"]["multi_image"] == 0
         assert cfg["train_projector"] is False and cfg["train_vision"] is False
     assert [s["ratios"] for s in compress["stages"]] == [[8, 12, 16]]
-    steps = [json.loads(line)["step"] for line in
-             (work / "compress" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2]
+    for run in ("raw", "compress"):  # each step once: the second call did not train raw again
+        steps = [json.loads(line)["step"] for line in
+                 (work / run / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [1, 2], run
 
     start = load_file(str(SHIPPED))
     export = load_file(str(work / "binding.safetensors"))
@@ -104,29 +114,6 @@ def test_raw_steps_zero_compresses_from_the_delta_with_the_given_stills(tmp_path
     assert compress["uncompressed_share"] == 0.3
     assert compress["world"] == world
     assert {k: compress["mix"][k] for k in mix} == mix
-
-
-@pytest.mark.slow
-def test_the_raw_run_takes_its_own_mix_and_stops_alone(tmp_path: Path) -> None:
-    if not SHIPPED.is_file():
-        pytest.skip("the shipped delta is not in this checkout")
-    work = tmp_path / "bind"
-    raw_mix = {"video": 0, "image": 1, "multi_image": 0}
-    mix = {"video": 0, "image": 0.4, "multi_image": 0, "reading": 0.3, "exist_stills": 0.3}
-    both = {"RAW_STEPS": "1", "RAW_MIX": json.dumps(raw_mix), "MIX": json.dumps(mix)}
-    log = _run(work, STOP_AFTER="raw", COMPRESS_STEPS="1", **both)
-    assert "stopped after the raw run" in log
-    assert (work / "raw.safetensors").is_file() and not (work / "compress").exists()
-    assert not (work / "BIND_DONE").exists()
-    raw = json.loads((work / "raw" / "config.json").read_text())
-    assert {k: raw["mix"][k] for k in raw_mix} == raw_mix and raw["mix"].get("reading", 0) == 0
-
-    _run(work, COMPRESS_STEPS="1", **both)  # the same WORK: the raw run is not trained again
-    assert (work / "BIND_DONE").is_file()
-    assert len((work / "raw" / "metrics.jsonl").read_text().splitlines()) == 1
-    compress = json.loads((work / "compress" / "config.json").read_text())
-    assert {k: compress["mix"][k] for k in mix} == mix
-    assert compress["lora_init"] == str(work / "raw.safetensors")
 
 
 @pytest.mark.slow
