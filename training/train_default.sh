@@ -28,11 +28,11 @@
 # STEP_S=seconds skips the probe (a step time measured before). VISION_STEPS=0 skips the vision
 # pre-training (the tower then trains with the rest). UNCOMPRESSED=share trains that share of
 # examples on uncompressed memories (the evaluation's upper bound); OPEN_TAIL=share that share of
-# compressed videos with the last interval raw, as a live stream is asked. MAX_MINUTES stops this call's
-# training early (default MINUTES + 3) with a checkpoint; running the script again with the same
-# WORK and STEP_S resumes it where it stopped (a run split over several device calls); FINISH=1
-# on a resumed call ends the curriculum within its MAX_MINUTES (`training.curriculum fit`: the
-# steps not yet taken, re-sized at the step time the run measured).
+# compressed videos with the last interval raw, as a live stream is asked. MAX_MINUTES stops this
+# call's training early (default MINUTES + 3) with a checkpoint; running the script again with
+# the same WORK and STEP_S resumes it where it stopped (a run split over several device calls);
+# FINISH=1 on a resumed call ends the curriculum within its MAX_MINUTES (`training.curriculum
+# fit`: the steps not yet taken, re-sized at the step time the run measured).
 # STOP_AFTER=vision ends the script after the vision pre-training (which needs no base model).
 # VISION_GATE=JSON of minimums over the pre-trained tower's last held-out scores (tower.json, e.g.
 # '{"sign_read_acc": 0.9, "held_out_shape_acc": 0.85}') stops the script (exit 3, WORK/FAILED)
