@@ -2,7 +2,8 @@
 
 One evaluation sample (90 videos, one seed) moves a model's accuracy by a few points, which is
 the size of the differences between consecutive models; deciding on one sample picks noise. This
-pools every sample a model was scored on (`training.evaluate` or `training.niah` JSON) and pairs
+pools every sample a model was scored on (`training.evaluate` or `training.niah` JSON, or a
+stills probe's: `training.binding_probe`, `existence_probe`, `reading_probe`) and pairs
 questions across models: two models' answers to the same question are compared, and a question
 counts only where every model answered it (same evaluation settings, video, question)::
 
@@ -72,13 +73,33 @@ class Answers:
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # sample -> settings
 
 
+_EXPECTED = ("an evaluation JSON of training.evaluate or training.niah, or a stills probe's "
+             "(binding_probe, existence_probe, reading_probe) is expected")
+
+
+def _from_still(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stills probe's answer as an evaluation's prediction: the still is the video, the
+    question its text (a reading probe asks none: the sign's text names it), right or wrong as
+    ``right`` (binding_probe) or ``correct``."""
+    return {"video": f"still {record['still']}", "ratio": record["ratio"],
+            "method": record["method"],
+            "question": record["question"] if "question" in record else record["text"],
+            "correct": record["right"] if "right" in record else record["correct"]}
+
+
 def _predictions(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     report = json.loads(Path(path).read_text())
-    if not isinstance(report, dict) or not isinstance(report.get("predictions"), list) \
-            or not report["predictions"]:
-        raise ValueError(f"{path}: no predictions (an evaluation JSON of training.evaluate "
-                         "or training.niah is expected)")
-    return report.get("settings", {}), report["predictions"]
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: no predictions ({_EXPECTED})")
+    predictions = report.get("predictions", report.get("records"))
+    if not isinstance(predictions, list) or not predictions:
+        raise ValueError(f"{path}: no predictions ({_EXPECTED})")
+    try:
+        if all(isinstance(p, dict) and "still" in p and "video" not in p for p in predictions):
+            predictions = [_from_still(p) for p in predictions]
+    except KeyError as e:
+        raise ValueError(f"{path}: a still's answer has no {e} ({_EXPECTED})") from None
+    return report.get("settings", {}), predictions
 
 
 def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
@@ -126,8 +147,7 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
                 asked = (p["video"], p["ratio"], p["method"], p.get("question", ""))
                 correct = bool(p["correct"])
             except (KeyError, TypeError) as e:
-                raise ValueError(f"{path}: prediction {i} has no {e} (an evaluation JSON of "
-                                 "training.evaluate or training.niah is expected)") from None
+                raise ValueError(f"{path}: prediction {i} has no {e} ({_EXPECTED})") from None
             seen[asked] += 1
             question = Question(sample, *asked, seen[asked])
             if question in answers.correct:

@@ -215,3 +215,47 @@ def test_a_world_field_added_later_at_its_default_is_the_same_sample(tmp_path: P
                       world={**world, "offline_prob": 1.0})
     with pytest.raises(ValueError, match="no question in common"):
         compare({"a": load_answers([old]), "c": load_answers([offline])}, resamples=50)
+
+
+def test_stills_probes_pair_by_still_and_question(tmp_path: Path) -> None:
+    """A stills probe's file is a sample like an evaluation's: each still a video, each
+    question (a reading probe's sign text) paired across models, ``right`` or ``correct``."""
+    from training import binding_probe, existence_probe
+
+    binding_probe.main(["--model", "tiny-random", "--n", "2", "--ratios", "2", "--methods",
+                        "vst,full", "--device", "cpu", "--out", str(tmp_path), "--name", "a"])
+    report = json.loads((tmp_path / "a.json").read_text())
+    records = report["records"]
+    assert len(records) == 2 * 2 * 2  # stills x questions x methods
+    flipped = [{**r, "right": not r["right"]} for r in records]
+    other = {**report, "records": flipped,
+             "settings": {**report["settings"], "model_tensors_sha256": "other"}}
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    result = compare({"a": load_answers([tmp_path / "a.json"], ratio=2),
+                      "b": load_answers([tmp_path / "b.json"], ratio=2)},
+                     baseline="full", resamples=200)
+    assert result["n"] == {"full": 4, "vst": 4}
+    right = sum(r["right"] for r in records if r["method"] == "vst") / 4
+    assert result["accuracy"]["a"]["vst"] == right and result["accuracy"]["b"]["vst"] == 1 - right
+    assert result["versus"]["b"]["vst"]["diff"] == pytest.approx(2 * right - 1)
+
+    existence_probe.main(["--model", "tiny-random", "--n", "2", "--questions", "1", "--ratios",
+                          "2", "--methods", "vst", "--device", "cpu", "--out", str(tmp_path),
+                          "--name", "e"])
+    exist = load_answers([tmp_path / "e.json"], ratio=2)
+    kept = json.loads((tmp_path / "e.json").read_text())["records"]
+    assert sorted(exist.correct.values()) == sorted(r["correct"] for r in kept)
+
+    # a reading probe names a question by its sign's text
+    reading = {"settings": {"model_tensors_sha256": "r", "n": 2, "seed": 0, "ratios": [16]},
+               "predictions": [{"still": i, "text": t, "kind": "number", "method": "vst",
+                                "ratio": 16, "answer": t, "prediction": "7", "correct": t == "7"}
+                               for i, t in enumerate(["7", "12"])]}
+    (tmp_path / "r.json").write_text(json.dumps(reading))
+    read = load_answers([tmp_path / "r.json"])
+    assert {(q.video, q.text): c for q, c in read.correct.items()} == {
+        ("still 0", "7"): True, ("still 1", "12"): False}
+    broken = {**reading, "predictions": [{"still": 0, "method": "vst", "ratio": 16}]}
+    (tmp_path / "x.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="a still's answer has no"):
+        load_answers([tmp_path / "x.json"])
