@@ -161,7 +161,8 @@ def assemble(stage: Path, site: Path) -> Path:
     parts' files may sit in ``stage`` or in its part folders.
 
     Raises:
-        ValueError: a piece is missing, or the joined file's hash is not the split one's.
+        ValueError: no manifest or a piece is missing, or the joined file's hash is not the
+            split one's.
     """
     found = _staged_files(stage)
     if MANIFEST not in found:

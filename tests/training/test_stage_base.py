@@ -8,7 +8,6 @@ piece cut short or missing is refused with a clear error.
 from __future__ import annotations
 
 import shutil
-import shutil
 import zipfile
 from importlib import metadata
 from pathlib import Path
