@@ -24,7 +24,11 @@
 # is learned from ~16,000 binding stills: a compress MIX that adds reading and existence stills
 # would dilute the raw run's). The tower and the projector stay as DELTA has them (the
 # tokens already hold which colour goes with which shape:
-# `docs/results/default_model/binding_attention_probe.md`).
+# `docs/results/default_model/binding_attention_probe.md`); TRAIN_PROJECTOR=true trains the
+# projector in both runs, for a DELTA whose tower was put in by `training.swap_tower`: a
+# projector fitted to the old tower's tokens hands on only part of what the new tower tells
+# apart (held-out pairings' shapes 35.6 % against 88.2 % from the tower, docs/results.md,
+# "What the candidates after run 8 found", 14).
 # POOL_STRIDE=1 trains 64 tokens a frame instead of DELTA's 16 (`default_model init
 # --pool-stride`): at 16x a still then keeps 4 VSTs, which carried binding where one did not.
 # RAW_STEPS=0 skips the raw run: the compress run starts from DELTA itself, for a delta that
@@ -70,7 +74,8 @@ bind() {
     compgen -G "$WORK/$run/step_*" >/dev/null && resume=true
     say "$run: $steps steps, uncompressed share $uncompressed, ratios $ratios (resume: $resume)"
     $PY -m training.recipe --config $CONFIG --model "$WORK/init_$run" --output-dir "$WORK/$run" \
-        --lora-init "$start" --train-vision false --train-projector false --seed "$seed" \
+        --lora-init "$start" --train-vision false --train-projector "${TRAIN_PROJECTOR:-false}" \
+        --seed "$seed" \
         --lr "${LR:-5e-4}" --warmup-steps 5 --mix "$mix" --world "$WORLD" \
         --uncompressed-share "$uncompressed" --stages "[[$steps, $ratios]]" "${SIZE[@]}" \
         "${stop[@]}" --resume $resume

@@ -4,7 +4,8 @@ the raw run's export at the compressed ratios, the export keeps the start's towe
 tensor for tensor while its language-model adapters moved, and a call stopped by MAX_MINUTES
 resumes instead of going on from a half-trained start, at 64 tokens a frame too (docs/results.md,
 "What the candidates after run 8 found", items 10-11); the raw run takes its own stills (RAW_MIX)
-and can stop alone (STOP_AFTER=raw) for the compress run to be sized afterwards."""
+and can stop alone (STOP_AFTER=raw) for the compress run to be sized afterwards; TRAIN_PROJECTOR
+trains the projector and still holds the tower."""
 
 from __future__ import annotations
 
@@ -105,8 +106,9 @@ def test_raw_steps_zero_compresses_from_the_delta_with_the_given_stills(tmp_path
     work = tmp_path / "bind"
     mix = {"video": 0, "image": 0.4, "multi_image": 0, "reading": 0.3, "exist_stills": 0.3}
     world = {"min_objects": 2, "max_objects": 3, "sign_prob": 0.0, "number_prob": 0.8}
+    # the projector trained too (TRAIN_PROJECTOR), as under a tower put in by swap_tower
     _run(work, RAW_STEPS="0", COMPRESS_STEPS="2", UNCOMPRESSED="0.3", MIX=json.dumps(mix),
-         WORLD=json.dumps(world))
+         WORLD=json.dumps(world), TRAIN_PROJECTOR="true")
     assert (work / "BIND_DONE").is_file()
     assert not (work / "raw").exists() and not (work / "raw.safetensors").exists()
     compress = json.loads((work / "compress" / "config.json").read_text())
@@ -114,6 +116,14 @@ def test_raw_steps_zero_compresses_from_the_delta_with_the_given_stills(tmp_path
     assert compress["uncompressed_share"] == 0.3
     assert compress["world"] == world
     assert {k: compress["mix"][k] for k in mix} == mix
+    assert compress["train_projector"] is True and compress["train_vision"] is False
+    start = load_file(str(SHIPPED))
+    export = load_file(str(work / "binding.safetensors"))
+    projector = [k for k in start if group_of(k) == "projector"]
+    assert projector and any(not torch.equal(start[k].float(), export[k].float())
+                             for k in projector)
+    for k in (k for k in start if group_of(k) == "vision"):
+        assert torch.equal(start[k].float(), export[k].float()), k
 
 
 @pytest.mark.slow
