@@ -83,8 +83,8 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, questions: int) ->
 def answer_and_score(memory: Memory, question: str, question_ids: Any, decoding: Decoding,
                      yes: list[int], no: list[int]) -> tuple[str, float]:
     """The greedy answer to ``question`` (its chat-wrapped ids (Q,)) over ``memory`` and its
-    first token's log p(yes) - log p(no) (`training.evaluate.answer_question` with the
-    score)."""
+    first token's log p(yes) - log p(no) (`training.evaluate.decode_answer`, its first step's
+    logits scored)."""
     text, out = decode_answer(memory, question_ids, decoding, keep_logits=True)
     margin = score(out.generation.step_logits[0], yes, no)
     log.debug("%s %s r=%s | %s -> %r (%.2f)", memory.video.name, memory.method, memory.ratio,

@@ -75,8 +75,7 @@ bind() {
     say "$run: $steps steps, uncompressed share $uncompressed, ratios $ratios (resume: $resume)"
     $PY -m training.recipe --config $CONFIG --model "$WORK/init_$run" --output-dir "$WORK/$run" \
         --lora-init "$start" --train-vision false --train-projector "${TRAIN_PROJECTOR:-false}" \
-        --seed "$seed" \
-        --lr "${LR:-5e-4}" --warmup-steps 5 --mix "$mix" --world "$WORLD" \
+        --seed "$seed" --lr "${LR:-5e-4}" --warmup-steps 5 --mix "$mix" --world "$WORLD" \
         --uncompressed-share "$uncompressed" --stages "[[$steps, $ratios]]" "${SIZE[@]}" \
         "${stop[@]}" --resume $resume
 }
