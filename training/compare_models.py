@@ -51,6 +51,9 @@ before ``frame_tokens`` was recorded had 16 (streamvxl-tiny's 2 x 2 pool)."""
 _WORLD_DEFAULTS: dict[str, Any] = json.loads(json.dumps(asdict(WorldConfig())))
 """Today's world defaults as an evaluation JSON writes them: a field a file omits (recorded
 before it existed) and one written at its default are the same world."""
+_SETTINGS_DEFAULTS: dict[str, Any] = {"frames": 1}
+"""Probe settings recorded after files without them, at the value those files used: a file
+that omits existence_probe's ``frames`` asked stills (1), as one that writes 1 did."""
 _MISSING = object()
 
 
@@ -125,7 +128,8 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
             raise ValueError(f"files of different models given as one: {files} (their "
                              "tensors' digests differ)")
         chosen = {k: v for k, v in settings.items()
-                  if k not in _NOT_THE_QUESTIONS + _CONDITIONS}
+                  if k not in _NOT_THE_QUESTIONS + _CONDITIONS
+                  and v != _SETTINGS_DEFAULTS.get(k, _MISSING)}
         if isinstance(chosen.get("world"), dict):  # a field added later is off when None
             chosen["world"] = {k: v for k, v in chosen["world"].items()  # or at its default
                                if v is not None and v != _WORLD_DEFAULTS.get(k, _MISSING)}

@@ -217,6 +217,27 @@ def test_a_world_field_added_later_at_its_default_is_the_same_sample(tmp_path: P
         compare({"a": load_answers([old]), "c": load_answers([offline])}, resamples=50)
 
 
+def test_a_probe_setting_added_later_at_its_default_is_the_same_sample(tmp_path: Path) -> None:
+    """existence_probe's ``frames`` came after the shipped model's stills file: written as 1
+    (stills) it is the same sample; videos of 24 frames are another."""
+    def existence(name: str, correct: bool, **extra: int) -> Path:
+        report = {"settings": {"model_tensors_sha256": name, "n": 2, "questions": 1,
+                               "seed": 0, "split": "eval", **extra},
+                  "records": [{"still": i, "question": "Can you see a star?", "method": "vst",
+                               "ratio": 16, "correct": correct} for i in range(2)]}
+        (path := tmp_path / f"{name}.json").write_text(json.dumps(report))
+        return path
+
+    old = load_answers([existence("old", True)])
+    result = compare({"old": old, "new": load_answers([existence("new", False, frames=1)])},
+                     baseline="full", resamples=50)
+    assert result["n"] == {"vst": 2}
+    assert result["versus"]["new"]["vst"]["diff"] == pytest.approx(1.0)  # old - new
+    videos = load_answers([existence("videos", False, frames=24)])
+    with pytest.raises(ValueError, match="no question in common"):
+        compare({"old": old, "videos": videos}, baseline="full", resamples=50)
+
+
 def test_stills_probes_pair_by_still_and_question(tmp_path: Path) -> None:
     """A stills probe's file is a sample like an evaluation's: each still a video, each
     question (a reading probe's sign text) paired across models, ``right`` or ``correct``."""
