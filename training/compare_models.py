@@ -109,10 +109,11 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
     """One model's answers from its evaluation files, keyed so that other models' match.
 
     Only answers at ``ratio`` are kept, and those of methods that do not compress (``full``,
-    recorded without a ratio).
+    recorded without a ratio); a file may hold only the latter.
 
     Raises:
-        ValueError: a file without predictions or without answers at ``ratio``, a prediction
+        ValueError: a file without predictions, one that compressed but not at ``ratio``, a
+            prediction
             without its fields, files of different models (their tensors' digests differ), or
             two files holding the same questions (one sample counted twice would narrow the
             intervals falsely).
@@ -158,9 +159,10 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
                 raise ValueError(f"{path}: repeats questions of an earlier file (the same "
                                  "sample given twice)")
             answers.correct[question] = correct
-        if not at_ratio:
-            ratios = sorted({p["ratio"] for p in predictions if p.get("ratio") is not None})
-            raise ValueError(f"{path}: no answers at {ratio}x (it has {ratios or 'none'})")
+        ratios = sorted({p["ratio"] for p in predictions if p.get("ratio") is not None})
+        if not at_ratio and ratios:  # a file of uncompressed answers only (a raw run's
+            # probe) has no ratio to miss; one that compressed at others would be misread
+            raise ValueError(f"{path}: no answers at {ratio}x (it has {ratios})")
     return answers
 
 
@@ -200,7 +202,7 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     Raises:
         ValueError: no models, the models share no question, they answered a shared sample
             under different conditions (intervals, window, answer length), or ``baseline`` is
-            "vst" or none of the methods (when there are methods besides vst).
+            "vst" or none of the methods (when vst is compared with other methods).
     """
     if not models:
         raise ValueError("no models to compare")
@@ -225,7 +227,8 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     # row `training.significance` draws; later rows follow from one generator in turn)
     questions = [q for q in models[names[0]].correct if q in shared]
     methods = sorted({q.method for q in questions})
-    if baseline == "vst" or (baseline not in methods and set(methods) - {"vst"}):
+    if "vst" in methods and (baseline == "vst" or (baseline not in methods
+                                                   and set(methods) - {"vst"})):
         raise ValueError(f"baseline {baseline!r} must be one of the other methods: "
                          f"{', '.join(m for m in methods if m != 'vst')}")
     n = {m: sum(q.method == m for q in questions) for m in methods}
@@ -260,14 +263,16 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     """The comparison as one markdown table (percent; intervals are 95 %)."""
     methods = list(result["n"])
     ref, base = result["reference"], result["baseline"]
+    # the models set against each other with vst, or with the one method they share
+    paired = "vst" if "vst" in methods or len(methods) != 1 else methods[0]
     head = ["model", *(f"{m} (n = {result['n'][m]})" for m in methods),
-            f"vst - {base}", f"{ref} - model, vst"]
+            f"vst - {base}", f"{ref} - model, {paired}"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for name, acc in result["accuracy"].items():
         lead = result["lead"].get(name)
         lead_s = (f"{_pct(lead['diff'])} ({_pct(lead['low'])} ... {_pct(lead['high'])}; "
                   f"n = {lead['n']})") if lead else "-"
-        vs = result["versus"].get(name, {}).get("vst")
+        vs = result["versus"].get(name, {}).get(paired)
         vs_s = f"{_pct(vs['diff'])} ({_pct(vs['low'])} ... {_pct(vs['high'])})" if vs else "-"
         lines.append("| " + " | ".join([name, *(f"{100 * acc[m]:.1f}" for m in methods),
                                          lead_s, vs_s]) + " |")

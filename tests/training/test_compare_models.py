@@ -280,3 +280,19 @@ def test_stills_probes_pair_by_still_and_question(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps(broken))
     with pytest.raises(ValueError, match="a still's answer has no"):
         load_answers([tmp_path / "x.json"])
+
+
+def test_files_of_uncompressed_answers_only_pair(tmp_path: Path) -> None:
+    """A raw run's probe answers from the uncompressed memory only: it has no ratio to miss,
+    and two such models are set against each other on ``full``."""
+    a = _report(tmp_path / "a.json", 1, {("full", None): [True, True, False, True]}, model="a")
+    b = _report(tmp_path / "b.json", 1, {("full", None): [False, True, False, False]}, model="b")
+    result = compare({"a": load_answers([a]), "b": load_answers([b])}, resamples=200)
+    assert result["n"] == {"full": 4} and result["lead"] == {}
+    assert result["versus"]["b"]["full"]["diff"] == pytest.approx(0.5)
+    table = markdown_table(result)
+    assert "a - model, full |" in table and "| b | 25.0 | - | +50.0 (" in table
+    # a file that compressed, but not at the ratio asked, is still refused
+    two = _report(tmp_path / "two.json", 1, {("vst", 2): [True], ("full", None): [True]})
+    with pytest.raises(ValueError, match=r"no answers at 16x \(it has \[2\]\)"):
+        load_answers([two])
