@@ -113,10 +113,9 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
 
     Raises:
         ValueError: a file without predictions, one that compressed but not at ``ratio``, a
-            prediction
-            without its fields, files of different models (their tensors' digests differ), or
-            two files holding the same questions (one sample counted twice would narrow the
-            intervals falsely).
+            prediction without its fields, files of different models (their tensors' digests
+            differ), or two files holding the same questions (one sample counted twice would
+            narrow the intervals falsely).
     """
     answers = Answers()
     digests: dict[str, Path] = {}
