@@ -13,7 +13,9 @@ counts only where every model answered it (same evaluation settings, video, ques
 
 The first model is the reference: each other model's accuracy with each method is set against
 it (paired bootstrap interval, `training.significance`), and every model's lead over average
-pooling is given the same way. Refused, with the reason: one model's files from different
+pooling is given the same way. ``--by task`` or ``--by form`` adds the same pairing within each
+task or question form (what a total hides: a model that gains "no" and loses "which came
+first" can tie). Refused, with the reason: one model's files from different
 tensors (by digest), a sample given twice, a ratio a file lacks, and models that answered the
 same questions under different conditions (boundary detector, window, answer length).
 """
@@ -28,12 +30,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from streamvxl.world import WorldConfig
 from training.significance import paired_differences
 
-__all__ = ["Answers", "Question", "load_answers", "compare", "markdown_table"]
+__all__ = ["Answers", "Question", "load_answers", "compare", "compare_groups", "markdown_table",
+           "group_table"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class Answers:
 
     correct: dict[Question, bool] = field(default_factory=dict)
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # sample -> settings
+    kinds: dict[Question, tuple[str, str]] = field(default_factory=dict)  # (task, form)
 
 
 _EXPECTED = ("an evaluation JSON of training.evaluate or training.niah, or a stills probe's "
@@ -158,6 +162,9 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
                 raise ValueError(f"{path}: repeats questions of an earlier file (the same "
                                  "sample given twice)")
             answers.correct[question] = correct
+            # a stills probe records no task: its questions are one kind, named by its file
+            answers.kinds[question] = (str(p.get("task", Path(path).stem)),
+                                       str(p.get("form", p.get("task", Path(path).stem))))
         ratios = sorted({p["ratio"] for p in predictions if p.get("ratio") is not None})
         if not at_ratio and ratios:  # a file of uncompressed answers only (a raw run's
             # probe) has no ratio to miss; one that compressed at others would be misread
@@ -174,6 +181,34 @@ def _rows(answers: Answers, questions: Sequence[Question], label: str | None = N
     return [{"video": repr((q.sample, q.video)), "ratio": 0,
              "question": repr((q.text, q.occurrence)), "method": label or q.method,
              "correct": answers.correct[q]} for q in questions]
+
+
+def _shared_questions(models: Mapping[str, Answers]) -> set[Question]:
+    """The questions every model answered, once they are known to be comparable.
+
+    Raises:
+        ValueError: no models, no question in common, or a shared sample answered under
+            different conditions.
+    """
+    if not models:
+        raise ValueError("no models to compare")
+    names = list(models)
+    shared = set.intersection(*(set(a.correct) for a in models.values()))
+    if not shared:
+        raise ValueError("the models answered no question in common (different samples?)")
+    for name in names:
+        left_out = len(models[name].correct) - len(shared)
+        if left_out:
+            log.warning("%s: %d answers to questions not every model was asked are left out",
+                        name, left_out)
+    for sample in {q.sample for q in shared}:
+        first = models[names[0]].conditions[sample]
+        for name in names[1:]:
+            differ = [k for k, v in models[name].conditions[sample].items() if first[k] != v]
+            if differ:
+                raise ValueError(f"{names[0]} and {name} answered the same questions with "
+                                 f"different {', '.join(differ)}: not a like-for-like comparison")
+    return shared
 
 
 def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
@@ -203,24 +238,8 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
             under different conditions (intervals, window, answer length), or ``baseline`` is
             "vst" or none of the methods (when vst is compared with other methods).
     """
-    if not models:
-        raise ValueError("no models to compare")
     names = list(models)
-    shared = set.intersection(*(set(a.correct) for a in models.values()))
-    if not shared:
-        raise ValueError("the models answered no question in common (different samples?)")
-    for name in names:
-        left_out = len(models[name].correct) - len(shared)
-        if left_out:
-            log.warning("%s: %d answers to questions not every model was asked are left out",
-                        name, left_out)
-    for sample in {q.sample for q in shared}:
-        first = models[names[0]].conditions[sample]
-        for name in names[1:]:
-            differ = [k for k, v in models[name].conditions[sample].items() if first[k] != v]
-            if differ:
-                raise ValueError(f"{names[0]} and {name} answered the same questions with "
-                                 f"different {', '.join(differ)}: not a like-for-like comparison")
+    shared = _shared_questions(models)
     # the first model's file order: the bootstrap resamples questions by position, so a lone
     # single-ratio sample gets the very interval its evaluation wrote for avg_pool (the first
     # row `training.significance` draws; later rows follow from one generator in turn)
@@ -278,6 +297,74 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+GroupBy = Literal["task", "form"]
+
+
+def compare_groups(models: Mapping[str, Answers], by: GroupBy, method: str = "vst",
+                   resamples: int = 2000, by_video: bool = False) -> list[dict[str, Any]]:
+    """`compare`'s pairing within each task (or each question form, "task/form") for one
+    method: which kinds of question a total's difference comes from.
+
+    Returns:
+        One row per group, in order: ``group``, ``n`` (questions every model answered),
+        ``correct`` (model -> count) and ``versus`` (each model after the first -> the first
+        model's accuracy minus its: diff, low, high; 95 %).
+
+    Example:
+        >>> asked = [Question("seed 1", f"v{i}", 16, "vst", t, 1)
+        ...          for i in range(4) for t in ("Was there a star?", "What came first?")]
+        >>> kinds = {q: ("exist", "exists_absent") if "star" in q.text else ("order", "first")
+        ...          for q in asked}
+        >>> one = Answers({q: True for q in asked}, {"seed 1": {}}, kinds)
+        >>> two = Answers({q: "star" in q.text for q in asked}, {"seed 1": {}}, kinds)
+        >>> [(r["group"], r["correct"], r["versus"]["two"]["diff"])
+        ...  for r in compare_groups({"one": one, "two": two}, "task", resamples=100)]
+        [('exist', {'one': 4, 'two': 4}, 0.0), ('order', {'one': 4, 'two': 0}, 1.0)]
+
+    Raises:
+        ValueError: as `compare`, or no shared question of ``method``.
+    """
+    names = list(models)
+    shared = _shared_questions(models)
+    reference = models[names[0]]
+    questions = [q for q in reference.correct if q in shared and q.method == method]
+    if not questions:
+        raise ValueError(f"the models share no answer of {method!r}")
+
+    def group(q: Question) -> str:
+        task, form = reference.kinds.get(q, ("", ""))
+        return task if by == "task" else f"{task}/{form}"
+
+    rows = []
+    for name in sorted({group(q) for q in questions}):
+        picked = [q for q in questions if group(q) == name]
+        versus = {}
+        for other in names[1:]:
+            pair = (_rows(reference, picked, names[0])
+                    + _rows(models[other], picked, other))
+            (row,) = paired_differences(pair, names[0], resamples, by_video=by_video)
+            versus[other] = {x: row[x] for x in ("diff", "low", "high")}
+        rows.append({"group": name, "n": len(picked),
+                     "correct": {m: sum(models[m].correct[q] for q in picked) for m in names},
+                     "versus": versus})
+    return rows
+
+
+def group_table(rows: Sequence[Mapping[str, Any]], by: GroupBy, method: str = "vst") -> str:
+    """`compare_groups`' rows as one markdown table: answers right of n per model, then the
+    first model minus each other (percent; intervals 95 %)."""
+    names = list(rows[0]["correct"])
+    others = list(rows[0]["versus"])
+    head = [by, "n", *(f"{m}, {method}" for m in names), *(f"{names[0]} - {m}" for m in others)]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for row in rows:
+        vs = [f"{_pct(v['diff'])} ({_pct(v['low'])} ... {_pct(v['high'])})"
+              for v in row["versus"].values()]
+        lines.append("| " + " | ".join([row["group"], str(row["n"]),
+                                         *(str(row["correct"][m]) for m in names), *vs]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _model_arg(text: str) -> tuple[str, list[Path]]:
     name, sep, files = text.partition("=")
     if not sep or not name or not files:
@@ -295,18 +382,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--by-video", action="store_true",
                         help="resample whole videos, not questions (a video's questions may "
                              "move together)")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--by", choices=("task", "form"),
+                        help="also pair within each task or question form (vst)")
+    parser.add_argument("--markdown", type=Path, help="also write the table(s) here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     names = [name for name, _ in args.model]
     if len(set(names)) != len(names):
         parser.error("model names must differ")
     try:
-        result = compare({name: load_answers(files, args.ratio) for name, files in args.model},
-                         args.baseline, by_video=args.by_video)
+        models = {name: load_answers(files, args.ratio) for name, files in args.model}
+        result = compare(models, args.baseline, by_video=args.by_video)
+        groups = (compare_groups(models, args.by, by_video=args.by_video)
+                  if args.by else None)
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         parser.error(f"{type(e).__name__}: {e}")
     table = markdown_table(result)
+    if groups:
+        table += "\n" + group_table(groups, args.by)
     print(table, end="")
     if args.markdown:
         args.markdown.write_text(table)

@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 
 from training import compare_models
-from training.compare_models import compare, load_answers, main, markdown_table
+from training.compare_models import (
+    compare,
+    compare_groups,
+    group_table,
+    load_answers,
+    main,
+    markdown_table,
+)
 from training.significance import paired_differences
 
 
 def test_docstring_examples() -> None:
     result = doctest.testmod(compare_models)
-    assert result.failed == 0 and result.attempted == 6
+    assert result.failed == 0 and result.attempted == 11
 
 
 def _report(path: Path, seed: int, outcomes: dict[tuple[str, int | None], list[bool]],
@@ -266,6 +273,7 @@ def test_stills_probes_pair_by_still_and_question(tmp_path: Path) -> None:
     exist = load_answers([tmp_path / "e.json"], ratio=2)
     kept = json.loads((tmp_path / "e.json").read_text())["records"]
     assert sorted(exist.correct.values()) == sorted(r["correct"] for r in kept)
+    assert set(exist.kinds.values()) == {("e", "e")}  # a probe's questions: one kind, its file's
 
     # a reading probe names a question by its sign's text
     reading = {"settings": {"model_tensors_sha256": "r", "n": 2, "seed": 0, "ratios": [16]},
@@ -296,3 +304,56 @@ def test_files_of_uncompressed_answers_only_pair(tmp_path: Path) -> None:
     two = _report(tmp_path / "two.json", 1, {("vst", 2): [True], ("full", None): [True]})
     with pytest.raises(ValueError, match=r"no answers at 16x \(it has \[2\]\)"):
         load_answers([two])
+
+
+def _formed(path: Path, model: str, right: dict[tuple[str, str], list[bool]]) -> Path:
+    """An evaluation JSON whose questions carry their task and form: ``right`` per (task,
+    form), one question per entry, each about its own video."""
+    predictions = [{"video": f"eval-{task}-{form}-{i}", "method": "vst", "ratio": 16,
+                    "task": task, "form": form, "question": f"{form}?", "correct": c}
+                   for (task, form), cs in right.items() for i, c in enumerate(cs)]
+    path.write_text(json.dumps({"settings": {"model_tensors_sha256": model, "seed": 2,
+                                             "ratios": [16], "window": 160},
+                                "predictions": predictions}))
+    return path
+
+
+def test_groups_pair_within_each_task_and_form(tmp_path: Path) -> None:
+    """Per form, the counts are the files' own and the differences are the groups' (a model
+    that gains "no" and loses "which came first" ties on the total, not within them)."""
+    a = _formed(tmp_path / "a.json", "a", {("exist", "absent"): [True] * 4,
+                                           ("exist", "present"): [True, False],
+                                           ("order", "first"): [False] * 4})
+    b = _formed(tmp_path / "b.json", "b", {("exist", "absent"): [False] * 4,
+                                           ("exist", "present"): [True, True],
+                                           ("order", "first"): [True] * 4})
+    models = {"a": load_answers([a]), "b": load_answers([b])}
+    assert compare(models, baseline="full", resamples=50)["accuracy"]["a"]["vst"] == 0.5
+    forms = compare_groups(models, "form", resamples=200)
+    assert [(r["group"], r["n"], r["correct"]) for r in forms] == [
+        ("exist/absent", 4, {"a": 4, "b": 0}), ("exist/present", 2, {"a": 1, "b": 2}),
+        ("order/first", 4, {"a": 0, "b": 4})]
+    assert [r["versus"]["b"]["diff"] for r in forms] == pytest.approx([1.0, -0.5, -1.0])
+    tasks = compare_groups(models, "task", resamples=200)
+    assert [(r["group"], r["correct"]) for r in tasks] == [("exist", {"a": 5, "b": 2}),
+                                                          ("order", {"a": 0, "b": 4})]
+    exist = tasks[0]["versus"]["b"]
+    assert exist["diff"] == pytest.approx(0.5) and exist["low"] <= 0.5 <= exist["high"]
+    table = group_table(forms, "form")
+    assert table.splitlines()[0] == "| form | n | a, vst | b, vst | a - b |"
+    assert "| exist/absent | 4 | 4 | 0 | +100.0 (+100.0 ... +100.0) |" in table
+    with pytest.raises(ValueError, match="share no answer of 'avg_pool'"):
+        compare_groups(models, "form", method="avg_pool")
+
+
+def test_cli_adds_the_group_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a = _formed(tmp_path / "a.json", "a", {("count", "objects"): [True, True]})
+    b = _formed(tmp_path / "b.json", "b", {("count", "objects"): [True, False]})
+    out = tmp_path / "t.md"
+    main(["--model", f"a={a}", "--model", f"b={b}", "--baseline", "full", "--by", "task",
+          "--markdown", str(out)])
+    printed = capsys.readouterr().out
+    assert printed == out.read_text()
+    assert "| a | 100.0 |" in printed and "| count | 2 | 2 | 1 | +50.0 (" in printed
+    with pytest.raises(SystemExit):
+        main(["--model", f"a={a}", "--by", "video"])
