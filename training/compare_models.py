@@ -322,7 +322,8 @@ def compare_groups(models: Mapping[str, Answers], by: GroupBy, method: str = "vs
         [('exist', {'one': 4, 'two': 4}, 0.0), ('order', {'one': 4, 'two': 0}, 1.0)]
 
     Raises:
-        ValueError: as `compare`, or no shared question of ``method``.
+        ValueError: no models, no question in common, a shared sample answered under
+            different conditions (as `compare`), or no shared answer of ``method``.
     """
     names = list(models)
     shared = _shared_questions(models)
