@@ -32,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import get_args
 
@@ -71,6 +71,13 @@ class TaskMix:
     """Sets of 2-4 stills with a comparison question."""
     video_tasks: tuple[Task, ...] = VIDEO_TASKS
     """Which video tasks to ask (a subset of `streamvxl.world.VIDEO_TASKS`)."""
+    video_task_weights: tuple[tuple[Task, float], ...] = ()
+    """How often each of ``video_tasks`` is asked: a task's relative chance in each video
+    question's draw (a task not named weighs 1; a mapping is accepted and kept as sorted
+    pairs). Empty: uniform over the tasks a video has questions for, as every run before
+    drew. A curriculum that kept "no" and the present lost "which of two came first" and "when
+    did X appear" (docs/results.md, finding 22); a uniform draw over eight tasks gives each an
+    eighth."""
     reading: float = 0.0
     """Stills that always show a sign, asked only what it says (`READING_FORMS`): a reading
     stage teaches the model to copy characters out of visual tokens before it must keep them
@@ -116,6 +123,17 @@ class TaskMix:
         if bad or not self.video_tasks:
             raise ValueError(f"TaskMix.video_tasks must be a non-empty subset of {VIDEO_TASKS}, "
                              f"got {self.video_tasks}")
+        pairs = self.video_task_weights
+        pairs = tuple(sorted((pairs.items() if isinstance(pairs, Mapping) else
+                              ((str(t), w) for t, w in pairs)), key=lambda tw: tw[0]))
+        object.__setattr__(self, "video_task_weights",  # frozen: normalised once, here
+                           tuple((t, float(w)) for t, w in pairs))
+        weights = dict(self.video_task_weights)
+        if (any(t not in self.video_tasks for t in weights)
+                or any(not w >= 0 for w in weights.values())
+                or not any(weights.get(t, 1.0) > 0 for t in self.video_tasks)):
+            raise ValueError("TaskMix.video_task_weights must weigh tasks of video_tasks "
+                             f"{self.video_tasks} >= 0, one of them > 0; got {weights}")
         bad = [t for t in self.long_tasks if t not in VIDEO_TASKS]
         if bad or not self.long_tasks:
             raise ValueError(f"TaskMix.long_tasks must be a non-empty subset of {VIDEO_TASKS}, "
@@ -178,7 +196,8 @@ def draw_sample(rng: np.random.Generator, world: WorldConfig, mix: TaskMix,
         if kind == 0:
             sample = video_sample(rng, world, tasks=mix.video_tasks, n=questions,
                                   grammar_prob=mix.grammar_prob,
-                                  exist_naming=mix.exist_naming)
+                                  exist_naming=mix.exist_naming,
+                                  task_weights=dict(mix.video_task_weights))
         elif kind == 1:
             sample = single_image_sample(rng, world, n=questions)
         elif kind == 2:

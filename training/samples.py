@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -250,12 +250,14 @@ def multi_image_sample(rng: np.random.Generator, config: WorldConfig | None = No
 def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
                  split: Split = "train", tasks: Iterable[Task] | None = None,
                  n: int = 4, grammar_prob: float = 0.0,
-                 exist_naming: ExistNaming = "recorded") -> Sample:
+                 exist_naming: ExistNaming = "recorded",
+                 task_weights: Mapping[str, float] | None = None) -> Sample:
     """A random episode as its camera delivered it (`streamvxl.world.camera_feed`: an outage's
     frames missing), with the frames' timestamps and up to ``n`` questions
     (``grammar_prob``: `streamvxl.world.make_questions`'s share of template-form questions
     worded by the training grammar; ``exist_naming``: how existence questions name absent
-    things, `streamvxl.world.questions.ExistNaming`).
+    things, `streamvxl.world.questions.ExistNaming`; ``task_weights``: how often each task is
+    asked, as `make_questions` takes them).
 
     Example:
         >>> s = video_sample(np.random.default_rng(0), WorldConfig(num_frames=16))
@@ -264,7 +266,7 @@ def video_sample(rng: np.random.Generator, config: WorldConfig | None = None,
     """
     ep = sample_episode(rng, config, split)
     qa = make_questions(ep, rng, split, tasks, n, grammar_prob=grammar_prob,
-                        exist_naming=exist_naming)
+                        exist_naming=exist_naming, task_weights=task_weights)
     return Sample("video", *camera_feed(ep), tuple(qa), (ep,))
 
 

@@ -40,7 +40,7 @@ object has that shape, order questions only between objects entering on differen
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -1038,17 +1038,24 @@ def _pick_form(by_form: dict[str, list[Fact]], forms: dict[str, Form],
 def draw_questions(facts: dict[str, list[Fact]], forms: dict[str, Form],
                    rng: np.random.Generator, split: Split, n: int,
                    novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
-                   grammar_prob: float = 0.0) -> list[QA]:
-    """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task
-    uniformly among those with candidates, then a form of it (by `Form.weight`), then a fact,
-    then a phrasing (`phrase`)."""
+                   grammar_prob: float = 0.0,
+                   task_weights: Mapping[str, float] | None = None) -> list[QA]:
+    """Up to ``n`` questions from candidate ``facts`` (by form name; consumed): a task among
+    those with candidates (uniformly, or by ``task_weights``: a task not named weighs 1, one
+    weighing 0 is never asked), then a form of it (by `Form.weight`), then a fact, then a
+    phrasing (`phrase`)."""
     pools: dict[Task, dict[str, list[Fact]]] = {}
     for name, items in facts.items():
-        if items:
+        weight = 1.0 if not task_weights else task_weights.get(forms[name].task, 1.0)
+        if items and weight > 0:
             pools.setdefault(forms[name].task, {})[name] = items
     out: list[QA] = []
     while len(out) < n and pools:
-        task = list(pools)[int(rng.integers(len(pools)))]
+        if task_weights:
+            w = np.array([task_weights.get(t, 1.0) for t in pools], dtype=np.float64)
+            task = list(pools)[int(rng.choice(len(pools), p=w / w.sum()))]
+        else:  # the uniform draw every recorded evaluation and run made
+            task = list(pools)[int(rng.integers(len(pools)))]
         by_form = pools[task]
         name = _pick_form(by_form, forms, rng)
         fact = by_form[name].pop(int(rng.integers(len(by_form[name]))))
@@ -1068,9 +1075,11 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
                    tasks: Iterable[Task] | None = None, n: int = 4,
                    novel_phrasing_prob: float = 0.5, held_out: HeldOut = "templates",
                    grammar_prob: float = 0.0,
-                   exist_naming: ExistNaming = "recorded") -> list[QA]:
+                   exist_naming: ExistNaming = "recorded",
+                   task_weights: Mapping[str, float] | None = None) -> list[QA]:
     """Up to ``n`` distinct unambiguous questions about an episode, tasks drawn uniformly
-    (among those that have a question), then forms, then instances.
+    (among those that have a question; by ``task_weights`` when given), then forms, then
+    instances.
 
     Args:
         episode: the ground truth.
@@ -1085,6 +1094,8 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
             by `template_train_grammar` instead of its template list (0: the recorded draws).
         exist_naming: how existence questions name absent things (`ExistNaming`; "recorded":
             the draw of the recorded question sets, whose wording predicts the answer).
+        task_weights: relative chance of each task in each question's draw (a task not named
+            weighs 1; None or empty: uniform, the recorded draws).
 
     Example:
         >>> from streamvxl.world.scene import sample_episode
@@ -1108,8 +1119,12 @@ def make_questions(episode: Episode, rng: np.random.Generator, split: Split = "t
              for name, form in FORMS.items() if form.task in wanted}
     if not 0.0 <= grammar_prob <= 1.0:
         raise ValueError(f"grammar_prob must be in [0, 1], got {grammar_prob}")
+    for t, w in (task_weights or {}).items():
+        if t not in VIDEO_TASKS or not w >= 0:
+            raise ValueError(f"task_weights: expected tasks of {VIDEO_TASKS} weighing >= 0, "
+                             f"got {t!r}: {w!r}")
     return draw_questions(facts, FORMS, rng, split, n, novel_phrasing_prob, held_out,
-                          grammar_prob)
+                          grammar_prob, task_weights)
 
 
 def subjects(episode: Episode, qa: QA) -> list[WorldObject]:

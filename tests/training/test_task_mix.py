@@ -228,3 +228,29 @@ def test_training_videos_with_an_outage_carry_the_memorys_note() -> None:
             text = PromptTemplate().format_question(qa.question, gaps)
             assert ids.tolist() == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert outages >= 3
+
+
+def test_video_task_weights_reach_the_questions_and_round_trip(tmp_path) -> None:
+    """A mix's task weights set which video questions are asked; given as a mapping they are
+    kept as sorted pairs, and they survive a checkpoint's config (JSON) unchanged."""
+    mix = TaskMix(video=1.0, image=0.0, multi_image=0.0, video_tasks=("order", "count"),
+                  video_task_weights={"count": 0.0, "order": 2})
+    assert mix.video_task_weights == (("count", 0.0), ("order", 2.0))
+    assert mix == TaskMix(video=1.0, image=0.0, multi_image=0.0, video_tasks=("order", "count"),
+                          video_task_weights=[("order", 2.0), ("count", 0.0)])
+    rng = np.random.default_rng(0)
+    tasks = {qa.task for _ in range(30) for qa in draw_sample(rng, WORLD, mix, 2).qa}
+    assert tasks == {"order"}
+    plain = TaskMix(video=1.0, image=0.0, multi_image=0.0)
+    same = TaskMix(video=1.0, image=0.0, multi_image=0.0, video_task_weights={})
+    for seed in range(10):  # no weights: the draws of every run before them
+        a = draw_sample(np.random.default_rng(seed), WORLD, plain, 3)
+        b = draw_sample(np.random.default_rng(seed), WORLD, same, 3)
+        assert a.qa == b.qa
+    cfg = _config(tmp_path, [[2, [2, 4], {"video": 1.0, "image": 0.0, "multi_image": 0.0,
+                                          "video_task_weights": {"order": 3, "time": 2}}]])
+    assert cfg.stages[0].mix.video_task_weights == (("order", 3.0), ("time", 2.0))
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ({"colour": 1.0}, {"order": -1.0}, {t: 0.0 for t in ("order", "count")}):
+        with pytest.raises(ValueError, match="video_task_weights"):
+            TaskMix(video_tasks=("order", "count"), video_task_weights=bad)

@@ -348,6 +348,37 @@ def test_task_filter_and_bad_input() -> None:
         make_questions(episodes()[0], np.random.default_rng(0), tasks=["colour"])  # type: ignore[list-item]
 
 
+def test_task_weights_set_how_often_each_task_is_asked() -> None:
+    """Weighted, a task is asked in proportion to its weight among the tasks an episode has
+    questions for; weight 0 never; no weights (or empty ones) draw exactly the uniform draw."""
+    eps = episodes()[:20]
+    for ep in eps:
+        plain = make_questions(ep, np.random.default_rng(3), n=6)
+        assert make_questions(ep, np.random.default_rng(3), n=6, task_weights={}) == plain
+    # one episode, many draws: its tasks with questions are known, so the shares are too
+    for ep in episodes():
+        tasks = {qa.task for qa in make_questions(ep, np.random.default_rng(0), n=40)}
+        if {"order", "needle"} <= tasks:
+            break
+    weights = {"order": 4.0, "needle": 0.0}
+    asked = Counter(qa.task for j in range(900)
+                    for qa in make_questions(ep, np.random.default_rng(j), n=1,
+                                             task_weights=weights))
+    assert asked["needle"] == 0
+    expected = 4.0 / (4.0 + len(tasks) - 2)  # the others weigh 1 each; needle 0
+    assert abs(asked["order"] / 900 - expected) < 0.06, (asked, expected)
+    uniform = Counter(qa.task for j in range(900)
+                      for qa in make_questions(ep, np.random.default_rng(j), n=1))
+    assert abs(uniform["order"] / 900 - 1 / len(tasks)) < 0.05, (uniform, tasks)
+    one_task = {t: 0.0 for t in VIDEO_TASKS if t != "count"}
+    for ep in eps:
+        assert {q.task for q in make_questions(ep, np.random.default_rng(0), n=4,
+                                               task_weights=one_task)} <= {"count"}
+    for bad in ({"colour": 1.0}, {"order": -1.0}, {"order": float("nan")}):
+        with pytest.raises(ValueError, match="task_weights"):
+            make_questions(eps[0], np.random.default_rng(0), task_weights=bad)
+
+
 def test_the_first_five_tasks_draw_the_questions_they_always_drew() -> None:
     """The recorded evaluations (docs/results.md) and the demo draw questions task by task;
     tasks added later must not change what the first five draw, or their commands no longer
