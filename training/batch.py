@@ -123,11 +123,10 @@ class TaskMix:
         if bad or not self.video_tasks:
             raise ValueError(f"TaskMix.video_tasks must be a non-empty subset of {VIDEO_TASKS}, "
                              f"got {self.video_tasks}")
-        pairs = self.video_task_weights
-        pairs = tuple(sorted((pairs.items() if isinstance(pairs, Mapping) else
-                              ((str(t), w) for t, w in pairs)), key=lambda tw: tw[0]))
+        pairs = self.video_task_weights  # a mapping, or pairs (a config's JSON gives lists)
+        pairs = pairs.items() if isinstance(pairs, Mapping) else pairs
         object.__setattr__(self, "video_task_weights",  # frozen: normalised once, here
-                           tuple((t, float(w)) for t, w in pairs))
+                           tuple(sorted((str(t), float(w)) for t, w in pairs)))
         weights = dict(self.video_task_weights)
         if (any(t not in self.video_tasks for t in weights)
                 or any(not w >= 0 for w in weights.values())

@@ -163,8 +163,8 @@ def load_answers(paths: Sequence[Path], ratio: int = 16) -> Answers:
                                  "sample given twice)")
             answers.correct[question] = correct
             # a stills probe records no task: its questions are one kind, named by its file
-            answers.kinds[question] = (str(p.get("task", Path(path).stem)),
-                                       str(p.get("form", p.get("task", Path(path).stem))))
+            task = str(p.get("task", Path(path).stem))
+            answers.kinds[question] = (task, str(p.get("form", task)))
         ratios = sorted({p["ratio"] for p in predictions if p.get("ratio") is not None})
         if not at_ratio and ratios:  # a file of uncompressed answers only (a raw run's
             # probe) has no ratio to miss; one that compressed at others would be misread
@@ -196,11 +196,6 @@ def _shared_questions(models: Mapping[str, Answers]) -> set[Question]:
     shared = set.intersection(*(set(a.correct) for a in models.values()))
     if not shared:
         raise ValueError("the models answered no question in common (different samples?)")
-    for name in names:
-        left_out = len(models[name].correct) - len(shared)
-        if left_out:
-            log.warning("%s: %d answers to questions not every model was asked are left out",
-                        name, left_out)
     for sample in {q.sample for q in shared}:
         first = models[names[0]].conditions[sample]
         for name in names[1:]:
@@ -240,6 +235,11 @@ def compare(models: Mapping[str, Answers], baseline: str = "avg_pool",
     """
     names = list(models)
     shared = _shared_questions(models)
+    for name in names:  # said here only: `compare_groups` after it leaves out the same
+        left_out = len(models[name].correct) - len(shared)
+        if left_out:
+            log.warning("%s: %d answers to questions not every model was asked are left out",
+                        name, left_out)
     # the first model's file order: the bootstrap resamples questions by position, so a lone
     # single-ratio sample gets the very interval its evaluation wrote for avg_pool (the first
     # row `training.significance` draws; later rows follow from one generator in turn)

@@ -351,8 +351,6 @@ def _mix(spec: TaskMix | dict[str, Any] | None) -> TaskMix | None:
     for key in ("video_tasks", "long_tasks"):
         if key in mix:
             mix[key] = tuple(mix[key])
-    if isinstance(mix.get("video_task_weights"), list):  # pairs, as `to_dict` writes them
-        mix["video_task_weights"] = tuple(tuple(pair) for pair in mix["video_task_weights"])
     return TaskMix(**mix)
 
 
