@@ -58,6 +58,7 @@ from .protocol import (
 
 try:
     import aiomqtt
+    from aiomqtt.exceptions import MqttConnectError
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -171,10 +172,14 @@ class MqttBridge:
         for camera in self.cameras:
             self._lanes[camera] = asyncio.Queue()
             self._lane_tasks.append(asyncio.create_task(self._answer_in_order(camera)))
-        client = self._make_client()
         delay = self.config.reconnect_initial
         try:
             while not stop.is_set():
+                # a fresh client for every attempt: aiomqtt 2.5 keeps a dropped connection's
+                # CONNACK, so a reused client "connects" to any socket that merely accepts (a
+                # broker still starting, a proxy) and fails later on paho's own error codes
+                # (empicano/aiomqtt#288)
+                client = self._make_client()
                 try:
                     async with client:
                         self._client = client
@@ -458,9 +463,11 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
 
 
 def _refused_for_good(e: aiomqtt.MqttCodeError) -> bool:
-    """A CONNACK refusal that a retry will not change (bad credentials, not authorized)."""
+    """A CONNACK refusal that a retry will not change (bad credentials, not authorized).
+    Only a CONNACK's code counts: paho's own error codes share the numbers (4 is both "bad
+    user name or password" and "not connected")."""
     rc = getattr(e.rc, "value", e.rc)
-    return rc in (4, 5, 134, 135, 138, 140)
+    return isinstance(e, MqttConnectError) and rc in (4, 5, 134, 135, 138, 140)
 
 
 __all__ = ["BridgeStats", "MqttBridge"]

@@ -195,11 +195,13 @@ def test_the_bridge_recovers_from_broker_crashes_by_itself(hub, tmp_path) -> Non
 
 class Gate:
     """A TCP relay to the broker that the test opens and shuts: while shut, every connection
-    is dropped at once (to the bridge, a broker not back yet), so the test decides when the
-    bridge may reconnect."""
+    is accepted, held ``hold`` s without a byte and dropped (to the bridge, a broker still
+    starting, or a proxy with no broker behind it), so the test decides when the bridge may
+    reconnect."""
 
-    def __init__(self, target: int) -> None:
-        self.target = target
+    def __init__(self, target: int, hold: float = 0.0) -> None:
+        self.target, self.hold = target, hold
+        self.refused = 0
         self.open = threading.Event()
         self.open.set()
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -214,7 +216,9 @@ class Gate:
                 return  # closed
             try:
                 if not self.open.is_set():
-                    raise ConnectionRefusedError
+                    self.refused += 1
+                    threading.Timer(self.hold, conn.close).start()
+                    continue
                 upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
                 upstream.settimeout(None)
             except OSError:
@@ -239,11 +243,14 @@ class Gate:
 def test_an_answer_computed_while_the_broker_is_away_is_delivered_after(hub, tmp_path) -> None:
     """Deterministic: the worker is held until the broker is dead, so the answer can only be
     made while it is away; the gate keeps the bridge out until the agent is back and
-    subscribed, so the answer can only come from the bridge's outbox."""
+    subscribed, so the answer can only come from the bridge's outbox. The shut gate accepts
+    and holds each attempt before dropping it: a socket that answers no CONNECT is neither a
+    connection nor a refusal of the credentials (an aiomqtt client reused after a dropped
+    connection took it for both)."""
     with contextlib.ExitStack() as stack:
         broker = Mosquitto(tmp_path / "broker").start()
         stack.callback(broker.stop)
-        gate = Gate(broker.port)
+        gate = Gate(broker.port, hold=0.5)
         stack.callback(gate.close)
         running = stack.enter_context(serving(parse_config(config_text(gate.port)), hub))
         bridge = running.service.bridge
@@ -267,7 +274,10 @@ def test_an_answer_computed_while_the_broker_is_away_is_delivered_after(hub, tmp
         assert agent.connected.wait(30)
         agent.publish("agents/late", b"probe")  # the agent is subscribed again once this is back
         assert next_message(replies, 10).payload == b"probe"
-        assert not bridge.stats.connected
+        until(lambda: gate.refused >= 1, what="the bridge to try the shut gate")
+        time.sleep(0.7)  # past the hold: that attempt's socket is gone
+        assert not bridge.stats.connected and bridge.stats.connects == 1
+        assert running.thread.is_alive() and running.result is None
         gate.open.set()
         message = next_message(replies, 30)
         answer = decode(message.payload)
