@@ -97,6 +97,10 @@ class VisualConfig:
     the cell each feature was -- the order of a sign's characters, which averaging loses
     (docs/results.md: a linear probe reads 88.5 % of signs from side-by-side projections,
     71.7 % from averaged ones)."""
+    frame_time: bool = False
+    """Each frame's visual tokens are preceded by its time since the stream's first frame, as
+    text (`streamvxl.model.frame_time`): what lets a compressed memory say *when*. Off in
+    Video-XL and the conformance data; a model trained with it needs it."""
 
     def __post_init__(self) -> None:
         if self.projector_type not in ("mlp2x_gelu", "linear"):
@@ -216,6 +220,13 @@ def _cell(mode: str, where: str) -> Cell:
     return POOL_MODES[mode]  # type: ignore[return-value]
 
 
+def _flag(cfg: dict[str, Any], key: str, where: str) -> bool:
+    value = cfg.get(key, False)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
 def _finish(cfg: dict[str, Any], llm: LLMConfig, model_type: str, where: str) -> VideoXLConfig:
     visual = None
     if "mm_hidden_size" in cfg:
@@ -229,6 +240,7 @@ def _finish(cfg: dict[str, Any], llm: LLMConfig, model_type: str, where: str) ->
             projector_type=cfg.get("mm_projector_type", "mlp2x_gelu"),
             pool_stride=cfg.get("mm_spatial_pool_stride", 2),
             cell=_cell(cfg.get("mm_spatial_pool_mode", "average"), where),
+            frame_time=_flag(cfg, "mm_frame_time", where),
         )
     ratios = cfg.get("beacon_ratio", [2, 4, 8])
     vst = VSTConfig(

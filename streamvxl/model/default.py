@@ -129,10 +129,10 @@ def delta_metadata(model: VideoXL, base_name: str, low_rank: Iterable[str] = ())
                  "num_hidden_layers": llm.num_hidden_layers, "vocab_size": llm.vocab_size},
         "model_type": cfg.model_type,
         "vision": {k: getattr(model.vision_config, k) for k in VISION_FIELDS},
-        # an averaging cell (every delta before side-by-side cells) leaves the key out, so
-        # older readers keep reading what they always read
+        # an averaging cell and no frame time (every delta before them) leave their keys
+        # out, so older readers keep reading what they always read
         "visual": {k: v for k, v in asdict(cfg.visual).items()
-                   if not (k == "cell" and v == "average")},
+                   if (k, v) not in (("cell", "average"), ("frame_time", False))},
         "vst": {"window": vst.window, "ratios": list(vst.ratios), "embed_init": vst.embed_init},
         "low_rank": sorted(low_rank),
     }

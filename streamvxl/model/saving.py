@@ -56,6 +56,8 @@ def checkpoint_config(model: VideoXL) -> dict:
             "mm_spatial_pool_mode": {v: k for k, v in POOL_MODES.items()}[cfg.visual.cell],
             "mm_vision_tower": "vision_tower",
         })
+        if cfg.visual.frame_time:  # streamvxl's own key, absent from Video-XL's checkpoints
+            out["mm_frame_time"] = True
     return out
 
 

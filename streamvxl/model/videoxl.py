@@ -12,6 +12,7 @@ from transformers import CLIPVisionConfig
 
 from .config import VideoXLConfig
 from .decoder import Decoder
+from .frame_time import STAMP_TOKENS
 from .vision import FrameTokens, VisionTower, build_projector, pool_patches, stack_patches
 
 # Shapes: N frames, T tokens per frame, C hidden, V vocabulary, S image side.
@@ -77,11 +78,19 @@ class VideoXL(nn.Module):
         return self.model.vision_tower.image_size
 
     @property
-    def tokens_per_frame(self) -> int:
+    def visual_tokens_per_frame(self) -> int:
+        """Tokens the vision path makes of one frame."""
         vc = self.vision_config
         side = vc.image_size // vc.patch_size
         stride = self.config.visual.pool_stride
         return (side // stride) ** 2
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Raw tokens one frame is in the memory's windows: its visual tokens, after its time
+        stamp when the model stamps frames (`VisualConfig.frame_time`)."""
+        stamp = STAMP_TOKENS if self.config.visual.frame_time else 0
+        return stamp + self.visual_tokens_per_frame
 
     def encode_frames(self, pixel_values: torch.Tensor) -> FrameTokens:
         """Preprocessed frames (N, 3, S, S) -> visual tokens (N, T, C) and CLS embeddings."""

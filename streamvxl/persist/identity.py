@@ -67,7 +67,7 @@ def model_identity(model: torch.nn.Module, config: object, threads: int = 8) -> 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         digests = list(pool.map(lambda item: _tensor_digest(item[1]), tensors))
     h = hashlib.sha256()
-    config_json = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)  # type: ignore[call-overload]
+    config_json = json.dumps(_hashed_config(config), sort_keys=True, default=str)
     h.update(config_json.encode())
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     h.update(dtype.encode())
@@ -79,6 +79,20 @@ def model_identity(model: torch.nn.Module, config: object, threads: int = 8) -> 
     shape = (f"{llm.num_hidden_layers} layers x {llm.hidden_size}" if llm is not None else "")
     return ModelIdentity(h.hexdigest(), dtype,
                          f"{params / 1e6:.1f}M K/V-shaping parameters, {shape}, {dtype}")
+
+
+LATER_FIELDS = {("visual", "frame_time"): False}
+"""Config fields added after logs were first written, with the value every earlier model had:
+hashed only when set otherwise, so that memories written before them still open."""
+
+
+def _hashed_config(config: object) -> dict:
+    cfg = dataclasses.asdict(config)  # type: ignore[call-overload]
+    for (part, name), default in LATER_FIELDS.items():
+        section = cfg.get(part)
+        if isinstance(section, dict) and section.get(name, default) == default:
+            section.pop(name, None)
+    return cfg
 
 
 def check_identity(written: ModelIdentity, current: ModelIdentity, where: str) -> None:
