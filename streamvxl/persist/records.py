@@ -86,6 +86,9 @@ class LogContents:
     for those that have them."""
     last_time: float | None = None
     """Stream time of the newest frame the last record knew of."""
+    time_origin: float | None = None
+    """Stream time of its first frame (what frame time stamps count from); None in a log
+    written before streamvxl recorded it."""
     last_wall: float | None = None
     """`time.time()` when the last record was written (with ``last_time``: how much time
     passed while the memory was closed)."""
@@ -118,13 +121,14 @@ def interval_body(*, id: int, t_start: float, t_end: float, frame_start: int, fr
                   ratio: int | None, keys: torch.Tensor, values: torch.Tensor,
                   embedding: torch.Tensor | None, evicts: Sequence[int], gaps: Sequence[Gap],
                   spacing: Sequence[float], last_time: float | None, wall: float,
-                  looks: torch.Tensor | None = None, looks_by: str | None = None
-                  ) -> list[bytes | memoryview]:
+                  looks: torch.Tensor | None = None, looks_by: str | None = None,
+                  time_origin: float | None = None) -> list[bytes | memoryview]:
     """An ``interval`` record's body, as parts (`codec.pack_parts`): keys and values
     (L, G, n, D) pre-RoPE, embedding (E,); the text-to-frame embeddings ``looks`` (k, E')
     made by the scorer ``looks_by`` (`Retrieval.frames`) go in the meta, as float16 bytes:
     they are small, and `fold` reads every record's meta, so a reopened log's disk tier is
-    scored without reading its K/V."""
+    scored without reading its K/V. ``time_origin``: the stream's first frame's time, which
+    frame time stamps count from."""
     tensors = {"keys": keys, "values": values}
     if embedding is not None:
         tensors["embedding"] = embedding.float()
@@ -132,7 +136,8 @@ def interval_body(*, id: int, t_start: float, t_end: float, frame_start: int, fr
             "frame_start": frame_start, "frame_end": frame_end, "ratio": ratio,
             "num_tokens": int(keys.shape[2]), "evicts": [int(i) for i in evicts],
             "gaps": [[g.start, g.end, g.cause] for g in gaps],
-            "spacing": [float(s) for s in spacing], "last_time": last_time, "wall": wall}
+            "spacing": [float(s) for s in spacing], "last_time": last_time, "wall": wall,
+            "time_origin": time_origin}
     if looks is not None and looks_by is not None:
         rows = looks.detach().to("cpu", torch.float16).contiguous()
         meta["looks"] = {"by": looks_by, "shape": list(rows.shape),
@@ -196,7 +201,7 @@ def fold(bodies: Sequence[bytes], where: str, damaged: int = 0,
                 archived.clear()
                 contents.gaps, contents.spacing = [], []
                 contents.next_id = contents.evicted = contents.frames_seen = 0
-                contents.last_time = None
+                contents.last_time = contents.time_origin = None
                 contents.last_wall = _number(meta, "wall")
             else:
                 raise _Malformed(f"unknown record kind {kind!r}")
@@ -263,6 +268,7 @@ def _check_interval(meta: dict[str, Any]) -> dict[str, Any]:
     for key in ("t_start", "t_end", "wall"):
         _number(meta, key)
     _number(meta, "last_time", optional=True)
+    _number(meta, "time_origin", optional=True)
     evicts, gaps, spacing = meta.get("evicts"), meta.get("gaps"), meta.get("spacing")
     if not isinstance(evicts, list) or not all(isinstance(i, int) for i in evicts):
         raise _Malformed("evicts is not a list of ids")
@@ -298,6 +304,7 @@ def _apply_interval(contents: LogContents, live: dict[int, tuple[dict[str, Any],
     contents.gaps = [Gap(float(s), float(e), c) for s, e, c in meta["gaps"]]
     contents.spacing = [float(s) for s in meta["spacing"]]
     contents.last_time = meta["last_time"] if meta["last_time"] is not None else meta["t_end"]
+    contents.time_origin = meta.get("time_origin")
     contents.last_wall = meta["wall"]
 
 

@@ -98,7 +98,8 @@ class StreamLog:
                       frame_start=job.closed.start, frame_end=job.closed.end, ratio=job.ratio,
                       embedding=job.embedding, evicts=evicts, gaps=list(state.gaps),
                       spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-                      looks=job.looks, looks_by=state.settings.looks_tag)
+                      looks=job.looks, looks_by=state.settings.looks_tag,
+                      time_origin=state.time_origin)
 
         def write() -> None:
             if copied is not None:
@@ -258,6 +259,7 @@ def restore_stream(runtime, path: str | os.PathLike[str], config: MemoryConfig |
     state.gaps = list(contents.gaps)
     state.spacing.extend(contents.spacing)
     state.last_time = contents.last_time
+    state.time_origin = contents.time_origin
     state.resumed_wall = contents.last_wall
     if config.token_budget is not None:
         runtime.workspace.reserve(config.token_budget + 2 * settings.window)
@@ -391,7 +393,7 @@ def _interval_bodies(state: StreamState) -> list[tuple[int, Body]]:
             frame_start=record.frame_start, frame_end=record.frame_end, ratio=record.ratio,
             keys=k, values=v, embedding=record.embedding, evicts=evicts, gaps=state.gaps,
             spacing=list(state.spacing), last_time=state.last_time, wall=time.time(),
-            looks=record.looks, looks_by=state.settings.looks_tag)
+            looks=record.looks, looks_by=state.settings.looks_tag, time_origin=state.time_origin)
 
     for entry in entries:
         k, v = archive.load(entry)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import torch
 
 from ..answer import Answer, Citation, IntervalSpan, Timings
 from ..config import MemoryConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..intervals.boundary import BoundaryConfig
 from ..intervals.segmenter import ClosedInterval, IntervalSegmenter
 from ..memory.clip_scorer import ClipScorer
@@ -36,6 +36,7 @@ from ..model.attention import AttentionKernels
 from ..model.cache import RotatedCache
 from ..model.decoder import ChunkKV
 from ..model.encoder import encode_text, encode_window, window_plan
+from ..model.frame_time import StampIds, stamp_frames
 from ..model.generate import GREEDY, Generation, Sampling, run_steps
 from ..model.layout import RemainderRule
 from ..model.queries import QueryGraphs
@@ -104,6 +105,7 @@ class Runtime:
         self._identity: ModelIdentity | None = None
         self._yes_no: tuple[list[int], list[int]] | None = None
         self._frame_scorers: dict[str, ClipScorer] = {}
+        self._stamp_ids: StampIds | None = None
         self.default_scorer: Scorer = "keys"
         """What ranks intervals where `Retrieval.scorer` is None: the question's own queries
         against key digests, which any checkpoint has (`Runtime.default` sets "frames")."""
@@ -223,7 +225,7 @@ class Runtime:
         """Frames through the vision tower into ``state`` (closed intervals join its pending
         ones; `compress_next` compresses them)."""
         frames = self.encode_images(images)
-        state.admit(frames.tokens, frames.embeddings, stamps,
+        state.admit(self.stamped(state, frames.tokens, stamps), frames.embeddings, stamps,
                     looks=self.looks(state.settings.looks_wanted, images))
 
     def compress_next(self, state: StreamState) -> IntervalRecord | None:
@@ -454,6 +456,29 @@ class Runtime:
         if len(tokens) == 1:
             return FrameTokens(tokens[0], embeddings[0])
         return FrameTokens(torch.cat(tokens), torch.cat(embeddings))
+
+    def stamped(self, state: StreamState, tokens: torch.Tensor, stamps: Sequence[float]
+                ) -> torch.Tensor:
+        """Frames' visual tokens (F, T, C) as ``state``'s memory takes them (`stamp`), their
+        times counted from the stream's first frame (`StreamState.time_origin`; these
+        frames' first when it has none yet)."""
+        if not self.model.config.visual.frame_time:
+            return tokens
+        origin = state.time_origin if state.time_origin is not None else stamps[0]
+        return self.stamp(tokens, [ts - origin for ts in stamps])
+
+    def stamp(self, tokens: torch.Tensor, seconds: Sequence[float]) -> torch.Tensor:
+        """Visual tokens (F, T, C) of frames ``seconds`` after their stream's first, each
+        after its time stamp (F, K + T, C) when the model stamps frames
+        (`VisualConfig.frame_time`); else as they are."""
+        if not self.model.config.visual.frame_time:
+            return tokens
+        if self._stamp_ids is None:
+            if self.tokenizer is None:
+                raise ConfigError("this model stamps frames with their time and needs its "
+                                  "tokenizer for it")
+            self._stamp_ids = StampIds(self.tokenizer)
+        return stamp_frames(self.model.embed_ids, tokens, self._stamp_ids(seconds))
 
     def frame_scorer(self, spec: str) -> ClipScorer:
         """The text-to-frame scorer `Retrieval.frames` names, loaded once for every stream

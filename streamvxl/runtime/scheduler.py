@@ -421,8 +421,9 @@ class Scheduler:
             try:
                 looks = self.runtime.looks(slot.state.settings.looks_wanted,  # type: ignore[union-attr]
                                            [batch[i][1].image for i in rows])
-                slot.state.admit(tokens, frames.embeddings[rows],  # type: ignore[union-attr]
-                                 [batch[i][1].timestamp for i in rows],
+                stamps = [batch[i][1].timestamp for i in rows]
+                tokens = self.runtime.stamped(slot.state, tokens, stamps)  # type: ignore[arg-type]
+                slot.state.admit(tokens, frames.embeddings[rows], stamps,  # type: ignore[union-attr]
                                  [batch[i][1].gap for i in rows],
                                  [batch[i][1].dropped_before for i in rows], looks=looks)
             except BaseException as e:  # the refused frame and those after it are lost

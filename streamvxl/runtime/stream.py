@@ -103,6 +103,9 @@ class StreamState:
     (`Frame.gap`), or found between two frames further apart than `streamvxl.gaps.gap_threshold`."""
     last_time: float | None = None
     """Timestamp of the newest admitted frame."""
+    time_origin: float | None = None
+    """Timestamp of the stream's first admitted frame: what frame time stamps count from
+    (`Runtime.stamped`); kept by its log, so a reopened memory stamps on the same clock."""
     spacing: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_HISTORY))
     """The last intervals between admitted frames, seconds (the automatic gap threshold)."""
     conditions: list[Condition] = field(default_factory=list)
@@ -154,6 +157,8 @@ class StreamState:
         for i, ts in enumerate(stamps):
             # the segmenter validates the embedding and changes nothing when it refuses it
             closed = self.segmenter.push(self.frames_seen, embeddings[i])
+            if self.time_origin is None:
+                self.time_origin = ts
             self._note_gap(ts, reported[i] if reported else None, dropped[i] if dropped else 0)
             self.open.append(tokens[i], embeddings[i], ts,
                              None if looks is None else looks[i])
@@ -207,6 +212,7 @@ class StreamState:
         self.frames_seen = 0
         self.gaps = []
         self.last_time = None
+        self.time_origin = None
         self.resumed_wall = None
         self.spacing.clear()
         if self.log is not None:
