@@ -74,7 +74,8 @@ class EncodedVideo:
     name: str
     """An identifier (for logs and predictions), e.g. ``"eval-3"``."""
     tokens: torch.Tensor
-    """(N, T, C) visual tokens, on the model's device."""
+    """(N, T, C) each frame's raw tokens (its visual tokens, after its time stamp when the
+    model stamps frames), on the model's device."""
     embeddings: torch.Tensor
     """(N, Cv) float32 CLS embeddings on the CPU (the boundary detector's input)."""
     timestamps: np.ndarray
@@ -93,10 +94,14 @@ class EncodedVideo:
 
 @torch.no_grad()
 def encode_video(runtime: Runtime, chunks: Iterable[np.ndarray], boundary: BoundaryConfig,
-                 fps: float = 2.0, name: str = "video") -> EncodedVideo:
+                 fps: float = 2.0, name: str = "video",
+                 timestamps: np.ndarray | None = None) -> EncodedVideo:
     """Encode frames arriving in chunks of (f, H, W, 3) uint8 (any sizes: a renderer can
     stream them) through the runtime's vision path, then cut the whole video into intervals
-    with the product's segmenter. Only the visual tokens are kept, never the pixels."""
+    with the product's segmenter. Only the tokens are kept, never the pixels: each frame's
+    visual tokens, after its time stamp when the model stamps frames (`Runtime.stamp`).
+    ``timestamps``: (N,) seconds of the frames (a camera's outage skips some); None: frame i
+    at i / ``fps``."""
     tokens: list[torch.Tensor] = []
     embeds: list[torch.Tensor] = []
     for chunk in chunks:
@@ -106,12 +111,15 @@ def encode_video(runtime: Runtime, chunks: Iterable[np.ndarray], boundary: Bound
             embeds.append(out.embeddings)
     if not tokens:
         raise ValueError("encode_video got no frames")
-    all_tokens = torch.cat(tokens)  # (N, T, C)
     all_embeds = torch.cat(embeds)  # (N, Cv)
-    n = all_tokens.shape[0]
+    n = all_embeds.shape[0]
+    times = np.arange(n, dtype=np.float64) / fps if timestamps is None else \
+        np.asarray(timestamps, dtype=np.float64)
+    if times.shape != (n,):
+        raise ValueError(f"{n} frames but {times.shape} timestamps")
+    all_tokens = runtime.stamp(torch.cat(tokens), list(times - times[0]))  # (N, T, C)
     intervals = tuple(segment(list(all_embeds.double().numpy()), boundary))
-    return EncodedVideo(name, all_tokens, all_embeds, np.arange(n, dtype=np.float64) / fps,
-                        intervals)
+    return EncodedVideo(name, all_tokens, all_embeds, times, intervals)
 
 
 @dataclass

@@ -41,6 +41,7 @@ import torch
 
 from streamvxl.gaps import found_gaps
 from streamvxl.intervals import BoundaryConfig, segment
+from streamvxl.model.frame_time import StampIds
 from streamvxl.model.layout import split_windows
 from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
@@ -58,6 +59,10 @@ from training.samples import (
 READING_FORMS: tuple[str, ...] = ("needle_word", "needle_number")
 """The question forms of a reading sample (the still's sign is a word or a number)."""
 
+
+STILLS_FPS = 2.0
+"""How far apart (1 / this, seconds) images are timed: `training.baselines.encode_video`'s
+default rate, which the probes give stills."""
 
 @dataclass(frozen=True)
 class TaskMix:
@@ -180,6 +185,9 @@ class Example:
     open_tail: bool = False
     """The last interval keeps every raw token (`plan_windows`), as a live stream's open
     interval is read when a question comes; the others are compressed at ``ratios``."""
+    stamp_ids: torch.Tensor | None = None
+    """(N, K) int64 the frames' time stamps (`streamvxl.model.frame_time`), for a model that
+    stamps frames; None: it does not."""
 
     @property
     def num_answer_tokens(self) -> int:
@@ -232,13 +240,21 @@ def _ids(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
 def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: Preprocessor,
                  ratios: Sequence[int], seed: int, vocab_size: int,
                  end_of_turn: str = "<|im_end|>", reading_cell: int | None = None,
-                 open_tail: bool = False) -> Example:
+                 open_tail: bool = False, frame_time: bool = False) -> Example:
     """Tokenise and preprocess a sample: every QA of it becomes one (question, answer) pair
     over the same memory (compression is query-agnostic, so one memory serves them all).
     ``reading_cell``: the px side of the cell one visual token pools; given, the example
     carries its frames' reading labels (`training.reading.sample_reading_labels`).
-    ``open_tail``: its last interval stays raw (`Example.open_tail`)."""
+    ``open_tail``: its last interval stays raw (`Example.open_tail`). ``frame_time``: the
+    model stamps frames (`VisualConfig.frame_time`): the example carries its frames' stamps,
+    counted from its first frame (images at 1 / `STILLS_FPS` s apart, as
+    `training.baselines.encode_video` times them)."""
     pixels = preprocess(list(sample.frames))  # (N, 3, S, S)
+    stamp_ids = None
+    if frame_time:
+        times = sample.timestamps if sample.timestamps is not None else \
+            np.arange(len(sample.frames)) / STILLS_FPS
+        stamp_ids = StampIds(tokenizer)([float(t - times[0]) for t in times])
     # the gaps a `VideoMemory` fed these timestamps tells before every question
     gaps = found_gaps(sample.timestamps) if sample.timestamps is not None else []
     return Example(
@@ -253,6 +269,7 @@ def make_example(sample: Sample, tokenizer, prompt: PromptTemplate, preprocess: 
         qa=sample.qa,
         reading=None if reading_cell is None else sample_reading_labels(sample, reading_cell),
         open_tail=open_tail,
+        stamp_ids=stamp_ids,
     )
 
 

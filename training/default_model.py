@@ -62,6 +62,7 @@ from streamvxl.model.default import (
     tensors_digest,
     write_delta,
 )
+from streamvxl.model.frame_time import STAMP_TOKENS
 from streamvxl.model.loading import load_state, load_videoxl, read_config
 from streamvxl.model.videoxl import VideoXL
 from streamvxl.model.vision import VisionTower, build_projector
@@ -96,22 +97,25 @@ def tiny_vision_config() -> CLIPVisionConfig:
 
 
 def default_config(base_folder: Path, vision: CLIPVisionConfig, cell: Cell = "average",
-                   pool_stride: int = 2) -> VideoXLConfig:
+                   pool_stride: int = 2, frame_time: bool = False) -> VideoXLConfig:
     """The multimodal config on top of the base's LLM config (``cell``: `VisualConfig.cell`;
-    ``pool_stride``: `VisualConfig.pool_stride`, 2 -> 16 tokens a frame, 1 -> 64). A window
-    holds `WINDOW_FRAMES` frames either way."""
+    ``pool_stride``: `VisualConfig.pool_stride`, 2 -> 16 tokens a frame, 1 -> 64;
+    ``frame_time``: `VisualConfig.frame_time`). A window holds `WINDOW_FRAMES` frames either
+    way."""
     base = from_checkpoint_dict(read_config(base_folder), where=str(base_folder / "config.json"))
     visual = VisualConfig(mm_hidden_size=vision.hidden_size, select_layer=-2, cell=cell,
-                          pool_stride=pool_stride)
+                          pool_stride=pool_stride, frame_time=frame_time)
     side = vision.image_size // vision.patch_size // visual.pool_stride
+    frame = side * side + (STAMP_TOKENS if frame_time else 0)
     return VideoXLConfig(llm=base.llm, visual=visual,
-                         vst=VSTConfig(window=WINDOW_FRAMES * side * side, ratios=RATIOS),
+                         vst=VSTConfig(window=WINDOW_FRAMES * frame, ratios=RATIOS),
                          model_type="llava_llama")
 
 
 def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
                         tower_state: Mapping[str, torch.Tensor] | None = None,
-                        cell: Cell = "average", pool_stride: int = 2) -> VideoXL:
+                        cell: Cell = "average", pool_stride: int = 2,
+                        frame_time: bool = False) -> VideoXL:
     """The untrained streamvxl-tiny (float32, CPU, eval mode).
 
     Args:
@@ -122,6 +126,7 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
         cell: how a cell of 2 x 2 patches becomes a token (`VisualConfig.cell`).
         pool_stride: the side of that cell (`VisualConfig.pool_stride`): 2 makes 16 tokens a
             frame, 1 makes each of the 64 patches a token.
+        frame_time: stamp each frame with its time (`VisualConfig.frame_time`).
 
     Example:
         >>> model = build_default_model()  # doctest: +SKIP
@@ -130,7 +135,7 @@ def build_default_model(base_folder: str | Path | None = None, seed: int = 0,
     """
     folder = Path(base_folder) if base_folder is not None else base_llm_folder()
     vision = tiny_vision_config()
-    cfg = default_config(folder, vision, cell, pool_stride)
+    cfg = default_config(folder, vision, cell, pool_stride, frame_time)
     model = skeleton(cfg, vision)
     state = base_state(model, folder)
     with torch.random.fork_rng(devices=[]):
@@ -157,7 +162,8 @@ def split_delta(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 def continue_from_delta(base_folder: str | Path, delta: str | Path,
                         tower_state: Mapping[str, torch.Tensor] | None = None,
-                        cell: Cell | None = None, pool_stride: int | None = None) -> VideoXL:
+                        cell: Cell | None = None, pool_stride: int | None = None,
+                        frame_time: bool | None = None) -> VideoXL:
     """The model a run continuing from ``delta`` starts from: the base with the delta's full
     tensors (tower, projector, VST embedding, ...) laid over it, and its low-rank layers left at
     the base weights -- the recipe's ``lora_init`` puts their factors back as adapters, so the
@@ -174,13 +180,17 @@ def continue_from_delta(base_folder: str | Path, delta: str | Path,
     ``pool_stride`` other than the delta's (None keeps it) changes how many tokens a frame
     makes: an averaging projector reads one patch at a time, so it stays (the tokens of stride
     2 are the averages of stride 1's); a side-by-side one reads the whole cell, so a fresh one
-    starts."""
+    starts.
+
+    ``frame_time`` (`VisualConfig.frame_time`; None keeps the delta's) adds no weights: a run
+    that turns it on teaches the delta's model to read its frames' time stamps."""
     full, _ = split_delta(delta)
     visual = read_delta_metadata(Path(delta)).get("visual", {})
     own: Cell = visual.get("cell", "average")
     own_stride = int(visual.get("pool_stride", 2))
     cell = own if cell is None else cell
     pool_stride = own_stride if pool_stride is None else pool_stride
+    frame_time = bool(visual.get("frame_time", False)) if frame_time is None else frame_time
     if tower_state is not None:
         full = {k: v for k, v in full.items() if not k.startswith("model.vision_tower.")}
         full.update({"model.vision_tower." + k: v for k, v in tower_state.items()})
@@ -188,7 +198,8 @@ def continue_from_delta(base_folder: str | Path, delta: str | Path,
         log.info("%s: cell %r -> %r, pool stride %d -> %d: its projector left out (a fresh one "
                  "starts)", delta, own, cell, own_stride, pool_stride)
         full = {k: v for k, v in full.items() if not k.startswith("model.mm_projector.")}
-    model = build_default_model(base_folder, cell=cell, pool_stride=pool_stride)
+    model = build_default_model(base_folder, cell=cell, pool_stride=pool_stride,
+                                frame_time=frame_time)
     state = model.state_dict()
     unknown = sorted(set(full) - set(state))
     if unknown:
@@ -426,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="tokens a frame: 2 -> 16 (each a 2 x 2 cell of patches), 1 -> 64 (each "
                         "patch), so that 16x leaves 4 VSTs a frame instead of 1 (default: the "
                         "delta's, or 2)")
+    i.add_argument("--frame-time", action=argparse.BooleanOptionalAction, default=None,
+                   help="stamp each frame with its time since the stream's first, as text "
+                        "before its visual tokens (VisualConfig.frame_time; default: the "
+                        "delta's, or off)")
     i.add_argument("--delta", type=Path, help="continue from an exported delta: its full "
                    "tensors go into the folder; train with --lora-init DELTA for its adapters (with "
                    "--vision-weights: that tower replaces the delta's)")
@@ -470,10 +485,11 @@ def main(argv: list[str] | None = None) -> int:
 
             tower = load_file(str(args.vision_weights))
         if args.delta is not None:
-            model = continue_from_delta(base, args.delta, tower, args.cell, args.pool_stride)
+            model = continue_from_delta(base, args.delta, tower, args.cell, args.pool_stride,
+                                        args.frame_time)
         else:
             model = build_default_model(base, args.seed, tower, args.cell or "average",
-                                        args.pool_stride or 2)
+                                        args.pool_stride or 2, bool(args.frame_time))
         save_videoxl(model, args.out)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(args.out))
         log.info("wrote %s", args.out)

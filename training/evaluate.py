@@ -336,7 +336,7 @@ def evaluate(model: VideoXL | str | Path, tokenizer: Any = None, *,
     t0 = time.perf_counter()
     for i, sample in enumerate(samples):
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
-                             name=f"eval-{i}")
+                             name=f"eval-{i}", timestamps=sample.timestamps)
         gaps = found_gaps(sample.timestamps)
         q_ids = [question_ids(answer_with, qa.question, gaps) for qa in sample.qa]
         for method in methods:

@@ -44,6 +44,7 @@ from streamvxl.intervals import BoundaryConfig
 from streamvxl.model.cache import ConcatCache
 from streamvxl.model.decoder import ChunkKV, SequenceChunk, TokenRoute
 from streamvxl.model.encoder import encode_interval, window_embeddings
+from streamvxl.model.frame_time import stamp_frames
 from streamvxl.model.layout import window_layout
 from streamvxl.model.rope import Rotation
 from streamvxl.model.videoxl import VideoXL
@@ -276,14 +277,20 @@ def group_loss(model: VideoXL, examples: list[Example], boundary: BoundaryConfig
         if e.pixels.shape != lead.pixels.shape or not torch.equal(e.prefix_ids, lead.prefix_ids):
             raise ValueError("a group's examples need the same frame count, image size and "
                              "prompt prefix; group them by frame count")
+        if (e.stamp_ids is None) != (lead.stamp_ids is None):
+            raise ValueError("a group's examples are all stamped with their frames' times or "
+                             "none is")
         if e.open_tail != lead.open_tail:
             raise ValueError("a group's examples share one window plan: an open tail and a "
                              "stored one cannot share it (`group_examples` keeps them apart)")
     pixels = torch.cat([e.pixels for e in examples]).to(device)  # (B*N, 3, S, S)
     frames = model.encode_frames(pixels)
-    _, t, c = frames.tokens.shape
+    raw = frames.tokens  # (B*N, T, C)
+    if lead.stamp_ids is not None:  # each frame after its time stamp: (B*N, K + T, C)
+        raw = stamp_frames(model.embed_ids, raw, torch.cat([e.stamp_ids for e in examples]))
+    _, t, c = raw.shape
     b = len(examples)
-    tokens = frames.tokens.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
+    tokens = raw.reshape(b, n * t, c)  # (B, N*T, C), frame-major per example
     if plan is None:
         plan = plan_windows(frames.embeddings[:n], t, window, boundary, lead.ratios, lead.seed,
                             lead.open_tail)

@@ -85,7 +85,7 @@ def reading_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int 
     model = runtime.model
     world = WorldConfig(num_frames=1, height=model.image_size, width=model.image_size,
                         max_objects=3, number_prob=number_prob)
-    cell = model.image_size // int(round(model.tokens_per_frame ** 0.5))  # pixels per token
+    cell = model.image_size // int(round(model.visual_tokens_per_frame ** 0.5))  # pixels per token
     rng = np.random.default_rng([READING_PROBE_SEED, seed])
     records: list[dict[str, Any]] = []
     for i in range(n):

@@ -533,6 +533,8 @@ class DataSource:
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
     reading_cell: int | None = None
     """Given: examples carry reading labels for cells of this many px (`token_cell`)."""
+    frame_time: bool = False
+    """The model stamps frames with their time (`VisualConfig.frame_time`): so do examples."""
 
     def example(self, index: int, ratios: tuple[int, ...], mix: TaskMix | None = None
                 ) -> Example:
@@ -550,7 +552,8 @@ class DataSource:
             np.random.default_rng([self.cfg.seed, index, 2]).random() < self.cfg.open_tail_share
         return make_example(sample, self.tokenizer, self.prompt, self.preprocess, ratios,
                             seed=int(rng.integers(2**62)), vocab_size=self.vocab_size,
-                            reading_cell=self.reading_cell, open_tail=open_tail)
+                            reading_cell=self.reading_cell, open_tail=open_tail,
+                            frame_time=self.frame_time)
 
     def step_indices(self, step: int, info: DistInfo) -> range:
         """The example indices of this rank in 1-based ``step``."""
@@ -730,7 +733,8 @@ def train(cfg: RecipeConfig) -> list[dict[str, Any]]:
     world = WorldConfig(num_frames=cfg.frames, height=model.image_size,
                         width=model.image_size, **cfg.world)
     data = DataSource(cfg, world, tokenizer, preprocess, model.config.llm.vocab_size,
-                      reading_cell=token_cell(model) if cfg.reading_loss > 0 else None)
+                      reading_cell=token_cell(model) if cfg.reading_loss > 0 else None,
+                      frame_time=model.config.visual.frame_time)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         keep_metrics_through(out / "metrics.jsonl", step)

@@ -57,7 +57,9 @@
 # CELL=side_by_side builds the model (or continues the delta) with `VisualConfig.cell` side by
 # side: a fresh projector reads each token's 2 x 2 patches concatenated instead of averaging
 # their projections. POOL_STRIDE=1 makes each of a frame's 64 patches a token (16 with the
-# default 2): 16x then keeps 4 VSTs a frame (`default_model init --pool-stride`).
+# default 2): 16x then keeps 4 VSTs a frame (`default_model init --pool-stride`). FRAME_TIME=1
+# stamps each frame with its time, as text before its visual tokens (`VisualConfig.frame_time`):
+# what "when" questions are answered from (`default_model init --frame-time`).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
@@ -107,6 +109,7 @@ elif [[ ${VISION[1]} != 0 ]]; then
 fi
 [[ -n ${CELL:-} ]] && INIT+=(--cell "$CELL")
 [[ -n ${POOL_STRIDE:-} ]] && INIT+=(--pool-stride "$POOL_STRIDE")
+[[ ${FRAME_TIME:-} == 1 ]] && INIT+=(--frame-time)
 if (( ${#PRETRAIN[@]} )); then
     say "vision pre-training (${PRETRAIN[*]})"
     [[ -f $WORK/tower.safetensors ]] || $PY -m training.vision_pretrain \

@@ -421,3 +421,37 @@ def test_a_finer_pool_keeps_every_tensor_and_averages_back_to_the_coarse_tokens(
     ids = torch.tensor([1, 2, 3])  # (Q,) token ids of a question
     torch.testing.assert_close(_compress_and_ask(loaded, frames, ids),
                                _compress_and_ask(fine, frames, ids))
+
+
+def test_frame_time_continues_a_delta_with_every_tensor_and_round_trips(
+        trained, base: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """``init --delta D --frame-time``: D's tensors, every one (a stamp is embedded by the
+    language model's own table), a window of as many frames, each now its stamp's tokens
+    longer; its delta records the switch, continues as itself, and loads back with it. A delta
+    without it keeps the metadata it always had (no "frame_time" key)."""
+    from streamvxl.model.default import read_delta_metadata
+    from streamvxl.model.frame_time import STAMP_TOKENS
+    from training.default_model import continue_from_delta, main
+
+    _, report = trained
+    assert "frame_time" not in read_delta_metadata(report.path)["visual"]
+    plain = continue_from_delta(base, report.path)
+    model = continue_from_delta(base, report.path, frame_time=True)
+    assert model.config.visual.frame_time and not plain.config.visual.frame_time
+    assert model.tokens_per_frame == plain.tokens_per_frame + STAMP_TOKENS
+    frames_per_window = plain.config.vst.window // plain.tokens_per_frame
+    assert model.config.vst.window == frames_per_window * model.tokens_per_frame
+    same = plain.state_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, same[k]), k
+    path = tmp_path / "timed.safetensors"
+    export_delta(model, base, path)
+    assert read_delta_metadata(path)["visual"]["frame_time"] is True
+    assert continue_from_delta(base, path).config.visual.frame_time
+    loaded, _ = load_default_model("cpu", torch.float32, path, cache_dir=cache_dir)
+    assert loaded.config == model.config
+    # what train_default.sh's FRAME_TIME=1 runs: the checkpoint folder a run starts from
+    folder = tmp_path / "init"
+    assert main(["--base", str(base), "init", str(folder), "--delta", str(report.path),
+                 "--frame-time"]) == 0
+    assert json.loads((folder / "config.json").read_text())["mm_frame_time"] is True
