@@ -64,6 +64,7 @@ STILLS_FPS = 2.0
 """How far apart (1 / this, seconds) images are timed: `training.baselines.encode_video`'s
 default rate, which the probes give stills."""
 
+
 @dataclass(frozen=True)
 class TaskMix:
     """Proportions of the composite data (normalised; a zero weight turns a kind off)."""
