@@ -134,7 +134,7 @@ def existence_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: in
     for i in range(n):
         sample = draw_sample(rng, world, questions)
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
-                             name=f"still-{i}")
+                             name=f"still-{i}", timestamps=sample.timestamps)
         for qa in sample.qa:
             q_ids = question_ids(answer_with, qa.question)
             for method in methods:

@@ -96,7 +96,7 @@ def reading_probe(model: VideoXL | str | Path, tokenizer: Any = None, *, n: int 
         about = {"still": i, "text": sign.text, "kind": "number" if sign.is_number else "word",
                  "length": len(sign.text), "straddles": first != last}
         video = encode_video(runtime, [sample.frames], settings.boundary, world.fps,
-                             name=f"still-{i}")
+                             name=f"still-{i}", timestamps=sample.timestamps)
         q_ids = question_ids(answer_with, qa.question)
         for method in methods:
             for ratio in (None,) if method == "full" else ratios:

@@ -630,8 +630,8 @@ def _on_screen(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     facts = []
     for second in range(int((ep.num_frames - 1) / ep.fps) + 1):
         a, b = on_screen_window(ep, second)
-        if a >= b:
-            continue
+        if a >= b or abs(np.floor(second * ep.fps + 0.5) / ep.fps - second) > 0.5:
+            continue  # under 1 fps a second may fall between two frames: nothing shows then
         seen = [i for i, o in enumerate(ep.objects) if o.t_in < b and o.t_out > a]
         signs = [g for g in ep.signs if g.t_in < b and g.t_out > a]
         if len(seen) != 1 or signs or seen[0] not in ref:

@@ -454,6 +454,13 @@ class WorldConfig:
     ``width`` (cameras come in many resolutions and aspect ratios; object sizes, speeds and
     sign fonts scale with each); None: always ``height`` x ``width``, no draw (the recorded
     episodes). A multi-image sample draws one size for all its images."""
+    rates: tuple[float, ...] | None = None
+    """Frame rates (frames per second) to draw one of per episode, in place of ``fps``.
+    Cameras deliver 1, 2 or 5 frames a second: drawn at one rate, a video's n-th frame is
+    always the same second, and a model learns "when" from a frame's place in the memory
+    rather than from its time stamp (`VisualConfig.frame_time`), then answers wrong for any
+    other camera (docs/results.md, finding 25). None: always ``fps``, no draw (the recorded
+    episodes)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.camera, dict):
@@ -461,6 +468,8 @@ class WorldConfig:
                 k: tuple(v) if isinstance(v, list) else v for k, v in self.camera.items()}))
         if self.sizes is not None:
             self._check_sizes()
+        if self.rates is not None:
+            self._check_rates()
         m = min(self.height, self.width)
         if self.num_frames < 1:
             raise ValueError(f"WorldConfig.num_frames must be >= 1, got {self.num_frames}")
@@ -533,19 +542,39 @@ class WorldConfig:
                 raise ValueError(f"WorldConfig.sizes: {h}x{w} does not suit this world: {e}"
                                  ) from e
 
+    def _check_rates(self) -> None:
+        try:
+            rates = tuple(float(r) for r in self.rates)  # type: ignore[union-attr]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"WorldConfig.rates must be frames per second, got "
+                             f"{self.rates!r}") from e
+        if not rates:
+            raise ValueError("WorldConfig.rates must name at least one rate or be None")
+        object.__setattr__(self, "rates", rates)
+        for r in rates:
+            try:
+                dataclasses.replace(self, fps=r, rates=None)
+            except ValueError as e:
+                raise ValueError(f"WorldConfig.rates: {r:g} fps does not suit this world: {e}"
+                                 ) from e
+
     def drawn(self, rng: np.random.Generator) -> WorldConfig:
-        """This config at one frame size drawn from ``sizes`` (itself, with no draw, when
-        ``sizes`` is None).
+        """This config at one frame size drawn from ``sizes`` and one frame rate drawn from
+        ``rates`` (no draw for either that is None).
 
         Example:
             >>> one = WorldConfig(sizes=((48, 48), (64, 112))).drawn(np.random.default_rng(0))
             >>> (one.height, one.width), one.sizes
             ((64, 112), None)
         """
-        if self.sizes is None:
-            return self
-        h, w = self.sizes[int(rng.integers(len(self.sizes)))]
-        return dataclasses.replace(self, height=h, width=w, sizes=None)
+        cfg = self
+        if cfg.sizes is not None:
+            h, w = cfg.sizes[int(rng.integers(len(cfg.sizes)))]
+            cfg = dataclasses.replace(cfg, height=h, width=w, sizes=None)
+        if cfg.rates is not None:
+            cfg = dataclasses.replace(cfg, fps=cfg.rates[int(rng.integers(len(cfg.rates)))],
+                                      rates=None)
+        return cfg
 
     @property
     def font_scale(self) -> int:

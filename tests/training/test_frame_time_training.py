@@ -55,6 +55,20 @@ def test_a_video_example_carries_its_frames_stamps_from_the_first(tokenizer) -> 
     assert _example(tokenizer, sample, frame_time=False).stamp_ids is None
 
 
+def test_a_video_drawn_at_another_rate_is_stamped_at_its_own(tokenizer) -> None:
+    # a world of several rates (`WorldConfig.rates`): the n-th frame's stamp tells the second
+    mix = TaskMix(1.0, 0.0, 0.0)
+    seen = {}
+    for seed in range(12):
+        world = WorldConfig(num_frames=8, height=56, width=56, max_objects=2, rates=(1.0, 4.0))
+        sample = draw_sample(np.random.default_rng(seed), world, mix, questions=2)
+        fps = sample.episodes[0].fps
+        seen[fps] = _texts(tokenizer, _example(tokenizer, sample).stamp_ids)
+    assert seen == {1.0: [f"{t:06d}s" for t in range(8)],
+                    4.0: ["000000s", "000000s", "000001s", "000001s",
+                          "000001s", "000001s", "000002s", "000002s"]}
+
+
 def test_images_are_timed_as_the_probes_time_stills(tokenizer) -> None:
     sample = _sample("image")
     assert sample.timestamps is None

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from streamvxl.world.questions import make_questions, on_screen_window, seconds_of, seconds_text
 from streamvxl.world.render import render
 from streamvxl.world.scene import (
     COLOURS,
@@ -123,6 +124,12 @@ def test_stills_are_one_frame_with_static_objects() -> None:
     (dict(sizes=((64, 64), (24, 24))), "sizes: 24x24.*object_size"),  # 3.8 px objects
     (dict(sizes=((64, 64), 64)), "sizes"),
     (dict(sizes=((64, 64.5),)), "sizes must be whole pixel counts"),
+    (dict(rates=()), "rates"),
+    (dict(rates=("fast",)), "rates must be frames per second"),
+    (dict(rates=(2.0, 0.0)), "rates: 0 fps.*fps must be > 0"),
+    # 5 frames dropped at 3 fps leave 2 s between two frames: no gap the memory finds
+    (dict(offline_prob=0.5, offline_frames=(5, 8), rates=(1.0, 2.0, 3.0)),
+     "rates: 3 fps.*offline_frames"),
 ])
 def test_bad_config_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -201,6 +208,45 @@ def test_sizes_draw_a_frame_size_per_episode_and_none_changes_no_draw() -> None:
     assert ep == sample_episode(np.random.default_rng(3), replace(base, height=64, width=112))
     assert (sample_still(np.random.default_rng(4), one).width,
             single_image_sample(np.random.default_rng(4), one).frames.shape[1:3]) == (112, (64, 112))
+
+
+def test_rates_draw_a_frame_rate_per_episode_and_none_changes_no_draw() -> None:
+    rates = (0.5, 1.0, 2.5)
+    cfg = WorldConfig(num_frames=24, max_objects=3, rates=[0.5, 1, 2.5])  # from JSON
+    assert cfg.rates == rates
+    drawn = [sample_episode(np.random.default_rng([6, i]), cfg) for i in range(40)]
+    assert {ep.fps for ep in drawn} == set(rates)
+    for ep in drawn:  # the frame times, and so every "when" answer, follow the drawn rate
+        assert np.allclose(ep.timestamps(), np.arange(24) / ep.fps)
+        for q in make_questions(ep, np.random.default_rng(0), tasks=("time",), n=20):
+            if q.form == "when_appear":
+                obj = ep.objects[int(q.param("object"))]
+                assert q.answer == seconds_text(seconds_of(obj.t_in, ep.fps))
+    base = WorldConfig(num_frames=16, max_objects=3)
+    for i in range(10):  # None: the episodes recorded before rates existed
+        assert sample_episode(np.random.default_rng([7, i]), base) == sample_episode(
+            np.random.default_rng([7, i]), replace(base, rates=None))
+    one = replace(base, rates=(1.0,))
+    assert sample_episode(np.random.default_rng(3), one) == sample_episode(
+        np.random.default_rng(3), replace(base, fps=1.0))
+    both = WorldConfig(num_frames=16, max_objects=3, sizes=((48, 48), (64, 112)),
+                       rates=(1.0, 2.0))
+    assert len({(ep.width, ep.fps) for ep in (sample_episode(np.random.default_rng(i), both)
+                                               for i in range(40))}) == 4
+
+
+def test_under_one_frame_a_second_nothing_is_asked_of_a_second_between_frames() -> None:
+    cfg = WorldConfig(num_frames=24, max_objects=1, fps=0.4)  # a frame every 2.5 s
+    asked = 0
+    for i in range(40):
+        ep = sample_episode(np.random.default_rng([9, i]), cfg)
+        for q in make_questions(ep, np.random.default_rng(i), tasks=("time",), n=30):
+            if q.form == "on_screen":
+                second = int(q.param("second"))
+                a, b = on_screen_window(ep, second)
+                assert min(abs(f / ep.fps - second) for f in range(a, b)) <= 0.5
+                asked += 1
+    assert asked > 0
 
 
 def test_a_multi_image_sample_draws_one_size_for_all_its_images() -> None:
