@@ -244,6 +244,9 @@ def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 
     if (world or {}).get("sizes") is not None:
         raise ValueError("a haystack is one camera: give its frame size as height and width, "
                          "not world 'sizes'")
+    if (world or {}).get("rates") is not None:
+        raise ValueError("a haystack is one camera: give its frame rate as fps, not world "
+                         "'rates'")
     fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
     segments = []
     for n in _segment_lengths(num_frames, segment_frames):
@@ -438,9 +441,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     device = None if args.device == "auto" else args.device
     digest = model_digest(args.model)  # of the file as loaded, before a long run
     model, tokenizer, preprocess = load_model_folder(args.model, args.tokenizer, device)
-    # a haystack is one camera at the model's size, with its own needle
+    # a haystack is one camera (one size, one rate) at the model's size, with its own needle
+    one_camera = ("cut_prob", "sign_prob", "max_signs", "sizes", "rates")
     world = {k: v for k, v in trained.get("world", {}).items()
-             if k not in ("cut_prob", "sign_prob", "max_signs", "sizes")} | (args.world or {})
+             if k not in one_camera} | (args.world or {})
     boundary = BoundaryConfig(**(args.boundary or trained.get("boundary")
                                  or dataclasses.asdict(DEFAULT_BOUNDARY)))
     window = args.window or trained.get("window")

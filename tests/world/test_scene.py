@@ -259,12 +259,14 @@ def test_a_multi_image_sample_draws_one_size_for_all_its_images() -> None:
     assert len(shapes) == 3
 
 
-def test_one_camera_tools_refuse_a_world_of_many_sizes() -> None:
+def test_one_camera_tools_refuse_a_world_of_many_sizes_or_rates() -> None:
     from training.niah import make_haystack
     from training.vision_pretrain import PretrainConfig, pretrain
 
     with pytest.raises(ValueError, match="height and width"):
         make_haystack(64, 0.5, seed=0, world={"sizes": [[64, 112]]})
+    with pytest.raises(ValueError, match="frame rate as fps"):
+        make_haystack(64, 0.5, seed=0, world={"rates": [1, 2]})
     with pytest.raises(ValueError, match="sizes"):
         pretrain(PretrainConfig(world={"sizes": [[64, 112]]}))
 
