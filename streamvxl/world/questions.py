@@ -619,8 +619,11 @@ def _before(ep: Episode, rng: np.random.Generator) -> list[Fact]:
 
 
 def on_screen_window(ep: Episode, second: int) -> tuple[int, int]:
-    """Frames [start, stop) that "at second N" covers: N * fps, +- half a second."""
+    """Frames [start, stop) that "at second N" covers: N * fps, +- half a second; empty when
+    no frame is within half a second of it (under 1 fps a second may fall between two)."""
     f = int(np.floor(second * ep.fps + 0.5))
+    if abs(f / ep.fps - second) > 0.5:
+        return f, f
     h = int(ep.fps // 2)
     return max(0, f - h), min(ep.num_frames, f + h + 1)
 
@@ -630,8 +633,8 @@ def _on_screen(ep: Episode, rng: np.random.Generator) -> list[Fact]:
     facts = []
     for second in range(int((ep.num_frames - 1) / ep.fps) + 1):
         a, b = on_screen_window(ep, second)
-        if a >= b or abs(np.floor(second * ep.fps + 0.5) / ep.fps - second) > 0.5:
-            continue  # under 1 fps a second may fall between two frames: nothing shows then
+        if a >= b:
+            continue
         seen = [i for i, o in enumerate(ep.objects) if o.t_in < b and o.t_out > a]
         signs = [g for g in ep.signs if g.t_in < b and g.t_out > a]
         if len(seen) != 1 or signs or seen[0] not in ref:
