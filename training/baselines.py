@@ -92,9 +92,14 @@ class EncodedVideo:
         return int(self.tokens.shape[1])
 
 
+STILLS_FPS = 2.0
+"""The rate frames given no timestamps are timed at (1 / this seconds apart): the probes'
+stills, and the images of a training example (`training.batch.make_example`)."""
+
+
 @torch.no_grad()
 def encode_video(runtime: Runtime, chunks: Iterable[np.ndarray], boundary: BoundaryConfig,
-                 fps: float = 2.0, name: str = "video",
+                 fps: float = STILLS_FPS, name: str = "video",
                  timestamps: np.ndarray | None = None) -> EncodedVideo:
     """Encode frames arriving in chunks of (f, H, W, 3) uint8 (any sizes: a renderer can
     stream them) through the runtime's vision path, then cut the whole video into intervals

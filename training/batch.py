@@ -47,6 +47,7 @@ from streamvxl.preprocess import Preprocessor
 from streamvxl.prompt import PromptTemplate
 from streamvxl.world import QA, VIDEO_TASKS, Task, WorldConfig
 from streamvxl.world.questions import ExistNaming
+from training.baselines import STILLS_FPS
 from training.reading import sample_reading_labels
 from training.samples import (
     Sample,
@@ -58,11 +59,6 @@ from training.samples import (
 
 READING_FORMS: tuple[str, ...] = ("needle_word", "needle_number")
 """The question forms of a reading sample (the still's sign is a word or a number)."""
-
-
-STILLS_FPS = 2.0
-"""How far apart (1 / this, seconds) images are timed: `training.baselines.encode_video`'s
-default rate, which the probes give stills."""
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from streamvxl.runtime import Runtime
 from streamvxl.testing import make_tokenizer, random_videoxl
 from streamvxl.world import WorldConfig
 from tests.model.test_frame_time import stamping
-from training.baselines import encode_video
-from training.batch import STILLS_FPS, TaskMix, draw_sample, make_example
+from training.baselines import STILLS_FPS, encode_video
+from training.batch import TaskMix, draw_sample, make_example
 from training.forward import example_loss
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
