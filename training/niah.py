@@ -214,6 +214,10 @@ def _clashes(x: int, y: int, h: int, w: int, size: int, corners: np.ndarray,
     return bool(np.any(~(apart_x | apart_y)))
 
 
+# WorldConfig fields make_haystack sets itself (a world repeating one would be a duplicate keyword)
+_HAYSTACK_OWN = frozenset({"num_frames", "height", "width", "fps"})
+
+
 def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 0,
                   height: int = 64, width: int = 64, fps: float = 2.0,
                   segment_frames: int = 32, needle_frames: int = 2,
@@ -247,6 +251,9 @@ def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 
     if (world or {}).get("rates") is not None:
         raise ValueError("a haystack is one camera: give its frame rate as fps, not world "
                          "'rates'")
+    if own := sorted(set(world or {}) & _HAYSTACK_OWN):
+        raise ValueError(f"world {own} are the haystack's own arguments: give them as "
+                         f"make_haystack's {', '.join(own)}, not in world")
     fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
     segments = []
     for n in _segment_lengths(num_frames, segment_frames):

@@ -402,6 +402,17 @@ def test_haystack_is_the_same_at_every_depth() -> None:
         assert a.segments[i] == b.segments[i]
 
 
+@pytest.mark.parametrize(("world", "match"), [
+    ({"sizes": [[64, 64]]}, "frame size as height and width"),
+    ({"rates": [1, 2]}, "frame rate as fps"),
+    ({"fps": 1.0}, r"\['fps'\] are the haystack's own"),
+    ({"height": 32, "num_frames": 8}, r"\['height', 'num_frames'\]"),
+])
+def test_haystack_refuses_a_world_that_sets_its_own_camera(world, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        nh.make_haystack(64, 0.5, seed=0, world=world)
+
+
 def test_niah_end_to_end_at_64_frames(model, tokenizer, monkeypatch) -> None:
     kw = {"frame_counts": (64,), "depths": (0.0, 0.5), "ratio": 4, "window": WINDOW,
           "boundary": BOUNDARY, "methods": ("vst", "last_n", "full"), "max_new_tokens": 4}
