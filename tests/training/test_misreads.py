@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training import evaluate as ev
+from training import accuracy_report as ar
 from training import misreads
 from training import niah as nh
 from training import reading_probe as rp
@@ -113,7 +113,7 @@ def test_evaluation_reports_carry_the_table(tmp_path: Path) -> None:
     preds = [_p("344", "434", task="needle", question="q", video="v", form="needle_number"),
              _p("cat", "dog", task="needle", question="q2", video="v", form="needle_word"),
              _p("2", "3", task="count", question="q3", video="v", form="count_objects")]
-    ev.write_report(rows, tmp_path, "x", {}, preds)
+    ar.write_report(rows, tmp_path, "x", {}, preds)
     md = (tmp_path / "x.md").read_text()
     assert "| vst 16x | 2 | 1 | 1 |" in md  # the count question is no sign reading
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluate import markdown_report
+from training.accuracy_report import markdown_report
 from training.significance import paired_differences
 
 
