@@ -31,7 +31,8 @@ from streamvxl.testing import make_tokenizer
 from streamvxl.world import WorldConfig
 from training.forward import group_examples
 from training.parallel import DistInfo, close, init_distributed
-from training.recipe import DataSource, RecipeConfig, Stage, config_from_dict, train
+from training.recipe import DataSource, train
+from training.recipe_config import RecipeConfig, Stage, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 6

@@ -23,7 +23,8 @@ from streamvxl.testing import make_tokenizer, random_videoxl
 from streamvxl.world import WorldConfig
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example
 from training.forward import answer_loss, answers_loss, group_examples, group_loss, task_keys
-from training.recipe import TASK_KEYS, RecipeConfig, train
+from training.recipe import TASK_KEYS, train
+from training.recipe_config import RecipeConfig
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
 

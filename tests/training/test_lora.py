@@ -50,7 +50,8 @@ from training.lora import (
     save_lora,
     set_lora_factors,
 )
-from training.recipe import DataSource, RecipeConfig, set_trainable, train
+from training.recipe import DataSource, set_trainable, train
+from training.recipe_config import RecipeConfig
 
 from .test_recipe import tiny_run
 

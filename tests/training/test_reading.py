@@ -46,7 +46,8 @@ from training.reading import (
     slots_for,
     token_cell,
 )
-from training.recipe import config_from_dict, train
+from training.recipe import train
+from training.recipe_config import config_from_dict
 
 K = 1 + len(CHARS)
 

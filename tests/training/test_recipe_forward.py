@@ -29,7 +29,8 @@ from streamvxl.testing import make_tokenizer, random_videoxl
 from streamvxl.world import WorldConfig
 from training.batch import TaskMix, WindowPlan, draw_sample, make_example, plan_windows
 from training.forward import TrainModule, answer_loss, build_memory, example_loss
-from training.recipe import RecipeConfig, set_trainable, unreachable_parameters
+from training.recipe import set_trainable, unreachable_parameters
+from training.recipe_config import RecipeConfig
 
 BOUNDARY = BoundaryConfig(window=1, min_frames=2, max_frames=4, threshold=0.0)
 

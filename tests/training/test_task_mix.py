@@ -17,7 +17,7 @@ import pytest
 
 from streamvxl.world import WorldConfig
 from training.batch import READING_FORMS, TaskMix, draw_sample
-from training.recipe import RecipeConfig, Stage, config_from_dict
+from training.recipe_config import RecipeConfig, Stage, config_from_dict
 
 WORLD = WorldConfig(num_frames=12, height=64, width=64, max_objects=3, sign_prob=0.5)
 READING = TaskMix(video=0.0, image=0.0, multi_image=0.0, reading=1.0)
