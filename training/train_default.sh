@@ -59,9 +59,10 @@
 # their projections. POOL_STRIDE=1 makes each of a frame's 64 patches a token (16 with the
 # default 2): 16x then keeps 4 VSTs a frame (`default_model init --pool-stride`). FRAME_TIME=1
 # stamps each frame with its time, as text before its visual tokens (`VisualConfig.frame_time`):
-# what "when" questions are answered from (`default_model init --frame-time`); "rates" in
-# TRAIN_WORLD (e.g. [1, 1.5, 2, 2.5]) draws each video's frame rate, so that only the stamp
-# tells a frame's second (at one rate its place in the video does: docs/results.md, 25).
+# what "when" questions are meant to be answered from (`default_model init --frame-time`);
+# "rates" in TRAIN_WORLD (e.g. [1, 1.5, 2, 2.5]) draws each video's frame rate, so that only the
+# stamp tells a frame's second (at one rate its place in the video does: docs/results.md, 25;
+# 21 curriculum steps at four rates did not yet teach the stamp: 26).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
