@@ -214,8 +214,10 @@ def _clashes(x: int, y: int, h: int, w: int, size: int, corners: np.ndarray,
     return bool(np.any(~(apart_x | apart_y)))
 
 
-# WorldConfig fields make_haystack sets itself (a world repeating one would be a duplicate keyword)
-_HAYSTACK_OWN = frozenset({"num_frames", "height", "width", "fps"})
+# WorldConfig fields a haystack sets itself, as one camera, and where a caller gives each
+_HAYSTACK_OWN = {"sizes": "its frame size as height and width",
+                 "rates": "its frame rate as fps",
+                 **{k: f"make_haystack's {k}" for k in ("num_frames", "height", "width", "fps")}}
 
 
 def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 0,
@@ -245,16 +247,12 @@ def make_haystack(num_frames: int, depth: float, *, seed: int | Sequence[int] = 
         raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
     seeds = [seed] if isinstance(seed, int) else list(seed)
     rng = np.random.default_rng([NIAH_SEED_TAG, *seeds, num_frames])
-    if (world or {}).get("sizes") is not None:
-        raise ValueError("a haystack is one camera: give its frame size as height and width, "
-                         "not world 'sizes'")
-    if (world or {}).get("rates") is not None:
-        raise ValueError("a haystack is one camera: give its frame rate as fps, not world "
-                         "'rates'")
-    if own := sorted(set(world or {}) & _HAYSTACK_OWN):
-        raise ValueError(f"world {own} are the haystack's own arguments: give them as "
-                         f"make_haystack's {', '.join(own)}, not in world")
-    fields = {"max_objects": 3, **(world or {}), "cut_prob": 0.0, "sign_prob": 0.0}
+    # a None (a recorded world's "sizes": None) sets nothing
+    world = {k: v for k, v in (world or {}).items() if v is not None}
+    if own := sorted(set(world) & set(_HAYSTACK_OWN)):
+        raise ValueError(f"a haystack is one camera: world {own} are the haystack's own; give "
+                         f"{'; '.join(_HAYSTACK_OWN[k] for k in own)}, not in world")
+    fields = {"max_objects": 3, **world, "cut_prob": 0.0, "sign_prob": 0.0}
     segments = []
     for n in _segment_lengths(num_frames, segment_frames):
         cfg = WorldConfig(num_frames=n, height=height, width=width, fps=fps, **fields)
