@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -42,10 +43,13 @@ def make_tokenizer(vocab_size: int = 400):
                                    pad_token="<|endoftext|>")
 
 
-def random_videoxl(seed: int = 0, scale: float = 0.08, **vst) -> VideoXL:
-    """The conformance-shaped model with random weights (matrices ~ N(0, scale))."""
+def random_videoxl(seed: int = 0, scale: float = 0.08, *, frame_time: bool = False) -> VideoXL:
+    """The conformance-shaped model with random weights (matrices ~ N(0, scale));
+    ``frame_time`` stamps each frame with its time (`VisualConfig.frame_time`, no weights)."""
     torch.manual_seed(seed)
     cfg, vision = tiny_config()
+    if frame_time:
+        cfg = dataclasses.replace(cfg, visual=dataclasses.replace(cfg.visual, frame_time=True))
     model = VideoXL(cfg, vision)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -16,14 +16,6 @@ from streamvxl.persist.identity import _hashed_config, model_identity
 from streamvxl.testing import make_tokenizer, random_videoxl
 
 
-def stamping(model):
-    """``model`` with `VisualConfig.frame_time` on (it adds no weights)."""
-    cfg = model.config
-    model.config = dataclasses.replace(cfg, visual=dataclasses.replace(cfg.visual,
-                                                                       frame_time=True))
-    return model
-
-
 @pytest.mark.parametrize(("seconds", "text"), [
     (0.0, "000000s"), (0.49, "000000s"), (0.5, "000001s"), (12.4, "000012s"),
     (4210.0, "004210s"), (999_999.4, "999999s"), (1_000_000.0, "000000s")])
@@ -69,7 +61,7 @@ def test_tokens_per_frame_counts_the_stamp() -> None:
     model = random_videoxl(0)
     visual = model.visual_tokens_per_frame
     assert model.tokens_per_frame == visual
-    assert stamping(model).tokens_per_frame == visual + STAMP_TOKENS
+    assert random_videoxl(0, frame_time=True).tokens_per_frame == visual + STAMP_TOKENS
 
 
 def test_the_switch_survives_a_checkpoint_config_and_is_absent_when_off() -> None:
@@ -77,7 +69,7 @@ def test_the_switch_survives_a_checkpoint_config_and_is_absent_when_off() -> Non
     off = checkpoint_config(model)
     assert "mm_frame_time" not in off  # Video-XL's own keys only
     assert from_checkpoint_dict(off).visual.frame_time is False
-    on = checkpoint_config(stamping(model))
+    on = checkpoint_config(random_videoxl(0, frame_time=True))
     assert on["mm_frame_time"] is True
     assert from_checkpoint_dict(on).visual.frame_time is True
     with pytest.raises(CheckpointError, match="mm_frame_time"):
@@ -91,6 +83,6 @@ def test_the_identity_of_an_unstamped_model_is_what_it_was_before_the_switch() -
     before = dataclasses.asdict(model.config)
     del before["visual"]["frame_time"]
     assert _hashed_config(model.config) == before
-    on = stamping(random_videoxl(0))
+    on = random_videoxl(0, frame_time=True)
     assert _hashed_config(on.config)["visual"]["frame_time"] is True
     assert model_identity(on, on.config).digest != model_identity(model, model.config).digest

@@ -12,14 +12,13 @@ from streamvxl import VideoMemory
 from streamvxl.model.frame_time import STAMP_TOKENS
 from streamvxl.runtime import Runtime
 from streamvxl.testing import make_tokenizer, random_videoxl
-from tests.model.test_frame_time import stamping
 
 from .helpers import config, scenes
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Runtime:
-    return Runtime(stamping(random_videoxl(0)), make_tokenizer())
+    return Runtime(random_videoxl(0, frame_time=True), make_tokenizer())
 
 
 def expected_raw(runtime: Runtime, frames, texts: list[str]) -> torch.Tensor:
@@ -105,6 +104,6 @@ def test_a_model_without_the_switch_takes_visual_tokens_only() -> None:
         assert got is not None
         torch.testing.assert_close(got, runtime.encode_images(frames).tokens.flatten(0, 1))
         assert runtime.model.tokens_per_frame + STAMP_TOKENS == \
-            stamping(random_videoxl(0)).tokens_per_frame
+            random_videoxl(0, frame_time=True).tokens_per_frame
     finally:
         mem.close()

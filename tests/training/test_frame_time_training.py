@@ -17,7 +17,6 @@ from streamvxl.prompt import PromptTemplate
 from streamvxl.runtime import Runtime
 from streamvxl.testing import make_tokenizer, random_videoxl
 from streamvxl.world import WorldConfig
-from tests.model.test_frame_time import stamping
 from training.baselines import STILLS_FPS, encode_video
 from training.batch import TaskMix, draw_sample, make_example
 from training.forward import example_loss
@@ -82,7 +81,7 @@ def test_the_forward_reads_the_stamps(tokenizer) -> None:
     """The same frames and questions with other stamps give another loss; the same stamps the
     same loss; an unstamped example under the stamping model is refused in a group."""
     torch.manual_seed(0)
-    model = stamping(random_videoxl(0))
+    model = random_videoxl(0, frame_time=True)
     example = _example(tokenizer, _sample("video"))
     later = dataclasses.replace(example, stamp_ids=StampIds(tokenizer)(
         [100.0 + i for i in range(len(example.stamp_ids))]))
@@ -97,7 +96,7 @@ def test_the_forward_reads_the_stamps(tokenizer) -> None:
 def test_an_evaluated_video_is_stamped_from_its_own_timestamps(tokenizer) -> None:
     """`encode_video` stamps each frame as a stream would: from the first frame's time, an
     outage's skipped seconds included."""
-    runtime = Runtime(stamping(random_videoxl(0)), tokenizer)
+    runtime = Runtime(random_videoxl(0, frame_time=True), tokenizer)
     frames = np.random.default_rng(0).integers(0, 256, (4, 56, 56, 3), dtype=np.uint8)
     times = np.array([3.0, 3.5, 9.0, 9.5])  # 5 s offline between the second and third
     video = encode_video(runtime, [frames], BOUNDARY, timestamps=times)
