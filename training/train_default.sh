@@ -62,7 +62,8 @@
 # what "when" questions are meant to be answered from (`default_model init --frame-time`);
 # "rates" in TRAIN_WORLD (e.g. [1, 1.5, 2, 2.5]) draws each video's frame rate, so that only the
 # stamp tells a frame's second (at one rate its place in the video does: docs/results.md, 25;
-# 21 curriculum steps at four rates did not yet teach the stamp: 26).
+# 21 curriculum steps at four rates did not yet teach the stamp: 26; nor did 45 CPU steps of
+# the time task alone at 0.5-4 fps: 27).
 set -euo pipefail
 WORK=${1:?usage: training/train_default.sh WORK [MINUTES]}
 MINUTES=${2:-16}
